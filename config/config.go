@@ -1,0 +1,188 @@
+// Package config reads config.toml: the single place where the file is
+// parsed, defaulted and validated for every subcommand (serve, lookup, ...).
+// It is a real room of its own because several subcommands share the file and
+// every error must name the file, the line and the key.
+//
+// The structs here mirror the file; each runtime package owns its own Config,
+// and cmd/picket maps these sections into them.
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// File is the whole configuration file.
+type File struct {
+	Proxy      Proxy      `toml:"proxy"`
+	Admin      Admin      `toml:"admin"`
+	Log        Log        `toml:"log"`
+	TLS        TLS        `toml:"tls"`
+	Reputation Reputation `toml:"reputation"`
+	Scanner    Scanner    `toml:"scanner"`
+
+	// Path is the file the configuration was read from ("" for defaults).
+	Path string `toml:"-"`
+	// Dir is the directory relative paths in the file are resolved against.
+	Dir string `toml:"-"`
+}
+
+// Default returns the configuration used when a key is absent from the file.
+func Default() *File {
+	f := &File{}
+	f.Proxy.defaults()
+	f.Admin.defaults()
+	f.Log.defaults()
+	f.TLS.defaults()
+	f.Reputation.defaults()
+	f.Scanner.defaults()
+	return f
+}
+
+// Error is one problem with the configuration: the file, the line (0 when
+// unknown), the dotted key and what is wrong.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// problems collects every validation error of a file at once.
+type problems struct {
+	file  string
+	lines map[string]int
+	errs  []error
+}
+
+// add records a problem with key (dotted path, e.g. "proxy.listen").
+func (p *problems) add(key string, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: p.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// check records err, if not nil, against key.
+func (p *problems) check(key string, err error) {
+	if err != nil {
+		p.add(key, "%s", err.Error())
+	}
+}
+
+// Load reads, defaults and validates the configuration in path. The returned
+// error joins every problem found (errors.Join of *Error values).
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load on bytes already read; path is used in messages and to
+// resolve relative paths.
+func Parse(path string, data []byte) (*File, error) {
+	f := Default()
+	f.Path = path
+	f.Dir = dirOf(path)
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+		}
+		return nil, &Error{File: path, Msg: err.Error()}
+	}
+	p := &problems{file: path, lines: keyLines(data)}
+	for _, k := range md.Undecoded() {
+		p.add(k.String(), "unknown key")
+	}
+	f.validate(p)
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return f, nil
+}
+
+func (f *File) validate(p *problems) {
+	f.Proxy.validate(p)
+	f.Admin.validate(p)
+	f.Log.validate(p)
+	f.TLS.validate(p)
+	f.Reputation.validate(p)
+	f.Scanner.validate(p)
+}
+
+// Resolve makes a path from the file relative to the file's directory.
+func (f *File) Resolve(path string) string {
+	if path == "" || strings.HasPrefix(path, "/") || f.Dir == "" {
+		return path
+	}
+	return f.Dir + "/" + path
+}
+
+func dirOf(path string) string {
+	i := strings.LastIndexByte(path, '/')
+	switch {
+	case i < 0:
+		return "."
+	case i == 0:
+		return "/"
+	}
+	return path[:i]
+}
+
+// keyLines maps dotted keys to the line they are set on. It understands what
+// config.toml uses: [table] and [[array]] headers and key = value lines; it is
+// only used to point error messages at a line.
+func keyLines(data []byte) map[string]int {
+	lines := make(map[string]int)
+	table := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || line[0] == '#':
+			continue
+		case strings.HasPrefix(line, "[["):
+			table = strings.TrimSpace(strings.Trim(strings.SplitN(line, "]]", 2)[0], "[ "))
+			if _, ok := lines[table]; !ok {
+				lines[table] = n
+			}
+		case line[0] == '[':
+			table = strings.TrimSpace(strings.Trim(strings.SplitN(line, "]", 2)[0], "[ "))
+			lines[table] = n
+		default:
+			eq := strings.IndexByte(line, '=')
+			if eq <= 0 {
+				continue
+			}
+			key := strings.Trim(strings.TrimSpace(line[:eq]), `"`)
+			if table != "" {
+				key = table + "." + key
+			}
+			if _, ok := lines[key]; !ok {
+				lines[key] = n
+			}
+		}
+	}
+	return lines
+}

@@ -1,0 +1,154 @@
+package config
+
+import "time"
+
+// Proxy is the [proxy] section: the client-facing listener and the upstream
+// transport.
+type Proxy struct {
+	// Listen is the proxy's address; default "127.0.0.1:3128".
+	Listen string `toml:"listen"`
+	// Clients lists the networks allowed to use the proxy; default loopback
+	// and the private ranges (RFC 1918, RFC 4193, link-local).
+	Clients []string `toml:"clients"`
+	// Via is the pseudonym added to the Via header; "" adds no Via header.
+	Via string `toml:"via"`
+	// ForwardedFor adds the client address to X-Forwarded-For; off by default
+	// for privacy.
+	ForwardedFor bool `toml:"forwarded_for"`
+	// MaxHeaderBytes bounds a request's header block; larger gets 431.
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
+
+	ReadHeaderTimeout     Duration `toml:"read_header_timeout"`
+	IdleTimeout           Duration `toml:"idle_timeout"`
+	TunnelIdleTimeout     Duration `toml:"tunnel_idle_timeout"`
+	DialTimeout           Duration `toml:"dial_timeout"`
+	TLSHandshakeTimeout   Duration `toml:"tls_handshake_timeout"`
+	ResponseHeaderTimeout Duration `toml:"response_header_timeout"`
+	UpstreamIdleTimeout   Duration `toml:"upstream_idle_timeout"`
+	// MaxIdleConnsPerHost sizes the upstream keep-alive pool per origin.
+	MaxIdleConnsPerHost int `toml:"max_idle_conns_per_host"`
+	// ShutdownGrace is how long in-flight requests may run after SIGTERM.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
+}
+
+func (c *Proxy) defaults() {
+	c.Listen = "127.0.0.1:3128"
+	c.Clients = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10"}
+	c.Via = "picket"
+	c.MaxHeaderBytes = 64 << 10
+	c.ReadHeaderTimeout = Duration(10 * time.Second)
+	c.IdleTimeout = Duration(120 * time.Second)
+	c.TunnelIdleTimeout = Duration(10 * time.Minute)
+	c.DialTimeout = Duration(10 * time.Second)
+	c.TLSHandshakeTimeout = Duration(10 * time.Second)
+	c.ResponseHeaderTimeout = Duration(60 * time.Second)
+	c.UpstreamIdleTimeout = Duration(90 * time.Second)
+	c.MaxIdleConnsPerHost = 256
+	c.ShutdownGrace = Duration(15 * time.Second)
+}
+
+func (c *Proxy) validate(p *problems) {
+	p.check("proxy.listen", checkListen(c.Listen))
+	for _, n := range c.Clients {
+		p.check("proxy.clients", checkCIDR(n))
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
+		p.add("proxy.max_header_bytes", "must be between 1KiB and 1MiB, got %d bytes", c.MaxHeaderBytes)
+	}
+	for key, d := range map[string]Duration{
+		"proxy.read_header_timeout":     c.ReadHeaderTimeout,
+		"proxy.idle_timeout":            c.IdleTimeout,
+		"proxy.tunnel_idle_timeout":     c.TunnelIdleTimeout,
+		"proxy.dial_timeout":            c.DialTimeout,
+		"proxy.tls_handshake_timeout":   c.TLSHandshakeTimeout,
+		"proxy.response_header_timeout": c.ResponseHeaderTimeout,
+		"proxy.upstream_idle_timeout":   c.UpstreamIdleTimeout,
+	} {
+		if d <= 0 {
+			p.add(key, "must be a positive duration")
+		}
+	}
+	if c.MaxIdleConnsPerHost < 0 {
+		p.add("proxy.max_idle_conns_per_host", "must not be negative, got %d", c.MaxIdleConnsPerHost)
+	}
+}
+
+// Admin is the [admin] section: the administration listener.
+type Admin struct {
+	// Listen is the admin API's address; default "127.0.0.1:9090"; "" disables it.
+	Listen string `toml:"listen"`
+}
+
+func (c *Admin) defaults() { c.Listen = "127.0.0.1:9090" }
+
+func (c *Admin) validate(p *problems) {
+	if c.Listen != "" {
+		p.check("admin.listen", checkListen(c.Listen))
+	}
+}
+
+// Log is the [log] section.
+type Log struct {
+	// Level is the application log level: debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is "auto" (console on a terminal, JSON otherwise), "console" or "json".
+	Format string `toml:"format"`
+	// Output is where the application log goes: "stderr", "stdout" or a file path.
+	Output string `toml:"output"`
+	// AccessLog is where the access log goes: "stdout", "stderr", a file path or "off".
+	AccessLog string `toml:"access_log"`
+	// AccessLogQuery keeps query strings in logged URLs; off by default (they
+	// often carry personal data and tokens).
+	AccessLogQuery bool `toml:"access_log_query"`
+}
+
+func (c *Log) defaults() {
+	c.Level = "info"
+	c.Format = "auto"
+	c.Output = "stderr"
+	c.AccessLog = "stdout"
+}
+
+func (c *Log) validate(p *problems) {
+	switch c.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "unknown level %q (want debug, info, warn or error)", c.Level)
+	}
+	switch c.Format {
+	case "auto", "console", "json":
+	default:
+		p.add("log.format", "unknown format %q (want auto, console or json)", c.Format)
+	}
+	if c.Output == "" || c.Output == "off" {
+		p.add("log.output", "must be stderr, stdout or a file path")
+	}
+	if c.AccessLog == "" {
+		p.add("log.access_log", `must be stdout, stderr, a file path or "off"`)
+	}
+}
+
+// TLS is the [tls] section: upstream verification and, with [P2],
+// interception.
+type TLS struct {
+	// ExtraRoots are PEM files of CA certificates trusted for upstream
+	// servers in addition to the system roots.
+	ExtraRoots []string `toml:"extra_roots"`
+}
+
+func (c *TLS) defaults() {}
+
+func (c *TLS) validate(p *problems) {
+	for _, r := range c.ExtraRoots {
+		if r == "" {
+			p.add("tls.extra_roots", "empty path")
+		}
+	}
+}
+
+// Scanner is the [scanner] section: download scanning, filled by [P5].
+type Scanner struct{}
+
+func (c *Scanner) defaults() {}
+
+func (c *Scanner) validate(p *problems) {}
