@@ -1,12 +1,132 @@
 package main
 
-import "io"
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/proxy"
+)
 
 func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("serve", "serve [-config FILE]", stderr)
-	_ = fs.String("config", "config.toml", "configuration file")
+	path := fs.String("config", "config.toml", "configuration file")
 	if code, ok := parseFlags(fs, args, false); !ok {
 		return code
 	}
-	return 1
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, *path, stdout, stderr, nil); err != nil {
+		fmt.Fprintf(stderr, "picket: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs Picket with the configuration in path until ctx ends, then
+// shuts down gracefully. ready, if not nil, receives the proxy's address
+// once it listens (tests use it).
+func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready chan<- string) error {
+	f, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	lg, err := openLogs(f.Log, f.Resolve, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer lg.Close()
+
+	pcfg, err := proxyConfig(f)
+	if err != nil {
+		return err
+	}
+	pcfg.Log, pcfg.AccessLog = lg.app, lg.access
+	srv, err := proxy.New(pcfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy.listen: %w", err)
+	}
+	lg.app.Info().Str("listen", ln.Addr().String()).Str("version", version).Str("config", path).Msg("picket started")
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("proxy: %w", err)
+	case <-ctx.Done():
+	}
+	lg.app.Info().Dur("grace", f.Proxy.ShutdownGrace.D()).Msg("shutting down: waiting for in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), f.Proxy.ShutdownGrace.D())
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		lg.app.Warn().Err(err).Msg("shutdown")
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	lg.app.Info().Msg("picket stopped")
+	return nil
+}
+
+// proxyConfig maps the file's [proxy] and [tls] sections into proxy.Config.
+func proxyConfig(f *config.File) (proxy.Config, error) {
+	p := f.Proxy
+	c := proxy.Config{
+		Via:                   p.Via,
+		ForwardedFor:          p.ForwardedFor,
+		LogQuery:              f.Log.AccessLogQuery,
+		MaxHeaderBytes:        int(p.MaxHeaderBytes),
+		ReadHeaderTimeout:     p.ReadHeaderTimeout.D(),
+		IdleTimeout:           p.IdleTimeout.D(),
+		TunnelIdleTimeout:     p.TunnelIdleTimeout.D(),
+		DialTimeout:           p.DialTimeout.D(),
+		TLSHandshakeTimeout:   p.TLSHandshakeTimeout.D(),
+		ResponseHeaderTimeout: p.ResponseHeaderTimeout.D(),
+		UpstreamIdleTimeout:   p.UpstreamIdleTimeout.D(),
+		MaxIdleConnsPerHost:   p.MaxIdleConnsPerHost,
+	}
+	for _, n := range p.Clients {
+		pfx, err := netip.ParsePrefix(n)
+		if err != nil {
+			a, aerr := netip.ParseAddr(n)
+			if aerr != nil {
+				return c, fmt.Errorf("proxy.clients: %q: %w", n, err)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.Clients = append(c.Clients, pfx.Masked())
+	}
+	if len(f.TLS.ExtraRoots) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		for _, r := range f.TLS.ExtraRoots {
+			pem, err := os.ReadFile(f.Resolve(r))
+			if err != nil {
+				return c, fmt.Errorf("%s: tls.extra_roots: %w", f.Path, err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return c, fmt.Errorf("%s: tls.extra_roots: %s holds no PEM certificate", f.Path, r)
+			}
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
 }

@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config is everything the proxy needs. cmd/picket maps config.toml into it;
+// zero values mean the documented default.
+type Config struct {
+	// Clients are the networks allowed to use the proxy; empty means
+	// loopback only (never an open proxy by default).
+	Clients []netip.Prefix
+	// Via is the pseudonym added to the Via header; "" adds none.
+	Via string
+	// ForwardedFor appends the client address to X-Forwarded-For.
+	ForwardedFor bool
+	// LogQuery keeps query strings in access-logged URLs.
+	LogQuery bool
+	// MaxHeaderBytes bounds a request's header block (default 64 KiB); larger
+	// requests get 431.
+	MaxHeaderBytes int
+
+	ReadHeaderTimeout     time.Duration // client request headers (default 10s)
+	IdleTimeout           time.Duration // idle client keep-alive (default 120s)
+	TunnelIdleTimeout     time.Duration // tunnel and upstream idle, both directions (default 10m)
+	DialTimeout           time.Duration // upstream TCP connect (default 10s)
+	TLSHandshakeTimeout   time.Duration // upstream TLS handshake (default 10s)
+	ResponseHeaderTimeout time.Duration // upstream response headers (default 60s)
+	UpstreamIdleTimeout   time.Duration // pooled upstream connection idle (default 90s)
+	// MaxIdleConnsPerHost sizes the upstream keep-alive pool (default 256).
+	MaxIdleConnsPerHost int
+
+	// RootCAs verifies upstream certificates; nil means the system roots.
+	RootCAs *x509.CertPool
+
+	// Decider decides every request and CONNECT; nil allows everything and
+	// tunnels CONNECTs untouched.
+	Decider Decider
+	// Intercept returns the server-side TLS configuration that presents a
+	// minted certificate for host (host without port) to an intercepted
+	// client; nil disables interception whatever the Decider says.
+	Intercept func(host string) (*tls.Config, error)
+
+	// Log is the application log; AccessLog gets one line per request or
+	// tunnel. Zero values discard.
+	Log       zerolog.Logger
+	AccessLog zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Clients) == 0 {
+		c.Clients = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	setDefault(&c.MaxHeaderBytes, 64<<10)
+	setDefault(&c.ReadHeaderTimeout, 10*time.Second)
+	setDefault(&c.IdleTimeout, 120*time.Second)
+	setDefault(&c.TunnelIdleTimeout, 10*time.Minute)
+	setDefault(&c.DialTimeout, 10*time.Second)
+	setDefault(&c.TLSHandshakeTimeout, 10*time.Second)
+	setDefault(&c.ResponseHeaderTimeout, 60*time.Second)
+	setDefault(&c.UpstreamIdleTimeout, 90*time.Second)
+	setDefault(&c.MaxIdleConnsPerHost, 256)
+	if c.Decider == nil {
+		c.Decider = allowAll
+	}
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.MaxHeaderBytes < 0 {
+		errs = append(errs, errors.New("proxy: MaxHeaderBytes must not be negative"))
+	}
+	for _, p := range c.Clients {
+		if !p.IsValid() {
+			errs = append(errs, errors.New("proxy: invalid client prefix"))
+		}
+	}
+	return errors.Join(errs...)
+}

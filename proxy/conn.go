@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conns tracks every accepted client connection so that graceful shutdown
+// can wait for hijacked ones (tunnels, intercepted sessions, WebSockets),
+// which http.Server.Shutdown does not see.
+type conns struct {
+	mu   sync.Mutex
+	set  map[*clientConn]struct{}
+	done chan struct{} // closed when set drains to empty after shutdown began
+	down bool
+}
+
+func newConns() *conns { return &conns{set: make(map[*clientConn]struct{})} }
+
+func (t *conns) add(c *clientConn) {
+	t.mu.Lock()
+	t.set[c] = struct{}{}
+	t.mu.Unlock()
+}
+
+func (t *conns) remove(c *clientConn) {
+	t.mu.Lock()
+	delete(t.set, c)
+	if t.down && len(t.set) == 0 && t.done != nil {
+		close(t.done)
+		t.done = nil
+	}
+	t.mu.Unlock()
+}
+
+// count returns the number of open client connections.
+func (t *conns) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.set)
+}
+
+// drain waits until every tracked connection is closed or ctx ends; then it
+// closes whatever is left and returns ctx's error, if any.
+func (t *conns) drain(ctx context.Context) error {
+	t.mu.Lock()
+	t.down = true
+	if len(t.set) == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	done := make(chan struct{})
+	t.done = done
+	t.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	left := make([]*clientConn, 0, len(t.set))
+	for c := range t.set {
+		left = append(left, c)
+	}
+	t.mu.Unlock()
+	for _, c := range left {
+		c.Close()
+	}
+	return ctx.Err()
+}
+
+// listener wraps accepted connections in clientConn.
+type listener struct {
+	net.Listener
+	conns *conns
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &clientConn{idleConn: idleConn{Conn: c}, conns: l.conns}
+	l.conns.add(cc)
+	return cc, nil
+}
+
+// idleConn bounds how long a connection may sit idle once idle() is on:
+// each Read waits at most the idle time, and a timeout only counts when the
+// connection was idle in both directions. With the timeout off it passes
+// reads and writes through unchanged.
+type idleConn struct {
+	net.Conn
+	timeout atomic.Int64 // nanoseconds; 0 = off
+	last    atomic.Int64 // unix nanoseconds of the last read or write
+}
+
+// idle turns on the idle timeout d (0 turns it off).
+func (c *idleConn) idle(d time.Duration) {
+	c.last.Store(time.Now().UnixNano())
+	c.timeout.Store(int64(d))
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	d := time.Duration(c.timeout.Load())
+	if d <= 0 {
+		return c.Conn.Read(p)
+	}
+	for {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.last.Store(time.Now().UnixNano())
+		}
+		if err != nil && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) &&
+			time.Since(time.Unix(0, c.last.Load())) < d {
+			continue // the other direction was busy: not idle
+		}
+		return n, err
+	}
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 && c.timeout.Load() > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// clientConn is an accepted client connection. While http.Server owns it,
+// the idle timeout is off (the server sets its own deadlines); once hijacked
+// for an intercepted session or a WebSocket, idle() turns it on so that the
+// bound survives the hijack.
+type clientConn struct {
+	idleConn
+	conns     *conns
+	closeOnce sync.Once
+}
+
+// Close closes the connection once and stops tracking it.
+func (c *clientConn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		c.conns.remove(c)
+	})
+	return err
+}
+
+// CloseWrite half-closes the write side when the underlying conn can.
+func (c *clientConn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return c.Close()
+}
+
+type connKey struct{}
+
+// connFrom returns the client connection a request arrived on (nil for
+// requests read inside an intercepted tunnel, which have no http.Server
+// context).
+func connFrom(ctx context.Context) *clientConn {
+	c, _ := ctx.Value(connKey{}).(*clientConn)
+	return c
+}

@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tunnel is what is known of a CONNECT when it is accepted. It is shared,
+// read-only, by every request inside an intercepted tunnel (goproxy hands the
+// same UserData to all of them).
+type tunnel struct {
+	client netip.Addr
+	host   string // host:port from the CONNECT
+	start  time.Time
+}
+
+// exchange is the state of one request (or one tunnel) from accept to the
+// access-log line. Exactly one goroutine writes the fields before the
+// response is returned; byte counters are atomic because bodies are read on
+// other goroutines.
+type exchange struct {
+	start    time.Time
+	req      Request
+	tunnel   *tunnel // non-nil inside an intercepted tunnel
+	decision Decision
+	status   int
+	errKind  string // upstream failure class, "" if none
+
+	bytesIn  atomic.Int64 // request body bytes from the client
+	bytesOut atomic.Int64 // response body bytes to the client
+	complete atomic.Bool  // the response body reached EOF
+	logOnce  sync.Once
+}
+
+// clientAddr parses the address part of a RemoteAddr ("ip:port").
+func clientAddr(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap()
+	}
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// logURL renders u for the access log: scheme://host/path, never userinfo,
+// and the query only when the administrator asked for it.
+func logURL(u *url.URL, withQuery bool) string {
+	if u == nil {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(len(u.Scheme) + len(u.Host) + len(u.Path) + 4)
+	if u.Scheme != "" {
+		b.WriteString(u.Scheme)
+		b.WriteString("://")
+	}
+	b.WriteString(u.Host)
+	b.WriteString(u.EscapedPath())
+	if withQuery && u.RawQuery != "" {
+		b.WriteByte('?')
+		b.WriteString(u.RawQuery)
+	}
+	return b.String()
+}
+
+// logAccess writes the exchange's single access-log line.
+func (s *Server) logAccess(x *exchange) {
+	x.logOnce.Do(func() {
+		ev := s.cfg.AccessLog.Info().
+			Str(fClient, x.req.Client.String()).
+			Str(fMethod, x.req.Method).
+			Str(fURL, logURL(x.req.URL, s.cfg.LogQuery)).
+			Int(fStatus, x.status).
+			Int64(fBytesIn, x.bytesIn.Load()).
+			Int64(fBytesOut, x.bytesOut.Load()).
+			Float64(fDuration, float64(time.Since(x.start).Microseconds())/1000).
+			Str(fAction, x.action())
+		if x.decision.Verdict != "" {
+			ev = ev.Str(fVerdict, x.decision.Verdict)
+		}
+		if x.decision.Rule != "" {
+			ev = ev.Str(fRule, x.decision.Rule)
+		}
+		if x.errKind != "" {
+			ev = ev.Str(fError, x.errKind)
+		}
+		if x.tunnel != nil {
+			ev = ev.Str(fTunnel, x.tunnel.host)
+		}
+		if x.status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect && x.req.Method != http.MethodHead {
+			ev = ev.Bool(fComplete, x.complete.Load())
+		}
+		ev.Send()
+	})
+}
+
+// action names what happened for the log: the decision, or "error" when an
+// allowed request failed upstream.
+func (x *exchange) action() string {
+	switch {
+	case x.decision.Action == Block:
+		return "block"
+	case x.errKind != "":
+		return "error"
+	case x.req.Connect && x.decision.Intercept:
+		return "intercept"
+	case x.req.Connect:
+		return "tunnel"
+	}
+	return "allow"
+}
+
+// countingBody counts the request body bytes sent upstream.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// logBody counts the response body bytes and writes the access-log line when
+// goproxy closes it after the copy to the client.
+type logBody struct {
+	io.ReadCloser
+	x *exchange
+	s *Server
+}
+
+func (b *logBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.x.bytesOut.Add(int64(n))
+	if err == io.EOF {
+		b.x.complete.Store(true)
+	}
+	return n, err
+}
+
+func (b *logBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.s.logAccess(b.x)
+	return err
+}
+
+// upgradeBody is logBody for a 101 response: goproxy needs the body to be an
+// io.ReadWriter to relay the upgraded (WebSocket) connection.
+type upgradeBody struct {
+	rwc io.ReadWriteCloser
+	x   *exchange
+	s   *Server
+}
+
+func (b *upgradeBody) Read(p []byte) (int, error) {
+	n, err := b.rwc.Read(p)
+	b.x.bytesOut.Add(int64(n))
+	return n, err
+}
+
+func (b *upgradeBody) Write(p []byte) (int, error) {
+	n, err := b.rwc.Write(p)
+	b.x.bytesIn.Add(int64(n))
+	return n, err
+}
+
+func (b *upgradeBody) Close() error {
+	err := b.rwc.Close()
+	b.s.logAccess(b.x)
+	return err
+}

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the JSON log lines written so far.
+func (b *syncBuffer) lines() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// testProxy is a running proxy on loopback.
+type testProxy struct {
+	*Server
+	addr   string
+	url    *url.URL
+	access *syncBuffer
+	app    *syncBuffer
+}
+
+// startProxy starts a proxy with cfg on 127.0.0.1:0 and stops it when the
+// test ends.
+func startProxy(t *testing.T, cfg Config) *testProxy {
+	t.Helper()
+	tp := &testProxy{access: &syncBuffer{}, app: &syncBuffer{}}
+	cfg.AccessLog = zerolog.New(tp.access)
+	cfg.Log = zerolog.New(tp.app).Level(zerolog.DebugLevel)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = s.Close()
+		<-done
+	})
+	tp.Server = s
+	tp.addr = ln.Addr().String()
+	tp.url = &url.URL{Scheme: "http", Host: tp.addr}
+	return tp
+}
+
+// client returns an HTTP client that uses the proxy.
+func (tp *testProxy) client(t *testing.T) *http.Client {
+	t.Helper()
+	tr := &http.Transport{Proxy: http.ProxyURL(tp.url), MaxIdleConnsPerHost: 8}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
+}
+
+// waitAccess waits until an access-log line matching pred appears; the log
+// line is written when the response body is closed, which can trail the
+// client's read by a moment.
+func (tp *testProxy) waitAccess(t *testing.T, pred func(map[string]any) bool) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		for _, l := range tp.access.lines() {
+			if pred(l) {
+				return l
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no matching access-log line; have:\n%s", tp.access.buf.String())
+			return nil
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// rawRequest sends raw bytes to the proxy and returns the status line and
+// the rest of what came back before the proxy closed or 3s passed.
+func (tp *testProxy) rawRequest(t *testing.T, raw string) (string, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", tp.addr, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	status, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading status: %v", err)
+	}
+	var rest strings.Builder
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	for {
+		n, err := br.Read(buf)
+		rest.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return strings.TrimSpace(status), rest.String()
+}
+
+func urlHasHost(u string, host string) bool { return strings.Contains(u, host) }

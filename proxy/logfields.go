@@ -1,0 +1,23 @@
+package proxy
+
+// Field names of the access log and of the application log lines written by
+// this package. Keep them stable: administrators' tools parse them.
+const (
+	fClient   = "client"
+	fMethod   = "method"
+	fURL      = "url"
+	fHost     = "host"
+	fStatus   = "status"
+	fBytesIn  = "bytes_in"
+	fBytesOut = "bytes_out"
+	fDuration = "duration_ms"
+	fAction   = "action"
+	fVerdict  = "verdict"
+	fRule     = "rule"
+	fReason   = "reason"
+	fError    = "error"
+	fKind     = "kind"
+	fComplete = "complete"
+	fTunnel   = "tunnel"
+	fListen   = "listen"
+)

@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// This file is the request pipeline, top to bottom: ServeHTTP classifies
+// what arrived, handleConnect decides tunnels, roundTrip decides and forwards
+// each HTTP request (plain or intercepted). Helpers live in the other files.
+
+// ServeHTTP is the entry point of every request the listener accepts.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	client := clientAddr(r.RemoteAddr)
+
+	// 1. Only the configured client networks may use the proxy.
+	if !s.clientAllowed(client) {
+		s.cfg.Log.Warn().Str(fClient, client.String()).Msg("client not allowed")
+		writePage(w, page{Status: http.StatusForbidden, Title: "Forbidden",
+			Msg: "Your address is not allowed to use this proxy."})
+		return
+	}
+
+	// 2. CONNECT: a host-level decision, then block, tunnel or intercept.
+	if r.Method == http.MethodConnect {
+		s.handleConnect(w, r, client)
+		return
+	}
+
+	// 3. Origin form, or absolute form naming the proxy itself: local pages,
+	// never proxied (that would loop).
+	if !r.URL.IsAbs() || s.isSelf(r.URL) {
+		s.local.ServeHTTP(w, r)
+		return
+	}
+	if r.URL.Scheme != "http" && r.URL.Scheme != "https" || r.URL.Host == "" {
+		writePage(w, page{Status: http.StatusBadRequest, Title: "Bad request",
+			Msg: "Picket forwards http and https URLs only."})
+		return
+	}
+
+	// 4. Absolute-form HTTP: goproxy reads it and calls roundTrip.
+	s.gp.ServeHTTP(w, r)
+}
+
+// handleConnect decides a CONNECT and carries the decision out.
+func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client netip.Addr) {
+	x := &exchange{start: time.Now(), req: Request{Client: client, Method: http.MethodConnect, Connect: true}}
+	defer s.logAccess(x)
+
+	// 1. The target must be host:port with a valid port.
+	host, ok := connectTarget(r)
+	if !ok {
+		x.status = http.StatusBadRequest
+		writePage(w, page{Status: http.StatusBadRequest, Title: "Bad request",
+			Msg: "CONNECT needs a target of the form host:port."})
+		return
+	}
+	x.req.URL = &url.URL{Scheme: "https", Host: host}
+
+	// 2. Decide at host level.
+	d, err := s.cfg.Decider.Decide(r.Context(), &x.req)
+	if err != nil {
+		x.status, x.errKind = http.StatusServiceUnavailable, "decide"
+		s.cfg.Log.Error().Err(err).Str(fHost, host).Msg("could not decide CONNECT")
+		writePage(w, page{Status: x.status, Title: "Service unavailable", Msg: "The filter could not decide on this site."})
+		return
+	}
+	x.decision = d
+	if d.Action == Block {
+		x.status = http.StatusForbidden
+		w.Header().Set("X-Picket-Reason", headerSafe(blockReason(d)))
+		writePage(w, blockPage(x))
+		return
+	}
+
+	// 3. Intercept: goproxy runs the TLS handshake with a minted certificate
+	// and calls roundTrip for each request inside; they share the tunnel.
+	if d.Intercept && s.cfg.Intercept != nil {
+		x.status = http.StatusOK
+		if c := connFrom(r.Context()); c != nil {
+			c.idle(s.cfg.TunnelIdleTimeout) // bounds the handshake and the keep-alive loop
+		}
+		t := &tunnel{client: client, host: host, start: x.start}
+		s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, t)))
+		return
+	}
+
+	// 4. Tunnel: dial first, so a failure is still an HTTP answer.
+	upstream, err := s.dialer.dialRaw(r.Context(), host)
+	if err != nil {
+		ue := classify(host, err)
+		x.status, x.errKind = ue.Status, ue.Kind
+		writePage(w, errorPage(ue, host))
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		upstream.Close()
+		x.status, x.errKind = http.StatusInternalServerError, "hijack"
+		return
+	}
+	defer conn.Close()
+	x.status = http.StatusOK
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		upstream.Close()
+		return
+	}
+	// Bytes the client sent right behind the CONNECT are already buffered.
+	if err := flushBuffered(brw.Reader, upstream); err != nil {
+		upstream.Close()
+		return
+	}
+	up, down := splice(rawConn(conn), upstream, s.cfg.TunnelIdleTimeout)
+	x.bytesIn.Add(up)
+	x.bytesOut.Add(down)
+}
+
+// roundTrip handles one HTTP request, plain or read inside an intercepted
+// tunnel. goproxy calls it as the request's RoundTripper. It never returns
+// an error: every outcome is a response, and every response logs one line
+// when its body is closed.
+func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
+	x := s.newExchange(in, ctx)
+
+	// 1. Decide on the full URL.
+	d, err := s.cfg.Decider.Decide(in.Context(), &x.req)
+	if err != nil {
+		x.errKind = "decide"
+		s.cfg.Log.Error().Err(err).Str(fURL, logURL(in.URL, false)).Msg("could not decide request")
+		return s.respond(x, in, pageResponse(in, page{Status: http.StatusServiceUnavailable,
+			Title: "Service unavailable", Msg: "The filter could not decide on this request."}))
+	}
+	x.decision = d
+	if d.Action == Block {
+		resp := pageResponse(in, blockPage(x))
+		resp.Header.Set("X-Picket-Reason", headerSafe(blockReason(d)))
+		return s.respond(x, in, resp)
+	}
+
+	// 2. Build the outbound request: hop-by-hop headers out, Via in.
+	out := s.outbound(in, x)
+
+	// 3. Forward over the pooled upstream transport.
+	resp, err := s.transport.RoundTrip(out)
+	if err != nil {
+		ue := classify(in.URL.Host, err)
+		x.errKind = ue.Kind
+		if ue.Kind != "canceled" {
+			s.cfg.Log.Warn().Err(err).Str(fHost, in.URL.Host).Str(fKind, ue.Kind).Msg("upstream failed")
+		}
+		return s.respond(x, in, pageResponse(in, errorPage(ue, in.URL.Hostname())))
+	}
+
+	// 4. The response goes back with its own hop-by-hop headers removed.
+	removeHopHeaders(resp.Header)
+	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.cfg.Via)
+	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols {
+		// Unknown length: stream chunk by chunk. The header makes goproxy
+		// flush after every write instead of buffering (SSE, long polls).
+		resp.Header.Set("Transfer-Encoding", "chunked")
+	}
+	if s.draining.Load() {
+		resp.Close = true // finish keep-alive connections during shutdown
+	}
+	return s.respond(x, in, resp)
+}
+
+// respond attaches the access-log line to resp's body and returns it.
+func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*http.Response, error) {
+	x.status = resp.StatusCode
+	switch {
+	case resp.StatusCode == http.StatusSwitchingProtocols:
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok {
+			resp.Body.Close()
+			x.errKind = "upgrade"
+			return s.respond(x, in, pageResponse(in, page{Status: http.StatusBadGateway, Title: "Bad gateway",
+				Msg: "The upstream switched protocols without a usable connection."}))
+		}
+		if c := connFrom(in.Context()); c != nil {
+			c.idle(s.cfg.TunnelIdleTimeout) // the upgraded connection is hijacked by goproxy
+		}
+		resp.Body = &upgradeBody{rwc: rwc, x: x, s: s}
+	case resp.Body == nil || resp.Body == http.NoBody:
+		x.complete.Store(true)
+		s.logAccess(x)
+	default:
+		resp.Body = &logBody{ReadCloser: resp.Body, x: x, s: s}
+	}
+	return resp, nil
+}
+
+// newExchange starts the state of one HTTP request.
+func (s *Server) newExchange(in *http.Request, ctx *goproxy.ProxyCtx) *exchange {
+	x := &exchange{
+		start: time.Now(),
+		req:   Request{Client: clientAddr(in.RemoteAddr), Method: in.Method, URL: in.URL},
+	}
+	if t, ok := ctx.UserData.(*tunnel); ok {
+		x.tunnel, x.req.Client, x.req.Intercepted = t, t.client, true
+	}
+	return x
+}
+
+// outbound clones in into the request sent upstream.
+func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
+	out := in.Clone(in.Context())
+	out.RequestURI = ""
+	out.Host = "" // the URL's host wins over the Host header (RFC 9112 §3.2.2)
+	out.Close = false
+	removeHopHeaders(out.Header)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = nil // do not let Go add its own
+	}
+	addVia(out.Header, in.ProtoMajor, in.ProtoMinor, s.cfg.Via)
+	if s.cfg.ForwardedFor {
+		out.Header.Add("X-Forwarded-For", x.req.Client.String())
+	}
+	if in.Body != nil && in.Body != http.NoBody {
+		out.Body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn}
+	}
+	return out
+}
+
+type tunnelKey struct{}
+
+// connectTarget returns the CONNECT target as host:port, or false when it
+// is not one (no port, port out of range, a path, userinfo).
+func connectTarget(r *http.Request) (string, bool) {
+	target := r.RequestURI
+	host, port, err := net.SplitHostPort(target)
+	if err != nil || host == "" {
+		return "", false
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return "", false
+	}
+	for _, c := range target {
+		if c == '/' || c == '@' || c == '?' || c == '#' || c <= ' ' {
+			return "", false
+		}
+	}
+	return target, true
+}
+
+// flushBuffered sends what the HTTP parser already read from the client to
+// w.
+func flushBuffered(br *bufio.Reader, w io.Writer) error {
+	n := br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	_, err := w.Write(b)
+	return err
+}

@@ -1,0 +1,590 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// randReader is a deterministic stream of n pseudo-random bytes.
+func randReader(seed uint64, n int64) io.Reader {
+	var s [32]byte
+	s[0] = byte(seed)
+	return io.LimitReader(rand.NewChaCha8(s), n)
+}
+
+func sha(r io.Reader) (string, int64) {
+	h := sha256.New()
+	n, _ := io.Copy(h, r)
+	return hex.EncodeToString(h.Sum(nil)), n
+}
+
+// echoOrigin answers /echo with the request body (streamed) and its hash in
+// a trailer-free header-less way, /big?n= with n deterministic bytes, and
+// /headers with the headers it received as text.
+func echoOrigin(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Method", r.Method)
+		_, _ = io.Copy(w, r.Body)
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		var n int64
+		fmt.Sscan(r.URL.Query().Get("n"), &n)
+		w.Header().Set("Content-Length", fmt.Sprint(n))
+		_, _ = io.Copy(w, randReader(7, n))
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Secret-Hop")
+		w.Header().Set("X-Secret-Hop", "leak")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		_ = r.Header.Write(w)
+		fmt.Fprintf(w, "Host: %s\n", r.Host)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestStreamedBodies(t *testing.T) {
+	origin := echoOrigin(t)
+	tp := startProxy(t, Config{})
+	c := tp.client(t)
+	const size = 64 << 20
+
+	for _, method := range []string{http.MethodPost, http.MethodPut} {
+		t.Run(method, func(t *testing.T) {
+			want, _ := sha(randReader(1, size))
+			req, _ := http.NewRequest(method, origin.URL+"/echo", randReader(1, size))
+			req.ContentLength = size
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got, n := sha(resp.Body)
+			if n != size || got != want {
+				t.Fatalf("echoed body: got %d bytes sha %s, want %d bytes sha %s", n, got, size, want)
+			}
+			if m := resp.Header.Get("X-Method"); m != method {
+				t.Errorf("origin saw method %q, want %q", m, method)
+			}
+			l := tp.waitAccess(t, func(l map[string]any) bool { return l[fMethod] == method })
+			if l[fBytesIn] != float64(size) || l[fBytesOut] != float64(size) || l[fComplete] != true {
+				t.Errorf("access log: got in=%v out=%v complete=%v, want %d, %d, true", l[fBytesIn], l[fBytesOut], l[fComplete], size, size)
+			}
+		})
+	}
+	t.Run("GET", func(t *testing.T) {
+		want, _ := sha(randReader(7, size))
+		resp, err := c.Get(fmt.Sprintf("%s/big?n=%d", origin.URL, size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.ContentLength != size {
+			t.Errorf("Content-Length: got %d, want %d (framing must be kept)", resp.ContentLength, size)
+		}
+		got, n := sha(resp.Body)
+		if n != size || got != want {
+			t.Fatalf("body: got %d bytes sha %s, want %d bytes sha %s", n, got, size, want)
+		}
+	})
+}
+
+func TestChunkedResponseStreams(t *testing.T) {
+	// The origin sends part 0, then waits until the client has it before
+	// sending the rest: a proxy that buffered the response would deadlock.
+	clientGotFirst := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "part 0\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-clientGotFirst:
+		case <-time.After(5 * time.Second):
+			return
+		}
+		for i := 1; i < 5; i++ {
+			fmt.Fprintf(w, "part %d\n", i)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer origin.Close()
+	tp := startProxy(t, Config{})
+	resp, err := tp.client(t).Get(origin.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if len(resp.TransferEncoding) == 0 || resp.TransferEncoding[0] != "chunked" {
+		t.Errorf("transfer encoding: got %v, want chunked", resp.TransferEncoding)
+	}
+	first := make([]byte, len("part 0\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "part 0\n" {
+		t.Fatalf("first chunk: got %q (%v)", first, err)
+	}
+	close(clientGotFirst)
+	rest, _ := io.ReadAll(resp.Body)
+	if want := "part 1\npart 2\npart 3\npart 4\n"; string(rest) != want {
+		t.Errorf("rest of body: got %q, want %q", rest, want)
+	}
+}
+
+func TestKeepAliveReuse(t *testing.T) {
+	var originConns atomic.Int32
+	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	origin.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			originConns.Add(1)
+		}
+	}
+	origin.Start()
+	defer origin.Close()
+	tp := startProxy(t, Config{})
+	c := tp.client(t)
+	var reused int
+	for i := range 10 {
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			if info.Reused {
+				reused++
+			}
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", origin.URL, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if reused != 9 {
+		t.Errorf("client connections reused: got %d, want 9", reused)
+	}
+	if n := originConns.Load(); n != 1 {
+		t.Errorf("upstream connections opened: got %d, want 1 (pooled)", n)
+	}
+}
+
+func TestHopByHopViaAndForwardedFor(t *testing.T) {
+	origin := echoOrigin(t)
+	for _, tc := range []struct {
+		name    string
+		xff     bool
+		wantXFF bool
+	}{
+		{"default no X-Forwarded-For", false, false},
+		{"X-Forwarded-For on", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := startProxy(t, Config{Via: "picket", ForwardedFor: tc.xff})
+			req, _ := http.NewRequest("GET", origin.URL+"/headers", nil)
+			req.Header.Set("Connection", "X-Drop-Me")
+			req.Header.Set("X-Drop-Me", "secret")
+			req.Header.Set("Proxy-Authorization", "Basic Zm9vOmJhcg==")
+			req.Header.Set("X-Keep", "yes")
+			resp, err := tp.client(t).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			seen := string(b)
+			for _, bad := range []string{"X-Drop-Me", "Proxy-Authorization"} {
+				if strings.Contains(seen, bad) {
+					t.Errorf("origin received hop-by-hop header %s:\n%s", bad, seen)
+				}
+			}
+			if !strings.Contains(seen, "X-Keep: yes") {
+				t.Errorf("origin did not receive end-to-end header X-Keep:\n%s", seen)
+			}
+			if !strings.Contains(seen, "Via: 1.1 picket") {
+				t.Errorf("origin did not receive Via:\n%s", seen)
+			}
+			if got := strings.Contains(seen, "X-Forwarded-For: 127.0.0.1"); got != tc.wantXFF {
+				t.Errorf("X-Forwarded-For present: got %v, want %v:\n%s", got, tc.wantXFF, seen)
+			}
+			if resp.Header.Get("X-Secret-Hop") != "" || resp.Header.Get("Keep-Alive") != "" {
+				t.Errorf("client received upstream hop-by-hop headers: %v", resp.Header)
+			}
+			if v := resp.Header.Get("Via"); v != "1.1 picket" {
+				t.Errorf("response Via: got %q, want %q", v, "1.1 picket")
+			}
+		})
+	}
+}
+
+func TestAbsoluteURLWinsOverHost(t *testing.T) {
+	origin := echoOrigin(t)
+	tp := startProxy(t, Config{})
+	u, _ := url.Parse(origin.URL)
+	status, rest := tp.rawRequest(t, "GET "+origin.URL+"/headers HTTP/1.1\r\nHost: evil.example:81\r\nConnection: close\r\n\r\n")
+	if !strings.Contains(status, "200") {
+		t.Fatalf("status: got %q, want 200", status)
+	}
+	if !strings.Contains(rest, "Host: "+u.Host) {
+		t.Errorf("origin saw a Host other than the URL's %s:\n%s", u.Host, rest)
+	}
+}
+
+func TestConnectTunnel(t *testing.T) {
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secret over tls")
+	}))
+	defer origin.Close()
+	tp := startProxy(t, Config{})
+	tr := &http.Transport{Proxy: http.ProxyURL(tp.url), TLSClientConfig: &tls.Config{RootCAs: poolOf(origin.Certificate())}}
+	defer tr.CloseIdleConnections()
+	for i := range 3 {
+		resp, err := (&http.Client{Transport: tr}).Get(origin.URL)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "secret over tls" {
+			t.Fatalf("body: got %q", b)
+		}
+		// The client saw the origin's own certificate: nothing intercepted.
+		if !resp.TLS.PeerCertificates[0].Equal(origin.Certificate()) {
+			t.Errorf("tunnel presented a certificate other than the origin's")
+		}
+	}
+	tr.CloseIdleConnections()
+	l := tp.waitAccess(t, func(l map[string]any) bool { return l[fMethod] == "CONNECT" })
+	if l[fAction] != "tunnel" || l[fStatus] != float64(200) || l[fBytesIn].(float64) == 0 || l[fBytesOut].(float64) == 0 {
+		t.Errorf("tunnel access line: got %v", l)
+	}
+}
+
+func TestConnectPlainProtocol(t *testing.T) {
+	// A line-based echo server: not HTTP, not TLS.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	tp := startProxy(t, Config{})
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	// The first bytes of the tunnel travel in the same write as the CONNECT.
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\nhello early\n", ln.Addr(), ln.Addr())
+	want := "HTTP/1.1 200 Connection established\r\n\r\nhello early\n"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+		t.Fatalf("got %q (%v), want %q", got, err, want)
+	}
+	fmt.Fprintf(c, "second line\n")
+	got = make([]byte, len("second line\n"))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "second line\n" {
+		t.Fatalf("got %q (%v)", got, err)
+	}
+}
+
+func TestWebSocketEcho(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	defer origin.Close()
+	tp := startProxy(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, strings.Replace(origin.URL, "http://", "ws://", 1), &websocket.DialOptions{HTTPClient: tp.client(t)})
+	if err != nil {
+		t.Fatalf("dial through proxy: %v", err)
+	}
+	ws.SetReadLimit(1 << 20)
+	for _, m := range []string{"hello", strings.Repeat("x", 100000), "bye"} {
+		if err := ws.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != m {
+			t.Fatalf("echo: got %d bytes, want %d", len(got), len(m))
+		}
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+	l := tp.waitAccess(t, func(l map[string]any) bool { return l[fStatus] == float64(101) })
+	if l[fBytesOut].(float64) < 100000 {
+		t.Errorf("websocket bytes out: got %v, want >= 100000", l[fBytesOut])
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	// A port that refuses: listen, take the address, close.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := ln.Addr().String()
+	ln.Close()
+
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer slow.Close()
+
+	selfSigned := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "should never be seen")
+	}))
+	defer selfSigned.Close()
+
+	tp := startProxy(t, Config{ResponseHeaderTimeout: 300 * time.Millisecond})
+	for _, tc := range []struct {
+		name       string
+		url        string
+		wantStatus int
+		wantKind   string
+		maxTime    time.Duration
+	}{
+		{"upstream down", "http://" + refused + "/", 502, "refused", 5 * time.Second},
+		{"upstream slow", slow.URL + "/", 504, "timeout", 2 * time.Second}, // 300ms configured, origin waits 10s
+		{"invalid upstream certificate", selfSigned.URL + "/", 502, "tls", 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			// Absolute-form request for both schemes: the proxy itself
+			// makes the upstream connection.
+			status, rest := tp.rawRequest(t, "GET "+tc.url+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			took := time.Since(start)
+			if !strings.Contains(status, fmt.Sprint(tc.wantStatus)) {
+				t.Fatalf("status: got %q, want %d", status, tc.wantStatus)
+			}
+			if took > tc.maxTime {
+				t.Errorf("took %v, want under %v", took, tc.maxTime)
+			}
+			if strings.Contains(rest, "should never be seen") {
+				t.Errorf("the body of an unverified origin reached the client")
+			}
+			if !strings.Contains(rest, "<html") {
+				t.Errorf("want a human-readable page, got %q", rest)
+			}
+			tp.waitAccess(t, func(l map[string]any) bool { return l[fError] == tc.wantKind })
+		})
+	}
+}
+
+func TestExtraRootsTrusted(t *testing.T) {
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "trusted")
+	}))
+	defer origin.Close()
+	tp := startProxy(t, Config{RootCAs: poolOf(origin.Certificate())})
+	status, rest := tp.rawRequest(t, "GET "+origin.URL+"/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.Contains(status, "200") || !strings.Contains(rest, "trusted") {
+		t.Fatalf("got %q %q, want 200 trusted", status, rest)
+	}
+}
+
+func TestMalformedRequests(t *testing.T) {
+	tp := startProxy(t, Config{MaxHeaderBytes: 4096})
+	for _, tc := range []struct {
+		name, raw, want string
+	}{
+		{"malformed request line", "GARBAGE\r\n\r\n", "400"},
+		{"oversized headers", "GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 16<<10) + "\r\n\r\n", "431"},
+		{"CONNECT without port", "CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", "400"},
+		{"CONNECT port 0", "CONNECT example.com:0 HTTP/1.1\r\nHost: example.com:0\r\n\r\n", "400"},
+		{"CONNECT port too large", "CONNECT example.com:70000 HTTP/1.1\r\nHost: example.com:70000\r\n\r\n", "400"},
+		{"unsupported scheme", "GET ftp://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", "400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _ := tp.rawRequest(t, tc.raw)
+			if !strings.Contains(status, tc.want) {
+				t.Errorf("status: got %q, want %s", status, tc.want)
+			}
+		})
+	}
+}
+
+func TestRequestsToTheProxyItself(t *testing.T) {
+	tp := startProxy(t, Config{})
+	for _, tc := range []struct {
+		name, raw, want string
+	}{
+		{"origin form root", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "200"},
+		{"origin form unknown", "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "404"},
+		{"absolute form to self", "GET http://" + tp.addr + "/ HTTP/1.1\r\nHost: " + tp.addr + "\r\nConnection: close\r\n\r\n", "200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := tp.rawRequest(t, tc.raw)
+			if !strings.Contains(status, tc.want) || !strings.Contains(body, "Picket") {
+				t.Errorf("got %q, want %s and a Picket page", status, tc.want)
+			}
+		})
+	}
+	if n := len(tp.access.lines()); n != 0 {
+		t.Errorf("local pages must not be proxied: got %d access lines", n)
+	}
+}
+
+func TestClientNotAllowed(t *testing.T) {
+	origin := echoOrigin(t)
+	tp := startProxy(t, Config{Clients: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	resp, err := tp.client(t).Get(origin.URL + "/headers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("status: got %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestQueryRedactedInAccessLog(t *testing.T) {
+	origin := echoOrigin(t)
+	for _, tc := range []struct {
+		name     string
+		logQuery bool
+		want     string
+	}{
+		{"redacted by default", false, "/headers"},
+		{"kept when asked", true, "/headers?token=s3cret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := startProxy(t, Config{LogQuery: tc.logQuery})
+			resp, err := tp.client(t).Get(origin.URL + "/headers?token=s3cret")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			l := tp.waitAccess(t, func(l map[string]any) bool { return l[fMethod] == "GET" })
+			if u := l[fURL].(string); u != origin.URL+tc.want {
+				t.Errorf("logged URL: got %q, want %q", u, origin.URL+tc.want)
+			}
+		})
+	}
+}
+
+func TestDeciderBlocks(t *testing.T) {
+	origin := echoOrigin(t)
+	var asked atomic.Int32
+	tp := startProxy(t, Config{Decider: DeciderFunc(func(_ context.Context, r *Request) (Decision, error) {
+		asked.Add(1)
+		if strings.Contains(r.URL.Path, "bad") || (r.Connect && strings.HasPrefix(r.URL.Host, "blocked.")) {
+			return Decision{Action: Block, Verdict: "malware", Rule: "test-rule"}, nil
+		}
+		return Decision{Action: Allow}, nil
+	})})
+	resp, err := tp.client(t).Get(origin.URL + "/bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(b), "malware") || resp.Header.Get("X-Picket-Reason") == "" {
+		t.Errorf("block: got %d %q", resp.StatusCode, resp.Header.Get("X-Picket-Reason"))
+	}
+	status, _ := tp.rawRequest(t, "CONNECT blocked.example:443 HTTP/1.1\r\nHost: blocked.example:443\r\n\r\n")
+	if !strings.Contains(status, "403") {
+		t.Errorf("blocked CONNECT: got %q, want 403", status)
+	}
+	l := tp.waitAccess(t, func(l map[string]any) bool { return l[fAction] == "block" && l[fMethod] == "GET" })
+	if l[fRule] != "test-rule" || l[fVerdict] != "malware" {
+		t.Errorf("access line: got %v", l)
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "finished")
+	}))
+	defer origin.Close()
+	tp := startProxy(t, Config{})
+	c := tp.client(t)
+	got := make(chan string, 1)
+	go func() {
+		resp, err := c.Get(origin.URL)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	// Wait until the request is in flight at the origin side of the proxy.
+	deadline := time.Now().Add(5 * time.Second)
+	for tp.OpenConns() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- tp.Shutdown(ctx)
+	}()
+	// New connections are refused while the in-flight one continues.
+	time.Sleep(50 * time.Millisecond)
+	if c2, err := net.DialTimeout("tcp", tp.addr, time.Second); err == nil {
+		c2.Close()
+		t.Errorf("proxy still accepts connections during shutdown")
+	}
+	close(release)
+	if b := <-got; b != "finished" {
+		t.Errorf("in-flight request: got %q, want %q", b, "finished")
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+func poolOf(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}

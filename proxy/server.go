@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/elazarl/goproxy"
+)
+
+// Server is a running Picket proxy: a listener, goproxy for HTTP parsing and
+// the interception loop, our upstream transport and dialer, and the
+// connection tracker for graceful shutdown.
+type Server struct {
+	cfg       Config
+	gp        *goproxy.ProxyHttpServer
+	transport *http.Transport
+	dialer    *dialer
+	local     http.Handler
+	http      *http.Server
+	conns     *conns
+	draining  atomic.Bool
+
+	mu        sync.Mutex
+	selfPorts map[string]bool // ports we listen on, for loop detection
+}
+
+// New builds a proxy server from cfg.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		transport: newTransport(&cfg),
+		dialer:    newDialer(&cfg),
+		conns:     newConns(),
+		selfPorts: make(map[string]bool),
+	}
+	s.local = s.localHandler()
+	s.gp = s.newGoproxy()
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          newStdLogger(cfg.Log),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc, ok := c.(*clientConn); ok {
+				return context.WithValue(ctx, connKey{}, cc)
+			}
+			return ctx
+		},
+	}
+	return s, nil
+}
+
+// newGoproxy configures goproxy for our pipeline: its default transport,
+// CA, header stripping and environment proxy are all replaced.
+func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = newStdLogger(s.cfg.Log)
+	gp.Verbose = false
+	gp.Tr = s.transport  // only used if a RoundTripper is missing
+	gp.ConnectDial = nil // NewProxyHttpServer installs one from HTTPS_PROXY
+	gp.KeepHeader = true // we strip hop-by-hop headers ourselves (headers.go)
+	gp.KeepAcceptEncoding = true
+	gp.AllowHTTP2 = false // per-request filters do not run on goproxy's h2 MITM path
+	gp.NonproxyHandler = s.local
+
+	// Every request, plain or inside an intercepted tunnel, goes through
+	// roundTrip.
+	rt := goproxy.RoundTripperFunc(s.roundTrip)
+	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		ctx.RoundTripper = rt
+		return r, nil
+	})
+
+	// handleConnect only hands intercepted CONNECTs to goproxy; the tunnel
+	// facts travel in the request context into ctx.UserData, which goproxy
+	// shares with every request inside the tunnel.
+	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		t, _ := ctx.Req.Context().Value(tunnelKey{}).(*tunnel)
+		if t == nil || s.cfg.Intercept == nil {
+			return goproxy.RejectConnect, host
+		}
+		ctx.UserData = t
+		ctx.RoundTripper = rt
+		return &goproxy.ConnectAction{
+			Action: goproxy.ConnectMitm,
+			TLSConfig: func(host string, _ *goproxy.ProxyCtx) (*tls.Config, error) {
+				return s.cfg.Intercept(stripPort(host))
+			},
+		}, host
+	})
+	return gp
+}
+
+// Serve accepts connections on ln until Shutdown. It returns
+// http.ErrServerClosed after a shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil {
+		s.mu.Lock()
+		s.selfPorts[port] = true
+		s.mu.Unlock()
+	}
+	return s.http.Serve(&listener{Listener: ln, conns: s.conns})
+}
+
+// Shutdown stops accepting, lets in-flight requests and tunnels finish until
+// ctx ends, then closes what is left. It returns ctx's error if it had to cut
+// connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	err := s.http.Shutdown(ctx)
+	if derr := s.conns.drain(ctx); err == nil {
+		err = derr
+	}
+	s.transport.CloseIdleConnections()
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.cfg.Log.Warn().Msg("shutdown grace period over: closed the remaining connections")
+	}
+	return err
+}
+
+// Close stops the server at once.
+func (s *Server) Close() error {
+	s.draining.Store(true)
+	err := s.http.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.conns.drain(ctx)
+	s.transport.CloseIdleConnections()
+	return err
+}
+
+// OpenConns returns the number of open client connections.
+func (s *Server) OpenConns() int { return s.conns.count() }
+
+// clientAllowed reports whether a may use the proxy.
+func (s *Server) clientAllowed(a netip.Addr) bool {
+	for _, p := range s.cfg.Clients {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSelf reports whether u names this proxy (one of our ports on a local
+// address), which must never be forwarded.
+func (s *Server) isSelf(u *url.URL) bool {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	s.mu.Lock()
+	ours := s.selfPorts[port]
+	s.mu.Unlock()
+	if !ours {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	return isLocalIP(ip)
+}
+
+var localIPs = sync.OnceValue(func() map[netip.Addr]bool {
+	m := make(map[netip.Addr]bool)
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			m[p.Addr().Unmap()] = true
+		}
+	}
+	return m
+})
+
+func isLocalIP(ip netip.Addr) bool { return localIPs()[ip.Unmap()] }
+
+func stripPort(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// blockReason is the short reason sent in X-Picket-Reason.
+func blockReason(d Decision) string {
+	switch {
+	case d.Reason != "":
+		return d.Reason
+	case d.Verdict != "":
+		return "verdict " + d.Verdict
+	case d.Rule != "":
+		return "rule " + d.Rule
+	}
+	return "blocked by policy"
+}
+
+// headerSafe keeps a header value printable ASCII.
+func headerSafe(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= ' ' && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// dialRaw opens a TCP connection for a CONNECT tunnel (no idle wrapper: the
+// tunnel's splice keeps its own idle clock).
+func (d *dialer) dialRaw(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return d.net.DialContext(ctx, "tcp", addr)
+}
