@@ -1,0 +1,27 @@
+// Package reputation gives URLs and file hashes a verdict: unknown, clean,
+// malware, phishing or unwanted.
+//
+// A Client answers a Query in this order:
+//
+//	Query{URL | SHA256 | SHA1 | MD5}
+//	  │
+//	  ├─ result cache ─── hit ──────────────────────────────▶ Verdict (cache)
+//	  │   (raw query → final verdict, until the shortest TTL)
+//	  ├─ canonicalize URL, build ≤30 expressions, SHA-256 each (urls.go, hash.go)
+//	  ├─ administrator's block, then allow list ── match ─────▶ Verdict (local)
+//	  ├─ prefix cache (4-byte prefix → full hashes + negative TTL)
+//	  │   all prefixes fresh ───────────────────────────────────▶ Verdict (cache)
+//	  └─ Backend: one batched request of the missing 4-byte prefixes,
+//	      singleflight-collapsed, with a timeout and a circuit breaker
+//	      ├─ Remote (KSN cloud or KPSN private server, api.go) ▶ Verdict (server)
+//	      ├─ embedded database (package reputation/db) ─────────▶ Verdict (database)
+//	      └─ failure ── fail-open: unknown / fail-closed: block ─▶ Verdict (failure)
+//
+// Only 4-byte prefixes of SHA-256 hashes ever leave the process; full hashes
+// are matched locally. The wire protocol is documented in docs/protocol.md.
+//
+// URL canonicalization and lookup expressions follow the Safe Browsing v4
+// "URLs and hashing" rules. File hashes are looked up the same way under a
+// derived key (FileKey), so the database and the protocol know one kind of
+// entry: a 32-byte hash with a verdict.
+package reputation

@@ -1,0 +1,427 @@
+package reputation
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+)
+
+// ErrInvalidURL is returned (wrapped) for URLs that cannot be canonicalized.
+var ErrInvalidURL = errors.New("reputation: invalid URL")
+
+// maxURLLength bounds the input of Canonicalize in bytes; longer URLs are
+// refused rather than unescaped over and over.
+const maxURLLength = 64 << 10
+
+// URL is a canonicalized URL split into the parts lookup expressions use.
+type URL struct {
+	Scheme string // lower case, "http" when the input had none
+	Host   string // canonical host: lower case, punycode, dotted-decimal IPv4
+	Path   string // canonical path, starting with "/"
+	Query  string // without the "?"
+	// HasQuery is set when the URL had a "?", even with an empty query.
+	HasQuery bool
+}
+
+// String returns the canonical URL.
+func (u URL) String() string {
+	s := u.Scheme + "://" + u.Host + u.Path
+	if u.HasQuery {
+		s += "?" + u.Query
+	}
+	return s
+}
+
+// Canonicalize returns the Safe Browsing canonical form of a URL, e.g.
+// "http://www.GOOgle.com.../a/../b#frag" → "http://www.google.com/b". A URL
+// without a scheme is taken as http.
+func Canonicalize(raw string) (string, error) {
+	u, err := ParseURL(raw)
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
+// ParseURL canonicalizes raw as Safe Browsing specifies: strip surrounding
+// whitespace, tab, CR and LF and the fragment; unescape percent-escapes
+// repeatedly; normalise the host (dots, case, IPv4 forms, IDN to punycode)
+// and the path ("/./", "/../", "//"); re-escape bytes <= 0x20, >= 0x7f, '#'
+// and '%'. The port and user info are dropped.
+func ParseURL(raw string) (URL, error) {
+	if len(raw) > maxURLLength {
+		return URL{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalidURL, maxURLLength)
+	}
+	// 1. Whitespace, embedded tab/CR/LF, fragment.
+	s := strings.TrimSpace(raw)
+	if strings.ContainsAny(s, "\t\r\n") {
+		s = strings.NewReplacer("\t", "", "\r", "", "\n", "").Replace(s)
+	}
+	if i := strings.IndexByte(s, '#'); i >= 0 {
+		s = s[:i]
+	}
+	// 2. Unescape until nothing changes, then escape once.
+	s = escape(unescapeAll(s))
+
+	// 3. Scheme: only "scheme://"; anything else is a schemeless URL.
+	var u URL
+	u.Scheme = "http"
+	if i := strings.Index(s, "://"); i > 0 && isScheme(s[:i]) {
+		u.Scheme = strings.ToLower(s[:i])
+		s = s[i+3:]
+	}
+	// 4. Query, then host and path.
+	if i := strings.IndexByte(s, '?'); i >= 0 {
+		s, u.Query, u.HasQuery = s[:i], s[i+1:], true
+	}
+	host, p := s, ""
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		host, p = s[:i], s[i:]
+	}
+	var err error
+	if u.Host, err = canonicalHost(host); err != nil {
+		return URL{}, err
+	}
+	u.Path = canonicalPath(p)
+	return u, nil
+}
+
+func isScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalHost works on an escaped host[:port] with optional user info.
+func canonicalHost(h string) (string, error) {
+	if i := strings.LastIndexByte(h, '@'); i >= 0 {
+		h = h[i+1:]
+	}
+	if strings.HasPrefix(h, "[") { // IPv6 literal: keep it, lower case.
+		i := strings.IndexByte(h, ']')
+		if i < 0 {
+			return "", fmt.Errorf("%w: missing ']' in host", ErrInvalidURL)
+		}
+		a, err := netip.ParseAddr(unescapeAll(h[1:i]))
+		if err != nil {
+			return "", fmt.Errorf("%w: bad IPv6 address %q", ErrInvalidURL, h[:i+1])
+		}
+		return "[" + a.WithZone("").String() + "]", nil
+	}
+	h = stripPort(h)
+	h = lowerASCII(unescapeAll(h))
+	if !isASCII(h) && utf8.ValidString(h) {
+		if a, err := idna.Lookup.ToASCII(h); err == nil {
+			h = a
+		} else if a, err := idna.Punycode.ToASCII(h); err == nil {
+			h = a
+		}
+	}
+	// Dots and a port can hide each other ("a:.", "a.:1"): repeat until
+	// stable so that canonicalizing is idempotent.
+	for {
+		t := stripPort(squeezeDots(h))
+		if t == h {
+			break
+		}
+		h = t
+	}
+	if h == "" {
+		return "", fmt.Errorf("%w: missing host", ErrInvalidURL)
+	}
+	if ip, ok := parseIPv4(h); ok {
+		return ip, nil
+	}
+	return escape(h), nil
+}
+
+// stripPort removes a trailing ":digits".
+func stripPort(h string) string {
+	i := strings.LastIndexByte(h, ':')
+	if i < 0 {
+		return h
+	}
+	for j := i + 1; j < len(h); j++ {
+		if h[j] < '0' || h[j] > '9' {
+			return h
+		}
+	}
+	return h[:i]
+}
+
+// lowerASCII lowers A-Z only; strings.ToLower would turn invalid UTF-8
+// into U+FFFD.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// squeezeDots removes leading and trailing dots and collapses runs of dots.
+func squeezeDots(h string) string {
+	h = strings.Trim(h, ".")
+	if !strings.Contains(h, "..") {
+		return h
+	}
+	var b strings.Builder
+	for i := 0; i < len(h); i++ {
+		if h[i] == '.' && i > 0 && h[i-1] == '.' {
+			continue
+		}
+		b.WriteByte(h[i])
+	}
+	return b.String()
+}
+
+// parseIPv4 recognises the forms browsers accept: 1 to 4 parts, each
+// decimal, octal (leading 0) or hex (0x); the last part fills the remaining
+// bytes ("3279880203", "195.127.11"). It returns dotted decimal.
+func parseIPv4(h string) (string, bool) {
+	parts := strings.Split(h, ".")
+	if len(parts) > 4 {
+		return "", false
+	}
+	var ip uint64
+	for i, p := range parts {
+		v, ok := parseIPNum(p)
+		if !ok {
+			return "", false
+		}
+		if i < len(parts)-1 {
+			if v > 0xff {
+				return "", false
+			}
+			ip = ip<<8 | v
+			continue
+		}
+		rest := uint(5 - len(parts)) // bytes the last part fills
+		if v >= 1<<(8*rest) {
+			return "", false
+		}
+		ip = ip<<(8*rest) | v
+	}
+	return fmt.Sprintf("%d.%d.%d.%d", byte(ip>>24), byte(ip>>16), byte(ip>>8), byte(ip)), true
+}
+
+func parseIPNum(s string) (uint64, bool) {
+	base := uint64(10)
+	switch {
+	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
+		base, s = 16, s[2:]
+	case len(s) > 1 && s[0] == '0':
+		base, s = 8, s[1:]
+	case s == "":
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		d, ok := hexVal(s[i])
+		if !ok || uint64(d) >= base {
+			return 0, false
+		}
+		v = v*base + uint64(d)
+		if v > 0xffffffff {
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+// canonicalPath resolves "/./", "/../" and "//", keeping a trailing slash.
+func canonicalPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	c := path.Clean(p)
+	if c == "/" {
+		return c
+	}
+	if strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
+		c += "/"
+	}
+	return c
+}
+
+func hexVal(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// unescapeAll percent-unescapes s until it no longer changes. Invalid
+// escapes ("%%", "%zz") stay as they are.
+func unescapeAll(s string) string {
+	for strings.IndexByte(s, '%') >= 0 {
+		t := unescapeOnce(s)
+		if len(t) == len(s) {
+			break
+		}
+		s = t
+	}
+	return s
+}
+
+func unescapeOnce(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			hi, ok1 := hexVal(s[i+1])
+			lo, ok2 := hexVal(s[i+2])
+			if ok1 && ok2 {
+				if b == nil {
+					b = make([]byte, 0, len(s))
+					b = append(b, s[:i]...)
+				}
+				b = append(b, hi<<4|lo)
+				i += 2
+				continue
+			}
+		}
+		if b != nil {
+			b = append(b, s[i])
+		}
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
+}
+
+// escape percent-escapes bytes <= 0x20, >= 0x7f, '#' and '%'.
+func escape(s string) string {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if mustEscape(s[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+2*n)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if mustEscape(c) {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+func mustEscape(c byte) bool { return c <= 0x20 || c >= 0x7f || c == '#' || c == '%' }
+
+// Expressions returns the lookup expressions of a canonical URL, at most 5
+// hosts × 6 paths: for each of the exact host and up to 4 suffixes of its last
+// five components (IP addresses only as they are), the exact path with query,
+// the exact path, and "/" followed by up to 3 leading path components.
+// Expressions have no scheme: "a.b.c/1/2.html?param=1".
+func (u URL) Expressions() []string {
+	hosts := u.hosts()
+	paths := u.paths()
+	out := make([]string, 0, len(hosts)*len(paths))
+	for _, h := range hosts {
+		for _, p := range paths {
+			out = append(out, h+p)
+		}
+	}
+	return out
+}
+
+func (u URL) hosts() []string {
+	hosts := []string{u.Host}
+	if strings.HasPrefix(u.Host, "[") {
+		return hosts
+	}
+	if _, ok := parseIPv4(u.Host); ok {
+		return hosts
+	}
+	comps := strings.Split(u.Host, ".")
+	start := len(comps) - 5
+	if start < 1 {
+		start = 1
+	}
+	for i := start; i < len(comps)-1; i++ {
+		hosts = append(hosts, strings.Join(comps[i:], "."))
+	}
+	return hosts
+}
+
+func (u URL) paths() []string {
+	var paths []string
+	if u.HasQuery && u.Query != "" {
+		paths = append(paths, u.Path+"?"+u.Query)
+	}
+	paths = append(paths, u.Path)
+	add := func(p string) {
+		for _, q := range paths {
+			if q == p {
+				return
+			}
+		}
+		paths = append(paths, p)
+	}
+	add("/")
+	prefix := "/"
+	rest := strings.TrimPrefix(u.Path, "/")
+	for n := 0; n < 3; n++ {
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			break
+		}
+		if i > 0 {
+			prefix += rest[:i+1]
+			add(prefix)
+		}
+		rest = rest[i+1:]
+	}
+	return paths
+}
+
+// Expression returns the single expression a feed or list entry stands for:
+// the canonical host and path (and query) of a URL or host expression,
+// without the scheme. "Phishing.Example" → "phishing.example/".
+func Expression(raw string) (string, error) {
+	u, err := ParseURL(raw)
+	if err != nil {
+		return "", err
+	}
+	s := u.Host + u.Path
+	if u.HasQuery && u.Query != "" {
+		s += "?" + u.Query
+	}
+	return s, nil
+}

@@ -1,0 +1,128 @@
+package reputation
+
+import (
+	"fmt"
+	"time"
+)
+
+// Kind is the class of a verdict. Kinds are ordered by severity: a larger
+// Kind is more severe, and combining answers keeps the most severe.
+type Kind uint8
+
+// The verdict kinds, least severe first.
+const (
+	KindUnknown  Kind = iota // nothing is known
+	KindClean                // known good; also suppresses local false alarms
+	KindUnwanted             // adware, riskware, administrator's block list
+	KindPhishing             // credential theft, fraud
+	KindMalware              // malicious code or its distribution
+)
+
+var kindNames = [...]string{"unknown", "clean", "unwanted", "phishing", "malware"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// ParseKind is the inverse of Kind.String.
+func ParseKind(s string) (Kind, error) {
+	for i, n := range kindNames {
+		if n == s {
+			return Kind(i), nil
+		}
+	}
+	return KindUnknown, fmt.Errorf("unknown verdict %q (want unknown, clean, unwanted, phishing or malware)", s)
+}
+
+// Blocks reports whether a request with this verdict should be blocked.
+func (k Kind) Blocks() bool { return k >= KindUnwanted }
+
+// MarshalText writes the kind's name.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText parses a kind's name.
+func (k *Kind) UnmarshalText(b []byte) error {
+	v, err := ParseKind(string(b))
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
+}
+
+// Source says where a verdict came from, for logs and metrics.
+type Source uint8
+
+// The verdict sources.
+const (
+	SourceNone     Source = iota // no source answered (zero Verdict)
+	SourceLocal                  // administrator's allow or block list
+	SourceCache                  // the client's cache
+	SourceDatabase               // the embedded database (KPSN mode without a server)
+	SourceServer                 // a KSN or KPSN reputation server
+	SourceFailure                // the fail-open or fail-closed policy
+)
+
+var sourceNames = [...]string{"none", "local", "cache", "database", "server", "failure"}
+
+func (s Source) String() string {
+	if int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return fmt.Sprintf("Source(%d)", uint8(s))
+}
+
+// MarshalText writes the source's name.
+func (s Source) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Verdict is the answer for one query.
+type Verdict struct {
+	Kind Kind
+	// Category is a free-form class from the feed ("phishing",
+	// "malware_download", "blocklist"); may be empty.
+	Category string
+	// ThreatName names the threat ("EICAR-Test-File"); may be empty.
+	ThreatName string
+	// TTL is how long the verdict may be cached; 0 means do not cache.
+	TTL time.Duration
+	// Source is where the verdict came from.
+	Source Source
+}
+
+// Blocks reports whether the verdict's kind blocks.
+func (v Verdict) Blocks() bool { return v.Kind.Blocks() }
+
+func (v Verdict) String() string {
+	s := v.Kind.String()
+	if v.Category != "" {
+		s += " category=" + v.Category
+	}
+	if v.ThreatName != "" {
+		s += " threat=" + v.ThreatName
+	}
+	return s + " source=" + v.Source.String()
+}
+
+// Worse reports whether v is more severe than w. Between equal kinds, the
+// one with a threat name or category wins, so details are not lost.
+func (v Verdict) Worse(w Verdict) bool {
+	if v.Kind != w.Kind {
+		return v.Kind > w.Kind
+	}
+	return w.ThreatName == "" && w.Category == "" && (v.ThreatName != "" || v.Category != "")
+}
+
+// Combine returns the most severe of the verdicts; the zero Verdict when
+// given none.
+func Combine(vs ...Verdict) Verdict {
+	var out Verdict
+	for i, v := range vs {
+		if i == 0 || v.Worse(out) {
+			out = v
+		}
+	}
+	return out
+}
