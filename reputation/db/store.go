@@ -1,0 +1,213 @@
+package db
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/picket-proxy/picket/reputation"
+	"github.com/rs/zerolog"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Dir is the feed directory holding feeds.toml.
+	Dir string
+	// Poll is how often the feeds are checked for changes; 0 means
+	// DefaultPoll, negative means never (Reload only).
+	Poll time.Duration
+	// TTL is the positive cache duration given with answers; 0 means
+	// DefaultTTL.
+	TTL time.Duration
+	// NegativeTTL is the negative cache duration; 0 means DefaultTTL.
+	NegativeTTL time.Duration
+	// OnChange, if set, is called after each reload that replaced the
+	// database (not for the initial load), with the old and the new DB.
+	OnChange func(old, new *DB)
+}
+
+// Defaults of Config.
+const (
+	DefaultPoll = 5 * time.Second
+	DefaultTTL  = time.Minute
+)
+
+// Store holds the current DB of a feed directory and replaces it when the
+// feeds change. Lookups read the current DB through an atomic pointer and
+// never wait for a reload.
+type Store struct {
+	dir         string
+	ttl, negTTL time.Duration
+	log         zerolog.Logger
+
+	cur atomic.Pointer[DB]
+
+	mu          sync.Mutex // serialises reloads
+	fingerprint [32]byte
+	report      *Report
+
+	onChange func(old, new *DB)
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+var _ reputation.Backend = (*Store)(nil)
+
+// Open loads the feeds and, unless cfg.Poll is negative, starts watching
+// them. Close stops the watcher.
+func Open(cfg Config, log zerolog.Logger) (*Store, error) {
+	s := &Store{
+		dir: cfg.Dir, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, onChange: cfg.OnChange,
+		log:  log.With().Str(reputation.LogComponent, "feeds").Logger(),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if s.ttl <= 0 {
+		s.ttl = DefaultTTL
+	}
+	if s.negTTL <= 0 {
+		s.negTTL = DefaultTTL
+	}
+	if _, err := s.Reload(); err != nil {
+		return nil, err
+	}
+	poll := cfg.Poll
+	if poll == 0 {
+		poll = DefaultPoll
+	}
+	if poll < 0 {
+		close(s.done)
+		return s, nil
+	}
+	go s.watch(poll)
+	return s, nil
+}
+
+func (s *Store) watch(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if _, err := s.Check(); err != nil {
+				s.log.Error().Err(err).Msg("feed reload failed; keeping the current database")
+			}
+		}
+	}
+}
+
+// DB returns the current database.
+func (s *Store) DB() *DB { return s.cur.Load() }
+
+// Check reloads the feeds if feeds.toml or a source file changed (size or
+// modification time) and reports whether it did.
+func (s *Store) Check() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fp, err := s.fingerprintNow()
+	if err != nil {
+		return false, err
+	}
+	if fp == s.fingerprint {
+		return false, nil
+	}
+	return true, s.reloadLocked(fp)
+}
+
+// Reload loads the feeds now, changed or not (SIGHUP). On error the current
+// database stays.
+func (s *Store) Reload() (*Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fp, err := s.fingerprintNow()
+	if err != nil {
+		return nil, err
+	}
+	return s.report, s.reloadLocked(fp)
+}
+
+func (s *Store) reloadLocked(fp [32]byte) error {
+	start := time.Now()
+	version := uint64(start.UnixNano())
+	old := s.cur.Load()
+	if old != nil && version <= old.Version() {
+		version = old.Version() + 1
+	}
+	d, r, err := Load(s.dir, version)
+	if err != nil {
+		return err
+	}
+	s.cur.Store(d)
+	s.fingerprint, s.report = fp, r
+	for _, src := range r.Sources {
+		for _, b := range src.Bad {
+			s.log.Warn().Str(reputation.LogFile, b.File).Int(reputation.LogLine, b.Line).Msg("bad feed line: " + b.Msg)
+		}
+		if src.BadLines > len(src.Bad) {
+			s.log.Warn().Str(reputation.LogFile, src.Path).Int(reputation.LogBadLines, src.BadLines-len(src.Bad)).Msg("more bad feed lines not shown")
+		}
+	}
+	s.log.Info().Uint64(reputation.LogVersion, version).Int(reputation.LogEntries, d.Len()).
+		Int(reputation.LogBadLines, r.BadLines()).Dur(reputation.LogElapsed, time.Since(start)).Msg("feeds loaded")
+	if s.onChange != nil && old != nil {
+		s.onChange(old, d)
+	}
+	return nil
+}
+
+// fingerprintNow hashes feeds.toml and the size and mtime of every source.
+func (s *Store) fingerprintNow() ([32]byte, error) {
+	m, err := ReadManifest(s.dir)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	h := sha256.New()
+	data, _ := os.ReadFile(filepath.Join(s.dir, ManifestName))
+	h.Write(data)
+	for _, src := range m.Sources {
+		fi, err := os.Stat(filepath.Join(s.dir, src.Path))
+		if err != nil {
+			return [32]byte{}, fmt.Errorf("feeds: source %s: %w", src.Path, err)
+		}
+		fmt.Fprintf(h, "\x00%s\x00%d\x00%d", src.Path, fi.Size(), fi.ModTime().UnixNano())
+	}
+	var fp [32]byte
+	h.Sum(fp[:0])
+	return fp, nil
+}
+
+// FindPrefixes answers from the current database.
+func (s *Store) FindPrefixes(ctx context.Context, prefixes []reputation.Prefix) (reputation.Answer, error) {
+	return Answer(s.DB(), prefixes, s.ttl, s.negTTL, reputation.SourceDatabase), nil
+}
+
+// Answer looks prefixes up in d and sets the TTLs and source.
+func Answer(d *DB, prefixes []reputation.Prefix, ttl, negTTL time.Duration, src reputation.Source) reputation.Answer {
+	a := reputation.Answer{NegativeTTL: negTTL, Source: src}
+	var es []Entry
+	for _, p := range prefixes {
+		es = d.Find(es[:0], p)
+		for _, e := range es {
+			v := e.Verdict
+			v.TTL, v.Source = ttl, src
+			a.Matches = append(a.Matches, reputation.Match{Hash: e.Hash, Verdict: v})
+		}
+	}
+	return a
+}
+
+// Close stops the watcher. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
