@@ -1,0 +1,304 @@
+// Command loadbench measures Picket against direct requests on loopback:
+// it starts a local origin and the picket binary, drives the same load
+// straight to the origin and through the proxy, and prints each scenario's
+// throughput as a ratio to direct, with the proxy's CPU time per request and
+// its memory. Every run is bounded in time and targets loopback only.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/picket", "picket binary to measure")
+	dur := flag.Duration("duration", 4*time.Second, "length of each measured run")
+	only := flag.String("only", "", "run only scenarios whose name contains this")
+	flag.Parse()
+	if err := run(*bin, *dur, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(1)
+	}
+}
+
+// scenario is one load shape.
+type scenario struct {
+	name  string
+	conns int
+	https bool
+	fresh bool   // a new connection per request
+	path  string // origin path
+}
+
+func run(bin string, dur time.Duration, only string) error {
+	origin, tlsOrigin := startOrigins()
+	defer origin.Close()
+	defer tlsOrigin.Close()
+
+	p, err := startPicket(bin)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+
+	scenarios := []scenario{
+		{name: "HTTP 1 KiB GET, 64 keep-alive conns", conns: 64, path: "/1k"},
+		{name: "HTTP 10 MiB GET, 4 conns", conns: 4, path: "/10m"},
+		{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"},
+		{name: "HTTPS new TCP+TLS per request (tunnel)", conns: 16, https: true, fresh: true, path: "/1k"},
+		{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"},
+	}
+	fmt.Printf("loadbench: %s per run, origin and load generator in this process, picket pid %d\n\n", dur, p.cmd.Process.Pid)
+	fmt.Printf("%-42s %12s %12s %7s %14s\n", "scenario", "direct/s", "proxy/s", "ratio", "proxy CPU/req")
+	for _, sc := range scenarios {
+		if only != "" && !strings.Contains(sc.name, only) {
+			continue
+		}
+		target := origin.URL
+		if sc.https {
+			target = tlsOrigin.URL
+		}
+		direct := load(sc, target, nil, dur)
+		cpu0 := p.cpu()
+		proxied := load(sc, target, p.url, dur)
+		cpu := p.cpu() - cpu0
+		per := "-"
+		if proxied.n > 0 {
+			per = (cpu / time.Duration(proxied.n)).Round(time.Microsecond / 10).String()
+		}
+		ratio := 0.0
+		if direct.rate() > 0 {
+			ratio = proxied.rate() / direct.rate()
+		}
+		fmt.Printf("%-42s %12.0f %12.0f %7.2f %14s", sc.name, direct.rate(), proxied.rate(), ratio, per)
+		if direct.errs+proxied.errs > 0 {
+			fmt.Printf("  (errors: direct %d, proxy %d)", direct.errs, proxied.errs)
+		}
+		fmt.Println()
+	}
+
+	// Memory: a 64 MiB upload and download streamed through the proxy must
+	// not grow its resident set by more than a few MiB.
+	rss0 := p.rss()
+	if err := stream64(origin.URL, p.url); err != nil {
+		return err
+	}
+	fmt.Printf("\n64 MiB POST echoed through the proxy: RSS before %.1f MiB, after %.1f MiB, peak %.1f MiB\n",
+		mib(rss0), mib(p.rss()), mib(p.hwm()))
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// result counts completed requests of one run.
+type result struct {
+	n, errs int64
+	d       time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.n) / r.d.Seconds() }
+
+// load runs sc against target for dur, through proxy when not nil.
+func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result {
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: sc.conns,
+		DisableKeepAlives:   sc.fresh,
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // our own loopback origin
+		DisableCompression:  true,
+	}
+	if proxy != nil {
+		tr.Proxy = http.ProxyURL(proxy)
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var n, errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range sc.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, "GET", target+sc.path, nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+					}
+					continue
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode == 200 {
+					n.Add(1)
+				} else if ctx.Err() == nil {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start)}
+}
+
+func startOrigins() (*httptest.Server, *httptest.Server) {
+	small := make([]byte, 1024)
+	big := make([]byte, 10<<20)
+	var seed [32]byte
+	rand.NewChaCha8(seed).Read(big)
+	copy(small, big)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/1k", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(small)
+	})
+	mux.HandleFunc("/10m", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(big)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	})
+	quiet := log.New(io.Discard, "", 0) // clients cut at the end of a run are not news
+	plain, secure := httptest.NewUnstartedServer(mux), httptest.NewUnstartedServer(mux)
+	plain.Config.ErrorLog, secure.Config.ErrorLog = quiet, quiet
+	plain.Start()
+	secure.StartTLS()
+	return plain, secure
+}
+
+// stream64 posts 64 MiB through the proxy and reads the echo.
+func stream64(origin string, proxy *url.URL) error {
+	const size = 64 << 20
+	var seed [32]byte
+	body := io.LimitReader(rand.NewChaCha8(seed), size)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxy)}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", origin+"/echo", body)
+	req.ContentLength = size
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != size {
+		return fmt.Errorf("64 MiB echo: got %d bytes (%v)", n, err)
+	}
+	return nil
+}
+
+// picket is the proxy process under test.
+type picket struct {
+	cmd *exec.Cmd
+	url *url.URL
+	dir string
+}
+
+func startPicket(bin string) (*picket, error) {
+	dir, err := os.MkdirTemp("", "picket-loadbench")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := fmt.Sprintf(`[proxy]
+listen = %q
+[admin]
+listen = ""
+[log]
+format = "json"
+level = "warn"
+access_log = %q
+`, addr, filepath.Join(dir, "access.log"))
+	path := filepath.Join(dir, "picket.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "-config", path)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &picket{cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}, dir: dir}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("picket did not start listening on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *picket) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+	}
+	os.RemoveAll(p.dir)
+}
+
+// cpu returns the process's user+system CPU time from /proc.
+func (p *picket) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+func (p *picket) rss() int64 { return p.status("VmRSS:") }
+func (p *picket) hwm() int64 { return p.status("VmHWM:") }
+
+func (p *picket) status(key string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), key) {
+			kb, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

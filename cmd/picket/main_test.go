@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestUsageAndExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string // substring of stdout+stderr
+	}{
+		{"no command", nil, 2, "Usage:"},
+		{"help", []string{"-h"}, 0, "serve"},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"serve", "-bogus"}, 2, "flag provided but not defined"},
+		{"serve help", []string{"serve", "-h"}, 0, "-config"},
+		{"stray argument", []string{"serve", "extra"}, 2, "unexpected argument"},
+		{"version", []string{"version"}, 0, "picket"},
+		{"missing config", []string{"serve", "-config", "/nonexistent/picket.toml"}, 1, "/nonexistent/picket.toml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tc.args, &out, &errb)
+			if code != tc.wantCode {
+				t.Errorf("exit code: got %d, want %d (stderr %q)", code, tc.wantCode, errb.String())
+			}
+			if all := out.String() + errb.String(); !strings.Contains(all, tc.wantOut) {
+				t.Errorf("output %q: want it to contain %q", all, tc.wantOut)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a goroutine-safe buffer for logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// writeConfig writes a config that listens on a free loopback port.
+func writeConfig(t *testing.T, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "picket.toml")
+	cfg := "[proxy]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n[log]\nformat = \"json\"\n" + extra
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestServeForwardsAndStops(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from origin")
+	}))
+	defer origin.Close()
+
+	path := writeConfig(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var stdout, stderr lockedBuffer
+	go func() { done <- serve(ctx, path, &stdout, &stderr, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	proxyURL, _ := url.Parse("http://" + addr)
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	resp, err := c.Get(origin.URL + "/x?secret=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "hello from origin" {
+		t.Errorf("body: got %q", b)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve after cancel: %v", err)
+	}
+	if s := stdout.String(); !strings.Contains(s, `"log":"access"`) || !strings.Contains(s, origin.URL+"/x\"") || strings.Contains(s, "secret") {
+		t.Errorf("access log (stdout) missing or leaks the query: %s", s)
+	}
+	if s := stderr.String(); !strings.Contains(s, "picket started") || !strings.Contains(s, "picket stopped") {
+		t.Errorf("application log: %s", s)
+	}
+}
+
+func TestServePortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := filepath.Join(t.TempDir(), "picket.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\n", ln.Addr().String())), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"serve", "-config", path}, &out, &errb); code != 1 {
+		t.Errorf("exit code: got %d, want 1", code)
+	}
+	if lines := strings.Split(strings.TrimSpace(errb.String()), "\n"); len(lines) != 1 ||
+		!strings.Contains(lines[0], "proxy.listen") || !strings.Contains(lines[0], "address already in use") {
+		t.Errorf("want one clear line naming proxy.listen, got %q", errb.String())
+	}
+}
+
+func TestServeBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "picket.toml")
+	os.WriteFile(path, []byte("[proxy]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"chatty\"\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"serve", "-config", path}, &out, &errb); code != 1 {
+		t.Errorf("exit code: got %d, want 1", code)
+	}
+	if want := path + ":5: log.level"; !strings.Contains(errb.String(), want) {
+		t.Errorf("error %q: want it to contain %q", errb.String(), want)
+	}
+}
+
+// TestBinarySIGTERM builds the real binary, runs it, proxies one request and
+// stops it with SIGTERM: it must exit 0.
+func TestBinarySIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "picket")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// Pick a free port, then let the binary take it.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	path := filepath.Join(t.TempDir(), "picket.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"2s\"\n[log]\nformat = \"json\"\n", addr)), 0o644)
+	cmd := exec.Command(bin, "serve", "-config", path)
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "picket started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("binary did not start: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer origin.Close()
+	proxyURL, _ := url.Parse("http://" + addr)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	resp, err := (&http.Client{Transport: tr}).Get(origin.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tr.CloseIdleConnections()
+	cmd.Process.Signal(syscall.SIGTERM)
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v (want status 0)\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("binary did not exit after SIGTERM")
+	}
+}
