@@ -235,12 +235,18 @@ func (c *Client) Lookup(ctx context.Context, q Query) (Verdict, error) {
 
 // resolve answers a query that missed the result cache.
 func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, error) {
+	// 0. A lookup that just finished may have answered this already.
+	now := c.now()
+	if e, ok := c.caches.results.Peek(key); ok && now.Before(e.expires) {
+		v := e.verdict
+		v.Source, v.TTL = SourceCache, e.expires.Sub(now)
+		return v, nil
+	}
 	// 1. The full hashes to look for.
 	targets, err := q.hashes()
 	if err != nil {
 		return Verdict{}, err
 	}
-	now := c.now()
 	// 2. The administrator's lists.
 	if v, ok := c.checkLists(targets); ok {
 		c.local.Add(1)

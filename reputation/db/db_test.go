@@ -311,4 +311,3 @@ func BenchmarkFind(b *testing.B) {
 		b.Fatalf("got %d entries", len(es))
 	}
 }
-

@@ -1,0 +1,318 @@
+package reputation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// fakeBackend is a Backend whose behaviour is a function field.
+type fakeBackend struct {
+	find  func(ctx context.Context, prefixes []Prefix) (Answer, error)
+	calls atomic.Int64
+	mu    sync.Mutex
+	asked [][]Prefix
+}
+
+func (f *fakeBackend) FindPrefixes(ctx context.Context, prefixes []Prefix) (Answer, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	f.asked = append(f.asked, append([]Prefix(nil), prefixes...))
+	f.mu.Unlock()
+	return f.find(ctx, prefixes)
+}
+
+// knows answers with the given verdicts for expressions (by full hash).
+func knows(ttl, negTTL time.Duration, entries map[string]Kind) func(context.Context, []Prefix) (Answer, error) {
+	return func(_ context.Context, prefixes []Prefix) (Answer, error) {
+		a := Answer{NegativeTTL: negTTL, Source: SourceServer}
+		for expr, k := range entries {
+			h := HashExpression(expr)
+			for _, p := range prefixes {
+				if h.Prefix() == p {
+					a.Matches = append(a.Matches, Match{Hash: h, Verdict: Verdict{Kind: k, ThreatName: "T", TTL: ttl}})
+				}
+			}
+		}
+		return a, nil
+	}
+}
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTestClient(t testing.TB, cfg Config) (*Client, *clock) {
+	t.Helper()
+	c, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c.now = clk.now
+	t.Cleanup(func() { c.Close() })
+	return c, clk
+}
+
+func mustLookup(t testing.TB, c *Client, q Query) Verdict {
+	t.Helper()
+	v, err := c.Lookup(context.Background(), q)
+	if err != nil {
+		t.Fatalf("Lookup(%+v): %v", q, err)
+	}
+	return v
+}
+
+func TestClientCacheAndTTL(t *testing.T) {
+	fb := &fakeBackend{find: knows(time.Minute, 5*time.Minute, map[string]Kind{"evil.test/": KindMalware})}
+	c, clk := newTestClient(t, Config{Backend: fb})
+
+	v := mustLookup(t, c, Query{URL: "http://evil.test/a/b.html?x=1"})
+	if v.Kind != KindMalware || v.Source != SourceServer || v.TTL != time.Minute {
+		t.Fatalf("first lookup = %+v, want malware from server with TTL 1m", v)
+	}
+	if got := len(fb.asked[0]); got != 4 {
+		t.Errorf("first request had %d prefixes, want 4 (all expressions in one batch)", got)
+	}
+	v = mustLookup(t, c, Query{URL: "http://evil.test/a/b.html?x=1"})
+	if v.Kind != KindMalware || v.Source != SourceCache || fb.calls.Load() != 1 {
+		t.Errorf("second lookup = %+v after %d requests; want malware from cache after 1", v, fb.calls.Load())
+	}
+	// Another URL on the same host: only its new expression is asked for.
+	mustLookup(t, c, Query{URL: "http://evil.test/a/c.html"})
+	if n := fb.calls.Load(); n != 2 || len(fb.asked[1]) != 1 {
+		t.Errorf("got %d requests, last with %v; want 2, the last with 1 prefix", n, fb.asked[len(fb.asked)-1])
+	}
+	// The positive TTL expires: a new request.
+	clk.advance(61 * time.Second)
+	v = mustLookup(t, c, Query{URL: "http://evil.test/a/b.html?x=1"})
+	if fb.calls.Load() != 3 || v.Source != SourceServer {
+		t.Errorf("after TTL: %d requests, source %v; want 3, server", fb.calls.Load(), v.Source)
+	}
+	// Negative caching: an unknown URL is asked for once per negative TTL.
+	mustLookup(t, c, Query{URL: "http://good.test/"})
+	mustLookup(t, c, Query{URL: "http://good.test/"})
+	if fb.calls.Load() != 4 {
+		t.Errorf("got %d requests, want 4", fb.calls.Load())
+	}
+	clk.advance(5*time.Minute + time.Second)
+	if v := mustLookup(t, c, Query{URL: "http://good.test/"}); v.Kind != KindUnknown || fb.calls.Load() != 5 {
+		t.Errorf("after negative TTL: %+v after %d requests, want unknown after 5", v, fb.calls.Load())
+	}
+	s := c.Stats()
+	if s.Lookups != 7 || s.CacheHits != 2 || s.Requests != 5 {
+		t.Errorf("Stats() = %+v", s)
+	}
+}
+
+func TestClientCollapsesConcurrentLookups(t *testing.T) {
+	release := make(chan struct{})
+	answer := knows(time.Minute, time.Minute, map[string]Kind{"slow.test/": KindPhishing})
+	fb := &fakeBackend{find: func(ctx context.Context, p []Prefix) (Answer, error) {
+		<-release
+		return answer(ctx, p)
+	}}
+	c, _ := newTestClient(t, Config{Backend: fb, Timeout: time.Minute})
+	const n = 100
+	var wg sync.WaitGroup
+	verdicts := make([]Verdict, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verdicts[i] = mustLookup(t, c, Query{URL: "http://slow.test/x"})
+		}()
+	}
+	for c.Stats().CacheMisses < n || fb.calls.Load() < 1 {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	if got := fb.calls.Load(); got != 1 {
+		t.Errorf("%d concurrent lookups made %d requests, want 1", n, got)
+	}
+	for i, v := range verdicts {
+		if v.Kind != KindPhishing {
+			t.Fatalf("lookup %d = %v, want phishing", i, v)
+		}
+	}
+}
+
+func TestClientFailPolicy(t *testing.T) {
+	hang := func(ctx context.Context, _ []Prefix) (Answer, error) {
+		<-ctx.Done()
+		return Answer{}, ctx.Err()
+	}
+	tests := []struct {
+		name   string
+		policy FailPolicy
+		blocks bool
+	}{
+		{"open", FailOpen, false},
+		{"closed", FailClosed, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := newTestClient(t, Config{Backend: &fakeBackend{find: hang}, Timeout: 30 * time.Millisecond, Fail: tt.policy})
+			start := time.Now()
+			v := mustLookup(t, c, Query{URL: "http://any.test/"})
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("took %v, want about the 30ms timeout", took)
+			}
+			if v.Source != SourceFailure || v.Blocks() != tt.blocks {
+				t.Errorf("got %+v, want source failure, blocks=%v", v, tt.blocks)
+			}
+			s := c.Stats()
+			if s.Failures != 1 || s.FailOpen+s.FailClosed != 1 {
+				t.Errorf("Stats() = %+v, want 1 failure counted", s)
+			}
+			// Failures are not cached.
+			mustLookup(t, c, Query{URL: "http://any.test/"})
+			if c.Stats().Requests != 2 {
+				t.Errorf("failure was cached")
+			}
+		})
+	}
+}
+
+func TestClientBreaker(t *testing.T) {
+	fail := true
+	var mu sync.Mutex
+	fb := &fakeBackend{find: func(ctx context.Context, p []Prefix) (Answer, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return Answer{}, errors.New("down")
+		}
+		return Answer{NegativeTTL: time.Minute, Source: SourceServer}, nil
+	}}
+	c, clk := newTestClient(t, Config{Backend: fb, BreakerFailures: 3, BreakerCooldown: 10 * time.Second})
+	for i := 0; i < 10; i++ {
+		if v := mustLookup(t, c, Query{URL: fmt.Sprintf("http://h%d.test/", i)}); v.Source != SourceFailure {
+			t.Fatalf("lookup %d: %+v, want failure", i, v)
+		}
+	}
+	if got := fb.calls.Load(); got != 3 {
+		t.Errorf("%d requests with the breaker open, want 3", got)
+	}
+	if s := c.Stats(); s.Breaker != BreakerOpen || s.Failures != 10 {
+		t.Errorf("Stats() = %+v, want breaker open and 10 failures", s)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	clk.advance(11 * time.Second)
+	if v := mustLookup(t, c, Query{URL: "http://probe.test/"}); v.Source != SourceServer {
+		t.Errorf("probe = %+v, want an answer from the server", v)
+	}
+	if s := c.Stats(); s.Breaker != BreakerClosed {
+		t.Errorf("breaker %v after a good probe, want closed", s.Breaker)
+	}
+}
+
+func TestClientLocalLists(t *testing.T) {
+	fb := &fakeBackend{find: knows(time.Minute, time.Minute, map[string]Kind{"fp.test/": KindMalware})}
+	eicar := "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+	c, _ := newTestClient(t, Config{Backend: fb,
+		Block: []string{"blocked.test", "http://mixed.test/bad/", eicar},
+		Allow: []string{"fp.test", "mixed.test"},
+	})
+	sum, _ := ParseFileHash(eicar)
+	tests := []struct {
+		name string
+		q    Query
+		want Verdict
+	}{
+		{"blocked host", Query{URL: "https://www.blocked.test/x"}, BlockedVerdict},
+		{"allowed false positive", Query{URL: "http://fp.test/"}, AllowedVerdict},
+		{"block wins over allow", Query{URL: "http://mixed.test/bad/x.exe"}, BlockedVerdict},
+		{"allowed host", Query{URL: "http://mixed.test/good"}, AllowedVerdict},
+		{"blocked hash", Query{SHA256: sum}, BlockedVerdict},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mustLookup(t, c, tt.q); got.Kind != tt.want.Kind || got.Source != SourceLocal {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if fb.calls.Load() != 0 {
+		t.Errorf("local lists made %d requests, want 0", fb.calls.Load())
+	}
+	if _, err := New(Config{Block: []string{"http://"}}, zerolog.Nop()); err == nil {
+		t.Error("New with a bad block entry: no error")
+	}
+}
+
+func TestClientBadQueries(t *testing.T) {
+	c, _ := newTestClient(t, Config{})
+	for _, q := range []Query{{}, {SHA256: []byte{1, 2}}, {URL: "http://"}} {
+		if _, err := c.Lookup(context.Background(), q); err == nil {
+			t.Errorf("Lookup(%+v): no error", q)
+		}
+	}
+}
+
+func BenchmarkLookupCached(b *testing.B) {
+	fb := &fakeBackend{find: knows(time.Hour, time.Hour, map[string]Kind{"evil.test/": KindMalware})}
+	c, _ := newTestClient(b, Config{Backend: fb})
+	c.now = time.Now
+	q := Query{URL: "http://evil.test/some/path/file.html?q=1"}
+	mustLookup(b, c, q)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if v, _ := c.Lookup(ctx, q); v.Source != SourceCache {
+			b.Fatal(v)
+		}
+	}
+}
+
+func BenchmarkLookupCachedParallel(b *testing.B) {
+	fb := &fakeBackend{find: knows(time.Hour, time.Hour, nil)}
+	c, _ := newTestClient(b, Config{Backend: fb})
+	c.now = time.Now
+	q := Query{URL: "http://good.test/some/path/file.html?q=1"}
+	mustLookup(b, c, q)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.Lookup(context.Background(), q)
+		}
+	})
+}
+
+func BenchmarkCanonicalizeExpressions(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		u, err := ParseURL("http://www.Example.com/a/b/../c/d.html?x=1#frag")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range u.Expressions() {
+			_ = HashExpression(e)
+		}
+	}
+}

@@ -1,0 +1,430 @@
+// Package server is the reputation server behind "picket repserver": the
+// lookup protocol of docs/protocol.md over HTTP/JSON, in two roles.
+//
+//	role cloud (KSN)    feeds dir ──▶ db.Store ──▶ /v1/lookup, /v1/update
+//	                                              [/v1/stats, /v1/samples: P6 Intake]
+//	role private (KPSN) upstream /v1/update ──▶ mirror DB (+ snapshot) ──▶ /v1/lookup
+//
+// A private server sends nothing upstream but update requests, has no
+// statistics or sample endpoints, and keeps serving its last good copy while
+// the upstream is unreachable.
+package server
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/picket-proxy/picket/reputation"
+	"github.com/picket-proxy/picket/reputation/db"
+	"github.com/rs/zerolog"
+)
+
+// Role is what a server does.
+type Role uint8
+
+// The roles.
+const (
+	RoleCloud   Role = iota // serves lookups and updates from its feeds (KSN)
+	RolePrivate             // mirrors an upstream and serves lookups (KPSN)
+)
+
+func (r Role) String() string {
+	if r == RolePrivate {
+		return "private"
+	}
+	return "cloud"
+}
+
+// ParseRole parses "cloud" or "private".
+func ParseRole(s string) (Role, error) {
+	switch s {
+	case "cloud":
+		return RoleCloud, nil
+	case "private":
+		return RolePrivate, nil
+	}
+	return 0, fmt.Errorf("unknown role %q (want cloud or private)", s)
+}
+
+// Config configures a Server.
+type Config struct {
+	Role Role
+	// Feeds is, for a cloud server, the feed directory (feeds.toml); for a
+	// private server, the directory where the mirror keeps its snapshot
+	// ("" keeps it in memory only).
+	Feeds string
+	// Upstream is the base URL a private server mirrors.
+	Upstream string
+	// UpstreamToken is the bearer token sent upstream.
+	UpstreamToken string
+	// Token, if set, is the bearer token clients must send (KPSN licences).
+	Token string
+	// TTL is the positive cache duration of answers; 0 means DefaultTTL.
+	TTL time.Duration
+	// NegativeTTL is the negative cache duration; 0 means DefaultNegativeTTL.
+	NegativeTTL time.Duration
+	// Poll is how often a cloud server checks its feeds; 0 means
+	// db.DefaultPoll, negative never.
+	Poll time.Duration
+	// SyncEvery is how often a private server asks for updates; 0 means
+	// DefaultSyncEvery.
+	SyncEvery time.Duration
+	// History is how many updates a cloud server keeps for incremental
+	// downloads; 0 means DefaultHistory.
+	History int
+	// Intake receives statistics and samples ([P6]); cloud role only. Nil
+	// means those endpoints answer 404.
+	Intake http.Handler
+	// HTTPClient is used upstream; nil means one with sane timeouts.
+	HTTPClient *http.Client
+}
+
+// Defaults of Config.
+const (
+	DefaultTTL         = 30 * time.Minute
+	DefaultNegativeTTL = 5 * time.Minute
+	DefaultSyncEvery   = time.Minute
+	DefaultHistory     = 64
+)
+
+// Limits of the server.
+const (
+	maxLookupBody     = 64 << 10
+	maxUpdateResponse = 1 << 30
+	snapshotName      = "mirror.db"
+)
+
+// Server is a reputation server. Create it with New, serve Handler (or call
+// Serve), and Close it.
+type Server struct {
+	cfg Config
+	log zerolog.Logger
+
+	store *db.Store // cloud
+	hist  history   // cloud
+
+	mirror   atomic.Pointer[db.DB] // private
+	synced   atomic.Bool           // private: at least one good copy
+	syncMu   sync.Mutex
+	upstream *http.Client
+
+	lookups, updates atomic.Uint64
+}
+
+// New loads the feeds (cloud) or the last snapshot (private) and returns a
+// Server. A private server without a snapshot starts empty and unready
+// until its first successful Sync.
+func New(cfg Config, log zerolog.Logger) (*Server, error) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.SyncEvery <= 0 {
+		cfg.SyncEvery = DefaultSyncEvery
+	}
+	if cfg.History <= 0 {
+		cfg.History = DefaultHistory
+	}
+	s := &Server{cfg: cfg, log: log.With().Str(reputation.LogComponent, "repserver").Str(reputation.LogRole, cfg.Role.String()).Logger()}
+	s.hist.max = cfg.History
+	switch cfg.Role {
+	case RoleCloud:
+		if cfg.Feeds == "" {
+			return nil, errors.New("repserver: a cloud server needs a feed directory")
+		}
+		st, err := db.Open(db.Config{Dir: cfg.Feeds, Poll: cfg.Poll, TTL: cfg.TTL, NegativeTTL: cfg.NegativeTTL,
+			OnChange: s.hist.record}, log)
+		if err != nil {
+			return nil, fmt.Errorf("repserver: %w", err)
+		}
+		s.store = st
+	case RolePrivate:
+		if cfg.Intake != nil {
+			return nil, errors.New("repserver: a private server has no statistics or sample endpoints")
+		}
+		if cfg.Upstream == "" {
+			return nil, errors.New("repserver: a private server needs an upstream")
+		}
+		s.upstream = cfg.HTTPClient
+		if s.upstream == nil {
+			s.upstream = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
+				Proxy: http.ProxyFromEnvironment, TLSHandshakeTimeout: 10 * time.Second,
+				ResponseHeaderTimeout: time.Minute, IdleConnTimeout: 90 * time.Second,
+			}}
+		}
+		s.mirror.Store(db.Empty(0))
+		if cfg.Feeds != "" {
+			d, err := db.ReadFile(cfg.Feeds + "/" + snapshotName)
+			switch {
+			case err == nil:
+				s.mirror.Store(d)
+				s.synced.Store(true)
+				s.log.Info().Uint64(reputation.LogVersion, d.Version()).Int(reputation.LogEntries, d.Len()).Msg("mirror snapshot loaded")
+			case !errors.Is(err, fs.ErrNotExist):
+				s.log.Warn().Err(err).Msg("mirror snapshot unreadable; starting empty")
+			}
+		}
+	default:
+		return nil, fmt.Errorf("repserver: unknown role %d", cfg.Role)
+	}
+	return s, nil
+}
+
+// DB returns the database being served.
+func (s *Server) DB() *db.DB {
+	if s.store != nil {
+		return s.store.DB()
+	}
+	return s.mirror.Load()
+}
+
+// Reload reloads a cloud server's feeds now (SIGHUP); no-op for a private
+// server.
+func (s *Server) Reload() error {
+	if s.store == nil {
+		return nil
+	}
+	_, err := s.store.Reload()
+	return err
+}
+
+// Run runs a private server's sync loop until ctx ends; for a cloud server
+// it just waits (its feed watcher runs from New to Close).
+func (s *Server) Run(ctx context.Context) {
+	if s.cfg.Role != RolePrivate {
+		<-ctx.Done()
+		return
+	}
+	for {
+		if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Str(reputation.LogAddr, s.cfg.Upstream).Msg("mirror update failed; serving the last good copy")
+		}
+		t := time.NewTimer(s.cfg.SyncEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Serve serves HTTP on ln (TLS when certFile is set) until ctx ends, then
+// shuts down gracefully, waiting up to grace for requests in flight.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string, grace time.Duration) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      5 * time.Minute, // full database downloads
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go s.Run(runCtx)
+	errc := make(chan error, 1)
+	go func() {
+		if certFile != "" {
+			errc <- hs.ServeTLS(ln, certFile, keyFile)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	s.log.Info().Str(reputation.LogAddr, ln.Addr().String()).Bool("tls", certFile != "").Msg("repserver listening")
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc
+	return err
+}
+
+// Close stops a cloud server's feed watcher. It is idempotent.
+func (s *Server) Close() error {
+	if s.store != nil {
+		return s.store.Close()
+	}
+	return nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(reputation.PathHealth, s.health)
+	mux.Handle(reputation.PathLookup, s.auth(http.HandlerFunc(s.lookup)))
+	if s.cfg.Role == RoleCloud {
+		mux.Handle(reputation.PathUpdate, s.auth(http.HandlerFunc(s.update)))
+		if s.cfg.Intake != nil {
+			mux.Handle(reputation.PathStats, s.auth(s.cfg.Intake))
+			mux.Handle(reputation.PathSamples, s.auth(s.cfg.Intake))
+		}
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	})
+	return mux
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="picket"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status  string `json:"status"` // "ok" or "unsynced"
+	Role    string `json:"role"`
+	Version uint64 `json:"version"`
+	Entries int    `json:"entries"`
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	d := s.DB()
+	h := Health{Status: "ok", Role: s.cfg.Role.String(), Version: d.Version(), Entries: d.Len()}
+	code := http.StatusOK
+	if s.cfg.Role == RolePrivate && !s.synced.Load() {
+		h.Status, code = "unsynced", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, h)
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	var req reputation.LookupRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLookupBody))
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return
+	}
+	if len(req.Prefixes) == 0 || len(req.Prefixes) > reputation.MaxPrefixesPerRequest {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("want 1 to %d prefixes, got %d", reputation.MaxPrefixesPerRequest, len(req.Prefixes)))
+		return
+	}
+	prefixes := make([]reputation.Prefix, len(req.Prefixes))
+	for i, p := range req.Prefixes {
+		var err error
+		if prefixes[i], err = reputation.ParsePrefix(p); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	s.lookups.Add(1)
+	a := db.Answer(s.DB(), prefixes, s.cfg.TTL, s.cfg.NegativeTTL, reputation.SourceServer)
+	resp := reputation.LookupResponse{Matches: make([]reputation.WireMatch, 0, len(a.Matches)), NegativeTTL: int64(a.NegativeTTL / time.Second)}
+	for _, m := range a.Matches {
+		resp.Matches = append(resp.Matches, wireMatch(m.Hash, m.Verdict, int64(m.Verdict.TTL/time.Second)))
+	}
+	s.log.Debug().Int(reputation.LogPrefixes, len(prefixes)).Msg("lookup")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func wireMatch(h reputation.Hash, v reputation.Verdict, ttl int64) reputation.WireMatch {
+	return reputation.WireMatch{Hash: h.String(), Verdict: v.Kind, Category: v.Category, Threat: v.ThreatName, TTL: ttl}
+}
+
+// UpdateResponse is the reply to GET /v1/update?from=VERSION.
+type UpdateResponse struct {
+	// Version is the database version this update brings the mirror to.
+	Version uint64 `json:"version"`
+	// Full is set when Added is the whole database (the mirror's version
+	// was unknown or too old); otherwise Added and Removed are changes.
+	Full    bool                   `json:"full"`
+	Added   []reputation.WireMatch `json:"added"`
+	Removed []string               `json:"removed"`
+	// Checksum is the hex SHA-256 of the resulting database (db.Checksum):
+	// the mirror verifies it before swapping.
+	Checksum string `json:"checksum"`
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "use GET")
+		return
+	}
+	from := uint64(0)
+	if f := r.URL.Query().Get("from"); f != "" {
+		var err error
+		if from, err = strconv.ParseUint(f, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "from must be a version number")
+			return
+		}
+	}
+	s.updates.Add(1)
+	d := s.DB()
+	sum := d.Checksum()
+	resp := UpdateResponse{Version: d.Version(), Checksum: fmt.Sprintf("%x", sum), Added: []reputation.WireMatch{}, Removed: []string{}}
+	if from != d.Version() {
+		added, removed, ok := s.hist.since(from, d.Version())
+		if !ok {
+			resp.Full = true
+			d.All(func(e db.Entry) { added = append(added, e) })
+		}
+		for _, e := range added {
+			resp.Added = append(resp.Added, wireMatch(e.Hash, e.Verdict, 0))
+		}
+		for _, h := range removed {
+			resp.Removed = append(resp.Removed, h.String())
+		}
+	}
+	s.log.Info().Uint64("from", from).Uint64(reputation.LogVersion, d.Version()).Bool("full", resp.Full).
+		Int(reputation.LogEntries, len(resp.Added)+len(resp.Removed)).Msg("update served")
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Type", "application/json")
+		zw := gzip.NewWriter(w)
+		json.NewEncoder(zw).Encode(resp)
+		zw.Close()
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, reputation.ErrorResponse{Error: msg})
+}
