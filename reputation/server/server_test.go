@@ -1,0 +1,407 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/picket-proxy/picket/reputation"
+	"github.com/picket-proxy/picket/reputation/db"
+	"github.com/rs/zerolog"
+)
+
+// recorded is one request a server received, with its response.
+type recorded struct {
+	method, path, query string
+	body                []byte
+	status              int
+	resp                []byte
+}
+
+// recorder wraps a handler and keeps every request it sees.
+type recorder struct {
+	next http.Handler
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+type teeWriter struct {
+	http.ResponseWriter
+	status int
+	buf    bytes.Buffer
+}
+
+func (w *teeWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+func (w *teeWriter) Write(b []byte) (int, error) {
+	w.buf.Write(b)
+	return w.ResponseWriter.Write(b)
+}
+
+func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	tw := &teeWriter{ResponseWriter: w, status: 200}
+	rc.next.ServeHTTP(tw, r)
+	resp := tw.buf.Bytes()
+	if tw.Header().Get("Content-Encoding") == "gzip" {
+		zr, _ := gzip.NewReader(bytes.NewReader(resp))
+		resp, _ = io.ReadAll(zr)
+	}
+	rc.mu.Lock()
+	rc.reqs = append(rc.reqs, recorded{r.Method, r.URL.Path, r.URL.RawQuery, body, tw.status, resp})
+	rc.mu.Unlock()
+}
+
+func (rc *recorder) all() []recorded {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]recorded(nil), rc.reqs...)
+}
+
+// copyFeeds copies the demo feed set to a temporary directory.
+func copyFeeds(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	files, err := filepath.Glob("../../data/feeds/*")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("demo feeds: %v", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644)
+	}
+	return dir
+}
+
+type testServer struct {
+	srv  *Server
+	http *httptest.Server
+	rec  *recorder
+}
+
+func startServer(t testing.TB, cfg Config) *testServer {
+	t.Helper()
+	s, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rec := &recorder{next: s.Handler()}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(hs.Close)
+	return &testServer{srv: s, http: hs, rec: rec}
+}
+
+func newClient(t testing.TB, b reputation.Backend) *reputation.Client {
+	t.Helper()
+	c, err := reputation.New(reputation.Config{Backend: b, Timeout: 2 * time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func remote(t testing.TB, url, token string) *reputation.Remote {
+	t.Helper()
+	r, err := reputation.NewRemote(reputation.RemoteConfig{Server: url, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func hexBytes(t testing.TB, s string) []byte {
+	b, err := reputation.ParseFileHash(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type lookupCase struct {
+	name string
+	q    reputation.Query
+	want reputation.Kind
+}
+
+func demoCases(t testing.TB) []lookupCase {
+	return []lookupCase{
+		{"malware URL", reputation.Query{URL: "http://malware.picket.test/"}, reputation.KindMalware},
+		{"malware deep URL", reputation.Query{URL: "http://malware.picket.test/a/b/c.exe?x=1"}, reputation.KindMalware},
+		{"phishing subdomain", reputation.Query{URL: "https://www.phishing.picket.test/login"}, reputation.KindPhishing},
+		{"ads host", reputation.Query{URL: "http://ads.picket.test/banner.js"}, reputation.KindUnwanted},
+		{"clean host", reputation.Query{URL: "http://clean.picket.test/"}, reputation.KindClean},
+		{"unknown", reputation.Query{URL: "http://example.org/"}, reputation.KindUnknown},
+		{"EICAR MD5", reputation.Query{MD5: hexBytes(t, "44d88612fea8a8f36de82e1278abb02f")}, reputation.KindMalware},
+		{"EICAR SHA-1", reputation.Query{SHA1: hexBytes(t, "3395856ce81f2b7382dee72602f798b642f14140")}, reputation.KindMalware},
+		{"EICAR SHA-256", reputation.Query{SHA256: hexBytes(t, "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")}, reputation.KindMalware},
+	}
+}
+
+var prefixRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
+
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	feeds := copyFeeds(t)
+	cloud := startServer(t, Config{Role: RoleCloud, Feeds: feeds, Poll: -1, Token: "cloud-secret"})
+	mirrorDir := t.TempDir()
+	private := startServer(t, Config{Role: RolePrivate, Upstream: cloud.http.URL, UpstreamToken: "cloud-secret",
+		Feeds: mirrorDir, Token: "kpsn-licence"})
+	if err := private.srv.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	embedded, err := db.Open(db.Config{Dir: feeds, Poll: -1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]*reputation.Client{
+		"ksn":      newClient(t, remote(t, cloud.http.URL, "cloud-secret")),
+		"kpsn":     newClient(t, remote(t, private.http.URL, "kpsn-licence")),
+		"embedded": newClient(t, embedded),
+	}
+	for _, tt := range demoCases(t) {
+		t.Run(tt.name, func(t *testing.T) {
+			for mode, c := range clients {
+				v, err := c.Lookup(ctx, tt.q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v.Kind != tt.want {
+					t.Errorf("%s: got %v, want %v", mode, v, tt.want)
+				}
+			}
+		})
+	}
+
+	// Only 4-byte prefixes reached the servers: never URLs or full hashes.
+	for name, ts := range map[string]*testServer{"cloud": cloud, "private": private} {
+		n := 0
+		for _, r := range ts.rec.all() {
+			if r.path != reputation.PathLookup {
+				continue
+			}
+			n++
+			if bytes.Contains(r.body, []byte("picket.test")) || bytes.Contains(r.body, []byte("http")) {
+				t.Errorf("%s: request body reveals a URL: %s", name, r.body)
+			}
+			var req map[string][]string
+			if err := json.Unmarshal(r.body, &req); err != nil || len(req) != 1 {
+				t.Fatalf("%s: request %s: want only {\"prefixes\": [...]}", name, r.body)
+			}
+			for _, p := range req["prefixes"] {
+				if !prefixRE.MatchString(p) {
+					t.Errorf("%s: sent %q, want 8 hex digits", name, p)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: no lookups recorded", name)
+		}
+	}
+	// The private server sent nothing upstream but updates.
+	for _, r := range cloud.rec.all() {
+		if r.path == reputation.PathUpdate && r.query != "from=0" {
+			t.Errorf("first update asked from %q, want from=0", r.query)
+		}
+	}
+
+	// A cloud feed update reaches the mirror incrementally.
+	f, _ := os.OpenFile(filepath.Join(feeds, "phishing.txt"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("new-phish.picket.test\n")
+	f.Close()
+	if err := cloud.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(cloud.rec.all())
+	if err := private.srv.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	upd := cloud.rec.all()[before]
+	var u UpdateResponse
+	if err := json.Unmarshal(upd.resp, &u); err != nil {
+		t.Fatal(err)
+	}
+	if upd.query == "from=0" || u.Full || len(u.Added) != 1 || len(u.Removed) != 0 {
+		t.Errorf("update %q: full=%v, %d added, %d removed; want incremental with 1 added", upd.query, u.Full, len(u.Added), len(u.Removed))
+	}
+	if got, want := private.srv.DB().Checksum(), cloud.srv.DB().Checksum(); got != want {
+		t.Error("mirror differs from the cloud after the update")
+	}
+	fresh := newClient(t, remote(t, private.http.URL, "kpsn-licence"))
+	if v, _ := fresh.Lookup(ctx, reputation.Query{URL: "http://new-phish.picket.test/"}); v.Kind != reputation.KindPhishing {
+		t.Errorf("new entry through the mirror: %v, want phishing", v)
+	}
+
+	// The cloud goes down: the mirror keeps answering, also after a restart.
+	cloud.http.Close()
+	if err := private.srv.Sync(ctx); err == nil {
+		t.Error("Sync with the cloud down: no error")
+	}
+	fresh = newClient(t, remote(t, private.http.URL, "kpsn-licence"))
+	if v, _ := fresh.Lookup(ctx, reputation.Query{URL: "http://malware.picket.test/"}); v.Kind != reputation.KindMalware || v.Source != reputation.SourceServer {
+		t.Errorf("private with the cloud down: %v, want malware from the server", v)
+	}
+	restarted := startServer(t, Config{Role: RolePrivate, Upstream: cloud.http.URL, Feeds: mirrorDir})
+	if got := restarted.srv.DB().Len(); got != private.srv.DB().Len() {
+		t.Errorf("restarted mirror has %d entries, want %d from its snapshot", got, private.srv.DB().Len())
+	}
+	resp, err := http.Get(restarted.http.URL + reputation.PathHealth)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("healthz of the restarted mirror: %v %v", resp.Status, err)
+	}
+}
+
+func TestPrivateHasNoIntake(t *testing.T) {
+	intake := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	if _, err := New(Config{Role: RolePrivate, Upstream: "http://127.0.0.1:1", Intake: intake}, zerolog.Nop()); err == nil {
+		t.Error("private server with an intake: no error")
+	}
+	private := startServer(t, Config{Role: RolePrivate, Upstream: "http://127.0.0.1:1"})
+	cloud := startServer(t, Config{Role: RoleCloud, Feeds: copyFeeds(t), Poll: -1, Intake: intake})
+	for _, p := range []string{reputation.PathStats, reputation.PathSamples, reputation.PathUpdate} {
+		resp, err := http.Post(private.http.URL+p, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("private %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	resp, err := http.Post(cloud.http.URL+reputation.PathStats, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("cloud stats: %d, want the intake's 202", resp.StatusCode)
+	}
+	// An unsynced mirror is not healthy.
+	resp, _ = http.Get(private.http.URL + reputation.PathHealth)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("unsynced healthz: %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestMalformedRequests(t *testing.T) {
+	ts := startServer(t, Config{Role: RoleCloud, Feeds: copyFeeds(t), Poll: -1, Token: "tok"})
+	many := `{"prefixes":[` + strings.Repeat(`"00000000",`, reputation.MaxPrefixesPerRequest) + `"00000000"]}`
+	tests := []struct {
+		name, method, path, token, body string
+		want                             int
+	}{
+		{"no token", "POST", reputation.PathLookup, "", `{"prefixes":["00000000"]}`, 401},
+		{"wrong token", "POST", reputation.PathLookup, "nope", `{"prefixes":["00000000"]}`, 401},
+		{"ok", "POST", reputation.PathLookup, "tok", `{"prefixes":["00000000"]}`, 200},
+		{"GET lookup", "GET", reputation.PathLookup, "tok", "", 405},
+		{"bad JSON", "POST", reputation.PathLookup, "tok", `{"prefixes":`, 400},
+		{"no prefixes", "POST", reputation.PathLookup, "tok", `{"prefixes":[]}`, 400},
+		{"full hash", "POST", reputation.PathLookup, "tok", `{"prefixes":["` + strings.Repeat("ab", 32) + `"]}`, 400},
+		{"not hex", "POST", reputation.PathLookup, "tok", `{"prefixes":["zzzzzzzz"]}`, 400},
+		{"too many", "POST", reputation.PathLookup, "tok", many, 400},
+		{"too large", "POST", reputation.PathLookup, "tok", `{"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413},
+		{"bad from", "GET", reputation.PathUpdate + "?from=x", "tok", "", 400},
+		{"unknown path", "GET", "/nope", "", "", 404},
+		{"health without token", "GET", reputation.PathHealth, "", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, ts.http.URL+tt.path, strings.NewReader(tt.body))
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("got %d, want %d", resp.StatusCode, tt.want)
+			}
+			if tt.want >= 400 {
+				var e reputation.ErrorResponse
+				if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error == "" {
+					t.Errorf("error body: %v %+v, want {\"error\": ...}", err, e)
+				}
+			}
+		})
+	}
+}
+
+func TestClientAgainstDeadServer(t *testing.T) {
+	ts := httptest.NewServer(http.NotFoundHandler())
+	url := ts.URL
+	ts.Close() // nothing listens there any more
+	for _, policy := range []reputation.FailPolicy{reputation.FailOpen, reputation.FailClosed} {
+		c, err := reputation.New(reputation.Config{Backend: remote(t, url, ""), Fail: policy, Timeout: 200 * time.Millisecond}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		v, err := c.Lookup(context.Background(), reputation.Query{URL: "http://malware.picket.test/"})
+		if err != nil || v.Source != reputation.SourceFailure || v.Blocks() != (policy == reputation.FailClosed) {
+			t.Errorf("fail-%v: %+v, %v", policy, v, err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("fail-%v took %v", policy, took)
+		}
+		c.Close()
+	}
+}
+
+func TestServeGracefulShutdown(t *testing.T) {
+	s, err := New(Config{Role: RoleCloud, Feeds: copyFeeds(t), Poll: -1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ln, err := netListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, "", "", time.Second) }()
+	c := newClient(t, remote(t, "http://"+ln.Addr().String(), ""))
+	if v, err := c.Lookup(context.Background(), reputation.Query{URL: "http://malware.picket.test/"}); err != nil || v.Kind != reputation.KindMalware {
+		t.Errorf("lookup over a real listener: %v %v", v, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve after cancel: %v", err)
+	}
+}
+
+func BenchmarkRemoteRoundTrip(b *testing.B) {
+	ts := startServer(b, Config{Role: RoleCloud, Feeds: copyFeeds(b), Poll: -1})
+	r := remote(b, ts.http.URL, "")
+	u, _ := reputation.ParseURL("http://malware.picket.test/a/b/c.html?x=1")
+	var prefixes []reputation.Prefix
+	for _, e := range u.Expressions() {
+		prefixes = append(prefixes, reputation.HashExpression(e).Prefix())
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if a, err := r.FindPrefixes(ctx, prefixes); err != nil || len(a.Matches) != 1 {
+			b.Fatal(a, err)
+		}
+	}
+}
