@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/reputation"
+	"github.com/picket-proxy/picket/reputation/db"
+	"github.com/rs/zerolog"
+)
+
+// newReputationClient maps [reputation] into a reputation.Client: ksn →
+// the cloud server; kpsn → the private server, or the embedded database
+// loaded from kpsn.database when no server is set. The caller owns the
+// client and must Close it (that stops the embedded database's watcher).
+func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client, error) {
+	r := f.Reputation
+	cfg := reputation.Config{
+		Allow:           r.Allow,
+		Block:           r.Block,
+		Timeout:         r.Timeout.D(),
+		CacheSize:       r.CacheSize,
+		BreakerFailures: r.BreakerFailures,
+		BreakerCooldown: r.BreakerCooldown.D(),
+	}
+	if r.Fail == "closed" {
+		cfg.Fail = reputation.FailClosed
+	}
+	server, token := r.KPSN.Server, r.KPSN.Token
+	if r.Mode == "ksn" {
+		server, token = r.KSN.Server, r.KSN.Token
+	}
+	switch {
+	case server != "":
+		rem, err := reputation.NewRemote(reputation.RemoteConfig{Server: server, Token: token})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Backend = rem
+	default: // kpsn without a server: the embedded database
+		poll := r.KPSN.Reload.D()
+		if poll == 0 {
+			poll = -1 // SIGHUP only
+		}
+		st, err := db.Open(db.Config{Dir: f.Resolve(r.KPSN.Database), Poll: poll}, log)
+		if err != nil {
+			return nil, fmt.Errorf("embedded reputation database: %w", err)
+		}
+		cfg.Backend = st
+	}
+	c, err := reputation.New(cfg, log)
+	if err != nil {
+		if cl, ok := cfg.Backend.(*db.Store); ok {
+			cl.Close()
+		}
+		return nil, err
+	}
+	log.Info().Str("mode", r.Mode).Str("backend", backendName(r.Mode, server)).Str(reputation.LogPolicy, r.Fail).
+		Msg("reputation client ready")
+	return c, nil
+}
+
+func backendName(mode, server string) string {
+	switch {
+	case server == "":
+		return "embedded database"
+	case mode == "ksn":
+		return "cloud server"
+	}
+	return "private server"
+}
