@@ -20,6 +20,9 @@ type command struct {
 var commands = map[string]command{
 	"serve":   {"run the proxy", cmdServe},
 	"version": {"print the version", cmdVersion},
+
+	"lookup":    {"look up the reputation of URLs and file hashes", cmdLookup},
+	"repserver": {"run a reputation server (cloud or private)", cmdRepserver},
 	// more subcommands: add them here
 }
 
