@@ -128,17 +128,46 @@ func (c *Log) validate(p *problems) {
 	}
 }
 
-// TLS is the [tls] section: upstream verification and, with [P2],
-// interception.
+// TLS is the [tls] section: the interception CA, leaf certificates and
+// upstream verification.
 type TLS struct {
+	// CACert and CAKey are the PEM files of the interception CA; both are
+	// generated on first start when both are absent. Relative to the
+	// config file; defaults "data/ca/picket-ca.pem" and "data/ca/picket-ca.key".
+	CACert string `toml:"ca_cert"`
+	CAKey  string `toml:"ca_key"`
+	// CAName is the common name of a generated CA.
+	CAName string `toml:"ca_name"`
+	// LeafValidity is the lifetime of a minted leaf certificate (default 7 days).
+	LeafValidity Duration `toml:"leaf_validity"`
+	// CertCacheSize is the most minted certificates kept in memory.
+	CertCacheSize int `toml:"cert_cache_size"`
 	// ExtraRoots are PEM files of CA certificates trusted for upstream
 	// servers in addition to the system roots.
 	ExtraRoots []string `toml:"extra_roots"`
 }
 
-func (c *TLS) defaults() {}
+func (c *TLS) defaults() {
+	c.CACert = "data/ca/picket-ca.pem"
+	c.CAKey = "data/ca/picket-ca.key"
+	c.CAName = "Picket Interception CA"
+	c.LeafValidity = Duration(7 * 24 * time.Hour)
+	c.CertCacheSize = 10000
+}
 
 func (c *TLS) validate(p *problems) {
+	if c.CACert == "" {
+		p.add("tls.ca_cert", "must name a file")
+	}
+	if c.CAKey == "" {
+		p.add("tls.ca_key", "must name a file")
+	}
+	if c.LeafValidity < Duration(2*time.Hour) || c.LeafValidity > Duration(397*24*time.Hour) {
+		p.add("tls.leaf_validity", "must be between 2h and 397 days, got %s", c.LeafValidity.D())
+	}
+	if c.CertCacheSize < 1 {
+		p.add("tls.cert_cache_size", "must be at least 1, got %d", c.CertCacheSize)
+	}
 	for _, r := range c.ExtraRoots {
 		if r == "" {
 			p.add("tls.extra_roots", "empty path")

@@ -46,6 +46,13 @@ type Config struct {
 	// minted certificate for host (host without port) to an intercepted
 	// client; nil disables interception whatever the Decider says.
 	Intercept func(host string) (*tls.Config, error)
+	// CACert is the interception CA's certificate, served to clients at
+	// /picket-ca.pem (and .der, .crt) with an install page at /ca; nil
+	// serves none.
+	CACert *x509.Certificate
+	// HandshakeFailed is told the host of every intercepted tunnel whose
+	// client refused our certificate (a pinned app); nil ignores them.
+	HandshakeFailed func(host string)
 
 	// Log is the application log; AccessLog gets one line per request or
 	// tunnel. Zero values discard.

@@ -12,13 +12,15 @@ import (
 	"time"
 )
 
-// tunnel is what is known of a CONNECT when it is accepted. It is shared,
-// read-only, by every request inside an intercepted tunnel (goproxy hands the
-// same UserData to all of them).
+// tunnel is what is known of an intercepted CONNECT once its TLS handshake
+// is done. It is shared, read-only, by every request inside the tunnel
+// through the request context.
 type tunnel struct {
-	client netip.Addr
-	host   string // host:port from the CONNECT
-	start  time.Time
+	client    netip.Addr
+	host      string // host:port from the CONNECT
+	start     time.Time
+	sni       string // server name the client sent in its ClientHello
+	authority string // host:port the requests inside are for
 }
 
 // exchange is the state of one request (or one tunnel) from accept to the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -144,3 +145,5 @@ func (tp *testProxy) rawRequest(t *testing.T, raw string) (string, string) {
 }
 
 func urlHasHost(u string, host string) bool { return strings.Contains(u, host) }
+
+func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }

@@ -1,8 +1,7 @@
 package proxy
 
 import (
-	"bufio"
-	"context"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -83,19 +82,25 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 		return
 	}
 
-	// 3. Intercept: goproxy runs the TLS handshake with a minted certificate
-	// and calls roundTrip for each request inside; they share the tunnel.
+	// 3. Intercept: terminate TLS with a minted certificate and decide each
+	// request inside on its full URL (intercept.go).
 	if d.Intercept && s.cfg.Intercept != nil {
-		x.status = http.StatusOK
-		if c := connFrom(r.Context()); c != nil {
-			c.idle(s.cfg.TunnelIdleTimeout) // bounds the handshake and the keep-alive loop
+		conn, buffered, ok := s.establish(w, x)
+		if !ok {
+			return
 		}
+		defer conn.Close()
 		t := &tunnel{client: client, host: host, start: x.start}
-		s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, t)))
+		up, down, err := s.intercept(conn, buffered, t)
+		x.bytesIn.Add(up)
+		x.bytesOut.Add(down)
+		if err != nil {
+			x.errKind = "handshake"
+		}
 		return
 	}
 
-	// 4. Tunnel: dial first, so a failure is still an HTTP answer.
+	// 4. Tunnel: dial first, so that a failure is still an HTTP answer.
 	upstream, err := s.dialer.dialRaw(r.Context(), host)
 	if err != nil {
 		ue := classify(host, err)
@@ -103,26 +108,43 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 		writePage(w, errorPage(ue, host))
 		return
 	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
+	conn, buffered, ok := s.establish(w, x)
+	if !ok {
 		upstream.Close()
-		x.status, x.errKind = http.StatusInternalServerError, "hijack"
 		return
 	}
 	defer conn.Close()
-	x.status = http.StatusOK
-	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		upstream.Close()
-		return
-	}
-	// Bytes the client sent right behind the CONNECT are already buffered.
-	if err := flushBuffered(brw.Reader, upstream); err != nil {
+	// Bytes the client sent right behind the CONNECT go first.
+	if _, err := upstream.Write(buffered); err != nil {
 		upstream.Close()
 		return
 	}
 	up, down := splice(rawConn(conn), upstream, s.cfg.TunnelIdleTimeout)
-	x.bytesIn.Add(up)
+	x.bytesIn.Add(up + int64(len(buffered)))
 	x.bytesOut.Add(down)
+}
+
+// establish takes the client connection over from net/http and answers the
+// CONNECT with 200. It returns the bytes the client already sent behind the
+// CONNECT.
+func (s *Server) establish(w http.ResponseWriter, x *exchange) (net.Conn, []byte, bool) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		x.status, x.errKind = http.StatusInternalServerError, "hijack"
+		s.cfg.Log.Error().Err(err).Msg("cannot take over the CONNECT connection")
+		return nil, nil, false
+	}
+	x.status = http.StatusOK
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		conn.Close()
+		return nil, nil, false
+	}
+	var buffered []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		buffered = bytes.Clone(b)
+	}
+	return conn, buffered, true
 }
 
 // roundTrip handles one HTTP request, plain or read inside an intercepted
@@ -206,7 +228,7 @@ func (s *Server) newExchange(in *http.Request, ctx *goproxy.ProxyCtx) *exchange 
 		start: time.Now(),
 		req:   Request{Client: clientAddr(in.RemoteAddr), Method: in.Method, URL: in.URL},
 	}
-	if t, ok := ctx.UserData.(*tunnel); ok {
+	if t, ok := in.Context().Value(tunnelKey{}).(*tunnel); ok {
 		x.tunnel, x.req.Client, x.req.Intercepted = t, t.client, true
 	}
 	return x
@@ -252,16 +274,4 @@ func connectTarget(r *http.Request) (string, bool) {
 		}
 	}
 	return target, true
-}
-
-// flushBuffered sends what the HTTP parser already read from the client to
-// w.
-func flushBuffered(br *bufio.Reader, w io.Writer) error {
-	n := br.Buffered()
-	if n == 0 {
-		return nil
-	}
-	b, _ := br.Peek(n)
-	_, err := w.Write(b)
-	return err
 }

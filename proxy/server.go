@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -77,30 +76,16 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.NonproxyHandler = s.local
 
 	// Every request, plain or inside an intercepted tunnel, goes through
-	// roundTrip.
+	// roundTrip. CONNECT never reaches goproxy: handleConnect and
+	// intercept.go do tunnels and TLS themselves, with deadlines and limits
+	// goproxy's MITM loop lacks (GOPROXY-NOTES, "Requests inside a MITM
+	// tunnel").
 	rt := goproxy.RoundTripperFunc(s.roundTrip)
 	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		ctx.RoundTripper = rt
 		return r, nil
 	})
 
-	// handleConnect only hands intercepted CONNECTs to goproxy; the tunnel
-	// facts travel in the request context into ctx.UserData, which goproxy
-	// shares with every request inside the tunnel.
-	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-		t, _ := ctx.Req.Context().Value(tunnelKey{}).(*tunnel)
-		if t == nil || s.cfg.Intercept == nil {
-			return goproxy.RejectConnect, host
-		}
-		ctx.UserData = t
-		ctx.RoundTripper = rt
-		return &goproxy.ConnectAction{
-			Action: goproxy.ConnectMitm,
-			TLSConfig: func(host string, _ *goproxy.ProxyCtx) (*tls.Config, error) {
-				return s.cfg.Intercept(stripPort(host))
-			},
-		}, host
-	})
 	return gp
 }
 

@@ -23,6 +23,7 @@ var commands = map[string]command{
 
 	"lookup":    {"look up the reputation of URLs and file hashes", cmdLookup},
 	"repserver": {"run a reputation server (cloud or private)", cmdRepserver},
+	"ca":        {"export or describe the interception CA", cmdCA},
 	// more subcommands: add them here
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -51,6 +52,20 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	pcfg.Log, pcfg.AccessLog = lg.app, lg.access
+
+	ca, generated, err := loadCA(f)
+	if err != nil {
+		return err
+	}
+	if generated {
+		lg.app.Warn().Str("file", f.Resolve(f.TLS.CACert)).Str("fingerprint", ca.Fingerprint()).
+			Msg("generated a new interception CA: install it in clients (picket ca export, or http://<proxy>/ca)")
+	}
+	pcfg.CACert = ca.Certificate()
+	pcfg.Intercept = func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil }
+	pcfg.Decider = proxy.DeciderFunc(func(_ context.Context, r *proxy.Request) (proxy.Decision, error) {
+		return proxy.Decision{Action: proxy.Allow, Intercept: true}, nil
+	})
 	srv, err := proxy.New(pcfg)
 	if err != nil {
 		return err

@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// peekTimeout is how long an intercepted tunnel waits for the client's
+// first byte to tell TLS from other protocols. A client that stays silent
+// (a server-speaks-first protocol) is tunnelled untouched after it.
+const peekTimeout = 2 * time.Second
+
+// recordTypeHandshake is the first byte of a TLS ClientHello record.
+const recordTypeHandshake = 0x16
+
+// intercept serves a CONNECT whose client already got "200 Connection
+// established": TLS is terminated with a minted certificate and the requests
+// inside are served by net/http (header limits, timeouts, keep-alive,
+// 100-continue) and handed to goproxy one by one, so that each goes through
+// roundTrip with the full URL. Anything that is not TLS is tunnelled as is.
+func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down int64, err error) {
+	pc := &peekConn{Conn: conn, r: bufio.NewReader(io.MultiReader(bytes.NewReader(buffered), conn))}
+
+	// 1. TLS or not, from the first byte.
+	_ = conn.SetReadDeadline(time.Now().Add(peekTimeout))
+	first, perr := pc.r.Peek(1)
+	_ = conn.SetReadDeadline(time.Time{})
+	if perr != nil && !errors.Is(perr, os.ErrDeadlineExceeded) {
+		return 0, 0, perr // the client left
+	}
+	if len(first) == 0 || first[0] != recordTypeHandshake {
+		return s.passThrough(pc, t)
+	}
+
+	// 2. Handshake with a certificate for the CONNECT host (or the SNI name),
+	// bounded in time: goproxy's own MITM handshake has no deadline.
+	tcfg, err := s.cfg.Intercept(stripPort(t.host))
+	if err != nil {
+		return 0, 0, err
+	}
+	tc := tls.Server(pc, tcfg)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TLSHandshakeTimeout)
+	err = tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		up, down = pc.read.Load(), pc.wrote.Load()
+		if s.cfg.HandshakeFailed != nil && clientRejected(err) {
+			s.cfg.HandshakeFailed(stripPort(t.host))
+		}
+		s.cfg.Log.Debug().Err(err).Str(fHost, t.host).Msg("client TLS handshake failed")
+		return up, down, err
+	}
+	it := *t
+	it.sni = tc.ConnectionState().ServerName
+	it.authority = authority(t.host, it.sni)
+
+	// 3. Serve the requests inside; Serve returns when the connection closes.
+	srv := &http.Server{
+		Handler:           s.innerHandler(&it),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          newStdLogger(s.cfg.Log),
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			if cc, ok := conn.(*clientConn); ok {
+				ctx = context.WithValue(ctx, connKey{}, cc)
+			}
+			return ctx
+		},
+	}
+	_ = srv.Serve(newOneConnListener(tc))
+	return pc.read.Load(), pc.wrote.Load(), nil
+}
+
+// innerHandler gives each request read inside an intercepted tunnel its
+// absolute URL and the tunnel facts, then hands it to goproxy.
+func (s *Server) innerHandler(t *tunnel) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A request for another authority than the tunnel's must not reach
+		// it (domain fronting, or a Host aimed at an internal address).
+		if !sameAuthority(r.Host, t.authority) {
+			writePage(w, page{Status: http.StatusMisdirectedRequest, Title: "Misdirected request",
+				Msg: "This connection was opened for " + t.authority + "; it cannot serve " + r.Host + "."})
+			return
+		}
+		r.URL.Scheme = "https"
+		r.URL.Host = t.authority
+		s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, t)))
+	})
+}
+
+// passThrough tunnels a non-TLS protocol untouched to the CONNECT target.
+func (s *Server) passThrough(pc *peekConn, t *tunnel) (up, down int64, err error) {
+	upstream, err := s.dialer.dialRaw(context.Background(), t.host)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n := pc.r.Buffered(); n > 0 {
+		b, _ := pc.r.Peek(n)
+		if _, err := upstream.Write(b); err != nil {
+			upstream.Close()
+			return 0, 0, err
+		}
+		up = int64(n)
+	}
+	u, d := splice(rawConn(pc.Conn), upstream, s.cfg.TunnelIdleTimeout)
+	return up + u, d, nil
+}
+
+// authority is host:port of the requests inside an intercepted tunnel: the
+// CONNECT target, or the SNI name when the CONNECT named only an IP.
+func authority(connectHost, sni string) string {
+	host, port, err := net.SplitHostPort(connectHost)
+	if err != nil || sni == "" {
+		return connectHost
+	}
+	if isIPLiteral(host) && !isIPLiteral(sni) {
+		return net.JoinHostPort(sni, port)
+	}
+	return connectHost
+}
+
+// sameAuthority compares a Host header with host:port, allowing the default
+// https port to be left out.
+func sameAuthority(hostHeader, auth string) bool {
+	if strings.EqualFold(hostHeader, auth) {
+		return true
+	}
+	h, p, err := net.SplitHostPort(auth)
+	if err != nil {
+		return false
+	}
+	if p == "443" && strings.EqualFold(strings.Trim(hostHeader, "[]"), h) {
+		return true
+	}
+	return false
+}
+
+func isIPLiteral(h string) bool { return net.ParseIP(strings.Trim(h, "[]")) != nil }
+
+// clientRejected reports whether a handshake failed because the client
+// refused our certificate (an alert, or a silent close as pinned apps do),
+// rather than a timeout or garbage.
+func clientRejected(err error) bool {
+	var alert tls.AlertError
+	return errors.As(err, &alert) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "remote error: tls:")
+}
+
+// peekConn is a connection whose reads go through a buffered reader that
+// may hold bytes already read for peeking.
+type peekConn struct {
+	net.Conn
+	r           *bufio.Reader
+	read, wrote atomic.Int64 // bytes from and to the client
+}
+
+func (c *peekConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *peekConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.wrote.Add(int64(n))
+	return n, err
+}
+
+// oneConnListener hands one connection to http.Server.Serve, then blocks
+// until that connection is closed, so that Serve returns when the tunnel
+// ends.
+type oneConnListener struct {
+	conn   net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newOneConnListener(c net.Conn) *oneConnListener {
+	l := &oneConnListener{closed: make(chan struct{})}
+	l.conn = &notifyCloseConn{Conn: c, closed: l.closed}
+	return l
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.conn })
+	if c != nil {
+		return c, nil
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// notifyCloseConn closes a channel when the connection is closed.
+type notifyCloseConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *notifyCloseConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.closed) })
+	return err
+}
