@@ -21,7 +21,7 @@ import (
 )
 
 // testCA returns a fresh interception CA in a temporary directory.
-func testCA(t *testing.T) *certs.Authority {
+func testCA(t testing.TB) *certs.Authority {
 	t.Helper()
 	dir := t.TempDir()
 	ca, _, err := certs.Load(certs.Config{CertFile: filepath.Join(dir, "ca.pem"), KeyFile: filepath.Join(dir, "ca.key")})
