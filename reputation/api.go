@@ -190,6 +190,9 @@ func DecodeLookupResponse(data []byte) (Answer, error) {
 		if m.TTL < 0 {
 			return Answer{}, errors.New("reputation: bad lookup response: negative TTL")
 		}
+		if m.Verdict > KindMalware {
+			return Answer{}, fmt.Errorf("reputation: bad lookup response: unknown verdict %d", m.Verdict)
+		}
 		a.Matches = append(a.Matches, Match{Hash: h, Verdict: Verdict{
 			Kind: m.Verdict, Category: m.Category, ThreatName: m.Threat,
 			TTL: time.Duration(m.TTL) * time.Second, Source: SourceServer,

@@ -427,6 +427,19 @@ func (c *Client) Stats() Stats {
 	}
 }
 
+// Reload asks the backend to reload its data, if it can (the embedded
+// database rereads its feeds: SIGHUP), and empties the caches so that new
+// verdicts apply at once.
+func (c *Client) Reload() error {
+	var err error
+	if r, ok := c.backend.(interface{ Reload() error }); ok {
+		err = r.Reload()
+	}
+	c.caches.results.Purge()
+	c.caches.prefixes.Purge()
+	return err
+}
+
 // Close closes the backend if it is an io.Closer (the embedded database's
 // reloader). It is idempotent.
 func (c *Client) Close() error {

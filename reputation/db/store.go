@@ -74,7 +74,7 @@ func Open(cfg Config, log zerolog.Logger) (*Store, error) {
 	if s.negTTL <= 0 {
 		s.negTTL = DefaultTTL
 	}
-	if _, err := s.Reload(); err != nil {
+	if err := s.Reload(); err != nil {
 		return nil, err
 	}
 	poll := cfg.Poll
@@ -125,14 +125,21 @@ func (s *Store) Check() (bool, error) {
 
 // Reload loads the feeds now, changed or not (SIGHUP). On error the current
 // database stays.
-func (s *Store) Reload() (*Report, error) {
+func (s *Store) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fp, err := s.fingerprintNow()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return s.report, s.reloadLocked(fp)
+	return s.reloadLocked(fp)
+}
+
+// Report returns what the last successful load found (bad lines).
+func (s *Store) Report() *Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.report
 }
 
 func (s *Store) reloadLocked(fp [32]byte) error {

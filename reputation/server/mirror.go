@@ -92,6 +92,9 @@ func (s *Server) fetchUpdate(ctx context.Context, cur *db.DB, from uint64) (*db.
 		if err != nil {
 			return nil, false, fmt.Errorf("repserver: update: %w", err)
 		}
+		if m.Verdict > reputation.KindMalware {
+			return nil, false, fmt.Errorf("repserver: update: unknown verdict %d", m.Verdict)
+		}
 		added = append(added, db.Entry{Hash: h, Verdict: reputation.Verdict{Kind: m.Verdict, Category: m.Category, ThreatName: m.Threat}})
 	}
 	removed := make([]reputation.Hash, 0, len(u.Removed))

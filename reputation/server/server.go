@@ -198,8 +198,7 @@ func (s *Server) Reload() error {
 	if s.store == nil {
 		return nil
 	}
-	_, err := s.store.Reload()
-	return err
+	return s.store.Reload()
 }
 
 // Run runs a private server's sync loop until ctx ends; for a cloud server

@@ -304,7 +304,7 @@ func TestMalformedRequests(t *testing.T) {
 	many := `{"prefixes":[` + strings.Repeat(`"00000000",`, reputation.MaxPrefixesPerRequest) + `"00000000"]}`
 	tests := []struct {
 		name, method, path, token, body string
-		want                             int
+		want                            int
 	}{
 		{"no token", "POST", reputation.PathLookup, "", `{"prefixes":["00000000"]}`, 401},
 		{"wrong token", "POST", reputation.PathLookup, "nope", `{"prefixes":["00000000"]}`, 401},
@@ -403,5 +403,53 @@ func BenchmarkRemoteRoundTrip(b *testing.B) {
 		if a, err := r.FindPrefixes(ctx, prefixes); err != nil || len(a.Matches) != 1 {
 			b.Fatal(a, err)
 		}
+	}
+}
+
+// BenchmarkLookupEmbeddedUncached is a client lookup that misses both
+// caches and asks the embedded database: canonicalize, 30 hashes, search.
+func BenchmarkLookupEmbeddedUncached(b *testing.B) {
+	st, err := db.Open(db.Config{Dir: copyFeeds(b), Poll: -1}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := reputation.New(reputation.Config{Backend: st, CacheSize: 1}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	urls := make([]string, 1024)
+	for i := range urls {
+		urls[i] = "http://www" + strings.Repeat("x", i%7) + ".example" + string(rune('a'+i%26)) + ".test/a/b/" + strings.Repeat("c", i%13) + ".html?q=" + string(rune('a'+i%26))
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Lookup(ctx, reputation.Query{URL: urls[i%len(urls)]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestEmbeddedClientReload(t *testing.T) {
+	feeds := copyFeeds(t)
+	st, err := db.Open(db.Config{Dir: feeds, Poll: -1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, st)
+	q := reputation.Query{URL: "http://fresh.picket.test/"}
+	if v, _ := c.Lookup(context.Background(), q); v.Kind != reputation.KindUnknown || v.Source != reputation.SourceDatabase {
+		t.Fatalf("before: %+v, want unknown from the database", v)
+	}
+	f, _ := os.OpenFile(filepath.Join(feeds, "phishing.txt"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("fresh.picket.test\n")
+	f.Close()
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Lookup(context.Background(), q); v.Kind != reputation.KindPhishing {
+		t.Errorf("after Reload: %+v, want phishing", v)
 	}
 }
