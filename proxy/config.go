@@ -46,6 +46,15 @@ type Config struct {
 	// minted certificate for host (host without port) to an intercepted
 	// client; nil disables interception whatever the Decider says.
 	Intercept func(host string) (*tls.Config, error)
+	// BlockTemplate and WarnTemplate are html/template sources of the block
+	// and warn pages; "" uses the embedded page.
+	BlockTemplate, WarnTemplate string
+	// Contact is the administrator's e-mail address shown on block pages.
+	Contact string
+	// WarnFor is how long "continue" on a warn page allows the host for the
+	// client (default 1h).
+	WarnFor time.Duration
+
 	// CACert is the interception CA's certificate, served to clients at
 	// /picket-ca.pem (and .der, .crt) with an install page at /ca; nil
 	// serves none.
@@ -73,6 +82,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.ResponseHeaderTimeout, 60*time.Second)
 	setDefault(&c.UpstreamIdleTimeout, 90*time.Second)
 	setDefault(&c.MaxIdleConnsPerHost, 256)
+	setDefault(&c.WarnFor, time.Hour)
 	if c.Decider == nil {
 		c.Decider = allowAll
 	}

@@ -14,6 +14,9 @@ const (
 	Allow Action = iota
 	// Block answers with a block page (or 403 to a CONNECT) and forwards nothing.
 	Block
+	// Warn shows a warning page whose "continue" link allows the host for
+	// that client for a while (Config.WarnFor).
+	Warn
 )
 
 func (a Action) String() string {
@@ -22,6 +25,8 @@ func (a Action) String() string {
 		return "allow"
 	case Block:
 		return "block"
+	case Warn:
+		return "warn"
 	}
 	return "unknown"
 }
@@ -54,8 +59,12 @@ type Decision struct {
 	Verdict string
 	// Category is the verdict's category, shown on block pages.
 	Category string
+	// Threat is the threat name of the verdict, if any.
+	Threat string
 	// Rule names the rule or list that decided ("" for the default).
 	Rule string
+	// Stage is the policy stage that decided (bypass, access, protection).
+	Stage string
 	// Reason is a short human-readable explanation for block pages and logs.
 	Reason string
 }

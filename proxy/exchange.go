@@ -34,6 +34,7 @@ type exchange struct {
 	decision Decision
 	status   int
 	errKind  string // upstream failure class, "" if none
+	incident string // shown on block and warn pages, logged
 
 	bytesIn  atomic.Int64 // request body bytes from the client
 	bytesOut atomic.Int64 // response body bytes to the client
@@ -93,6 +94,12 @@ func (s *Server) logAccess(x *exchange) {
 		if x.decision.Rule != "" {
 			ev = ev.Str(fRule, x.decision.Rule)
 		}
+		if x.decision.Stage != "" {
+			ev = ev.Str(fStage, x.decision.Stage)
+		}
+		if x.incident != "" {
+			ev = ev.Str(fIncident, x.incident)
+		}
 		if x.errKind != "" {
 			ev = ev.Str(fError, x.errKind)
 		}
@@ -112,6 +119,8 @@ func (x *exchange) action() string {
 	switch {
 	case x.decision.Action == Block:
 		return "block"
+	case x.decision.Action == Warn:
+		return "warn"
 	case x.errKind != "":
 		return "error"
 	case x.req.Connect && x.decision.Intercept:

@@ -14,6 +14,8 @@ const (
 	fAction   = "action"
 	fVerdict  = "verdict"
 	fRule     = "rule"
+	fStage    = "stage"
+	fIncident = "incident"
 	fReason   = "reason"
 	fError    = "error"
 	fKind     = "kind"

@@ -74,27 +74,6 @@ func writePage(w http.ResponseWriter, p page) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// blockPage is what a blocked request gets.
-func blockPage(x *exchange) page {
-	d := x.decision
-	msg := "Access to this site was blocked by your organisation's web filter."
-	if d.Reason != "" {
-		msg = d.Reason
-	}
-	detail := ""
-	if d.Verdict != "" {
-		detail = "Verdict: " + d.Verdict
-		if d.Category != "" {
-			detail += " (" + d.Category + ")"
-		}
-	}
-	host := ""
-	if x.req.URL != nil {
-		host = x.req.URL.Hostname()
-	}
-	return page{Status: http.StatusForbidden, Title: "Blocked", Msg: msg, Host: host, Detail: detail, Rule: d.Rule}
-}
-
 // errorPage is what a request gets when the upstream failed.
 func errorPage(e *upstreamError, host string) page {
 	title := "Bad gateway"

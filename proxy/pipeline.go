@@ -74,11 +74,18 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 		writePage(w, page{Status: x.status, Title: "Service unavailable", Msg: "The filter could not decide on this site."})
 		return
 	}
+	if d.Action == Warn && s.pages.isAllowed(client, stripPort(host)) {
+		d.Action, d.Reason = Allow, "continued after a warning"
+	}
 	x.decision = d
-	if d.Action == Block {
-		x.status = http.StatusForbidden
+	// A block or a warning can only be shown inside an intercepted tunnel;
+	// otherwise the CONNECT is refused with the reason in a header.
+	if d.Action != Allow && !(d.Intercept && s.cfg.Intercept != nil) {
+		x.status, x.incident = http.StatusForbidden, newIncident()
 		w.Header().Set("X-Picket-Reason", headerSafe(blockReason(d)))
-		writePage(w, blockPage(x))
+		w.Header().Set("X-Picket-Incident", x.incident)
+		writePage(w, page{Status: http.StatusForbidden, Title: "Blocked", Msg: plainReason(d, false),
+			Host: stripPort(host), Detail: "Incident " + x.incident, Rule: d.Rule})
 		return
 	}
 
@@ -154,7 +161,12 @@ func (s *Server) establish(w http.ResponseWriter, x *exchange) (net.Conn, []byte
 func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
 	x := s.newExchange(in, ctx)
 
-	// 1. Decide on the full URL.
+	// 1. A warn page's "continue" link is answered here, never forwarded.
+	if in.URL.Path == continuePath {
+		return s.respond(x, in, s.pages.handleContinue(in, x))
+	}
+
+	// 2. Decide on the full URL.
 	d, err := s.cfg.Decider.Decide(in.Context(), &x.req)
 	if err != nil {
 		x.errKind = "decide"
@@ -162,17 +174,25 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		return s.respond(x, in, pageResponse(in, page{Status: http.StatusServiceUnavailable,
 			Title: "Service unavailable", Msg: "The filter could not decide on this request."}))
 	}
+	if d.Action == Warn && s.pages.isAllowed(x.req.Client, in.URL.Hostname()) {
+		d.Action, d.Reason = Allow, "continued after a warning"
+	}
 	x.decision = d
-	if d.Action == Block {
-		resp := pageResponse(in, blockPage(x))
+	switch d.Action {
+	case Block:
+		x.incident = newIncident()
+		resp := s.pages.render(in, x, false, "")
 		resp.Header.Set("X-Picket-Reason", headerSafe(blockReason(d)))
 		return s.respond(x, in, resp)
+	case Warn:
+		x.incident = newIncident()
+		return s.respond(x, in, s.pages.render(in, x, true, s.pages.continueURL(x)))
 	}
 
-	// 2. Build the outbound request: hop-by-hop headers out, Via in.
+	// 3. Build the outbound request: hop-by-hop headers out, Via in.
 	out := s.outbound(in, x)
 
-	// 3. Forward over the pooled upstream transport.
+	// 4. Forward over the pooled upstream transport.
 	resp, err := s.transport.RoundTrip(out)
 	if err != nil {
 		ue := classify(in.URL.Host, err)
@@ -183,7 +203,7 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		return s.respond(x, in, pageResponse(in, errorPage(ue, in.URL.Hostname())))
 	}
 
-	// 4. The response goes back with its own hop-by-hop headers removed.
+	// 5. The response goes back with its own hop-by-hop headers removed.
 	removeHopHeaders(resp.Header)
 	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.cfg.Via)
 	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols {

@@ -52,6 +52,9 @@ func echoOrigin(t *testing.T) *httptest.Server {
 		w.Header().Set("Content-Length", fmt.Sprint(n))
 		_, _ = io.Copy(w, randReader(7, n))
 	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "origin page")
+	})
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "X-Secret-Hop")
 		w.Header().Set("X-Secret-Hop", "leak")

@@ -23,6 +23,7 @@ type Server struct {
 	transport *http.Transport
 	dialer    *dialer
 	local     http.Handler
+	pages     *pages
 	http      *http.Server
 	conns     *conns
 	draining  atomic.Bool
@@ -43,6 +44,10 @@ func New(cfg Config) (*Server, error) {
 		dialer:    newDialer(&cfg),
 		conns:     newConns(),
 		selfPorts: make(map[string]bool),
+	}
+	var err error
+	if s.pages, err = newPages(&s.cfg); err != nil {
+		return nil, err
 	}
 	s.local = s.localHandler()
 	s.gp = s.newGoproxy()
