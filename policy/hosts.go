@@ -152,6 +152,41 @@ func (s *HostSet) Match(host string) bool {
 	return s.matchName(name)
 }
 
+// target is a host already normalized by parseTarget, so that many sets can
+// be matched against it without normalizing it again.
+type target struct {
+	name  string     // normalized name; "" for an address or an invalid host
+	addr  netip.Addr // valid for an address
+	valid bool
+}
+
+func parseTarget(host string) target {
+	h := stripPort(host)
+	if a, ok := parseAddr(h); ok {
+		return target{addr: a, valid: true}
+	}
+	name, ok := normalizeName(h)
+	return target{name: name, valid: ok}
+}
+
+// key is the target's canonical text: the name or the address.
+func (t target) key() string {
+	if t.addr.IsValid() {
+		return t.addr.String()
+	}
+	return t.name
+}
+
+func (s *HostSet) matchTarget(t target) bool {
+	switch {
+	case s == nil || !t.valid:
+		return false
+	case t.addr.IsValid():
+		return s.matchAddr(t.addr)
+	}
+	return s.matchName(t.name)
+}
+
 // MatchAddr reports whether the address matches an address or network
 // pattern.
 func (s *HostSet) MatchAddr(a netip.Addr) bool {
