@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,7 +175,12 @@ func TestClientFailPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, _ := newTestClient(t, Config{Backend: &fakeBackend{find: hang}, Timeout: 30 * time.Millisecond, Fail: tt.policy})
+			var logs syncBuffer
+			c, err := New(Config{Backend: &fakeBackend{find: hang}, Timeout: 30 * time.Millisecond, Fail: tt.policy}, zerolog.New(&logs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
 			start := time.Now()
 			v := mustLookup(t, c, Query{URL: "http://any.test/"})
 			if took := time.Since(start); took > time.Second {
@@ -186,6 +192,9 @@ func TestClientFailPolicy(t *testing.T) {
 			s := c.Stats()
 			if s.Failures != 1 || s.FailOpen+s.FailClosed != 1 {
 				t.Errorf("Stats() = %+v, want 1 failure counted", s)
+			}
+			if got := logs.String(); !strings.Contains(got, `"level":"error"`) || !strings.Contains(got, `"fail":"`+tt.name+`"`) {
+				t.Errorf("log %q, want an error line naming the policy", got)
 			}
 			// Failures are not cached.
 			mustLookup(t, c, Query{URL: "http://any.test/"})
@@ -315,4 +324,23 @@ func BenchmarkCanonicalizeExpressions(b *testing.B) {
 			_ = HashExpression(e)
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
 }

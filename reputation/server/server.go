@@ -234,8 +234,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 		MaxHeaderBytes:    16 << 10,
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	go s.Run(runCtx)
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		s.Run(runCtx)
+	}()
+	defer func() {
+		stopRun()
+		<-ran
+	}()
 	errc := make(chan error, 1)
 	go func() {
 		if certFile != "" {

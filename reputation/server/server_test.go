@@ -213,6 +213,17 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s: no lookups recorded", name)
 		}
 	}
+	// The cloud's only lookups are the KSN client's: the private server
+	// forwards none.
+	cloudLookups := 0
+	for _, r := range cloud.rec.all() {
+		if r.path == reputation.PathLookup {
+			cloudLookups++
+		}
+	}
+	if want := clients["ksn"].Stats().Requests; uint64(cloudLookups) != want {
+		t.Errorf("cloud saw %d lookups, the KSN client sent %d", cloudLookups, want)
+	}
 	// The private server sent nothing upstream but updates.
 	for _, r := range cloud.rec.all() {
 		if r.path == reputation.PathUpdate && r.query != "from=0" {
