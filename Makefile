@@ -31,9 +31,17 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## tools: what the tests need from the system (installed only when missing)
+## tools: what the tests need from the system, installed (Debian, as root) only when missing:
+## curl for the README flow, Chromium and NSS tools for the browser tests.
 tools:
-	@command -v curl >/dev/null 2>&1 || { echo "installing curl"; apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+	@missing=""; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v certutil >/dev/null 2>&1 || missing="$$missing libnss3-tools"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 ## bench: Go micro-benchmarks, then a load run through the proxy vs. direct
 bench: bench-go bench-load
