@@ -1,0 +1,34 @@
+// Package scanner decides whether a download carries malware: it sniffs the
+// true type of a body from its first bytes, hashes it (SHA-256, SHA-1 and MD5
+// in one pass) while it arrives, buffers it in memory or in a private temp
+// file, and then judges it. It never touches the network: the reputation of a
+// file hash is asked through the small Reputation interface the caller hands
+// in.
+//
+// The order of a scan:
+//
+//	Classify(head, type, name, size) ── not scannable ──▶ stream untouched
+//	        │ scannable
+//	        ▼
+//	Scanner.New ──▶ Scan.Write / ReadFrom   hash ×3, buffer (memory ▸ temp file), ≤ MaxSize
+//	        │
+//	        ▼
+//	Scan.Finish(ctx)      (at most MaxConcurrent at once)
+//	   1. oversize?                 ──▶ VerdictOversize
+//	   2. decode Content-Encoding   (gzip, deflate, br; bounded)
+//	   3. EICAR, hash signatures    (.hdb, .hsb; the file and archive members)
+//	   4. archives                  (zip, gzip, tar; depth, members, expansion, ratio ▸ VerdictBomb)
+//	   5. known good                (.fp overrides local detections)
+//	   6. reputation of the hashes  (clean ▸ false alarm; malware ▸ block)
+//	        │
+//	        ▼
+//	Result{Verdict, Threat, Sums, Type, Source, FalseAlarm, Blocked}
+//	        │
+//	Scan.Reader / WriteTo (buffer mode)  or  Trickle.Release (trickle mode)
+//	Scan.Close                           (frees memory, closes the temp file)
+//
+// Files are in this package by concern: sniff.go (types), hash.go, spool.go
+// (memory and temp-file buffering with the memory budget), signatures.go
+// (ClamAV hash databases), eicar.go, archive.go, encoding.go, scan.go (the
+// scan object and the verdict merge), trickle.go (the trickle-mode helper).
+package scanner

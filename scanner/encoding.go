@@ -1,0 +1,69 @@
+package scanner
+
+import (
+	"bufio"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/andybalholm/brotli"
+)
+
+// ErrEncoding is returned (wrapped) for a Content-Encoding the scanner cannot
+// decode.
+var ErrEncoding = errors.New("scanner: unsupported content encoding")
+
+// decodeBody returns a reader of r with the Content-Encoding enc removed:
+// gzip (x-gzip), deflate (zlib, or raw deflate as some servers send) and br,
+// applied in the reverse of the order they are listed. "" and identity are
+// no-ops.
+func decodeBody(enc string, r io.Reader) (io.Reader, error) {
+	var codings []string
+	for _, c := range strings.Split(enc, ",") {
+		c = strings.ToLower(strings.TrimSpace(c))
+		if c != "" && c != "identity" {
+			codings = append(codings, c)
+		}
+	}
+	for i := len(codings) - 1; i >= 0; i-- {
+		switch codings[i] {
+		case "gzip", "x-gzip":
+			zr, err := gzip.NewReader(r)
+			if err != nil {
+				return nil, fmt.Errorf("scanner: gzip encoding: %w", err)
+			}
+			r = zr
+		case "deflate":
+			br := bufio.NewReader(r)
+			if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+				zr, err := zlib.NewReader(br)
+				if err != nil {
+					return nil, fmt.Errorf("scanner: deflate encoding: %w", err)
+				}
+				r = zr
+			} else {
+				r = flate.NewReader(br)
+			}
+		case "br":
+			r = brotli.NewReader(r)
+		default:
+			return nil, fmt.Errorf("%w %q", ErrEncoding, codings[i])
+		}
+	}
+	return r, nil
+}
+
+// identity reports whether enc needs no decoding.
+func identity(enc string) bool {
+	for _, c := range strings.Split(enc, ",") {
+		c = strings.TrimSpace(c)
+		if c != "" && !strings.EqualFold(c, "identity") {
+			return false
+		}
+	}
+	return true
+}
