@@ -32,6 +32,7 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 	negTTL := fs.Duration("negative-ttl", server.DefaultNegativeTTL, "negative cache duration given to clients")
 	syncEvery := fs.Duration("sync", server.DefaultSyncEvery, "private: how often to ask the upstream for updates")
 	poll := fs.Duration("poll", 5*time.Second, "cloud: how often to check the feeds for changes (0: SIGHUP only)")
+	verbose := fs.Bool("v", false, "log every request (debug level)")
 	if code, ok := parseFlags(fs, args, false); !ok {
 		return code
 	}
@@ -58,7 +59,11 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 		*poll = -1
 	}
 
-	log := zerolog.New(stderr).With().Timestamp().Logger()
+	level := zerolog.InfoLevel
+	if *verbose {
+		level = zerolog.DebugLevel
+	}
+	log := zerolog.New(stderr).Level(level).With().Timestamp().Logger()
 	srv, err := server.New(server.Config{
 		Role: r, Feeds: *feeds, Upstream: *upstream, UpstreamToken: *upToken, Token: *token,
 		TTL: *ttl, NegativeTTL: *negTTL, SyncEvery: *syncEvery, Poll: *poll,
@@ -96,5 +101,6 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "picket repserver: %v\n", err)
 		return 1
 	}
+	log.Info().Msg("repserver stopped")
 	return 0
 }
