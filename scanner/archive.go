@@ -100,8 +100,7 @@ func (in *inspector) anyGood(paths []string) bool { return anyIn(paths, in.good)
 func (in *inspector) check(path string, sums Sums, size int64, head []byte, t Type) {
 	in.scanned += size
 	if _, ok := in.sigs.KnownGood(sums, size); ok {
-		in.good[path] = true
-		return
+		in.good[path] = true // findings under it are dropped by merge
 	}
 	f := finding{path: path, sums: sums}
 	if IsEICAR(head, size) {

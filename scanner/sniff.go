@@ -187,7 +187,7 @@ func mediaType(h []byte) Type {
 		return TypeVideo
 	case bytes.HasPrefix(h, []byte("ID3")), bytes.HasPrefix(h, []byte("OggS")), bytes.HasPrefix(h, []byte("fLaC")),
 		len(h) >= 12 && bytes.HasPrefix(h, []byte("RIFF")) && bytes.Equal(h[8:12], []byte("WAVE")),
-		h[0] == 0xff && h[1]&0xe0 == 0xe0 && h[1]&0x06 != 0: // MPEG audio frame sync
+		len(h) >= 3 && h[0] == 0xff && h[1]&0xe0 == 0xe0 && h[1]&0x06 != 0 && h[1] != 0xfe && h[2]&0xf0 != 0xf0: // MPEG audio frame
 		return TypeAudio
 	case bytes.HasPrefix(h, []byte("wOFF")), bytes.HasPrefix(h, []byte("wOF2")), bytes.HasPrefix(h, []byte("OTTO")),
 		bytes.HasPrefix(h, []byte("\x00\x01\x00\x00\x00")):
