@@ -47,7 +47,7 @@ func TestValuesParsed(t *testing.T) {
 listen = "0.0.0.0:8080"
 max_header_bytes = "32KiB"
 dial_timeout = "1.5s"
-clients = ["10.1.0.0/16", "192.0.2.7"]
+allow_clients = ["10.1.0.0/16", "192.0.2.7"]
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,9 @@ func TestInvalidConfigs(t *testing.T) {
 		{"zero duration", "[proxy]\nidle_timeout = \"0s\"\n", []string{"proxy.idle_timeout", "positive"}},
 		{"unknown enum", "[log]\nlevel = \"loud\"\n", []string{"bad.toml:2", "log.level", "unknown level"}},
 		{"unknown format", "[log]\nformat = \"xml\"\n", []string{"log.format"}},
-		{"bad client network", "[proxy]\nclients = [\"10.0.0.0/33\"]\n", []string{"proxy.clients", "10.0.0.0/33"}},
+		{"bad client network", "[proxy]\nallow_clients = [\"10.0.0.0/33\"]\n", []string{"proxy.allow_clients", "10.0.0.0/33"}},
+		{"bad destination", "[proxy]\ndeny_destinations = [\"nope\"]\n", []string{"proxy.deny_destinations", "nope"}},
+		{"bad port range", "[proxy]\nallow_ports = [\"443\", \"9000-80\"]\n", []string{"proxy.allow_ports", "9000-80"}},
 		{"wrong type", "[proxy]\nforwarded_for = \"yes\"\n", []string{"forwarded_for"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

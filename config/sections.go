@@ -7,9 +7,19 @@ import "time"
 type Proxy struct {
 	// Listen is the proxy's address; default "127.0.0.1:3128".
 	Listen string `toml:"listen"`
-	// Clients lists the networks allowed to use the proxy; default loopback
-	// and the private ranges (RFC 1918, RFC 4193, link-local).
-	Clients []string `toml:"clients"`
+	// AllowClients lists the networks allowed to use the proxy; default
+	// loopback and the private ranges (RFC 1918, RFC 4193, link-local).
+	AllowClients []string `toml:"allow_clients"`
+	// AllowDestinations are CIDRs exempted from the destination deny list
+	// (loopback, link-local, unspecified, multicast are denied by default).
+	AllowDestinations []string `toml:"allow_destinations"`
+	// DenyDestinations are CIDRs added to the destination deny list.
+	DenyDestinations []string `toml:"deny_destinations"`
+	// AllowPrivateDestinations lets requests reach RFC 1918/ULA addresses
+	// (the intranet); default true.
+	AllowPrivateDestinations bool `toml:"allow_private_destinations"`
+	// AllowPorts are the ports and ranges CONNECT may reach.
+	AllowPorts []string `toml:"allow_ports"`
 	// Via is the pseudonym added to the Via header; "" adds no Via header.
 	Via string `toml:"via"`
 	// ForwardedFor adds the client address to X-Forwarded-For; off by default
@@ -33,7 +43,9 @@ type Proxy struct {
 
 func (c *Proxy) defaults() {
 	c.Listen = "127.0.0.1:3128"
-	c.Clients = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10"}
+	c.AllowPrivateDestinations = true
+	c.AllowPorts = []string{"80", "443", "8080", "8443"}
+	c.AllowClients = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10"}
 	c.Via = "picket"
 	c.MaxHeaderBytes = 64 << 10
 	c.ReadHeaderTimeout = Duration(10 * time.Second)
@@ -49,8 +61,17 @@ func (c *Proxy) defaults() {
 
 func (c *Proxy) validate(p *problems) {
 	p.check("proxy.listen", checkListen(c.Listen))
-	for _, n := range c.Clients {
-		p.check("proxy.clients", checkCIDR(n))
+	for key, list := range map[string][]string{
+		"proxy.allow_clients":      c.AllowClients,
+		"proxy.allow_destinations": c.AllowDestinations,
+		"proxy.deny_destinations":  c.DenyDestinations,
+	} {
+		for _, n := range list {
+			p.check(key, checkCIDR(n))
+		}
+	}
+	for _, r := range c.AllowPorts {
+		p.check("proxy.allow_ports", checkPortRange(r))
 	}
 	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
 		p.add("proxy.max_header_bytes", "must be between 1KiB and 1MiB, got %d bytes", c.MaxHeaderBytes)

@@ -129,3 +129,17 @@ func checkCIDR(s string) error {
 	}
 	return nil
 }
+
+// checkPortRange parses "443" or "1024-65535".
+func checkPortRange(s string) error {
+	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	if !found {
+		hi = lo
+	}
+	l, err1 := strconv.ParseUint(lo, 10, 16)
+	h, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil || l == 0 || l > h {
+		return fmt.Errorf("invalid port or port range %q", s)
+	}
+	return nil
+}

@@ -36,6 +36,19 @@ type Config struct {
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool (default 256).
 	MaxIdleConnsPerHost int
 
+	// AllowDestinations are exempted from the destination deny lists (a
+	// loopback test origin, an intranet range denied by DenyDestinations).
+	AllowDestinations []netip.Prefix
+	// DenyDestinations are added to the built-in deny list (loopback,
+	// link-local, unspecified, multicast), which is always on.
+	DenyDestinations []netip.Prefix
+	// DenyPrivateDestinations also denies the intranet ranges (RFC 1918,
+	// 100.64/10, fc00::/7), which are allowed by default.
+	DenyPrivateDestinations bool
+	// ConnectPorts are the ports CONNECT may reach; nil means 80, 443,
+	// 8080 and 8443.
+	ConnectPorts []PortRange
+
 	// RootCAs verifies upstream certificates; nil means the system roots.
 	RootCAs *x509.CertPool
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -55,8 +56,17 @@ type testProxy struct {
 
 // startProxy starts a proxy with cfg on 127.0.0.1:0 and stops it when the
 // test ends.
+// Test origins live on loopback, which the proxy refuses by default: unless
+// a test sets AllowDestinations or ConnectPorts itself (an empty non-nil
+// slice keeps the secure defaults), loopback and every port are allowed.
 func startProxy(t testing.TB, cfg Config) *testProxy {
 	t.Helper()
+	if cfg.AllowDestinations == nil {
+		cfg.AllowDestinations = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if cfg.ConnectPorts == nil {
+		cfg.ConnectPorts = []PortRange{{1, 65535}}
+	}
 	tp := &testProxy{access: &syncBuffer{}, app: &syncBuffer{}}
 	cfg.AccessLog = zerolog.New(tp.access)
 	cfg.Log = zerolog.New(tp.app).Level(zerolog.DebugLevel)

@@ -77,8 +77,11 @@ func writePage(w http.ResponseWriter, p page) {
 // errorPage is what a request gets when the upstream failed.
 func errorPage(e *upstreamError, host string) page {
 	title := "Bad gateway"
-	if e.Status == http.StatusGatewayTimeout {
+	switch e.Status {
+	case http.StatusGatewayTimeout:
 		title = "Gateway timeout"
+	case http.StatusForbidden:
+		title = "Destination not allowed"
 	}
 	return page{Status: e.Status, Title: title, Msg: e.Msg + ".", Host: host, Detail: "Error class: " + e.Kind}
 }

@@ -65,6 +65,12 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 		return
 	}
 	x.req.URL = &url.URL{Scheme: "https", Host: host}
+	if _, port, _ := net.SplitHostPort(host); !s.dest.connectPortAllowed(port) {
+		x.status, x.errKind = http.StatusForbidden, "denied"
+		writePage(w, page{Status: http.StatusForbidden, Title: "Port not allowed",
+			Msg: "Picket does not open tunnels to port " + port + "."})
+		return
+	}
 
 	// 2. Decide at host level.
 	d, err := s.cfg.Decider.Decide(r.Context(), &x.req)

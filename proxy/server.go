@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ type Server struct {
 	gp        *goproxy.ProxyHttpServer
 	transport *http.Transport
 	dialer    *dialer
+	dest      *destinations
 	local     http.Handler
 	pages     *pages
 	http      *http.Server
@@ -40,11 +42,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		transport: newTransport(&cfg),
-		dialer:    newDialer(&cfg),
+		dest:      newDestinations(&cfg),
 		conns:     newConns(),
 		selfPorts: make(map[string]bool),
 	}
+	s.dialer = newDialer(&cfg, s.dest)
+	s.transport = newTransport(&cfg, s.dialer)
 	var err error
 	if s.pages, err = newPages(&s.cfg); err != nil {
 		return nil, err
@@ -97,12 +100,23 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 // Serve accepts connections on ln until Shutdown. It returns
 // http.ErrServerClosed after a shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil {
-		s.mu.Lock()
-		s.selfPorts[port] = true
-		s.mu.Unlock()
-	}
+	s.Protect(ln.Addr().String())
 	return s.http.Serve(&listener{Listener: ln, conns: s.conns})
+}
+
+// Protect marks addr (host:port, e.g. the admin listener) as this proxy's
+// own: requests to it are answered locally or refused, never forwarded.
+func (s *Server) Protect(addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.selfPorts[port] = true
+	s.mu.Unlock()
+	if p, err := strconv.ParseUint(port, 10, 16); err == nil {
+		s.dest.protect(uint16(p))
+	}
 }
 
 // Shutdown stops accepting, lets in-flight requests and tunnels finish until
@@ -224,5 +238,5 @@ func headerSafe(s string) string {
 func (d *dialer) dialRaw(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	return d.net.DialContext(ctx, "tcp", addr)
+	return d.net.DialContext(ctx, "tcp", address(addr))
 }

@@ -18,10 +18,10 @@ import (
 // HTTP(S)_PROXY from the environment, bounds every phase with a timeout and
 // keeps the client's Accept-Encoding (no transparent decompression inside the
 // proxy: see GOPROXY-NOTES, "Bodies").
-func newTransport(cfg *Config) *http.Transport {
+func newTransport(cfg *Config, d *dialer) *http.Transport {
 	return &http.Transport{
 		Proxy:                  nil,
-		DialContext:            newDialer(cfg).DialContext,
+		DialContext:            d.DialContext,
 		TLSClientConfig:        &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
@@ -44,19 +44,32 @@ type dialer struct {
 	timeout time.Duration
 }
 
-func newDialer(cfg *Config) *dialer {
+func newDialer(cfg *Config, dest *destinations) *dialer {
 	return &dialer{
-		net:     net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+		net:     net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second, Control: dest.control},
 		idle:    cfg.TunnelIdleTimeout,
 		timeout: cfg.DialTimeout,
 	}
+}
+
+// address rewrites odd IPv4 spellings in host:port to the dotted quad they
+// mean, so they are dialled (and checked) as that address, never looked up.
+func address(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if n := normalizeHost(host); n != host {
+		return net.JoinHostPort(n, port)
+	}
+	return addr
 }
 
 // DialContext dials addr; the connection gives up reads that stay idle in
 // both directions longer than the tunnel idle timeout, so a stalled upstream
 // body cannot hold a client forever.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := d.net.DialContext(ctx, network, addr)
+	c, err := d.net.DialContext(ctx, network, address(addr))
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +104,8 @@ func classify(host string, err error) *upstreamError {
 	)
 	e := &upstreamError{Status: http.StatusBadGateway, Kind: "other", Err: err}
 	switch {
+	case isDeniedErr(err):
+		e.Status, e.Kind, e.Msg = http.StatusForbidden, "denied", fmt.Sprintf("Picket does not connect to %s: it is an internal or special-purpose address", host)
 	case errors.Is(err, context.Canceled):
 		e.Kind, e.Msg = "canceled", "The client went away"
 	case errors.As(err, &dnsErr):
@@ -115,4 +130,9 @@ func classify(host string, err error) *upstreamError {
 		e.Msg = fmt.Sprintf("The request to %s failed", host)
 	}
 	return e
+}
+
+func isDeniedErr(err error) bool {
+	_, ok := isDenied(err)
+	return ok
 }

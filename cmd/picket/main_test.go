@@ -70,7 +70,7 @@ func (l *lockedBuffer) String() string {
 func writeConfig(t *testing.T, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "picket.toml")
-	cfg := "[proxy]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n[log]\nformat = \"json\"\n" + extra
+	cfg := "[proxy]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\nallow_ports = [\"1-65535\"]\n[log]\nformat = \"json\"\n" + extra
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	path := filepath.Join(t.TempDir(), "picket.toml")
-	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"2s\"\n[log]\nformat = \"json\"\n", addr)), 0o644)
+	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\n[log]\nformat = \"json\"\n", addr)), 0o644)
 	cmd := exec.Command(bin, "serve", "-config", path)
 	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -37,6 +37,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 // shuts down gracefully. ready, if not nil, receives the proxy's address
 // once it listens (tests use it).
 func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready chan<- string) error {
+	// 1. Configuration and logs.
 	f, err := config.Load(path)
 	if err != nil {
 		return err
@@ -47,12 +48,14 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	}
 	defer lg.Close()
 
-	pcfg, err := proxyConfig(f)
+	// 2. The listener first: a taken port fails before any other work.
+	ln, err := net.Listen("tcp", f.Proxy.Listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("proxy.listen: %w", err)
 	}
-	pcfg.Log, pcfg.AccessLog = lg.app, lg.access
+	defer ln.Close()
 
+	// 3. The interception CA, generated on first start.
 	ca, generated, err := loadCA(f)
 	if err != nil {
 		return err
@@ -61,6 +64,13 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		lg.app.Warn().Str("file", f.Resolve(f.TLS.CACert)).Str("fingerprint", ca.Fingerprint()).
 			Msg("generated a new interception CA: install it in clients (picket ca export, or http://<proxy>/ca)")
 	}
+
+	// 4. The proxy.
+	pcfg, err := proxyConfig(f)
+	if err != nil {
+		return err
+	}
+	pcfg.Log, pcfg.AccessLog = lg.app, lg.access
 	pcfg.CACert = ca.Certificate()
 	pcfg.Intercept = func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil }
 	pcfg.Decider = proxy.DeciderFunc(func(_ context.Context, r *proxy.Request) (proxy.Decision, error) {
@@ -70,11 +80,11 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", f.Proxy.Listen)
-	if err != nil {
-		return fmt.Errorf("proxy.listen: %w", err)
+	if f.Admin.Listen != "" {
+		srv.Protect(f.Admin.Listen) // never reachable through the proxy
 	}
-	lg.app.Info().Str("listen", ln.Addr().String()).Str("version", version).Str("config", path).Msg("picket started")
+	lg.app.Info().Str("listen", ln.Addr().String()).Str("version", version).Str("config", path).
+		Str("ca_fingerprint", ca.Fingerprint()).Msg("picket started")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -116,16 +126,23 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		UpstreamIdleTimeout:   p.UpstreamIdleTimeout.D(),
 		MaxIdleConnsPerHost:   p.MaxIdleConnsPerHost,
 	}
-	for _, n := range p.Clients {
-		pfx, err := netip.ParsePrefix(n)
+	var err error
+	if c.Clients, err = prefixes(p.AllowClients); err != nil {
+		return c, fmt.Errorf("proxy.allow_clients: %w", err)
+	}
+	if c.AllowDestinations, err = prefixes(p.AllowDestinations); err != nil {
+		return c, fmt.Errorf("proxy.allow_destinations: %w", err)
+	}
+	if c.DenyDestinations, err = prefixes(p.DenyDestinations); err != nil {
+		return c, fmt.Errorf("proxy.deny_destinations: %w", err)
+	}
+	c.DenyPrivateDestinations = !p.AllowPrivateDestinations
+	for _, r := range p.AllowPorts {
+		pr, err := proxy.ParsePortRange(r)
 		if err != nil {
-			a, aerr := netip.ParseAddr(n)
-			if aerr != nil {
-				return c, fmt.Errorf("proxy.clients: %q: %w", n, err)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
+			return c, fmt.Errorf("proxy.allow_ports: %w", err)
 		}
-		c.Clients = append(c.Clients, pfx.Masked())
+		c.ConnectPorts = append(c.ConnectPorts, pr)
 	}
 	if len(f.TLS.ExtraRoots) > 0 {
 		pool, err := x509.SystemCertPool()
@@ -144,4 +161,21 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		c.RootCAs = pool
 	}
 	return c, nil
+}
+
+// prefixes parses CIDRs and single addresses (validated by config already).
+func prefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, n := range list {
+		pfx, err := netip.ParsePrefix(n)
+		if err != nil {
+			a, aerr := netip.ParseAddr(n)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q: %w", n, err)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, pfx.Masked())
+	}
+	return out, nil
 }

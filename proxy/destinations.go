@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// PortRange is an inclusive range of TCP ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// ParsePortRange parses "443" or "1024-65535".
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	if !found {
+		hi = lo
+	}
+	l, err1 := strconv.ParseUint(lo, 10, 16)
+	h, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil || l == 0 || l > h {
+		return PortRange{}, fmt.Errorf("invalid port or range %q", s)
+	}
+	return PortRange{uint16(l), uint16(h)}, nil
+}
+
+// defaultConnectPorts are the ports CONNECT may reach unless configured.
+var defaultConnectPorts = []PortRange{{80, 80}, {443, 443}, {8080, 8080}, {8443, 8443}}
+
+// builtinDeny are the destinations never dialled unless explicitly allowed:
+// loopback, link-local (cloud metadata 169.254.169.254), unspecified,
+// multicast and broadcast.
+var builtinDeny = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("ff00::/8"),
+	netip.MustParsePrefix("255.255.255.255/32"),
+}
+
+// privateRanges are the intranet ranges, allowed unless
+// DenyPrivateDestinations.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// destinations decides where the proxy may connect. It is checked on the
+// address actually dialled (a net.Dialer Control hook), so that names that
+// resolve to forbidden addresses (DNS rebinding) and odd IP spellings
+// cannot get around it.
+type destinations struct {
+	deny, allow []netip.Prefix
+	ports       []PortRange
+
+	mu   sync.RWMutex
+	self map[uint16]bool // ports of our own listeners (proxy, admin)
+}
+
+func newDestinations(cfg *Config) *destinations {
+	d := &destinations{allow: cfg.AllowDestinations, ports: cfg.ConnectPorts, self: make(map[uint16]bool)}
+	d.deny = append(append([]netip.Prefix{}, builtinDeny...), cfg.DenyDestinations...)
+	if cfg.DenyPrivateDestinations {
+		d.deny = append(d.deny, privateRanges...)
+	}
+	if len(d.ports) == 0 {
+		d.ports = defaultConnectPorts
+	}
+	return d
+}
+
+// errDenied is the error of a refused destination.
+type errDenied struct {
+	addr   string
+	reason string
+}
+
+func (e *errDenied) Error() string { return "destination " + e.addr + " not allowed: " + e.reason }
+
+// protect adds one of our own listening ports: no request may be sent to it
+// on a local address, whatever the allow lists say (no loops, no admin API
+// through the proxy).
+func (d *destinations) protect(port uint16) {
+	d.mu.Lock()
+	d.self[port] = true
+	d.mu.Unlock()
+}
+
+// check decides on an address about to be dialled.
+func (d *destinations) check(ap netip.AddrPort) error {
+	ip := ap.Addr().Unmap()
+	d.mu.RLock()
+	self := d.self[ap.Port()]
+	d.mu.RUnlock()
+	if self && (ip.IsLoopback() || ip.IsUnspecified() || isLocalIP(ip)) {
+		return &errDenied{ap.String(), "that is this proxy itself"}
+	}
+	for _, p := range d.allow {
+		if p.Contains(ip) {
+			return nil
+		}
+	}
+	for _, p := range d.deny {
+		if p.Contains(ip) {
+			return &errDenied{ap.String(), "internal or special-purpose address"}
+		}
+	}
+	return nil
+}
+
+// connectPortAllowed reports whether CONNECT may reach port.
+func (d *destinations) connectPortAllowed(port string) bool {
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return false
+	}
+	for _, r := range d.ports {
+		if uint16(p) >= r.Lo && uint16(p) <= r.Hi {
+			return true
+		}
+	}
+	return false
+}
+
+// control is the net.Dialer Control hook.
+func (d *destinations) control(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return &errDenied{address, "unparsable address"}
+	}
+	return d.check(ap)
+}
+
+// normalizeHost turns the IPv4 spellings that browsers and inet_aton accept
+// (decimal "2130706433", hex "0x7f.1", octal "0177.0.0.1", short "127.1")
+// into dotted quads, so that they are dialled as the address they mean
+// instead of being sent to DNS. Other hosts are returned unchanged.
+func normalizeHost(host string) string {
+	if host == "" || strings.ContainsAny(host, ":[]") {
+		return host
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return host
+	}
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) > 4 {
+		return host
+	}
+	nums := make([]uint64, len(parts))
+	for i, p := range parts {
+		n, ok := parseIPv4Part(p)
+		if !ok {
+			return host
+		}
+		nums[i] = n
+	}
+	last := len(nums) - 1
+	for _, n := range nums[:last] {
+		if n > 255 {
+			return host
+		}
+	}
+	if nums[last] >= 1<<(8*(4-last)) {
+		return host
+	}
+	v := nums[last]
+	for i, n := range nums[:last] {
+		v |= n << (8 * (3 - i))
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+}
+
+// parseIPv4Part parses one dotted part in decimal, octal (leading 0) or hex
+// (leading 0x).
+func parseIPv4Part(s string) (uint64, bool) {
+	base := 10
+	switch {
+	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
+		s, base = s[2:], 16
+	case s == "0x" || s == "0X":
+		return 0, true
+	case len(s) > 1 && s[0] == '0':
+		s, base = s[1:], 8
+	}
+	n, err := strconv.ParseUint(s, base, 32)
+	return n, err == nil
+}
+
+// isDenied reports whether err is a refused destination.
+func isDenied(err error) (*errDenied, bool) {
+	var d *errDenied
+	ok := errors.As(err, &d)
+	return d, ok
+}
+

@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestNormalizeHost(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"2130706433", "127.0.0.1"},
+		{"0x7f.1", "127.0.0.1"},
+		{"0177.0.0.1", "127.0.0.1"},
+		{"127.1", "127.0.0.1"},
+		{"0x7f000001", "127.0.0.1"},
+		{"169.254.43518", "169.254.169.254"},
+		{"example.com", "example.com"},
+		{"1.2.3.4", "1.2.3.4"},
+		{"256.1.1.1", "256.1.1.1"},
+		{"::1", "::1"},
+		{"1.2.3.4.5", "1.2.3.4.5"},
+		{"08.1.1.1", "08.1.1.1"},
+	} {
+		if got := normalizeHost(tc.in); got != tc.want {
+			t.Errorf("normalizeHost(%q): got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestDestinationPolicy(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "reached")
+	}))
+	defer origin.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(origin.URL, "http://"))
+	// Secure defaults: no loopback destination, CONNECT to web ports only.
+	tp := startProxy(t, Config{AllowDestinations: []netip.Prefix{}, ConnectPorts: []PortRange{}})
+	for _, tc := range []struct {
+		name, raw string
+	}{
+		{"loopback", "GET http://127.0.0.1:" + port + "/ HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"IPv6 loopback", "GET http://[::1]:" + port + "/ HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"decimal spelling", "GET http://2130706433:" + port + "/ HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"hex spelling", "GET http://0x7f.1:" + port + "/ HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"name resolving to loopback", "GET http://localhost:" + port + "/ HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"cloud metadata", "GET http://169.254.169.254/ HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"the proxy itself via CONNECT", "CONNECT " + tp.addr + " HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"CONNECT to port 25", "CONNECT mail.example:25 HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"CONNECT to loopback", "CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: x\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := tp.rawRequest(t, tc.raw)
+			if !strings.Contains(status, "403") || strings.Contains(body, "reached") {
+				t.Errorf("got %q, want 403 and nothing forwarded", status)
+			}
+		})
+	}
+	// Allowing loopback explicitly lets the test origin through.
+	tp2 := startProxy(t, Config{AllowDestinations: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, ConnectPorts: []PortRange{}})
+	status, body := tp2.rawRequest(t, fmt.Sprintf("GET http://127.0.0.1:%s/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port))
+	if !strings.Contains(status, "200") || !strings.Contains(body, "reached") {
+		t.Errorf("allowed loopback: got %q", status)
+	}
+	// ... but never the proxy's own port.
+	status, _ = tp2.rawRequest(t, "CONNECT "+tp2.addr+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.Contains(status, "403") {
+		t.Errorf("CONNECT to the proxy itself: got %q, want 403", status)
+	}
+}
+
+func TestParsePortRange(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want PortRange
+		ok   bool
+	}{
+		{"443", PortRange{443, 443}, true}, {"1024-65535", PortRange{1024, 65535}, true},
+		{"0", PortRange{}, false}, {"70000", PortRange{}, false}, {"9-3", PortRange{}, false}, {"x", PortRange{}, false},
+	} {
+		got, err := ParsePortRange(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParsePortRange(%q): got %v, %v", tc.in, got, err)
+		}
+	}
+}
