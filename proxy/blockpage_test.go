@@ -179,4 +179,3 @@ func TestWarnContinue(t *testing.T) {
 		t.Errorf("expired token: got %d, want 403", resp.StatusCode)
 	}
 }
-

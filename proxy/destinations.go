@@ -202,4 +202,3 @@ func isDenied(err error) (*errDenied, bool) {
 	ok := errors.As(err, &d)
 	return d, ok
 }
-
