@@ -1,0 +1,176 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ScannerSection is the [scanner] section: download scanning ([P5]). It
+// replaces the Scanner placeholder in sections.go.
+type ScannerSection struct {
+	// Enabled turns download scanning on; default true.
+	Enabled bool `toml:"enabled"`
+	// Mode is how scanned bodies are delivered: "buffer" (default) holds the
+	// whole body until the verdict, then delivers it or the block page;
+	// "trickle" streams all but TrickleHold while scanning and aborts the
+	// transfer on a blocking verdict.
+	Mode string `toml:"mode"`
+	// MaxSize is the largest body scanned; default 32MiB.
+	MaxSize Size `toml:"max_size"`
+	// Oversize is what happens to bodies over MaxSize: "pass" (default,
+	// unscanned, logged) or "block".
+	Oversize string `toml:"oversize"`
+	// MemoryThreshold is how much of one body is held in memory before it
+	// spills to a temp file; default 4MiB.
+	MemoryThreshold Size `toml:"memory_threshold"`
+	// MemoryBudget bounds the memory of all buffered bodies together; over
+	// it, bodies spill to disk; default 256MiB.
+	MemoryBudget Size `toml:"memory_budget"`
+	// TempDir is where bodies spill (files 0600, removed at once); "" means
+	// the system's temp directory. Relative to the config file's directory.
+	TempDir string `toml:"temp_dir"`
+	// MaxConcurrent bounds the scans judged at once; 0 (default) means the
+	// number of CPUs.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// Signatures are globs of ClamAV hash databases (.hdb, .hsb, .hdu, .hsu,
+	// .fp, .sfp), relative to the config file's directory.
+	Signatures []string `toml:"signatures"`
+	// BlockArchiveBombs blocks archives over the archive limits; default true.
+	BlockArchiveBombs bool `toml:"block_archive_bombs"`
+	// TrickleHold is how much trickle mode holds back until the verdict:
+	// bytes ("64KiB", the default) or a percentage of the declared length
+	// ("10%", at least 64KiB).
+	TrickleHold TrickleHold `toml:"trickle_hold"`
+	// Archive bounds archive inspection.
+	Archive ScannerArchive `toml:"archive"`
+}
+
+// ScannerArchive is [scanner.archive].
+type ScannerArchive struct {
+	// MaxDepth is how deep nested archives are opened; default 3.
+	MaxDepth int `toml:"max_depth"`
+	// MaxMembers bounds the members of one download, all archives
+	// together; default 20000.
+	MaxMembers int `toml:"max_members"`
+	// MaxExpanded bounds what decompression may produce for one download;
+	// default 512MiB.
+	MaxExpanded Size `toml:"max_expanded"`
+	// MaxRatio bounds a member's expanded over compressed size (members
+	// under 1MiB expanded are exempt); default 200.
+	MaxRatio int `toml:"max_ratio"`
+}
+
+// TrickleHold is a byte count ("64KiB", 65536) or a percentage ("10%").
+type TrickleHold struct {
+	Bytes   Size
+	Percent int
+}
+
+// UnmarshalTOML accepts a size string, a byte count or "N%".
+func (h *TrickleHold) UnmarshalTOML(v any) error {
+	if s, ok := v.(string); ok && strings.HasSuffix(strings.TrimSpace(s), "%") {
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "%")))
+		if err != nil {
+			return fmt.Errorf("invalid percentage %q (want e.g. \"10%%\")", s)
+		}
+		*h = TrickleHold{Percent: n}
+		return nil
+	}
+	var b Size
+	if err := b.UnmarshalTOML(v); err != nil {
+		return err
+	}
+	*h = TrickleHold{Bytes: b}
+	return nil
+}
+
+// MarshalText writes "N%" or the byte count.
+func (h TrickleHold) MarshalText() ([]byte, error) {
+	if h.Percent > 0 {
+		return []byte(strconv.Itoa(h.Percent) + "%"), nil
+	}
+	return h.Bytes.MarshalText()
+}
+
+// ScannerDefaults returns the [scanner] section when the file has none.
+func ScannerDefaults() ScannerSection {
+	var c ScannerSection
+	c.defaults()
+	return c
+}
+
+func (c *ScannerSection) defaults() {
+	c.Enabled = true
+	c.Mode = "buffer"
+	c.MaxSize = 32 << 20
+	c.Oversize = "pass"
+	c.MemoryThreshold = 4 << 20
+	c.MemoryBudget = 256 << 20
+	c.Signatures = []string{"data/signatures/*.hdb", "data/signatures/*.hsb", "data/signatures/*.fp"}
+	c.BlockArchiveBombs = true
+	c.TrickleHold = TrickleHold{Bytes: 64 << 10}
+	c.Archive = ScannerArchive{MaxDepth: 3, MaxMembers: 20000, MaxExpanded: 512 << 20, MaxRatio: 200}
+}
+
+func (c *ScannerSection) validate(p *problems) {
+	switch c.Mode {
+	case "buffer", "trickle":
+	default:
+		p.add("scanner.mode", "unknown mode %q (want buffer or trickle)", c.Mode)
+	}
+	switch c.Oversize {
+	case "pass", "block":
+	default:
+		p.add("scanner.oversize", "unknown action %q (want pass or block)", c.Oversize)
+	}
+	if c.MaxSize < 1<<10 || c.MaxSize > 4<<30 {
+		p.add("scanner.max_size", "must be between 1KiB and 4GiB, got %d bytes", c.MaxSize)
+	}
+	if c.MemoryThreshold < 64<<10 {
+		p.add("scanner.memory_threshold", "must be at least 64KiB, got %d bytes", c.MemoryThreshold)
+	}
+	if c.MemoryBudget < c.MemoryThreshold {
+		p.add("scanner.memory_budget", "must be at least memory_threshold (%d bytes), got %d bytes", c.MemoryThreshold, c.MemoryBudget)
+	}
+	if c.MaxConcurrent < 0 || c.MaxConcurrent > 4096 {
+		p.add("scanner.max_concurrent", "must be between 0 (the number of CPUs) and 4096, got %d", c.MaxConcurrent)
+	}
+	for _, g := range c.Signatures {
+		if g == "" {
+			p.add("scanner.signatures", "empty pattern")
+			continue
+		}
+		if _, err := filepath.Match(g, ""); err != nil {
+			p.add("scanner.signatures", "bad pattern %q: %v", g, err)
+		}
+		switch strings.ToLower(filepath.Ext(g)) {
+		case ".hdb", ".hsb", ".hdu", ".hsu", ".fp", ".sfp":
+		default:
+			p.add("scanner.signatures", "%q: want ClamAV hash databases (.hdb, .hsb, .hdu, .hsu, .fp, .sfp)", g)
+		}
+	}
+	h := c.TrickleHold
+	switch {
+	case h.Percent < 0 || h.Percent > 100:
+		p.add("scanner.trickle_hold", "percentage must be between 1 and 100, got %d", h.Percent)
+	case h.Percent == 0 && h.Bytes < 1:
+		p.add("scanner.trickle_hold", "must hold back at least 1 byte")
+	case h.Bytes > c.MaxSize:
+		p.add("scanner.trickle_hold", "must not exceed max_size (%d bytes), got %d", c.MaxSize, h.Bytes)
+	}
+	a := c.Archive
+	if a.MaxDepth < 1 || a.MaxDepth > 16 {
+		p.add("scanner.archive.max_depth", "must be between 1 and 16, got %d", a.MaxDepth)
+	}
+	if a.MaxMembers < 1 || a.MaxMembers > 1000000 {
+		p.add("scanner.archive.max_members", "must be between 1 and 1000000, got %d", a.MaxMembers)
+	}
+	if a.MaxExpanded < 1<<20 {
+		p.add("scanner.archive.max_expanded", "must be at least 1MiB, got %d bytes", a.MaxExpanded)
+	}
+	if a.MaxRatio < 10 {
+		p.add("scanner.archive.max_ratio", "must be at least 10, got %d", a.MaxRatio)
+	}
+}
