@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"lookup":    {"look up the reputation of URLs and file hashes", cmdLookup},
 	"repserver": {"run a reputation server (cloud or private)", cmdRepserver},
 	"ca":        {"export or describe the interception CA", cmdCA},
+	"scan":      {"scan files for malware as downloads are scanned", cmdScan},
 	// more subcommands: add them here
 }
 
