@@ -180,7 +180,14 @@ func (sc *Scan) finish(ctx context.Context) (Result, error) {
 	if err := s.acquire(ctx); err != nil {
 		return Result{}, err
 	}
-	defer s.release()
+	held := true
+	release := func() {
+		if held {
+			held = false
+			s.release()
+		}
+	}
+	defer release()
 
 	// 1. Oversize bodies are not scanned.
 	res := Result{Type: Sniff(sc.head[:sc.headN]), Size: sc.Size()}
@@ -231,7 +238,8 @@ func (sc *Scan) finish(ctx context.Context) (Result, error) {
 	res.Scanned = in.scanned
 	res.Incomplete = in.incomplete
 
-	// 6. Reputation, and the merge.
+	// 6. Reputation, and the merge; the slot bounds CPU work, not lookups.
+	release()
 	return s.merge(ctx, res, in)
 }
 

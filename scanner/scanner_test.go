@@ -79,6 +79,8 @@ func TestClassify(t *testing.T) {
 		{"unknown magic, risky name", "", "run.PS1", []byte{0xff, 0xfe, 0, 1}, 4, TypeUnknown, true},
 		{"unknown magic, risky type", "application/x-msdownload; x=y", "", []byte{0, 0, 0, 9}, 4, TypeUnknown, true},
 		{"unknown magic, harmless name", "application/octet-stream", "data.bin", []byte{0, 0, 0, 9}, 4, TypeUnknown, false},
+		{"text script, risky name", "text/plain", "install.bat", []byte("@echo off\r\n"), 11, TypeText, true},
+		{"web script", "text/javascript", "app.js", []byte("function f() {}\n"), 16, TypeText, false},
 		{"empty body", "application/x-msdownload", "a.exe", nil, 0, TypeUnknown, false},
 	}
 	for _, tt := range tests {

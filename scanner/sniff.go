@@ -231,9 +231,10 @@ var riskyMIME = [...]string{
 //
 // The magic bytes decide: executables, archives and documents are scanned
 // whatever they are called; images, audio, video, fonts and text are not,
-// even when named ".exe". When the magic is unknown, a risky file name
-// extension or declared type (".exe", ".ps1", application/x-msdownload...)
-// selects the body. An empty body is never scanned, nor is anything by a
+// even when named ".exe". When the magic is unknown or the body is text, a
+// risky file name extension or declared type (".exe", ".ps1", ".bat",
+// application/x-msdownload...) selects the body; ".js" does not, so web
+// pages' scripts stream untouched. An empty body is never scanned, nor is anything by a
 // nil Scanner (scanning disabled). Classify does not
 // allocate, so the not-scanned path costs nothing.
 func (s *Scanner) Classify(head []byte, contentType, fileName string, size int64) (Type, bool) {
@@ -244,7 +245,7 @@ func (s *Scanner) Classify(head []byte, contentType, fileName string, size int64
 	if t.Scannable() {
 		return t, true
 	}
-	if t != TypeUnknown {
+	if t != TypeUnknown && t != TypeText {
 		return t, false
 	}
 	return t, riskyName(fileName) || riskyType(contentType)
