@@ -600,3 +600,43 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentScansStayInBudget(t *testing.T) {
+	const scans, size, budget = 20, 4 << 20, 2 << 20
+	s := newTestScanner(t, Config{MemoryThreshold: 1 << 20, MemoryBudget: budget})
+	want := sha256.New()
+	io.Copy(want, &patternReader{n: size})
+	errs := make(chan error, scans)
+	for i := 0; i < scans; i++ {
+		go func() {
+			sc := s.NewScan(Meta{Size: size})
+			defer sc.Close()
+			r := &patternReader{n: size}
+			buf := make([]byte, 16<<10)
+			for {
+				n, err := r.Read(buf)
+				if err == io.EOF {
+					break
+				}
+				sc.Write(buf[:n])
+				if used := s.Stats().MemoryInUse; used > budget {
+					errs <- fmt.Errorf("memory in use %d, over the budget %d", used, budget)
+					return
+				}
+			}
+			res, err := sc.Finish(context.Background())
+			if err == nil && !bytes.Equal(res.Sums.SHA256[:], want.Sum(nil)) {
+				err = fmt.Errorf("sha256 %x, want %x", res.Sums.SHA256, want.Sum(nil))
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < scans; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if st := s.Stats(); st.MemoryInUse != 0 || st.Spills == 0 {
+		t.Errorf("after all scans: memory %d spills %d, want 0 and some", st.MemoryInUse, st.Spills)
+	}
+}
