@@ -357,10 +357,20 @@ func TestMalformedRequests(t *testing.T) {
 
 func TestClientAgainstDeadServer(t *testing.T) {
 	ts := httptest.NewServer(http.NotFoundHandler())
-	url := ts.URL
+	dead := ts.URL
 	ts.Close() // nothing listens there any more
-	for _, policy := range []reputation.FailPolicy{reputation.FailOpen, reputation.FailClosed} {
-		c, err := reputation.New(reputation.Config{Backend: remote(t, url, ""), Fail: policy, Timeout: 200 * time.Millisecond}, zerolog.Nop())
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // never answers while the test runs
+	}))
+	defer hung.Close()
+	defer close(release)
+	for _, tc := range []struct {
+		url    string
+		policy reputation.FailPolicy
+	}{{dead, reputation.FailOpen}, {dead, reputation.FailClosed}, {hung.URL, reputation.FailOpen}, {hung.URL, reputation.FailClosed}} {
+		policy := tc.policy
+		c, err := reputation.New(reputation.Config{Backend: remote(t, tc.url, ""), Fail: policy, Timeout: 200 * time.Millisecond}, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
