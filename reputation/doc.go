@@ -17,6 +17,13 @@
 //	      ├─ embedded database (package reputation/db) ─────────▶ Verdict (database)
 //	      └─ failure ── fail-open: unknown / fail-closed: block ─▶ Verdict (failure)
 //
+// The local lists are fixed for the life of a Client, so caching their
+// answers in the result cache keeps the order "local lists, then cache, then
+// backend" while letting a cache hit skip canonicalization (≈0.3 µs, no
+// allocation). Client.Reload empties both caches.
+//
+// The proxy depends on the Lookuper interface; *Client implements it.
+//
 // Only 4-byte prefixes of SHA-256 hashes ever leave the process; full hashes
 // are matched locally. The wire protocol is documented in docs/protocol.md.
 //

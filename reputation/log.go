@@ -17,4 +17,9 @@ const (
 	LogAddr      = "addr"      // listen or upstream address
 	LogElapsed   = "elapsed"   // duration of an operation
 	LogStatus    = "status"    // HTTP status
+	LogFrom      = "from"      // version a mirror updates from
+	LogFull      = "full"      // whether an update is a full download
+	LogTLS       = "tls"       // whether a listener serves TLS
+	LogMode      = "mode"      // client mode: "ksn" or "kpsn"
+	LogBackend   = "backend"   // client backend: cloud server, private server, embedded database
 )

@@ -55,7 +55,7 @@ func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client
 		}
 		return nil, err
 	}
-	log.Info().Str("mode", r.Mode).Str("backend", backendName(r.Mode, server)).Str(reputation.LogPolicy, r.Fail).
+	log.Info().Str(reputation.LogMode, r.Mode).Str(reputation.LogBackend, backendName(r.Mode, server)).Str(reputation.LogPolicy, r.Fail).
 		Msg("reputation client ready")
 	return c, nil
 }

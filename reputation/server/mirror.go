@@ -47,7 +47,7 @@ func (s *Server) Sync(ctx context.Context) error {
 	}
 	s.mirror.Store(next)
 	s.synced.Store(true)
-	s.log.Info().Uint64(reputation.LogVersion, next.Version()).Int(reputation.LogEntries, next.Len()).Bool("full", full).Msg("mirror updated")
+	s.log.Info().Uint64(reputation.LogVersion, next.Version()).Int(reputation.LogEntries, next.Len()).Bool(reputation.LogFull, full).Msg("mirror updated")
 	if s.cfg.Feeds != "" {
 		if err := next.WriteFile(s.cfg.Feeds + "/" + snapshotName); err != nil {
 			s.log.Error().Err(err).Msg("mirror snapshot not written")

@@ -251,7 +251,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 			errc <- hs.Serve(ln)
 		}
 	}()
-	s.log.Info().Str(reputation.LogAddr, ln.Addr().String()).Bool("tls", certFile != "").Msg("repserver listening")
+	s.log.Info().Str(reputation.LogAddr, ln.Addr().String()).Bool(reputation.LogTLS, certFile != "").Msg("repserver listening")
 	select {
 	case err := <-errc:
 		return err
@@ -411,7 +411,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 			resp.Removed = append(resp.Removed, h.String())
 		}
 	}
-	s.log.Info().Uint64("from", from).Uint64(reputation.LogVersion, d.Version()).Bool("full", resp.Full).
+	s.log.Info().Uint64(reputation.LogFrom, from).Uint64(reputation.LogVersion, d.Version()).Bool(reputation.LogFull, resp.Full).
 		Int(reputation.LogEntries, len(resp.Added)+len(resp.Removed)).Msg("update served")
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		w.Header().Set("Content-Encoding", "gzip")
