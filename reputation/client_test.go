@@ -344,3 +344,16 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return string(s.b)
 }
+
+func TestLookupCachedAllocatesNothing(t *testing.T) {
+	fb := &fakeBackend{find: knows(time.Hour, time.Hour, map[string]Kind{"evil.test/": KindMalware})}
+	c, _ := newTestClient(t, Config{Backend: fb})
+	sum := make([]byte, 32)
+	for _, q := range []Query{{URL: "http://evil.test/a?b=c"}, {SHA256: sum}} {
+		mustLookup(t, c, q)
+		ctx := context.Background()
+		if n := testing.AllocsPerRun(100, func() { c.Lookup(ctx, q) }); n != 0 {
+			t.Errorf("cached Lookup(%+v): %v allocations, want 0", q, n)
+		}
+	}
+}
