@@ -123,9 +123,8 @@ func canonicalHost(h string) (string, error) {
 	h = stripPort(h)
 	h = lowerASCII(unescapeAll(h))
 	if !isASCII(h) && utf8.ValidString(h) {
-		if a, err := idna.Lookup.ToASCII(h); err == nil {
-			h = a
-		} else if a, err := idna.Punycode.ToASCII(h); err == nil {
+		// A '%' in the result would start new escapes on the next pass.
+		if a, err := idna.Lookup.ToASCII(h); err == nil && !strings.Contains(a, "%") {
 			h = a
 		}
 	}
@@ -140,6 +139,9 @@ func canonicalHost(h string) (string, error) {
 	}
 	if h == "" {
 		return "", fmt.Errorf("%w: missing host", ErrInvalidURL)
+	}
+	if h[0] == '[' { // "[" only starts an IPv6 literal
+		return "", fmt.Errorf("%w: bad host %q", ErrInvalidURL, h)
 	}
 	if ip, ok := parseIPv4(h); ok {
 		return ip, nil
