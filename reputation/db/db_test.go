@@ -311,3 +311,43 @@ func BenchmarkFind(b *testing.B) {
 		b.Fatalf("got %d entries", len(es))
 	}
 }
+
+func TestStoreReloadDoesNotBlockLookups(t *testing.T) {
+	dir := writeFeeds(t, map[string]string{
+		"feeds.toml": "[[source]]\npath = \"u.txt\"\nformat = \"urls\"\n",
+		"u.txt":      "one.test\n",
+	})
+	s, err := Open(Config{Dir: dir, Poll: -1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := urlHash(t, "one.test")
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			a, _ := s.FindPrefixes(context.Background(), []reputation.Prefix{h.Prefix()})
+			if len(a.Matches) != 1 {
+				t.Error("lookup during reload lost the entry")
+			}
+			n++
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		if err := s.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if n := <-done; n == 0 {
+		t.Error("no lookups ran during the reloads")
+	}
+}

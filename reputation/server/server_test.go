@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,6 +240,13 @@ func TestEndToEnd(t *testing.T) {
 	if err := cloud.srv.Reload(); err != nil {
 		t.Fatal(err)
 	}
+	// A second change before the mirror asks: the update composes both.
+	if err := os.WriteFile(filepath.Join(feeds, "hosts.txt"), []byte("0.0.0.0 tracker.picket.test telemetry.picket.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
 	before := len(cloud.rec.all())
 	if err := private.srv.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -247,8 +256,8 @@ func TestEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(upd.resp, &u); err != nil {
 		t.Fatal(err)
 	}
-	if upd.query == "from=0" || u.Full || len(u.Added) != 1 || len(u.Removed) != 0 {
-		t.Errorf("update %q: full=%v, %d added, %d removed; want incremental with 1 added", upd.query, u.Full, len(u.Added), len(u.Removed))
+	if upd.query == "from=0" || u.Full || len(u.Added) != 1 || len(u.Removed) != 1 {
+		t.Errorf("update %q: full=%v, %d added, %d removed; want incremental with 1 added, 1 removed", upd.query, u.Full, len(u.Added), len(u.Removed))
 	}
 	if got, want := private.srv.DB().Checksum(), cloud.srv.DB().Checksum(); got != want {
 		t.Error("mirror differs from the cloud after the update")
@@ -256,6 +265,9 @@ func TestEndToEnd(t *testing.T) {
 	fresh := newClient(t, remote(t, private.http.URL, "kpsn-licence"))
 	if v, _ := fresh.Lookup(ctx, reputation.Query{URL: "http://new-phish.picket.test/"}); v.Kind != reputation.KindPhishing {
 		t.Errorf("new entry through the mirror: %v, want phishing", v)
+	}
+	if v, _ := fresh.Lookup(ctx, reputation.Query{URL: "http://ads.picket.test/"}); v.Kind != reputation.KindUnknown {
+		t.Errorf("removed entry through the mirror: %v, want unknown", v)
 	}
 
 	// The cloud goes down: the mirror keeps answering, also after a restart.
@@ -472,5 +484,77 @@ func TestEmbeddedClientReload(t *testing.T) {
 	}
 	if v, _ := c.Lookup(context.Background(), q); v.Kind != reputation.KindPhishing {
 		t.Errorf("after Reload: %+v, want phishing", v)
+	}
+}
+
+// fakeUpstream serves scripted /v1/update replies.
+func fakeUpstream(t *testing.T, replies func(from string) UpdateResponse) (*httptest.Server, *[]string) {
+	var mu sync.Mutex
+	var asked []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Query().Get("from"))
+		mu.Unlock()
+		json.NewEncoder(w).Encode(replies(r.URL.Query().Get("from")))
+	}))
+	t.Cleanup(ts.Close)
+	return ts, &asked
+}
+
+func TestMirrorRejectsBadUpdates(t *testing.T) {
+	b := db.NewBuilder(0)
+	b.Add(reputation.HashExpression("a.test/"), reputation.Verdict{Kind: reputation.KindMalware})
+	v1 := b.Build(1)
+	b = db.NewBuilder(0)
+	b.Add(reputation.HashExpression("a.test/"), reputation.Verdict{Kind: reputation.KindMalware})
+	b.Add(reputation.HashExpression("b.test/"), reputation.Verdict{Kind: reputation.KindPhishing})
+	v2 := b.Build(2)
+	full := func(d *db.DB) UpdateResponse {
+		u := UpdateResponse{Version: d.Version(), Full: true, Checksum: fmt.Sprintf("%x", d.Checksum())}
+		d.All(func(e db.Entry) { u.Added = append(u.Added, wireMatch(e.Hash, e.Verdict, 0)) })
+		return u
+	}
+	var stage atomic.Int32
+	stage.Store(1)
+	up, asked := fakeUpstream(t, func(from string) UpdateResponse {
+		if stage.Load() == 1 {
+			return full(v1)
+		}
+		if from == "1" { // an incremental update whose checksum does not verify
+			u := full(v2)
+			u.Full, u.Added = false, u.Added[:0]
+			return u
+		}
+		return full(v2)
+	})
+	s, err := New(Config{Role: RolePrivate, Upstream: up.URL}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Sync(ctx); err != nil || s.DB().Checksum() != v1.Checksum() {
+		t.Fatalf("first sync: %v", err)
+	}
+	stage.Store(2)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.DB().Checksum() != v2.Checksum() {
+		t.Error("mirror did not end at version 2")
+	}
+	if got := strings.Join(*asked, ","); got != "0,1,0" {
+		t.Errorf("asked from %s, want 0,1,0 (full, bad incremental, full again)", got)
+	}
+	// Garbage from upstream keeps the current copy.
+	stage.Store(3)
+	bad, _ := fakeUpstream(t, func(string) UpdateResponse {
+		return UpdateResponse{Version: 9, Full: true, Added: []reputation.WireMatch{{Hash: "zz"}}}
+	})
+	s.cfg.Upstream = bad.URL
+	if err := s.Sync(ctx); err == nil {
+		t.Error("Sync with a bad hash: no error")
+	}
+	if s.DB().Version() != 2 {
+		t.Errorf("version %d after a bad update, want 2", s.DB().Version())
 	}
 }
