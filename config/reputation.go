@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"time"
 
@@ -121,13 +122,7 @@ func checkServerURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 		u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return &urlError{s}
+		return fmt.Errorf("invalid server URL %q (want http(s)://host[:port], no query or user info)", s)
 	}
 	return nil
-}
-
-type urlError struct{ s string }
-
-func (e *urlError) Error() string {
-	return "invalid server URL " + `"` + e.s + `"` + " (want http(s)://host[:port], no query or user info)"
 }
