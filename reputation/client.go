@@ -250,20 +250,17 @@ func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, 
 	// 2. The administrator's lists.
 	if v, ok := c.checkLists(targets); ok {
 		c.local.Add(1)
-		c.store(key, v, now.Add(LocalTTL), now)
-		return v, nil
+		return c.store(key, v, now.Add(LocalTTL), now), nil
 	}
 	// 3. The prefix cache.
 	v, expires, missing := c.evaluate(targets, now, nil)
 	if len(missing) == 0 {
 		v.Source = SourceCache
-		c.store(key, v, expires, now)
-		return v, nil
+		return c.store(key, v, expires, now), nil
 	}
 	if c.backend == nil {
 		v.Source = SourceNone
-		c.store(key, v, now.Add(LocalTTL), now)
-		return v, nil
+		return c.store(key, v, now.Add(LocalTTL), now), nil
 	}
 	// 4. One batched backend request for the missing prefixes.
 	ans, err := c.fetch(ctx, missing)
@@ -274,8 +271,7 @@ func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, 
 	fresh := c.fill(missing, ans, now)
 	v, expires, _ = c.evaluate(targets, now, fresh)
 	v.Source = ans.Source
-	c.store(key, v, expires, now)
-	return v, nil
+	return c.store(key, v, expires, now), nil
 }
 
 func (c *Client) checkLists(targets []Hash) (Verdict, bool) {
@@ -401,13 +397,16 @@ func (c *Client) failed(known Verdict) Verdict {
 	return FailOpenVerdict
 }
 
-// store puts a verdict in the result cache until expires.
-func (c *Client) store(key resultKey, v Verdict, expires, now time.Time) {
+// store puts a verdict in the result cache until expires and returns it
+// with its TTL set.
+func (c *Client) store(key resultKey, v Verdict, expires, now time.Time) Verdict {
 	if !expires.After(now) {
 		v.TTL = 0
-		return
+		return v
 	}
+	v.TTL = expires.Sub(now)
 	c.caches.results.Add(key, resultEntry{verdict: v, expires: expires})
+	return v
 }
 
 // Stats returns the counters.

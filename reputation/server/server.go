@@ -311,11 +311,14 @@ type Health struct {
 	Role    string `json:"role"`
 	Version uint64 `json:"version"`
 	Entries int    `json:"entries"`
+	Lookups uint64 `json:"lookups"` // lookup requests served since start
+	Updates uint64 `json:"updates"` // update requests served since start (cloud)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	d := s.DB()
-	h := Health{Status: "ok", Role: s.cfg.Role.String(), Version: d.Version(), Entries: d.Len()}
+	h := Health{Status: "ok", Role: s.cfg.Role.String(), Version: d.Version(), Entries: d.Len(),
+		Lookups: s.lookups.Load(), Updates: s.updates.Load()}
 	code := http.StatusOK
 	if s.cfg.Role == RolePrivate && !s.synced.Load() {
 		h.Status, code = "unsynced", http.StatusServiceUnavailable
