@@ -20,12 +20,14 @@ import (
 
 // File is the whole configuration file.
 type File struct {
-	Proxy      Proxy      `toml:"proxy"`
-	Admin      Admin      `toml:"admin"`
-	Log        Log        `toml:"log"`
-	TLS        TLS        `toml:"tls"`
-	Reputation Reputation `toml:"reputation"`
-	Scanner    Scanner    `toml:"scanner"`
+	Proxy      Proxy          `toml:"proxy"`
+	Admin      Admin          `toml:"admin"`
+	Log        Log            `toml:"log"`
+	TLS        TLS            `toml:"tls"`
+	Reputation Reputation     `toml:"reputation"`
+	Scanner    ScannerSection `toml:"scanner"`
+	Policy     Policy         `toml:"policy"`
+	Rules      Rules          `toml:"rules"`
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `toml:"-"`
@@ -42,6 +44,8 @@ func Default() *File {
 	f.TLS.defaults()
 	f.Reputation.defaults()
 	f.Scanner.defaults()
+	f.Policy.defaults()
+	f.Rules.defaults()
 	return f
 }
 
@@ -128,6 +132,8 @@ func (f *File) validate(p *problems) {
 	f.TLS.validate(p)
 	f.Reputation.validate(p)
 	f.Scanner.validate(p)
+	f.Policy.validate(p)
+	f.Rules.validate(p)
 }
 
 // Resolve makes a path from the file relative to the file's directory.
@@ -155,6 +161,8 @@ func dirOf(path string) string {
 func keyLines(data []byte) map[string]int {
 	lines := make(map[string]int)
 	table := ""
+	indexed := ""                  // "rules[3]" inside the fourth [[rules]]
+	arrays := make(map[string]int) // [[name]] headers seen so far
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for n := 1; sc.Scan(); n++ {
@@ -167,15 +175,24 @@ func keyLines(data []byte) map[string]int {
 			if _, ok := lines[table]; !ok {
 				lines[table] = n
 			}
+			indexed = fmt.Sprintf("%s[%d]", table, arrays[table])
+			arrays[table]++
+			lines[indexed] = n
 		case line[0] == '[':
 			table = strings.TrimSpace(strings.Trim(strings.SplitN(line, "]", 2)[0], "[ "))
 			lines[table] = n
+			indexed = ""
 		default:
 			eq := strings.IndexByte(line, '=')
 			if eq <= 0 {
 				continue
 			}
 			key := strings.Trim(strings.TrimSpace(line[:eq]), `"`)
+			if indexed != "" {
+				if _, ok := lines[indexed+"."+key]; !ok {
+					lines[indexed+"."+key] = n
+				}
+			}
 			if table != "" {
 				key = table + "." + key
 			}

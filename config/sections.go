@@ -166,6 +166,9 @@ type TLS struct {
 	// ExtraRoots are PEM files of CA certificates trusted for upstream
 	// servers in addition to the system roots.
 	ExtraRoots []string `toml:"extra_roots"`
+	// TLSPolicy holds the inspection keys: intercept, bypass,
+	// intercept_only, block_page_intercept, auto_bypass* (tls_policy.go).
+	TLSPolicy
 }
 
 func (c *TLS) defaults() {
@@ -174,9 +177,11 @@ func (c *TLS) defaults() {
 	c.CAName = "Picket Interception CA"
 	c.LeafValidity = Duration(7 * 24 * time.Hour)
 	c.CertCacheSize = 10000
+	c.TLSPolicy.defaults()
 }
 
 func (c *TLS) validate(p *problems) {
+	c.TLSPolicy.validate(p)
 	if c.CACert == "" {
 		p.add("tls.ca_cert", "must name a file")
 	}
@@ -195,10 +200,3 @@ func (c *TLS) validate(p *problems) {
 		}
 	}
 }
-
-// Scanner is the [scanner] section: download scanning, filled by [P5].
-type Scanner struct{}
-
-func (c *Scanner) defaults() {}
-
-func (c *Scanner) validate(p *problems) {}

@@ -281,6 +281,10 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 		var p Decision
 		if prot != nil {
 			p = Decision{Action: prot.action, Stage: StageProtection, Rule: prot.name, Reason: ruleReason(prot)}
+		} else if rule := adminVerdictRule(q.verdict); rule != "" {
+			// The administrator's own block list, and the fail-closed
+			// policy, override the table: they always block.
+			p = Decision{Action: Block, Stage: StageProtection, Rule: rule, Reason: verdictReason(q.verdict, Block)}
 		} else {
 			k := q.verdict.Kind
 			if int(k) >= len(e.table) {
@@ -451,6 +455,23 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// adminVerdictRule names the administrator's setting behind a verdict that
+// must block whatever the protection table says: the block list
+// ("reputation.block") or fail = "closed" ("reputation.fail"). It returns ""
+// for verdicts of the reputation service.
+func adminVerdictRule(v reputation.Verdict) string {
+	if v.Kind <= reputation.KindClean {
+		return ""
+	}
+	switch v.Source {
+	case reputation.SourceLocal:
+		return "reputation.block"
+	case reputation.SourceFailure:
+		return "reputation.fail"
+	}
+	return ""
 }
 
 func ruleReason(r *rule) string {

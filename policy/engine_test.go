@@ -367,7 +367,7 @@ func TestLocalListsOverrideReputation(t *testing.T) {
 	}{
 		{"https://evil.example/x", want{Block, StageProtection, "protection.malware"}, reputation.SourceDatabase, "known malware site"},
 		{"https://good.example/x", want{Allow, StageProtection, "protection.clean"}, reputation.SourceLocal, ""},
-		{"https://blocked.example/x", want{Warn, StageProtection, "protection.unwanted"}, reputation.SourceLocal, "on the administrator's block list"},
+		{"https://blocked.example/x", want{Block, StageProtection, "reputation.block"}, reputation.SourceLocal, "on the administrator's block list"},
 		{"https://clean.example/", want{Allow, StageProtection, "protection.unknown"}, reputation.SourceDatabase, ""},
 	}
 	for _, tt := range tests {

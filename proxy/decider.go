@@ -55,8 +55,14 @@ type Decision struct {
 	// Intercept asks for TLS interception of a CONNECT tunnel; ignored for
 	// other requests and when the proxy has no certificate authority.
 	Intercept bool
+	// Bypass marks traffic that is neither intercepted, looked up nor
+	// scanned.
+	Bypass bool
 	// Verdict is the reputation verdict behind the decision ("" if none).
 	Verdict string
+	// VerdictSource says where the verdict came from (local, cache,
+	// database, server, failure).
+	VerdictSource string
 	// Category is the verdict's category, shown on block pages.
 	Category string
 	// Threat is the threat name of the verdict, if any.

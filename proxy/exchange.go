@@ -90,6 +90,12 @@ func (s *Server) logAccess(x *exchange) {
 			Str(fAction, x.action())
 		if x.decision.Verdict != "" {
 			ev = ev.Str(fVerdict, x.decision.Verdict)
+			if x.decision.Category != "" {
+				ev = ev.Str(fCategory, x.decision.Category)
+			}
+			if x.decision.VerdictSource != "" {
+				ev = ev.Str(fSource, x.decision.VerdictSource)
+			}
 		}
 		if x.decision.Rule != "" {
 			ev = ev.Str(fRule, x.decision.Rule)

@@ -13,6 +13,8 @@ const (
 	fDuration = "duration_ms"
 	fAction   = "action"
 	fVerdict  = "verdict"
+	fCategory = "category"
+	fSource   = "source"
 	fRule     = "rule"
 	fStage    = "stage"
 	fIncident = "incident"

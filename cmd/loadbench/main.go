@@ -226,15 +226,29 @@ func startPicket(bin string) (*picket, error) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	feeds, err := filepath.Abs(filepath.Join("data", "feeds"))
+	if err != nil {
+		return nil, err
+	}
+	// Filtering stays on (rules, reputation lookups on the embedded demo
+	// database); tunnels are not intercepted in these scenarios.
 	cfg := fmt.Sprintf(`[proxy]
 listen = %q
+allow_destinations = ["127.0.0.0/8"]
+allow_ports = ["1-65535"]
 [admin]
 listen = ""
 [log]
 format = "json"
 level = "warn"
 access_log = %q
-`, addr, filepath.Join(dir, "access.log"))
+[tls]
+intercept = false
+ca_cert = %q
+ca_key = %q
+[reputation.kpsn]
+database = %q
+`, addr, filepath.Join(dir, "access.log"), filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"), feeds)
 	path := filepath.Join(dir, "picket.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err

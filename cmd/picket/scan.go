@@ -52,7 +52,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	}
 
 	// 1. The scanner, as serve builds it.
-	cfg, rep, err := scannerConfig(scannerSection(f), f.Resolve)
+	cfg, rep, err := scannerConfig(f.Scanner, f.Resolve)
 	if err != nil {
 		fmt.Fprintf(stderr, "picket scan: %v\n", err)
 		return 1
@@ -151,16 +151,6 @@ func scanText(l scanLine) string {
 		add("sha256", fmt.Sprintf("%x", r.Sums.SHA256))
 	}
 	return b.String()
-}
-
-// scannerSection returns the [scanner] section. Until config.File.Scanner
-// is a config.ScannerSection (it replaces the placeholder type), it returns
-// the section's defaults; afterwards this is just f.Scanner.
-func scannerSection(f *config.File) config.ScannerSection {
-	if s, ok := any(f.Scanner).(config.ScannerSection); ok {
-		return s
-	}
-	return config.ScannerDefaults()
 }
 
 // scannerConfig maps [scanner] into a scanner.Config and loads the

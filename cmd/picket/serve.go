@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/policy"
 	"github.com/picket-proxy/picket/proxy"
 )
 
@@ -65,7 +66,24 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 			Msg("generated a new interception CA: install it in clients (picket ca export, or http://<proxy>/ca)")
 	}
 
-	// 4. The proxy.
+	// 4. Reputation (KPSN on the embedded database by default) and the
+	// administrator's rules.
+	rep, err := newReputationClient(f, lg.app)
+	if err != nil {
+		return err
+	}
+	defer rep.Close()
+	pol, err := config.PolicyConfig(f.Rules, &f.Policy, &f.TLS.TLSPolicy, true)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	engine, err := policy.New(pol, rep, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	dec := decider{engine: engine, log: lg.app}
+
+	// 5. The proxy.
 	pcfg, err := proxyConfig(f)
 	if err != nil {
 		return err
@@ -73,9 +91,8 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	pcfg.Log, pcfg.AccessLog = lg.app, lg.access
 	pcfg.CACert = ca.Certificate()
 	pcfg.Intercept = func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil }
-	pcfg.Decider = proxy.DeciderFunc(func(_ context.Context, r *proxy.Request) (proxy.Decision, error) {
-		return proxy.Decision{Action: proxy.Allow, Intercept: true}, nil
-	})
+	pcfg.Decider = dec
+	pcfg.HandshakeFailed = dec.noteHandshakeFailure
 	srv, err := proxy.New(pcfg)
 	if err != nil {
 		return err
