@@ -76,6 +76,11 @@ type Config struct {
 	// client refused our certificate (a pinned app); nil ignores them.
 	HandshakeFailed func(host string)
 
+	// Observe is called once for every finished request or tunnel, after
+	// its access-log line, on the goroutine that finished it: it must be
+	// fast and must not block. Nil observes nothing.
+	Observe func(Event)
+
 	// Log is the application log; AccessLog gets one line per request or
 	// tunnel. Zero values discard.
 	Log       zerolog.Logger

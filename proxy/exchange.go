@@ -35,6 +35,7 @@ type exchange struct {
 	status   int
 	errKind  string // upstream failure class, "" if none
 	incident string // shown on block and warn pages, logged
+	scan     *ScanEvent // download scan outcome, nil if not scanned
 
 	bytesIn  atomic.Int64 // request body bytes from the client
 	bytesOut atomic.Int64 // response body bytes to the client
@@ -116,6 +117,9 @@ func (s *Server) logAccess(x *exchange) {
 			ev = ev.Bool(fComplete, x.complete.Load())
 		}
 		ev.Send()
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(s.event(x))
+		}
 	})
 }
 

@@ -1,0 +1,62 @@
+package proxy
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Event is what the proxy reports of every finished request or tunnel: the
+// same facts as the access-log line, for observers such as metrics, the
+// admin console's recent decisions and participation statistics. It holds
+// the full URL; observers that must not keep personal data (statistics)
+// take only what they need.
+type Event struct {
+	Time     time.Time     // when the request arrived
+	Duration time.Duration // until the response body was closed
+	Client   netip.Addr
+	Method   string
+	URL      string // scheme://host/path, query only when access_log_query is on
+	Host     string // host without port
+	Status   int
+	BytesIn  int64
+	BytesOut int64
+	Action   string // allow, block, warn, tunnel, intercept, error
+	Verdict  string // reputation verdict kind, "" if none
+	Category string
+	Source   string // verdict source: local, cache, database, server, failure
+	Rule     string
+	Stage    string
+	Incident string
+	ErrKind  string // upstream failure class, "" if none
+	Tunnel   bool   // a CONNECT tunnel (not a request)
+	Complete bool   // the response body reached its end
+	// Scan is the download scan's outcome, nil when the body was not scanned.
+	Scan *ScanEvent
+}
+
+// ScanEvent is the outcome of scanning one download.
+type ScanEvent struct {
+	Type       string // true file type: pe, elf, zip, pdf, ...
+	Result     string // clean, malicious, unknown, bomb, oversize, error
+	Threat     string
+	SHA256     []byte
+	Size       int64
+	Executable bool
+	FalseAlarm bool
+}
+
+// event builds the Event of a finished exchange.
+func (s *Server) event(x *exchange) Event {
+	e := Event{
+		Time: x.start, Duration: time.Since(x.start), Client: x.req.Client, Method: x.req.Method,
+		URL: logURL(x.req.URL, s.cfg.LogQuery), Status: x.status,
+		BytesIn: x.bytesIn.Load(), BytesOut: x.bytesOut.Load(), Action: x.action(),
+		Verdict: x.decision.Verdict, Category: x.decision.Category, Source: x.decision.VerdictSource,
+		Rule: x.decision.Rule, Stage: x.decision.Stage, Incident: x.incident, ErrKind: x.errKind,
+		Tunnel: x.req.Connect, Complete: x.complete.Load(), Scan: x.scan,
+	}
+	if x.req.URL != nil {
+		e.Host = x.req.URL.Hostname()
+	}
+	return e
+}
