@@ -21,6 +21,7 @@ type tunnel struct {
 	start     time.Time
 	sni       string // server name the client sent in its ClientHello
 	authority string // host:port the requests inside are for
+	urlHost   string // authority as written in their URLs (no ":443")
 }
 
 // exchange is the state of one request (or one tunnel) from accept to the

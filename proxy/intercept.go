@@ -64,6 +64,7 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 	it := *t
 	it.sni = tc.ConnectionState().ServerName
 	it.authority = authority(t.host, it.sni)
+	it.urlHost = strings.TrimSuffix(it.authority, ":443") // https URLs leave the default port out
 
 	// 3. Serve the requests inside; Serve returns when the connection closes.
 	srv := &http.Server{
@@ -95,7 +96,7 @@ func (s *Server) innerHandler(t *tunnel) http.Handler {
 			return
 		}
 		r.URL.Scheme = "https"
-		r.URL.Host = t.authority
+		r.URL.Host = t.urlHost
 		s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, t)))
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -54,7 +53,6 @@ func openLogs(c config.Log, resolve func(string) string, stdout, stderr io.Write
 		return nil, err
 	}
 	level, _ := zerolog.ParseLevel(c.Level)
-	zerolog.TimeFieldFormat = time.RFC3339Nano
 	l.app = zerolog.New(formatted(appOut, c.Format)).Level(level).With().Timestamp().Logger()
 	l.access = zerolog.New(formatted(accessOut, c.Format)).With().Timestamp().Str("log", "access").Logger()
 	return l, nil

@@ -7,6 +7,9 @@ import (
 	"io"
 	"os"
 	"sort"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // command is one subcommand: run gets the arguments after the subcommand's
@@ -32,6 +35,8 @@ var commands = map[string]command{
 var version = "dev"
 
 func main() {
+	// zerolog's time format is process-wide: set once, before any logger.
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var incidentRe = regexp.MustCompile(`id="incident">([0-9A-F]+)<`)
+
+// TestPolicyEndToEnd runs Picket on its demo feeds: a phishing URL over
+// HTTP and over intercepted HTTPS gets the block page whose incident ID is
+// the access log's; a clean local origin passes; a warn rule's continue
+// allows that host for that client.
+func TestPolicyEndToEnd(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "clean page")
+	}))
+	defer origin.Close()
+	p := startPicket(t, `
+[[rules]]
+name = "confirm-downloads"
+action = "warn"
+url_prefixes = ["`+origin.URL+`/downloads/"]
+`)
+	c := p.client(t)
+	html := map[string]string{"Accept": "text/html"}
+
+	for _, tc := range []struct{ name, url string }{
+		{"phishing over HTTP", "http://login.bank.picket.test/verify/account"},
+		{"phishing host over intercepted HTTPS", "https://phishing.picket.test/login"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := fetch(t, c, tc.url, html)
+			if resp.StatusCode != 403 {
+				t.Fatalf("status: got %d, want 403\n%s", resp.StatusCode, body)
+			}
+			m := incidentRe.FindStringSubmatch(body)
+			if m == nil || !strings.Contains(body, "phishing") {
+				t.Fatalf("block page without incident or reason:\n%s", body)
+			}
+			l := p.waitAccess(t, func(l map[string]any) bool { return l["incident"] == m[1] })
+			if l["action"] != "block" || l["verdict"] != "phishing" || l["stage"] != "protection" {
+				t.Errorf("access line: %v", l)
+			}
+		})
+	}
+
+	t.Run("clean passes", func(t *testing.T) {
+		resp, body := fetch(t, c, origin.URL+"/page", nil)
+		if resp.StatusCode != 200 || body != "clean page" {
+			t.Errorf("got %d %q", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("warn then continue", func(t *testing.T) {
+		target := origin.URL + "/downloads/tool.zip"
+		resp, body := fetch(t, c, target, html)
+		cont := regexp.MustCompile(`id="continue" href="([^"]+)"`).FindStringSubmatch(body)
+		if resp.StatusCode != 200 || cont == nil {
+			t.Fatalf("warn page: got %d\n%s", resp.StatusCode, body)
+		}
+		resp, _ = fetch(t, c, strings.ReplaceAll(cont[1], "&amp;", "&"), nil)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("continue: got %d, want 303", resp.StatusCode)
+		}
+		if resp, body := fetch(t, c, target, nil); resp.StatusCode != 200 || body != "clean page" {
+			t.Errorf("after continue: got %d %q", resp.StatusCode, body)
+		}
+	})
+}
+
+// TestBlockedTunnel: with interception off, a blocked host's CONNECT gets
+// 403 with a reason header; with block_page_intercept it is intercepted to
+// show the block page.
+func TestBlockedTunnel(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tls       string
+		wantPage  bool
+		wantError bool
+	}{
+		{"403 without block_page_intercept", "[tls]\nintercept = false\nblock_page_intercept = false\n", false, true},
+		{"block page with block_page_intercept", "[tls]\nintercept = false\nblock_page_intercept = true\n", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPicket(t, tc.tls)
+			resp, err := p.client(t).Get("https://phishing.picket.test/")
+			if tc.wantError {
+				if err == nil || !strings.Contains(err.Error(), "Forbidden") {
+					t.Fatalf("got %v, want the CONNECT refused with 403", err)
+				}
+				l := p.waitAccess(t, func(l map[string]any) bool { return l["method"] == "CONNECT" })
+				if l["status"] != float64(403) || l["action"] != "block" {
+					t.Errorf("access line: %v", l)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 403 || !strings.Contains(string(b), "phishing") {
+				t.Errorf("got %d %q, want the block page", resp.StatusCode, b)
+			}
+		})
+	}
+}
+
+func fetch(t *testing.T, c *http.Client, u string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
