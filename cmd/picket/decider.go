@@ -11,17 +11,17 @@ import (
 	"github.com/picket-proxy/picket/reputation"
 )
 
-// decider adapts the policy engine to the proxy's Decider seam.
+// decider adapts the policy engine in force to the proxy's Decider seam.
 type decider struct {
-	engine *policy.Engine
-	log    zerolog.Logger
+	filters *filters
+	log     zerolog.Logger
 }
 
 var _ proxy.Decider = decider{}
 
 // Decide asks the engine and translates its decision.
 func (d decider) Decide(ctx context.Context, r *proxy.Request) (proxy.Decision, error) {
-	pd, err := d.engine.Decide(ctx, &policy.Input{Client: r.Client, Method: r.Method, URL: r.URL, Connect: r.Connect})
+	pd, err := d.filters.current().engine.Decide(ctx, &policy.Input{Client: r.Client, Method: r.Method, URL: r.URL, Connect: r.Connect})
 	if err != nil {
 		return proxy.Decision{}, err
 	}
@@ -65,7 +65,7 @@ func toProxyDecision(pd policy.Decision) proxy.Decision {
 // noteHandshakeFailure feeds the pinned-app auto-bypass and logs when it
 // starts tunnelling a host.
 func (d decider) noteHandshakeFailure(host string) {
-	if d.engine.NoteHandshakeFailure(host) {
+	if d.filters.current().engine.NoteHandshakeFailure(host) {
 		d.log.Warn().Str("host", host).
 			Msg("clients keep refusing the interception certificate (pinned app?): tunnelling this host untouched for a while; add it to tls.bypass to make it permanent")
 	}

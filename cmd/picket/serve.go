@@ -15,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/picket-proxy/picket/config"
-	"github.com/picket-proxy/picket/policy"
 	"github.com/picket-proxy/picket/proxy"
 )
 
@@ -68,20 +67,12 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 
 	// 4. Reputation (KPSN on the embedded database by default) and the
 	// administrator's rules.
-	rep, err := newReputationClient(f, lg.app)
+	fs, err := newFilters(f, lg.app)
 	if err != nil {
 		return err
 	}
-	defer rep.Close()
-	pol, err := config.PolicyConfig(f.Rules, &f.Policy, &f.TLS.TLSPolicy, true)
-	if err != nil {
-		return fmt.Errorf("%s: %w", f.Path, err)
-	}
-	engine, err := policy.New(pol, rep, nil)
-	if err != nil {
-		return fmt.Errorf("%s: %w", f.Path, err)
-	}
-	dec := decider{engine: engine, log: lg.app}
+	defer fs.close()
+	dec := decider{filters: fs, log: lg.app}
 
 	// 5. The proxy.
 	pcfg, err := proxyConfig(f)
@@ -108,10 +99,19 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("proxy: %w", err)
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("proxy: %w", err)
+		case <-hup:
+			_ = fs.reload("SIGHUP")
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	lg.app.Info().Dur("grace", f.Proxy.ShutdownGrace.D()).Msg("shutting down: waiting for in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), f.Proxy.ShutdownGrace.D())
