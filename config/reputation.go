@@ -42,6 +42,8 @@ type ReputationKSN struct {
 	Server string `toml:"server"`
 	// Token is the bearer token sent to the server; "" sends none.
 	Token string `toml:"token"`
+	// Participation holds the [P6] switches (config/participation.go).
+	Participation
 }
 
 // ReputationKPSN is [reputation.kpsn]: the private service.
@@ -68,9 +70,11 @@ func (c *Reputation) defaults() {
 	c.BreakerCooldown = Duration(10 * time.Second)
 	c.KPSN.Database = "data/feeds"
 	c.KPSN.Reload = Duration(5 * time.Second)
+	c.KSN.Participation.defaults()
 }
 
 func (c *Reputation) validate(p *problems) {
+	c.KSN.Participation.validate(p)
 	switch c.Mode {
 	case "ksn", "kpsn":
 	default:

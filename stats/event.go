@@ -1,0 +1,96 @@
+package stats
+
+import "net/netip"
+
+// Event is what statistics take of one finished request or tunnel. It has
+// no field for user names, cookies, headers or bodies; URL is read only for
+// detections (and then only hashed, without its query), and Client only in
+// memory, keyed with a per-process secret, to count distinct clients for
+// minimum aggregation: neither is ever stored or sent.
+type Event struct {
+	Action   string // allow, block, warn, tunnel, intercept, error
+	Verdict  string // reputation verdict kind, "" if none
+	Category string
+	Source   string // verdict source: local, cache, database, server, failure
+	Stage    string // policy stage that decided
+	Tunnel   bool
+	URL      string
+	Client   netip.Addr
+	// Scan is the download scan's outcome, nil when nothing was scanned.
+	Scan *Scan
+}
+
+// Scan is what statistics take of one download scan.
+type Scan struct {
+	Type       string // the scanner's true type: pe, zip, pdf, ...
+	Result     string // clean, malicious, unknown, bomb, oversize, error
+	SHA256     []byte
+	Size       int64 // bytes
+	Executable bool
+}
+
+// Sample describes a scanned file the proxy could offer as a sample.
+type Sample struct {
+	SHA256 []byte
+	Size   int64  // bytes of the whole file
+	Type   string // the scanner's true type
+	Result string // the scan result; only "unknown" files are sampled
+}
+
+// Fixed vocabularies: anything else is sent as "other", so no free text
+// (rule names, administrator categories with odd spellings) leaves the site.
+var (
+	verdictNames = set("unknown", "clean", "unwanted", "phishing", "malware")
+	stageNames   = set("none", "bypass", "access", "protection")
+	resultNames  = set("clean", "malicious", "unknown", "bomb", "oversize", "error")
+	typeNames    = set("unknown", "pe", "elf", "macho", "script", "java-class",
+		"zip", "ooxml", "jar", "apk", "gzip", "bzip2", "xz", "7z", "rar", "tar", "cab",
+		"pdf", "ole2", "rtf", "image", "audio", "video", "font", "text")
+	// sampleTypes are the executable, archive and document types.
+	sampleTypes = set("pe", "elf", "macho", "script", "java-class",
+		"zip", "ooxml", "jar", "apk", "gzip", "bzip2", "xz", "7z", "rar", "tar", "cab",
+		"pdf", "ole2", "rtf")
+)
+
+func set(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+func oneOf(vocab map[string]bool, s string) string {
+	if vocab[s] {
+		return s
+	}
+	return "other"
+}
+
+// category keeps a service category if it is a short plain token
+// ("phishing", "malware-distribution"), else "other".
+func category(s string) string {
+	if s == "" {
+		return ""
+	}
+	if len(s) > 32 {
+		return "other"
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "other"
+		}
+	}
+	return s
+}
+
+// detection reports whether a verdict kind is one the cloud learns from:
+// the service's own blocking verdicts, not the administrator's lists.
+func detection(verdict, source string) bool {
+	switch verdict {
+	case "unwanted", "phishing", "malware":
+		return source != "local"
+	}
+	return false
+}
