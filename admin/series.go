@@ -1,0 +1,107 @@
+package admin
+
+import (
+	"sync"
+	"time"
+
+	"github.com/picket-proxy/picket/proxy"
+)
+
+// Point is one minute of the console's charts. Time is the minute's start
+// in seconds since the Unix epoch; the counts are of requests that finished
+// in that minute.
+type Point struct {
+	Time     int64  `json:"t"`
+	Requests uint64 `json:"requests"` // requests and tunnels, every action
+	Blocks   uint64 `json:"blocks"`
+	Warns    uint64 `json:"warns"`
+	Errors   uint64 `json:"errors"`
+	Scans    uint64 `json:"scans"`
+	Threats  uint64 `json:"threats"` // scans found malicious or a bomb
+}
+
+// Totals are counts since start, for the console's verdict and action mix.
+type Totals struct {
+	Actions  map[string]uint64 `json:"actions"`
+	Verdicts map[string]uint64 `json:"verdicts"`
+}
+
+// series keeps one Point per minute for the last len(slots) minutes, and
+// the totals, with bounded keys (the metrics' label values).
+type series struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	slots    []Point
+	actions  []uint64 // by actionLabels
+	verdicts []uint64 // by kindLabels
+}
+
+func newSeries(minutes int, now func() time.Time) *series {
+	return &series{now: now, slots: make([]Point, minutes),
+		actions: make([]uint64, len(actionLabels)), verdicts: make([]uint64, len(kindLabels))}
+}
+
+func (s *series) add(e *proxy.Event) {
+	min := s.now().Unix() / 60
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := &s.slots[min%int64(len(s.slots))]
+	if p.Time != min*60 {
+		*p = Point{Time: min * 60}
+	}
+	p.Requests++
+	switch e.Action {
+	case "block":
+		p.Blocks++
+	case "warn":
+		p.Warns++
+	case "error":
+		p.Errors++
+	}
+	if e.Scan != nil {
+		p.Scans++
+		if e.Scan.Result == "malicious" || e.Scan.Result == "bomb" {
+			p.Threats++
+		}
+	}
+	s.actions[label(actionLabels, e.Action)]++
+	if e.Verdict != "" {
+		s.verdicts[label(kindLabels, e.Verdict)]++
+	}
+}
+
+// points returns the last minutes Points, oldest first, the current
+// (partial) minute last; minutes without requests are zero.
+func (s *series) points(minutes int) []Point {
+	minutes = min(minutes, len(s.slots))
+	now := s.now().Unix() / 60
+	out := make([]Point, 0, minutes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for m := now - int64(minutes) + 1; m <= now; m++ {
+		p := s.slots[((m%int64(len(s.slots)))+int64(len(s.slots)))%int64(len(s.slots))]
+		if p.Time != m*60 {
+			p = Point{Time: m * 60}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (s *series) totals() Totals {
+	t := Totals{Actions: map[string]uint64{}, Verdicts: map[string]uint64{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, n := range s.actions {
+		if n > 0 {
+			t.Actions[actionLabels[i]] = n
+		}
+	}
+	for i, n := range s.verdicts {
+		if n > 0 {
+			t.Verdicts[kindLabels[i]] = n
+		}
+	}
+	return t
+}
