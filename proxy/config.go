@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/scanner"
 )
 
 // Config is everything the proxy needs. cmd/picket maps config.toml into it;
@@ -75,6 +77,15 @@ type Config struct {
 	// HandshakeFailed is told the host of every intercepted tunnel whose
 	// client refused our certificate (a pinned app); nil ignores them.
 	HandshakeFailed func(host string)
+
+	// Scanner scans downloads whose true type calls for it; nil scans
+	// nothing.
+	Scanner *scanner.Scanner
+	// ScanMode is how scanned downloads are delivered (buffer or trickle).
+	ScanMode ScanMode
+	// ScanFailClosed blocks a download the scanner could not decide on;
+	// by default it is delivered (and logged).
+	ScanFailClosed bool
 
 	// Observe is called once for every finished request or tunnel, after
 	// its access-log line, on the goroutine that finished it: it must be

@@ -34,8 +34,8 @@ type exchange struct {
 	tunnel   *tunnel // non-nil inside an intercepted tunnel
 	decision Decision
 	status   int
-	errKind  string // upstream failure class, "" if none
-	incident string // shown on block and warn pages, logged
+	errKind  string     // upstream failure class, "" if none
+	incident string     // shown on block and warn pages, logged
 	scan     *ScanEvent // download scan outcome, nil if not scanned
 
 	bytesIn  atomic.Int64 // request body bytes from the client
@@ -111,6 +111,12 @@ func (s *Server) logAccess(x *exchange) {
 		if x.errKind != "" {
 			ev = ev.Str(fError, x.errKind)
 		}
+		if sc := x.scan; sc != nil {
+			ev = ev.Str(fScanType, sc.Type).Str(fScanResult, sc.Result)
+			if sc.Threat != "" {
+				ev = ev.Str(fThreat, sc.Threat)
+			}
+		}
 		if x.tunnel != nil {
 			ev = ev.Str(fTunnel, x.tunnel.host)
 		}
@@ -158,15 +164,23 @@ func (b *countingBody) Read(p []byte) (int, error) {
 // goproxy closes it after the copy to the client.
 type logBody struct {
 	io.ReadCloser
-	x *exchange
-	s *Server
+	x    *exchange
+	s    *Server
+	conn *clientConn // the client's connection, to abort on a failed body
 }
 
 func (b *logBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.x.bytesOut.Add(int64(n))
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.x.complete.Store(true)
+	case err != nil && b.conn != nil:
+		// The body failed mid-way (upstream cut off, or a trickled download
+		// blocked): close the client's connection so that the response
+		// ends in an error, never in a clean end of a chunked body that
+		// would pass a truncated file off as complete.
+		b.conn.Close()
 	}
 	return n, err
 }

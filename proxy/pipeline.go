@@ -220,7 +220,9 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	if s.draining.Load() {
 		resp.Close = true // finish keep-alive connections during shutdown
 	}
-	return s.respond(x, in, resp)
+
+	// 6. Downloads whose true type calls for it are scanned (scan.go).
+	return s.respond(x, in, s.scanResponse(in, x, resp))
 }
 
 // respond attaches the access-log line to resp's body and returns it.
@@ -243,7 +245,7 @@ func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*h
 		x.complete.Store(true)
 		s.logAccess(x)
 	default:
-		resp.Body = &logBody{ReadCloser: resp.Body, x: x, s: s}
+		resp.Body = &logBody{ReadCloser: resp.Body, x: x, s: s, conn: connFrom(in.Context())}
 	}
 	return resp, nil
 }

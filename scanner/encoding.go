@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bufio"
+	"bytes"
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
@@ -66,4 +67,21 @@ func identity(enc string) bool {
 		}
 	}
 	return true
+}
+
+// DecodeHead returns up to HeadSize decoded bytes from raw, the first bytes
+// of a body sent with Content-Encoding enc, so that Classify can see the true
+// type of an encoded body. It returns what it could decode (possibly
+// nothing, when raw is too short or not in that encoding).
+func DecodeHead(enc string, raw []byte) []byte {
+	if identity(enc) {
+		return raw[:min(len(raw), HeadSize)]
+	}
+	r, err := decodeBody(enc, bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	out := make([]byte, HeadSize)
+	n, _ := io.ReadFull(r, out)
+	return out[:n]
 }

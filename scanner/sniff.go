@@ -220,7 +220,7 @@ var riskyMIME = [...]string{
 	"application/x-msdownload", "application/x-dosexec", "application/vnd.microsoft.portable-executable",
 	"application/x-msdos-program", "application/x-executable", "application/x-sh",
 	"application/java-archive", "application/vnd.android.package-archive", "application/x-ms-installer",
-	"application/x-msi", "application/hta",
+	"application/x-msi", "application/hta", "application/octet-stream", "application/x-download",
 }
 
 // Classify returns the true type of a body and whether it must be scanned.

@@ -28,6 +28,8 @@ var commands = map[string]command{
 	"repserver": {"run a reputation server (cloud or private)", cmdRepserver},
 	"ca":        {"export or describe the interception CA", cmdCA},
 	"scan":      {"scan files for malware as downloads are scanned", cmdScan},
+	"stats":     {"print the next participation statistics batch (stats preview)", cmdStats},
+	"init":      {"prepare a new installation: participation choice, config.toml, CA", cmdInit},
 	// more subcommands: add them here
 }
 

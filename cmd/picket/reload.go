@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -149,4 +150,12 @@ func (fs *filters) close() error {
 		return f.rep.Close()
 	}
 	return errors.New("no filter")
+}
+
+// reputationOf looks up file hashes with the reputation client in force,
+// so that the scanner follows reloads too.
+type reputationOf struct{ fs *filters }
+
+func (r reputationOf) Lookup(ctx context.Context, q reputation.Query) (reputation.Verdict, error) {
+	return r.fs.current().rep.Lookup(ctx, q)
 }

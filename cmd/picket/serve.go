@@ -16,6 +16,7 @@ import (
 
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/proxy"
+	"github.com/picket-proxy/picket/scanner"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) int {
@@ -74,7 +75,24 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	defer fs.close()
 	dec := decider{filters: fs, log: lg.app}
 
-	// 5. The proxy.
+	// 5. Download scanning: local signatures, then the file's reputation
+	// through whichever reputation client is in force.
+	var scan *scanner.Scanner
+	if f.Scanner.Enabled {
+		scfg, report, err := scannerConfig(f.Scanner, f.Resolve)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+		for _, b := range report.Bad {
+			lg.app.Warn().Str("line", b.String()).Msg("skipped a bad signature line")
+		}
+		scfg.Reputation = reputationOf{fs}
+		if scan, err = scanner.New(scfg); err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+	}
+
+	// 6. The proxy.
 	pcfg, err := proxyConfig(f)
 	if err != nil {
 		return err
@@ -84,6 +102,11 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	pcfg.Intercept = func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil }
 	pcfg.Decider = dec
 	pcfg.HandshakeFailed = dec.noteHandshakeFailure
+	pcfg.Scanner = scan
+	if f.Scanner.Mode == "trickle" {
+		pcfg.ScanMode = proxy.ScanTrickle
+	}
+	pcfg.ScanFailClosed = f.Reputation.Fail == "closed"
 	srv, err := proxy.New(pcfg)
 	if err != nil {
 		return err

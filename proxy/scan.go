@@ -1,0 +1,260 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+
+	"github.com/picket-proxy/picket/scanner"
+)
+
+// ScanMode is how a scanned download reaches the client.
+type ScanMode uint8
+
+const (
+	// ScanBuffer holds the whole body until the verdict, then delivers it
+	// or the block page.
+	ScanBuffer ScanMode = iota
+	// ScanTrickle streams all but a held-back tail while scanning and
+	// aborts the transfer on a blocking verdict.
+	ScanTrickle
+)
+
+// minHead is how many leading bytes the proxy waits for before it
+// classifies a body: enough for every magic number Classify knows but tar's,
+// and little enough that a stream of small events is not held up.
+const minHead = 16
+
+// maxEncodedHead bounds how many encoded bytes are read to see the decoded
+// type of a Content-Encoded body.
+const maxEncodedHead = 8 << 10
+
+// errBlockedDownload aborts a trickled transfer whose body was found
+// malicious: the client sees a truncated, failed download.
+var errBlockedDownload = errors.New("picket: download blocked by the scanner")
+
+// scanResponse is the download-scanning step of the pipeline: it classifies
+// resp's body from its first bytes and, when it must be scanned, returns the
+// response to deliver instead (the same bytes, a block page, or a trickled
+// body that aborts on a bad verdict). Bodies that are not scanned stream on
+// with nothing added but the few bytes read to classify them.
+func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response) *http.Response {
+	sc := s.cfg.Scanner
+	if sc == nil || x.decision.Bypass || in.Method == http.MethodHead || resp.StatusCode != http.StatusOK ||
+		resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+		return resp
+	}
+	// 1. The first bytes, and the true type behind any Content-Encoding.
+	enc := resp.Header.Get("Content-Encoding")
+	raw, rerr := readHead(resp.Body, enc)
+	body := &joinedBody{Reader: io.MultiReader(bytes.NewReader(raw), errReader(rerr, resp.Body)), Closer: resp.Body}
+	typ, scan := sc.Classify(scanner.DecodeHead(enc, raw), resp.Header.Get("Content-Type"), fileName(in, resp), resp.ContentLength)
+	if !scan {
+		resp.Body = body
+		return resp
+	}
+
+	// 2. Scan: buffered or trickled.
+	st := sc.NewScan(scanner.Meta{ContentEncoding: enc, Size: resp.ContentLength})
+	x.scan = &ScanEvent{Type: typ.String(), Executable: typ.Executable()}
+	if s.cfg.ScanMode == ScanTrickle {
+		resp.Body = &trickleBody{s: s, in: in, x: x, st: st, src: body,
+			tr: scanner.NewTrickle(body, st, sc.TrickleHold(resp.ContentLength))}
+		return resp
+	}
+	_, err := st.ReadFrom(body)
+	switch {
+	case errors.Is(err, scanner.ErrTooLarge):
+		// Over max_size: the scanner judges it oversize (pass or block, by
+		// configuration); if it passes, what was read goes out first.
+	case err != nil:
+		st.Close()
+		body.Close()
+		x.errKind = "upstream-body"
+		return pageResponse(in, page{Status: http.StatusBadGateway, Title: "Bad gateway",
+			Msg: "The download was interrupted before it could be checked."})
+	}
+	res, ferr := st.Finish(in.Context())
+	s.noteScan(x, res, ferr)
+	if blocked := s.scanBlocks(res, ferr); blocked {
+		st.Close()
+		body.Close()
+		s.blockDownload(x, res, ferr)
+		b := s.pages.render(in, x, false, "")
+		b.Header.Set("X-Picket-Reason", headerSafe(blockReason(x.decision)))
+		return b
+	}
+	// 3. Deliver the scanned bytes (still encoded as received), then any
+	// rest past max_size.
+	resp.Body = &joinedBody{Reader: io.MultiReader(st.Reader(), body), Closer: closers{st, body}}
+	return resp
+}
+
+// scanBlocks applies the verdict, or the fail policy when the scanner could
+// not decide.
+func (s *Server) scanBlocks(res scanner.Result, err error) bool {
+	if err != nil {
+		return s.cfg.ScanFailClosed
+	}
+	return res.Blocked
+}
+
+// noteScan records the scan's outcome for the log and observers.
+func (s *Server) noteScan(x *exchange, res scanner.Result, err error) {
+	e := x.scan
+	e.Type, e.Threat, e.Size, e.FalseAlarm = res.Type.String(), res.Threat, res.Size, res.FalseAlarm
+	e.Executable = res.Type.Executable()
+	e.SHA256 = res.Sums.SHA256[:]
+	e.Result = res.Verdict.String()
+	if err != nil {
+		e.Result = "error"
+		s.cfg.Log.Warn().Err(err).Str(fURL, logURL(x.req.URL, false)).Msg("download scan could not decide")
+	}
+	if res.FalseAlarm {
+		s.cfg.Log.Info().Str(fURL, logURL(x.req.URL, false)).Str("threat", res.Threat).
+			Msg("local detection overridden as a false alarm")
+	}
+}
+
+// blockDownload turns the exchange's decision into the scanner's block.
+func (s *Server) blockDownload(x *exchange, res scanner.Result, err error) {
+	d := &x.decision
+	d.Action, d.Stage, d.Threat = Block, "scan", res.Threat
+	d.Rule = "scanner." + res.Source.String()
+	switch {
+	case err != nil:
+		d.Verdict, d.Reason = "unknown", "The download could not be checked, and your organisation blocks what cannot be checked."
+	case res.Verdict == scanner.VerdictBomb:
+		d.Verdict, d.Reason = "malware", "This archive is built to exhaust the systems that open it (an archive bomb)."
+	case res.Verdict == scanner.VerdictOversize:
+		d.Verdict, d.Reason = "unknown", "This download is larger than your organisation allows to be checked."
+	default:
+		d.Verdict = "malware"
+		d.Reason = "This download contains malware"
+		if res.Threat != "" {
+			d.Reason += " (" + res.Threat + ")"
+		}
+		d.Reason += ". It was not delivered."
+	}
+	x.incident = newIncident()
+}
+
+// trickleBody streams a scanned body all but its tail; at the end it
+// releases the tail if the verdict passes, or fails the read so the client
+// never has the complete file.
+type trickleBody struct {
+	s    *Server
+	in   *http.Request
+	x    *exchange
+	st   *scanner.Scan
+	src  io.ReadCloser
+	tr   *scanner.Trickle
+	tail *bytes.Reader
+	err  error
+}
+
+func (b *trickleBody) Read(p []byte) (int, error) {
+	if b.tail != nil {
+		return b.tail.Read(p)
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.tr.Read(p)
+	if err != io.EOF {
+		return n, err
+	}
+	// The whole body is in: judge it before releasing the tail.
+	res, ferr := b.st.Finish(b.in.Context())
+	b.s.noteScan(b.x, res, ferr)
+	if b.s.scanBlocks(res, ferr) {
+		b.s.blockDownload(b.x, res, ferr)
+		b.s.cfg.Log.Warn().Str(fURL, logURL(b.x.req.URL, false)).Str("threat", res.Threat).Str(fIncident, b.x.incident).
+			Msg("trickled download aborted: the client did not get the complete file")
+		b.err = fmt.Errorf("%w: %s", errBlockedDownload, res.Threat)
+		return n, b.err
+	}
+	var tail bytes.Buffer
+	_, _ = b.tr.Release(&tail)
+	b.tail = bytes.NewReader(tail.Bytes())
+	if n > 0 {
+		return n, nil
+	}
+	return b.tail.Read(p)
+}
+
+func (b *trickleBody) Close() error {
+	b.st.Close()
+	return b.src.Close()
+}
+
+// readHead reads from r until it has minHead bytes of the body (decoded,
+// for an encoded body, up to maxEncodedHead raw bytes) or r ends. It returns
+// the raw bytes read and the read error, if any, to replay after them.
+func readHead(r io.Reader, enc string) ([]byte, error) {
+	buf := make([]byte, 0, scanner.HeadSize)
+	limit := scanner.HeadSize
+	if enc != "" {
+		limit = maxEncodedHead
+	}
+	for len(buf) < limit {
+		if cap(buf) == len(buf) {
+			buf = append(buf, make([]byte, min(cap(buf), limit-len(buf)))...)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) >= minHead && (enc == "" || len(scanner.DecodeHead(enc, buf)) >= minHead) {
+			break
+		}
+	}
+	return buf, nil
+}
+
+// fileName is the download's name for Classify: Content-Disposition's
+// filename, else the last element of the URL path.
+func fileName(in *http.Request, resp *http.Response) string {
+	if cd := resp.Header.Get("Content-Disposition"); cd != "" {
+		if _, params, err := mime.ParseMediaType(cd); err == nil && params["filename"] != "" {
+			return params["filename"]
+		}
+	}
+	return path.Base(in.URL.Path)
+}
+
+// joinedBody is a response body read from one reader and closed by another.
+type joinedBody struct {
+	io.Reader
+	io.Closer
+}
+
+// closers closes several things, returning the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// errReader replays a read error after the head, or reads on from r.
+func errReader(err error, r io.Reader) io.Reader {
+	if err != nil {
+		return &failReader{err}
+	}
+	return r
+}
+
+type failReader struct{ err error }
+
+func (f *failReader) Read([]byte) (int, error) { return 0, f.err }
