@@ -197,15 +197,15 @@ func (g *aggregate) batch(k int, interval time.Duration) Batch {
 // restart loses no counts and "picket stats preview" sees the interval so
 // far. Client digests are not kept, only how many there were.
 type checkpoint struct {
-	Start    time.Time       `json:"start"`
-	Requests Requests        `json:"requests"`
-	Verdicts []VerdictCount  `json:"verdicts"`
-	Blocks   []BlockCount    `json:"blocks"`
-	Scans    []ScanCount     `json:"scans"`
-	Lookups  Lookups         `json:"lookups"`
+	Start    time.Time        `json:"start"`
+	Requests Requests         `json:"requests"`
+	Verdicts []VerdictCount   `json:"verdicts"`
+	Blocks   []BlockCount     `json:"blocks"`
+	Scans    []ScanCount      `json:"scans"`
+	Lookups  Lookups          `json:"lookups"`
 	Files    map[string]entry `json:"files"`
 	URLs     map[string]entry `json:"urls"`
-	Overflow Withheld        `json:"overflow"`
+	Overflow Withheld         `json:"overflow"`
 }
 
 func (g *aggregate) checkpoint() checkpoint {

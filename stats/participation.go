@@ -417,9 +417,9 @@ func (p *Participation) Reload(file Settings, who string) error {
 
 // Status is what the admin console shows.
 type Status struct {
-	Mode          string    `json:"mode"` // "ksn" or "kpsn"
-	Participation bool      `json:"participation"`
-	Samples       Samples   `json:"samples"`
+	Mode          string  `json:"mode"` // "ksn" or "kpsn"
+	Participation bool    `json:"participation"`
+	Samples       Samples `json:"samples"`
 	// Sending is true when statistics are actually sent (KSN and
 	// participation); SendingSamples likewise for samples.
 	Sending        bool      `json:"sending"`
