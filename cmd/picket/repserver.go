@@ -13,13 +13,17 @@ import (
 	"time"
 
 	"github.com/picket-proxy/picket/reputation/server"
+	"github.com/picket-proxy/picket/stats"
 	"github.com/rs/zerolog"
 )
 
 // cmdRepserver runs a reputation server until SIGINT or SIGTERM; SIGHUP
 // reloads a cloud server's feeds.
 func cmdRepserver(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("repserver", "repserver -role cloud|private -feeds DIR -listen ADDR [-upstream URL] [-token T] [-tls-cert FILE -tls-key FILE]", stderr)
+	if len(args) > 0 && args[0] == "stats" {
+		return cmdRepserverStats(args[1:], stdout, stderr)
+	}
+	fs := newFlagSet("repserver", "repserver -role cloud|private -feeds DIR -listen ADDR [-upstream URL] [-token T] [-tls-cert FILE -tls-key FILE] [-data DIR] | repserver stats -data DIR", stderr)
 	role := fs.String("role", "", "cloud (serves its feeds) or private (mirrors -upstream)")
 	feeds := fs.String("feeds", "", "cloud: feed directory with feeds.toml; private: directory for the mirror's snapshot")
 	listen := fs.String("listen", "127.0.0.1:8844", "listen address")
@@ -33,6 +37,7 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 	syncEvery := fs.Duration("sync", server.DefaultSyncEvery, "private: how often to ask the upstream for updates")
 	poll := fs.Duration("poll", 5*time.Second, "cloud: how often to check the feeds for changes (0: SIGHUP only)")
 	verbose := fs.Bool("v", false, "log every request (debug level)")
+	data := fs.String("data", "", "cloud: directory where participating installations' statistics and samples are stored ([P6]); empty: not accepted")
 	if code, ok := parseFlags(fs, args, false); !ok {
 		return code
 	}
@@ -52,6 +57,8 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 		return usage("-role private needs -upstream URL")
 	case r == server.RoleCloud && *upstream != "":
 		return usage("-upstream is for -role private")
+	case r == server.RolePrivate && *data != "":
+		return usage("-data is for -role cloud")
 	case (*certFile == "") != (*keyFile == ""):
 		return usage("-tls-cert and -tls-key go together")
 	}
@@ -64,10 +71,19 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 		level = zerolog.DebugLevel
 	}
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Logger()
-	srv, err := server.New(server.Config{
+	scfg := server.Config{
 		Role: r, Feeds: *feeds, Upstream: *upstream, UpstreamToken: *upToken, Token: *token,
 		TTL: *ttl, NegativeTTL: *negTTL, SyncEvery: *syncEvery, Poll: *poll,
-	}, log)
+	}
+	if *data != "" {
+		intake, err := stats.NewIntake(stats.IntakeConfig{Dir: *data}, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "picket repserver: %v\n", err)
+			return 1
+		}
+		scfg.Intake = intake
+	}
+	srv, err := server.New(scfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "picket repserver: %v\n", err)
 		return 1
@@ -102,5 +118,50 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info().Msg("repserver stopped")
+	return 0
+}
+
+// cmdRepserverStats is "picket repserver stats -data DIR": what a cloud
+// server's intake has learnt, top unknown hashes by prevalence first.
+func cmdRepserverStats(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("repserver stats", "repserver stats -data DIR [-top N]", stderr)
+	data := fs.String("data", "", "the cloud server's -data directory")
+	top := fs.Int("top", 20, "hashes listed of each kind")
+	if code, ok := parseFlags(fs, args, false); !ok {
+		return code
+	}
+	if *data == "" {
+		fmt.Fprintln(stderr, "picket repserver stats: -data DIR is required")
+		fs.Usage()
+		return 2
+	}
+	s, err := stats.Summarize(*data, *top)
+	if err != nil {
+		fmt.Fprintf(stderr, "picket repserver stats: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "batches %d from %d installations; requests %d, blocked %d; samples stored %d\n",
+		s.Batches, s.Installations, s.Requests, s.Blocked, s.Samples)
+	for _, l := range []struct {
+		title string
+		list  []stats.Prevalence
+	}{{"unknown executables", s.Unknown}, {"detected files", s.Detected}} {
+		fmt.Fprintf(stdout, "\ntop %s by prevalence:\n", l.title)
+		if len(l.list) == 0 {
+			fmt.Fprintln(stdout, "  (none)")
+			continue
+		}
+		fmt.Fprintf(stdout, "  %-64s  %-10s %13s %8s  %s\n", "sha256", "type", "installations", "count", "sample")
+		for _, p := range l.list {
+			sample := "-"
+			switch {
+			case p.Sample && p.Partial:
+				sample = "partial"
+			case p.Sample:
+				sample = "full"
+			}
+			fmt.Fprintf(stdout, "  %-64s  %-10s %13d %8d  %s\n", p.SHA256, p.Type, p.Installations, p.Count, sample)
+		}
+	}
 	return 0
 }
