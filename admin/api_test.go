@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/proxy"
 )
 
 const (
@@ -364,8 +366,15 @@ func TestSeries(t *testing.T) {
 	}
 	now = now.Add(2 * time.Minute)
 	for _, e := range events[10:] {
+		e.Time = now.Add(-e.Duration) // finished now
 		s.Observe(e)
 	}
+	// Counted in the minute it finished; without a time or with one outside
+	// the ring, in the current minute.
+	s.Observe(proxy.Event{Time: now.Add(-time.Minute), Action: "allow"})
+	s.Observe(proxy.Event{Action: "allow"})
+	s.Observe(proxy.Event{Time: now.Add(time.Hour), Action: "allow"})
+	s.Observe(proxy.Event{Time: now.Add(-24 * time.Hour), Action: "allow"})
 	type answer struct {
 		Step   int     `json:"step_seconds"`
 		Points []Point `json:"points"`
@@ -376,11 +385,11 @@ func TestSeries(t *testing.T) {
 		t.Fatalf("got step %d and %d points, want 60 and 5", a.Step, len(a.Points))
 	}
 	p := a.Points
-	if p[4].Time != now.Truncate(time.Minute).Unix() || p[2].Requests != 10 || p[2].Blocks != 3 || p[3].Requests != 0 {
-		t.Errorf("got %+v, want 10 requests (3 blocks) two minutes ago and nothing since but the current minute", p)
+	if p[4].Time != now.Truncate(time.Minute).Unix() || p[2].Requests != 10 || p[2].Blocks != 3 || p[3].Requests != 1 {
+		t.Errorf("got %+v, want 10 requests (3 blocks) two minutes ago, 1 a minute ago", p)
 	}
-	if p[4].Requests != 7 || p[4].Blocks != 1 || p[4].Warns != 1 || p[4].Errors != 1 || p[4].Scans != 2 || p[4].Threats != 1 {
-		t.Errorf("current minute: got %+v, want 7 requests, 1 block, 1 warning, 1 error, 2 scans, 1 threat", p[4])
+	if p[4].Requests != 10 || p[4].Blocks != 1 || p[4].Warns != 1 || p[4].Errors != 1 || p[4].Scans != 2 || p[4].Threats != 1 {
+		t.Errorf("current minute: got %+v, want 10 requests, 1 block, 1 warning, 1 error, 2 scans, 1 threat", p[4])
 	}
 	// Three hours later the old minutes have left the ring.
 	now = now.Add(3 * time.Hour)

@@ -42,8 +42,16 @@ func newSeries(minutes int, now func() time.Time) *series {
 		actions: make([]uint64, len(actionLabels)), verdicts: make([]uint64, len(kindLabels))}
 }
 
+// add counts e in the minute it finished (Time + Duration), or in the
+// current minute when that is unknown or outside the ring.
 func (s *series) add(e *proxy.Event) {
-	min := s.now().Unix() / 60
+	now := s.now().Unix() / 60
+	min := now
+	if !e.Time.IsZero() {
+		if m := e.Time.Add(e.Duration).Unix() / 60; m <= now && m > now-int64(len(s.slots)) {
+			min = m
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := &s.slots[min%int64(len(s.slots))]

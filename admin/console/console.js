@@ -209,13 +209,13 @@
     const box = $("chart");
     const W = Math.max(box.clientWidth, 280), H = box.clientWidth < 480 ? 180 : 220;
     const L = 36, R = 8, T = 8, B = 20;
-    const max = Math.max(1, ...points.map((p) => p.requests));
-    const top = niceCeil(max);
+    const max = Math.max(4, ...points.map((p) => p.requests));
+    const step = niceStep(max / 4), top = step * Math.ceil(max / step), lines = Math.round(top / step);
     const x = (i) => L + (points.length <= 1 ? 0 : (i * (W - L - R)) / (points.length - 1));
     const y = (v) => T + (H - T - B) * (1 - v / top);
     const root = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none" });
-    for (let k = 0; k <= 4; k++) {
-      const v = (top * k) / 4;
+    for (let k = 0; k <= lines; k++) {
+      const v = step * k;
       root.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
       const t = svg("text", { class: "axis", x: L - 4, y: y(v) + 4, "text-anchor": "end" });
       t.textContent = fmtShort(v);
@@ -245,9 +245,10 @@
     $("t-spm").textContent = fmtInt(last.scans || 0);
   }
 
-  function niceCeil(v) {
+  // niceStep is the smallest 1, 2 or 5 times a power of ten at least v.
+  function niceStep(v) {
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+    for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
     return 10 * p;
   }
   function fmtShort(v) { return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + "k" : String(Math.round(v)); }
