@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -362,26 +364,59 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestCloudDownQueueBoundedObserveFast(t *testing.T) {
-	c := startCloud(t)
-	c.http.Close() // the cloud is down
+	// A cloud that accepts the connection and never answers: Observe must
+	// not wait for a send in progress.
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	defer hang.Close()
+	defer close(release)
 	clk := newClock()
-	cfg := testConfig(t, c, clk, t.TempDir(), Settings{Participation: true})
+	cfg := testConfig(t, nil, clk, t.TempDir(), Settings{Participation: true})
+	cfg.Server = hang.URL
 	p := newParticipation(t, cfg, zerolog.Nop())
+	traffic(p, "192.0.2.1")
+	clk.Add(time.Hour)
+	ticked := make(chan error, 1)
+	go func() { ticked <- p.Tick(context.Background()) }()
+	<-arrived // the send is now stuck in the cloud
 	start := time.Now()
-	const n = 200_000
+	const n = 20_000
 	for i := 0; i < n; i++ {
 		traffic(p, "192.0.2.1")
 	}
-	if per := time.Since(start) / (4 * n); per > 20*time.Microsecond {
-		t.Errorf("Observe takes %v per event with the cloud down, want well under 20µs", per)
+	if per := time.Since(start) / (4 * n); per > 100*time.Microsecond {
+		t.Errorf("Observe takes %v per event while a send hangs, want well under 100µs", per)
 	}
+	select {
+	case err := <-ticked:
+		t.Fatalf("the hanging send returned early: %v", err)
+	default:
+	}
+	release <- struct{}{}
+	<-ticked
+
+	// A cloud that is down: the queue stays bounded, drops are counted.
+	down := startCloud(t)
+	down.http.Close()
+	cfg = testConfig(t, down, clk, t.TempDir(), Settings{Participation: true})
+	p = newParticipation(t, cfg, zerolog.Nop())
 	for i := 0; i < 10; i++ {
+		traffic(p, "192.0.2.1")
 		clk.Add(time.Hour)
 		p.Tick(context.Background())
 	}
 	st := p.Status()
 	if st.Queued != cfg.QueueMax || st.Dropped == 0 || st.LastError == "" {
 		t.Errorf("status: got queued %d dropped %d error %q, want %d, >0, an error", st.Queued, st.Dropped, st.LastError, cfg.QueueMax)
+	}
+	// Backoff: an immediate second round does not try again.
+	before := st.LastError
+	p.Tick(context.Background())
+	if st2 := p.Status(); st2.LastError != before || st2.Queued != cfg.QueueMax {
+		t.Errorf("after a failure: got %+v", st2)
 	}
 }
 
