@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/admin"
+	"github.com/picket-proxy/picket/certs"
+	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/reputation"
+	"github.com/picket-proxy/picket/scanner"
+)
+
+// adminParts are the live parts the admin server reads and drives. Every
+// field may be left nil (a nil interface, not a nil pointer in an
+// interface): the status shows that part as absent and its endpoint
+// answers 501.
+type adminParts struct {
+	// Listeners are the addresses Picket listens on (proxy, admin, ...).
+	Listeners []admin.Listener
+	// CA is the interception CA (*certs.Authority).
+	CA interface {
+		Fingerprint() string
+		Stats() certs.Stats
+	}
+	// Reputation is the reputation client (*reputation.Client).
+	Reputation interface{ Stats() reputation.Stats }
+	// Scanner is the download scanner (*scanner.Scanner).
+	Scanner interface{ Stats() scanner.Stats }
+	// AutoBypassed lists the auto-bypassed hosts (policy.Engine.AutoBypassed).
+	AutoBypassed func() []string
+	// OpenConns counts the proxy's client connections (proxy.Server.OpenConns).
+	OpenConns func() int
+	// Databases reports the reputation databases' versions and sizes.
+	Databases func() []admin.Database
+	// Ready says why Picket is not ready (CA, database, listeners), nil when it is.
+	Ready func() error
+	// Reload re-reads config.toml and swaps it in, or keeps the old one.
+	Reload func(context.Context) error
+	// Participation and SetParticipation read and change [P6]'s switches;
+	// ParticipationQueue counts the reports waiting to be sent.
+	Participation      func() (admin.Participation, error)
+	SetParticipation   func(context.Context, admin.Participation) error
+	ParticipationQueue func() int
+	// FlushCache empties the verdict and certificate caches.
+	FlushCache func() error
+}
+
+// newAdmin builds the admin server from [admin] (listen in f.Admin, the
+// other keys in extra — pass f.Admin.AdminExtra once config.Admin embeds
+// it) and the live parts. It loads the token, generating it on first start.
+// The caller listens on f.Admin.Listen, sets proxy.Config.Observe to the
+// server's Observe, runs Serve and Shutdown.
+func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts adminParts) (*admin.Server, error) {
+	token := extra.Token
+	if token == "" {
+		path := f.Resolve(extra.TokenFile)
+		var generated bool
+		var err error
+		token, generated, err = admin.LoadToken(path)
+		if err != nil {
+			return nil, fmt.Errorf("admin.token_file: %w", err)
+		}
+		if generated {
+			log.Warn().Str("file", path).Msg("generated the admin API token: send it as \"Authorization: Bearer <token>\"")
+		}
+	}
+	allow, err := prefixes(extra.AllowClients)
+	if err != nil {
+		return nil, fmt.Errorf("admin.allow_clients: %w", err)
+	}
+	r := f.Reputation
+	server := r.KPSN.Server
+	if r.Mode == "ksn" {
+		server = r.KSN.Server
+	}
+	cfg := admin.Config{
+		Token:            token,
+		Version:          version,
+		Mode:             fmt.Sprintf("%s (%s)", r.Mode, backendName(r.Mode, server)),
+		AllowClients:     allow,
+		Recent:           extra.Recent,
+		History:          extra.History.D(),
+		Databases:        parts.Databases,
+		Ready:            parts.Ready,
+		Reload:           parts.Reload,
+		Participation:    parts.Participation,
+		SetParticipation: parts.SetParticipation,
+		FlushCache:       parts.FlushCache,
+		Log:              log.With().Str("component", "admin").Logger(),
+		Sources: admin.Sources{
+			AutoBypassed:       parts.AutoBypassed,
+			OpenConns:          parts.OpenConns,
+			ParticipationQueue: parts.ParticipationQueue,
+		},
+	}
+	if len(parts.Listeners) > 0 {
+		ls := parts.Listeners
+		cfg.Listeners = func() []admin.Listener { return ls }
+	}
+	if parts.CA != nil {
+		cfg.Fingerprint = parts.CA.Fingerprint()
+		cfg.Sources.Certs = parts.CA.Stats
+	}
+	if parts.Reputation != nil {
+		cfg.Sources.Reputation = parts.Reputation.Stats
+	}
+	if parts.Scanner != nil {
+		cfg.Sources.Scanner = parts.Scanner.Stats
+	}
+	return admin.New(cfg)
+}
