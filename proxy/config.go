@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net/netip"
 	"time"
 
@@ -86,6 +87,13 @@ type Config struct {
 	// ScanFailClosed blocks a download the scanner could not decide on;
 	// by default it is delivered (and logged).
 	ScanFailClosed bool
+
+	// WantSample says whether participation wants a sample of a scanned
+	// download that passed with an unknown verdict; OfferSample is then
+	// given the file's bytes (it copies what it keeps before returning).
+	// Nil sends no samples.
+	WantSample  func(ScanEvent) bool
+	OfferSample func(ScanEvent, io.Reader)
 
 	// Observe is called once for every finished request or tunnel, after
 	// its access-log line, on the goroutine that finished it: it must be

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -49,13 +50,22 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 	if err != nil {
 		return 0, 0, err
 	}
+	var certSent bool
+	if get := tcfg.GetCertificate; get != nil {
+		tcfg = tcfg.Clone()
+		tcfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := get(hello)
+			certSent = err == nil
+			return c, err
+		}
+	}
 	tc := tls.Server(pc, tcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TLSHandshakeTimeout)
 	err = tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
 		up, down = pc.read.Load(), pc.wrote.Load()
-		if s.cfg.HandshakeFailed != nil && clientRejected(err) {
+		if s.cfg.HandshakeFailed != nil && clientRejected(err, certSent) {
 			s.cfg.HandshakeFailed(stripPort(t.host))
 		}
 		s.cfg.Log.Debug().Err(err).Str(fHost, t.host).Msg("client TLS handshake failed")
@@ -151,11 +161,15 @@ func sameAuthority(hostHeader, auth string) bool {
 func isIPLiteral(h string) bool { return net.ParseIP(strings.Trim(h, "[]")) != nil }
 
 // clientRejected reports whether a handshake failed because the client
-// refused our certificate (an alert, or a silent close as pinned apps do),
-// rather than a timeout or garbage.
-func clientRejected(err error) bool {
+// refused our certificate: it sent an alert, or it hung up right after
+// receiving the certificate (as apps with their own trust store do). A
+// client that goes away before that, or a timeout, does not count.
+func clientRejected(err error, certSent bool) bool {
 	var alert tls.AlertError
-	return errors.As(err, &alert) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "remote error: tls:")
+	if errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls:") {
+		return true
+	}
+	return certSent && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET))
 }
 
 // peekConn is a connection whose reads go through a buffered reader that

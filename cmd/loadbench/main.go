@@ -7,8 +7,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,21 +55,44 @@ func run(bin string, dur time.Duration, only string) error {
 	origin, tlsOrigin := startOrigins()
 	defer origin.Close()
 	defer tlsOrigin.Close()
-
-	p, err := startPicket(bin)
+	dir, err := os.MkdirTemp("", "picket-loadbench")
 	if err != nil {
 		return err
 	}
-	defer p.stop()
-
-	scenarios := []scenario{
-		{name: "HTTP 1 KiB GET, 64 keep-alive conns", conns: 64, path: "/1k"},
-		{name: "HTTP 10 MiB GET, 4 conns", conns: 4, path: "/10m"},
-		{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"},
-		{name: "HTTPS new TCP+TLS per request (tunnel)", conns: 16, https: true, fresh: true, path: "/1k"},
-		{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"},
+	defer os.RemoveAll(dir)
+	originPEM := filepath.Join(dir, "origin.pem")
+	if err := os.WriteFile(originPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsOrigin.Certificate().Raw}), 0o644); err != nil {
+		return err
 	}
-	fmt.Printf("loadbench: %s per run, origin and load generator in this process, picket pid %d\n\n", dur, p.cmd.Process.Pid)
+
+	// Tunnels: filtering on (rules, reputation on the embedded demo
+	// database, scanner ready), interception off.
+	tunnel, err := startPicket(bin, dir, "tunnel", "[tls]\nintercept = false\n")
+	if err != nil {
+		return err
+	}
+	defer tunnel.stop()
+	// Interception: the same, with every CONNECT intercepted.
+	mitm, err := startPicket(bin, dir, "mitm", fmt.Sprintf("[tls]\nextra_roots = [%q]\nauto_bypass = \"0s\" # the load generator hangs up mid-handshake at the end of each run\n", originPEM))
+	if err != nil {
+		return err
+	}
+	defer mitm.stop()
+
+	scenarios := []struct {
+		scenario
+		p *picket
+	}{
+		{scenario{name: "HTTP 1 KiB GET, 64 keep-alive conns", conns: 64, path: "/1k"}, tunnel},
+		{scenario{name: "HTTP 10 MiB GET, 4 conns", conns: 4, path: "/10m"}, tunnel},
+		{scenario{name: "HTTPS new TCP+TLS per request (tunnel)", conns: 16, https: true, fresh: true, path: "/1k"}, tunnel},
+		{scenario{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"}, tunnel},
+		{scenario{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"}, tunnel},
+		{scenario{name: "HTTPS new conns, intercepted (cert cache)", conns: 16, https: true, fresh: true, path: "/1k"}, mitm},
+		{scenario{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k"}, mitm},
+		{scenario{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m"}, mitm},
+	}
+	fmt.Printf("loadbench: %s per run; origin and load generator in this process; 2 cores shared by all\n\n", dur)
 	fmt.Printf("%-42s %12s %12s %7s %14s\n", "scenario", "direct/s", "proxy/s", "ratio", "proxy CPU/req")
 	for _, sc := range scenarios {
 		if only != "" && !strings.Contains(sc.name, only) {
@@ -76,10 +102,10 @@ func run(bin string, dur time.Duration, only string) error {
 		if sc.https {
 			target = tlsOrigin.URL
 		}
-		direct := load(sc, target, nil, dur)
-		cpu0 := p.cpu()
-		proxied := load(sc, target, p.url, dur)
-		cpu := p.cpu() - cpu0
+		direct := load(sc.scenario, target, nil, dur)
+		cpu0 := sc.p.cpu()
+		proxied := load(sc.scenario, target, sc.p.url, dur)
+		cpu := sc.p.cpu() - cpu0
 		per := "-"
 		if proxied.n > 0 {
 			per = (cpu / time.Duration(proxied.n)).Round(time.Microsecond / 10).String()
@@ -97,13 +123,120 @@ func run(bin string, dur time.Duration, only string) error {
 
 	// Memory: a 64 MiB upload and download streamed through the proxy must
 	// not grow its resident set by more than a few MiB.
-	rss0 := p.rss()
-	if err := stream64(origin.URL, p.url); err != nil {
+	if only == "" || strings.Contains("memory", only) {
+		rss0 := tunnel.rss()
+		if err := stream64(origin.URL, tunnel.url); err != nil {
+			return err
+		}
+		fmt.Printf("\n64 MiB POST echoed through the proxy: RSS before %.1f MiB, after %.1f MiB, peak %.1f MiB\n",
+			mib(rss0), mib(tunnel.rss()), mib(tunnel.hwm()))
+	}
+	if only == "" || strings.Contains("scanning", only) {
+		return scanning(bin, dir, origin.URL)
+	}
+	return nil
+}
+
+// scanning measures download scanning: time to first byte of a body that is
+// not scanned (with the scanner on and off), time to last byte of scanned
+// downloads in buffer and trickle modes, and the resident memory of 20
+// concurrent 100 MiB scanned downloads against the configured budget.
+func scanning(bin, dir, origin string) error {
+	off, err := startPicket(bin, dir, "noscan", "[scanner]\nenabled = false\n")
+	if err != nil {
 		return err
 	}
-	fmt.Printf("\n64 MiB POST echoed through the proxy: RSS before %.1f MiB, after %.1f MiB, peak %.1f MiB\n",
-		mib(rss0), mib(p.rss()), mib(p.hwm()))
+	defer off.stop()
+	buffer, err := startPicket(bin, dir, "buffer", "[scanner]\nmode = \"buffer\"\nmemory_budget = \"64MiB\"\n")
+	if err != nil {
+		return err
+	}
+	defer buffer.stop()
+	trickle, err := startPicket(bin, dir, "trickle", "[scanner]\nmode = \"trickle\"\n")
+	if err != nil {
+		return err
+	}
+	defer trickle.stop()
+
+	fmt.Printf("\n%-52s %14s %14s\n", "download scanning (median of 5)", "first byte", "last byte")
+	for _, c := range []struct {
+		name, path string
+		p          *picket
+	}{
+		{"10 MiB image, not scanned, scanner off", "/10m.png", off},
+		{"10 MiB image, not scanned, scanner on", "/10m.png", buffer},
+		{"10 MiB executable, buffer", "/10m.exe", buffer},
+		{"10 MiB executable, trickle", "/10m.exe", trickle},
+		{"100 MiB executable, buffer (32 MiB scanned)", "/100m.exe", buffer},
+		{"100 MiB executable, trickle (32 MiB scanned)", "/100m.exe", trickle},
+	} {
+		first, last, err := timeDownload(origin+c.path, c.p.url, 5)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		fmt.Printf("%-52s %14s %14s\n", c.name, first.Round(10*time.Microsecond), last.Round(100*time.Microsecond))
+	}
+
+	// 20 concurrent 100 MiB scanned downloads, memory_budget 64 MiB.
+	rss0 := buffer.rss()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := timeDownload(origin+"/100m.exe", buffer.url, 1); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	fmt.Printf("\n20 concurrent 100 MiB scanned downloads (buffer, memory_budget 64 MiB): RSS before %.1f MiB, peak %.1f MiB\n",
+		mib(rss0), mib(buffer.hwm()))
 	return nil
+}
+
+// timeDownload fetches url through proxy n times and returns the median
+// times to the first and the last byte.
+func timeDownload(url string, proxy *url.URL, n int) (time.Duration, time.Duration, error) {
+	tr := &http.Transport{Proxy: http.ProxyURL(proxy), DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+	var firsts, lasts []time.Duration
+	buf := make([]byte, 64<<10)
+	for range n {
+		start := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, 0, err
+		}
+		var first time.Duration
+		for {
+			k, err := resp.Body.Read(buf)
+			if k > 0 && first == 0 {
+				first = time.Since(start)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				resp.Body.Close()
+				return 0, 0, err
+			}
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return 0, 0, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		firsts, lasts = append(firsts, first), append(lasts, time.Since(start))
+	}
+	slices.Sort(firsts)
+	slices.Sort(lasts)
+	return firsts[n/2], lasts[n/2], nil
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -176,6 +309,15 @@ func startOrigins() (*httptest.Server, *httptest.Server) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(big)
 	})
+	exe10, exe100 := append([]byte("MZ"), big[2:]...), bytes.Repeat(big, 10)
+	copy(exe100, "MZ")
+	png := append([]byte("\x89PNG\r\n\x1a\n"), big[8:]...)
+	for path, body := range map[string][]byte{"/10m.exe": exe10, "/100m.exe": exe100, "/10m.png": png} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write(body)
+		})
+	}
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, r.Body)
 	})
@@ -212,12 +354,11 @@ func stream64(origin string, proxy *url.URL) error {
 type picket struct {
 	cmd *exec.Cmd
 	url *url.URL
-	dir string
 }
 
-func startPicket(bin string) (*picket, error) {
-	dir, err := os.MkdirTemp("", "picket-loadbench")
-	if err != nil {
+func startPicket(bin, base, name, extra string) (*picket, error) {
+	dir := filepath.Join(base, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -230,8 +371,12 @@ func startPicket(bin string) (*picket, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Filtering stays on (rules, reputation lookups on the embedded demo
-	// database); tunnels are not intercepted in these scenarios.
+	sigs, err := filepath.Abs(filepath.Join("data", "signatures"))
+	if err != nil {
+		return nil, err
+	}
+	// Filtering stays on: rules, reputation lookups on the embedded demo
+	// database, download scanning with the demo signatures.
 	cfg := fmt.Sprintf(`[proxy]
 listen = %q
 allow_destinations = ["127.0.0.0/8"]
@@ -242,13 +387,14 @@ listen = ""
 format = "json"
 level = "warn"
 access_log = %q
-[tls]
-intercept = false
-ca_cert = %q
-ca_key = %q
 [reputation.kpsn]
 database = %q
-`, addr, filepath.Join(dir, "access.log"), filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"), feeds)
+`, addr, filepath.Join(dir, "access.log"), feeds)
+	cfg += extra
+	if !strings.Contains(extra, "[scanner]") {
+		cfg += "[scanner]\n"
+	}
+	cfg += fmt.Sprintf("signatures = [%q, %q]\n", filepath.Join(sigs, "*.hsb"), filepath.Join(sigs, "*.fp"))
 	path := filepath.Join(dir, "picket.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -258,7 +404,7 @@ database = %q
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &picket{cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}, dir: dir}
+	p := &picket{cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -282,7 +428,6 @@ func (p *picket) stop() {
 	case <-time.After(5 * time.Second):
 		p.cmd.Process.Kill()
 	}
-	os.RemoveAll(p.dir)
 }
 
 // cpu returns the process's user+system CPU time from /proc.

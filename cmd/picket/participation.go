@@ -74,3 +74,8 @@ func observeEvent(p *stats.Participation) func(proxy.Event) {
 		p.Observe(se)
 	}
 }
+
+// sampleOf describes a scanned download for the sample queue.
+func sampleOf(e proxy.ScanEvent) stats.Sample {
+	return stats.Sample{SHA256: e.SHA256, Size: e.Size, Type: e.Type, Result: e.Result}
+}

@@ -33,6 +33,10 @@ type filters struct {
 	path string
 	log  zerolog.Logger
 
+	// onReload, if set, is told each newly applied file (participation
+	// settings follow the file).
+	onReload func(*config.File)
+
 	reloads, failures atomic.Uint64
 	lastErr           atomic.Pointer[string]
 }
@@ -115,6 +119,9 @@ func (fs *filters) swap() error {
 		return err
 	}
 	fs.cur.Store(nf)
+	if fs.onReload != nil {
+		fs.onReload(f)
+	}
 	if newRep {
 		time.AfterFunc(retireAfter, func() { old.rep.Close() })
 	}

@@ -75,7 +75,21 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	defer fs.close()
 	dec := decider{filters: fs, log: lg.app}
 
-	// 5. Download scanning: local signatures, then the file's reputation
+	// 5. Participation (KSN only, and only when the administrator said
+	// yes): anonymized statistics and samples.
+	part, err := newParticipation(f, lg.app, fs.current().rep)
+	if err != nil {
+		return err
+	}
+	defer part.Close()
+	pctx, stopPart := context.WithCancel(context.Background())
+	defer stopPart() // runs before part.Close
+	go part.Run(pctx)
+	fs.onReload = func(nf *config.File) {
+		_ = part.Reload(participationSettings(nf), "configuration file (reload)")
+	}
+
+	// 6. Download scanning: local signatures, then the file's reputation
 	// through whichever reputation client is in force.
 	var scan *scanner.Scanner
 	if f.Scanner.Enabled {
@@ -92,7 +106,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		}
 	}
 
-	// 6. The proxy.
+	// 7. The proxy.
 	pcfg, err := proxyConfig(f)
 	if err != nil {
 		return err
@@ -107,6 +121,9 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		pcfg.ScanMode = proxy.ScanTrickle
 	}
 	pcfg.ScanFailClosed = f.Reputation.Fail == "closed"
+	pcfg.Observe = observeEvent(part)
+	pcfg.WantSample = func(e proxy.ScanEvent) bool { return part.WantSample(sampleOf(e)) }
+	pcfg.OfferSample = func(e proxy.ScanEvent, r io.Reader) { part.OfferSample(sampleOf(e), r) }
 	srv, err := proxy.New(pcfg)
 	if err != nil {
 		return err
