@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+	"net/url"
 	"os"
 	"time"
 
 	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/policy"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/rs/zerolog"
 )
@@ -22,6 +25,12 @@ type lookupResult struct {
 	Threat   string `json:"threat,omitempty"`
 	Source   string `json:"source"`
 	TTL      string `json:"ttl,omitempty"`
+	// The decision the rules would make for a GET of the URL (not for
+	// hashes): the administrator's dry run.
+	Decision string `json:"decision,omitempty"`
+	Rule     string `json:"rule,omitempty"`
+	Stage    string `json:"stage,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 	Error    string `json:"error,omitempty"`
 }
 
@@ -32,8 +41,15 @@ func cmdLookup(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "config.toml", "configuration file")
 	asJSON := fs.Bool("json", false, "print one JSON object a line")
 	verbose := fs.Bool("v", false, "log to stderr")
+	client := fs.String("client", "127.0.0.1", "client address the rules see in the dry run")
+	method := fs.String("method", "GET", "HTTP method the rules see in the dry run")
 	if code, ok := parseFlags(fs, args, true); !ok {
 		return code
+	}
+	clientAddr, perr := netip.ParseAddr(*client)
+	if perr != nil {
+		fmt.Fprintf(stderr, "picket lookup: -client: %v\n", perr)
+		return 2
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "picket lookup: want at least one URL or hash")
@@ -55,6 +71,11 @@ func cmdLookup(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer c.Close()
+	fl, err := buildFilter(f, c)
+	if err != nil {
+		fmt.Fprintf(stderr, "picket lookup: %v\n", err)
+		return 1
+	}
 
 	code := 0
 	enc := json.NewEncoder(stdout)
@@ -81,6 +102,8 @@ func cmdLookup(args []string, stdout, stderr io.Writer) int {
 		}
 		if err != nil {
 			res.Error, code = err.Error(), 1
+		} else if q.URL != "" {
+			res.Decision, res.Rule, res.Stage, res.Reason = dryRun(fl, clientAddr, *method, arg)
 		}
 		if *asJSON {
 			enc.Encode(res)
@@ -97,7 +120,11 @@ func cmdLookup(args []string, stdout, stderr io.Writer) int {
 		if res.Threat != "" {
 			line += "\tthreat=" + res.Threat
 		}
-		fmt.Fprintf(stdout, "%s\tsource=%s\n", line, res.Source)
+		line += "\tsource=" + res.Source
+		if res.Decision != "" {
+			line += fmt.Sprintf("\tdecision=%s\trule=%s\tstage=%s", res.Decision, res.Rule, res.Stage)
+		}
+		fmt.Fprintln(stdout, line)
 	}
 	return code
 }
@@ -118,4 +145,21 @@ func loadConfigOrDefault(path string, fs *flag.FlagSet) (*config.File, error) {
 		}
 	}
 	return config.Load(path)
+}
+
+// dryRun asks the rules what they would do with a request for raw.
+func dryRun(fl *filter, client netip.Addr, method, raw string) (decision, rule, stage, reason string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		if u, err = url.Parse("http://" + raw); err != nil {
+			return "", "", "", ""
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := fl.engine.Decide(ctx, &policy.Input{Client: client, Method: method, URL: u})
+	if err != nil {
+		return "", "", "", ""
+	}
+	return d.Action.String(), d.Rule, d.Stage.String(), d.Reason
 }

@@ -128,3 +128,27 @@ func fetch(t *testing.T, c *http.Client, u string, hdr map[string]string) (*http
 	resp.Body.Close()
 	return resp, string(b)
 }
+
+// TestLookupDryRun: picket lookup prints the decision the rules would make
+// and which rule made it.
+func TestLookupDryRun(t *testing.T) {
+	path := writeConfig(t, `
+[[rules]]
+name = "no-games"
+action = "block"
+hosts = ["*.games.example"]
+`)
+	for _, tc := range []struct{ url, want string }{
+		{"http://www.games.example/play", "decision=block\trule=no-games\tstage=access"},
+		{"http://login.bank.picket.test/verify/", "decision=block\trule=protection.phishing\tstage=protection"},
+		{"http://www.example.org/", "decision=allow\trule=protection.unknown"},
+	} {
+		var out, errb strings.Builder
+		if code := run([]string{"lookup", "-config", path, tc.url}, &out, &errb); code != 0 {
+			t.Fatalf("lookup %s: exit %d: %s", tc.url, code, errb.String())
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("lookup %s: got %q, want it to contain %q", tc.url, out.String(), tc.want)
+		}
+	}
+}
