@@ -303,10 +303,18 @@ func (s *Server) flushCache(w http.ResponseWriter, r *http.Request) {
 }
 
 // Participation is the participation state ([P6]): whether Picket reports
-// verdict statistics, and which file samples it may send.
+// verdict statistics, and which file samples it may send. POST takes only
+// the first two fields; the others are what GET and the status report.
 type Participation struct {
 	Participation bool   `json:"participation"`
 	Samples       string `json:"samples"` // off, full or full-or-part
+
+	Sending   bool      `json:"sending"` // statistics are actually sent (KSN mode and participation)
+	LastSend  time.Time `json:"last_send,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Queued    int       `json:"queued"` // batches waiting to be sent
+	Changed   time.Time `json:"changed,omitzero"`
+	ChangedBy string    `json:"changed_by,omitempty"`
 }
 
 // ErrBadParticipation is the error of an invalid participation change.
@@ -370,7 +378,8 @@ func (s *Server) setParticipation(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), actionTimeout)
 	defer cancel()
-	if err := s.cfg.SetParticipation(ctx, p); err != nil {
+	who := "admin API from " + remoteAddr(r).String()
+	if err := s.cfg.SetParticipation(ctx, p, who); err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, ErrBadParticipation) {
 			status = http.StatusBadRequest

@@ -264,18 +264,18 @@ func TestParticipation(t *testing.T) {
 		want       int
 		state      Participation
 	}{
-		{"on with samples", `{"participation": true, "samples": "full-or-part"}`, 200, Participation{true, "full-or-part"}},
-		{"on, samples default off", `{"participation": true}`, 200, Participation{true, "off"}},
-		{"off", `{"participation": false, "samples": "off"}`, 200, Participation{false, "off"}},
-		{"empty body", ``, 400, Participation{false, "off"}},
-		{"not JSON", `participation=true`, 400, Participation{false, "off"}},
-		{"wrong type", `{"participation": "yes"}`, 400, Participation{false, "off"}},
-		{"missing participation", `{"samples": "full"}`, 400, Participation{false, "off"}},
-		{"unknown samples", `{"participation": true, "samples": "some"}`, 400, Participation{false, "off"}},
-		{"samples without participation", `{"participation": false, "samples": "full"}`, 400, Participation{false, "off"}},
-		{"unknown field", `{"participation": true, "extra": 1}`, 400, Participation{false, "off"}},
-		{"trailing data", `{"participation": true} {}`, 400, Participation{false, "off"}},
-		{"too large", `{"participation": true, "samples": "` + strings.Repeat("x", 5000) + `"}`, 400, Participation{false, "off"}},
+		{"on with samples", `{"participation": true, "samples": "full-or-part"}`, 200, Participation{Participation: true, Samples: "full-or-part"}},
+		{"on, samples default off", `{"participation": true}`, 200, Participation{Participation: true, Samples: "off"}},
+		{"off", `{"participation": false, "samples": "off"}`, 200, Participation{Participation: false, Samples: "off"}},
+		{"empty body", ``, 400, Participation{Participation: false, Samples: "off"}},
+		{"not JSON", `participation=true`, 400, Participation{Participation: false, Samples: "off"}},
+		{"wrong type", `{"participation": "yes"}`, 400, Participation{Participation: false, Samples: "off"}},
+		{"missing participation", `{"samples": "full"}`, 400, Participation{Participation: false, Samples: "off"}},
+		{"unknown samples", `{"participation": true, "samples": "some"}`, 400, Participation{Participation: false, Samples: "off"}},
+		{"samples without participation", `{"participation": false, "samples": "full"}`, 400, Participation{Participation: false, Samples: "off"}},
+		{"unknown field", `{"participation": true, "extra": 1}`, 400, Participation{Participation: false, Samples: "off"}},
+		{"trailing data", `{"participation": true} {}`, 400, Participation{Participation: false, Samples: "off"}},
+		{"too large", `{"participation": true, "samples": "` + strings.Repeat("x", 5000) + `"}`, 400, Participation{Participation: false, Samples: "off"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

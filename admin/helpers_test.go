@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -66,7 +67,10 @@ func (f *fakeParts) config(now func() time.Time) Config {
 			defer f.mu.Unlock()
 			return f.participation, nil
 		},
-		SetParticipation: func(_ context.Context, p Participation) error {
+		SetParticipation: func(_ context.Context, p Participation, who string) error {
+			if !strings.HasPrefix(who, "admin API from ") {
+				return fmt.Errorf("who: got %q, want the admin API and the client", who)
+			}
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.participation = p

@@ -59,8 +59,10 @@ type Config struct {
 	// ParticipationStatement is the statement's summary the console shows
 	// next to the switch; "" shows the console's built-in summary.
 	ParticipationStatement string
-	// SetParticipation changes it; nil answers POST participation with 501.
-	SetParticipation func(context.Context, Participation) error
+	// SetParticipation changes it (only Participation and Samples are
+	// set); who says where the change came from ("admin API from
+	// 127.0.0.1"), for the log. Nil answers POST participation with 501.
+	SetParticipation func(ctx context.Context, p Participation, who string) error
 	// FlushCache empties the verdict and certificate caches; nil answers
 	// POST cache/flush with 501.
 	FlushCache func() error

@@ -11,6 +11,7 @@ import (
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/scanner"
+	"github.com/picket-proxy/picket/stats"
 )
 
 // adminParts are the live parts the admin server reads and drives. Every
@@ -42,7 +43,7 @@ type adminParts struct {
 	// Participation and SetParticipation read and change [P6]'s switches;
 	// ParticipationQueue counts the reports waiting to be sent.
 	Participation      func() (admin.Participation, error)
-	SetParticipation   func(context.Context, admin.Participation) error
+	SetParticipation   func(ctx context.Context, p admin.Participation, who string) error
 	ParticipationQueue func() int
 	// FlushCache empties the verdict and certificate caches.
 	FlushCache func() error
@@ -111,4 +112,31 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 		cfg.Sources.Scanner = parts.Scanner.Stats
 	}
 	return admin.New(cfg)
+}
+
+// adminParticipation adapts [P6]'s switches to the admin API: the
+// Participation, SetParticipation and ParticipationQueue fields of
+// adminParts.
+func adminParticipation(p *stats.Participation) (
+	get func() (admin.Participation, error),
+	set func(context.Context, admin.Participation, string) error,
+	queue func() int,
+) {
+	get = func() (admin.Participation, error) {
+		st := p.Status()
+		return admin.Participation{
+			Participation: st.Participation, Samples: st.Samples.String(), Sending: st.Sending,
+			LastSend: st.LastSend, LastError: st.LastError, Queued: st.Queued, Changed: st.Changed, ChangedBy: st.ChangedBy,
+		}, nil
+	}
+	set = func(_ context.Context, a admin.Participation, who string) error {
+		samples, err := stats.ParseSamples(a.Samples)
+		if err != nil {
+			return fmt.Errorf("%w: %v", admin.ErrBadParticipation, err)
+		}
+		_, err = p.Set(stats.Change{Participation: &a.Participation, Samples: &samples, Who: who})
+		return err
+	}
+	queue = func() int { return p.Status().Queued }
+	return get, set, queue
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/picket-proxy/picket/admin"
 	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/stats"
 )
 
 func TestNewAdmin(t *testing.T) {
@@ -69,5 +70,46 @@ func TestNewAdmin(t *testing.T) {
 	}
 	if _, err := newAdmin(f, extra, zerolog.Nop(), adminParts{}); err == nil || !strings.Contains(err.Error(), "admin.token_file") {
 		t.Errorf("readable token file: got %v, want an error naming admin.token_file", err)
+	}
+}
+
+// TestAdminParticipation drives [P6]'s switches through the admin API.
+func TestAdminParticipation(t *testing.T) {
+	dir := t.TempDir()
+	p, err := stats.New(stats.Config{QueueDir: filepath.Join(dir, "queue"), StateFile: filepath.Join(dir, "state.json")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	get, set, queue := adminParticipation(p)
+	f := config.Default()
+	f.Dir = dir
+	adm, err := newAdmin(f, config.AdminDefaults(), zerolog.Nop(), adminParts{
+		Participation: get, SetParticipation: set, ParticipationQueue: queue,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
+	ts := httptest.NewServer(adm)
+	defer ts.Close()
+	post := func(body string) int {
+		req, _ := http.NewRequest("POST", ts.URL+"/api/v1/participation", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(`{"participation": true, "samples": "full-or-part"}`); got != 200 {
+		t.Fatalf("POST: got %d, want 200", got)
+	}
+	st := p.Status()
+	if !st.Participation || st.Samples != stats.SamplesFullOrPart || !strings.HasPrefix(st.ChangedBy, "admin API from 127.0.0.1") {
+		t.Errorf("got %+v, want on, full-or-part, changed by the admin API from loopback", st)
+	}
+	if got, err := get(); err != nil || !got.Participation || got.Samples != "full-or-part" {
+		t.Errorf("get: got %+v, %v", got, err)
 	}
 }
