@@ -26,10 +26,12 @@ type adminParts struct {
 		Fingerprint() string
 		Stats() certs.Stats
 	}
-	// Reputation is the reputation client (*reputation.Client).
-	Reputation interface{ Stats() reputation.Stats }
-	// Scanner is the download scanner (*scanner.Scanner).
-	Scanner interface{ Stats() scanner.Stats }
+	// ReputationStats reads the reputation client in force (it is swapped
+	// on reload, so pass a func that loads the current one).
+	ReputationStats func() reputation.Stats
+	// ScannerStats reads the download scanner (scanner.Scanner.Stats; leave
+	// nil when scanning is off).
+	ScannerStats func() scanner.Stats
 	// AutoBypassed lists the auto-bypassed hosts (policy.Engine.AutoBypassed).
 	AutoBypassed func() []string
 	// OpenConns counts the proxy's client connections (proxy.Server.OpenConns).
@@ -105,12 +107,8 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 		cfg.Fingerprint = parts.CA.Fingerprint()
 		cfg.Sources.Certs = parts.CA.Stats
 	}
-	if parts.Reputation != nil {
-		cfg.Sources.Reputation = parts.Reputation.Stats
-	}
-	if parts.Scanner != nil {
-		cfg.Sources.Scanner = parts.Scanner.Stats
-	}
+	cfg.Sources.Reputation = parts.ReputationStats
+	cfg.Sources.Scanner = parts.ScannerStats
 	return admin.New(cfg)
 }
 
