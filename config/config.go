@@ -28,6 +28,8 @@ type File struct {
 	Scanner    ScannerSection `toml:"scanner"`
 	Policy     Policy         `toml:"policy"`
 	Rules      Rules          `toml:"rules"`
+	// Transparent holds the transparent gateway's listeners.
+	Transparent Transparent `toml:"transparent"`
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `toml:"-"`
@@ -46,6 +48,7 @@ func Default() *File {
 	f.Scanner.defaults()
 	f.Policy.defaults()
 	f.Rules.defaults()
+	f.Transparent.defaults()
 	return f
 }
 
@@ -134,6 +137,7 @@ func (f *File) validate(p *problems) {
 	f.Scanner.validate(p)
 	f.Policy.validate(p)
 	f.Rules.validate(p)
+	f.Transparent.validate(p)
 }
 
 // Resolve makes a path from the file relative to the file's directory.

@@ -200,3 +200,23 @@ func (c *TLS) validate(p *problems) {
 		}
 	}
 }
+
+// Transparent is the [transparent] section: listeners for traffic that a
+// gateway's firewall redirects to Picket (iptables/nftables REDIRECT).
+type Transparent struct {
+	// HTTPListen receives redirected port-80 traffic; "" disables it.
+	HTTPListen string `toml:"http_listen"`
+	// HTTPSListen receives redirected port-443 traffic; "" disables it.
+	HTTPSListen string `toml:"https_listen"`
+}
+
+func (c *Transparent) defaults() {}
+
+func (c *Transparent) validate(p *problems) {
+	if c.HTTPListen != "" {
+		p.check("transparent.http_listen", checkListen(c.HTTPListen))
+	}
+	if c.HTTPSListen != "" {
+		p.check("transparent.https_listen", checkListen(c.HTTPSListen))
+	}
+}

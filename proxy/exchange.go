@@ -22,6 +22,7 @@ type tunnel struct {
 	sni       string // server name the client sent in its ClientHello
 	authority string // host:port the requests inside are for
 	urlHost   string // authority as written in their URLs (no ":443")
+	pin       string // transparent mode: the original destination to dial
 }
 
 // exchange is the state of one request (or one tunnel) from accept to the

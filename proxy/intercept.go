@@ -107,13 +107,21 @@ func (s *Server) innerHandler(t *tunnel) http.Handler {
 		}
 		r.URL.Scheme = "https"
 		r.URL.Host = t.urlHost
-		s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tunnelKey{}, t)))
+		ctx := context.WithValue(r.Context(), tunnelKey{}, t)
+		if t.pin != "" {
+			ctx = withPin(ctx, t.pin)
+		}
+		s.gp.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
 // passThrough tunnels a non-TLS protocol untouched to the CONNECT target.
 func (s *Server) passThrough(pc *peekConn, t *tunnel) (up, down int64, err error) {
-	upstream, err := s.dialer.dialRaw(context.Background(), t.host)
+	target := t.host
+	if t.pin != "" {
+		target = t.pin
+	}
+	upstream, err := s.dialer.dialRaw(context.Background(), target)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -32,6 +32,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	selfPorts map[string]bool // ports we listen on, for loop detection
+	servers   []*http.Server  // transparent HTTP servers, shut down with the main one
+	extra     []net.Listener  // transparent HTTPS listeners
 }
 
 // New builds a proxy server from cfg.
@@ -124,6 +126,10 @@ func (s *Server) Protect(addr string) {
 // connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.closeExtra()
+	for _, srv := range s.extraServers() {
+		_ = srv.Shutdown(ctx)
+	}
 	err := s.http.Shutdown(ctx)
 	if derr := s.conns.drain(ctx); err == nil {
 		err = derr
@@ -138,12 +144,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops the server at once.
 func (s *Server) Close() error {
 	s.draining.Store(true)
+	s.closeExtra()
+	for _, srv := range s.extraServers() {
+		_ = srv.Close()
+	}
 	err := s.http.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = s.conns.drain(ctx)
 	s.transport.CloseIdleConnections()
 	return err
+}
+
+// track registers a transparent HTTP server for shutdown.
+func (s *Server) track(srv *http.Server) {
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+}
+
+func (s *Server) extraServers() []*http.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*http.Server(nil), s.servers...)
+}
+
+func (s *Server) closeExtra() {
+	s.mu.Lock()
+	ls := append([]net.Listener(nil), s.extra...)
+	s.mu.Unlock()
+	for _, l := range ls {
+		_ = l.Close()
+	}
 }
 
 // OpenConns returns the number of open client connections.

@@ -69,6 +69,9 @@ func address(addr string) string {
 // both directions longer than the tunnel idle timeout, so a stalled upstream
 // body cannot hold a client forever.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if p, ok := pinned(ctx); ok {
+		addr = p // transparent mode: always the original destination
+	}
 	c, err := d.net.DialContext(ctx, network, address(addr))
 	if err != nil {
 		return nil, err

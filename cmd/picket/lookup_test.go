@@ -53,7 +53,7 @@ func TestLookupDemoFeeds(t *testing.T) {
 				t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), out.String())
 			}
 			for i, l := range lines {
-				if !strings.Contains(l, want[i]) || !strings.HasSuffix(l, tc.source) {
+				if !strings.Contains(l, want[i]) || !strings.Contains(l, "\t"+tc.source) {
 					t.Errorf("line %d = %q, want %q and %q", i, l, want[i], tc.source)
 				}
 			}

@@ -137,8 +137,28 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		ready <- ln.Addr().String()
 	}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
+	// The transparent gateway's listeners, when configured.
+	for _, t := range []struct {
+		key, addr string
+		serve     func(net.Listener) error
+	}{
+		{"transparent.http_listen", f.Transparent.HTTPListen, srv.ServeTransparentHTTP},
+		{"transparent.https_listen", f.Transparent.HTTPSListen, srv.ServeTransparentHTTPS},
+	} {
+		if t.addr == "" {
+			continue
+		}
+		tl, err := net.Listen("tcp", t.addr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("%s: %w", t.key, err)
+		}
+		srv.Protect(tl.Addr().String())
+		lg.app.Info().Str("listen", tl.Addr().String()).Str("kind", t.key).Msg("transparent listener started")
+		go func() { errc <- t.serve(tl) }()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -1,0 +1,295 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Transparent gateway: the firewall redirects port 80 and 443 traffic to
+// these listeners (iptables/nftables REDIRECT). The client never named the
+// proxy, so the destination comes from the Host header or the TLS SNI and is
+// checked against the connection's original destination (SO_ORIGINAL_DST):
+// Picket always dials that original address, never the name, so a forged
+// Host or SNI can neither reach another server nor slip past the policy.
+
+type pinKey struct{}
+
+// withPin makes the dialer connect to addr whatever host the request names.
+func withPin(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, pinKey{}, addr)
+}
+
+func pinned(ctx context.Context) (string, bool) {
+	a, ok := ctx.Value(pinKey{}).(string)
+	return a, ok
+}
+
+type origDstKey struct{}
+
+// ServeTransparentHTTP serves plain HTTP connections redirected to ln.
+func (s *Server) ServeTransparentHTTP(ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(s.serveTransparentHTTP),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          newStdLogger(s.cfg.Log),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc, ok := c.(*clientConn); ok {
+				ctx = context.WithValue(ctx, connKey{}, cc)
+				if dst, err := originalDst(cc.Conn); err == nil {
+					ctx = context.WithValue(ctx, origDstKey{}, dst)
+				}
+			}
+			return ctx
+		},
+	}
+	s.track(srv)
+	return srv.Serve(&listener{Listener: ln, conns: s.conns})
+}
+
+func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
+	client := clientAddr(r.RemoteAddr)
+	if !s.clientAllowed(client) {
+		writePage(w, page{Status: http.StatusForbidden, Title: "Forbidden", Msg: "Your address is not allowed to use this gateway."})
+		return
+	}
+	dst, ok := r.Context().Value(origDstKey{}).(netip.AddrPort)
+	if !ok || s.isSelfAddr(dst) {
+		// Not redirected: someone connected to the listener itself.
+		s.local.ServeHTTP(w, r)
+		return
+	}
+	host := r.Host
+	if host == "" {
+		host = dst.Addr().String()
+	}
+	if !s.hostIsDestination(r.Context(), host, dst.Addr()) {
+		s.cfg.Log.Warn().Str(fClient, client.String()).Str(fHost, host).Str("destination", dst.String()).
+			Msg("transparent request: Host does not match the original destination")
+		writePage(w, page{Status: http.StatusConflict, Title: "Host mismatch",
+			Msg: "The Host header of this request does not name the server it was sent to."})
+		return
+	}
+	r.URL.Scheme, r.URL.Host = "http", urlHost(stripPort(host), dst.Port(), 80)
+	s.gp.ServeHTTP(w, r.WithContext(withPin(r.Context(), dst.String())))
+}
+
+// ServeTransparentHTTPS serves TLS connections redirected to ln: the
+// ClientHello's SNI is read without being consumed, then the connection
+// gets the same policy as a CONNECT (intercept, tunnel or block).
+func (s *Server) ServeTransparentHTTPS(ln net.Listener) error {
+	l := &listener{Listener: ln, conns: s.conns}
+	s.mu.Lock()
+	s.extra = append(s.extra, l)
+	s.mu.Unlock()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.draining.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go s.serveTransparentTLS(c.(*clientConn))
+	}
+}
+
+func (s *Server) serveTransparentTLS(conn *clientConn) {
+	defer conn.Close()
+	client := clientAddr(conn.RemoteAddr().String())
+	if !s.clientAllowed(client) {
+		return
+	}
+	dst, err := originalDst(conn.Conn)
+	if err != nil || s.isSelfAddr(dst) {
+		return
+	}
+	x := &exchange{start: time.Now(), req: Request{Client: client, Method: http.MethodConnect, Connect: true}}
+	defer s.logAccess(x)
+
+	// 1. The SNI, read from the ClientHello without consuming it.
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+	hello, sni, err := peekSNI(conn)
+	_ = conn.SetReadDeadline(time.Time{})
+	if err != nil && len(hello) == 0 {
+		x.status, x.errKind = http.StatusBadRequest, "client-hello"
+		return
+	}
+	// The policy judges the SNI name (no SNI: the original destination's
+	// address); the connection always goes to the original destination.
+	name := sni
+	if name == "" {
+		name = dst.Addr().String()
+	}
+	host := net.JoinHostPort(name, strconv.Itoa(int(dst.Port())))
+	x.req.URL = &url.URL{Scheme: "https", Host: host}
+
+	// 2. The same host-level decision as a CONNECT.
+	d, err := s.cfg.Decider.Decide(context.Background(), &x.req)
+	if err != nil {
+		x.status, x.errKind = http.StatusServiceUnavailable, "decide"
+		return
+	}
+	x.decision = d
+	x.status = http.StatusOK
+	if d.Intercept && s.cfg.Intercept != nil {
+		t := &tunnel{client: client, host: host, start: x.start, pin: dst.String()}
+		up, down, err := s.intercept(conn, hello, t)
+		x.bytesIn.Add(up)
+		x.bytesOut.Add(down)
+		if err != nil {
+			x.errKind = "handshake"
+		}
+		return
+	}
+	if d.Action != Allow {
+		// Nothing can be shown inside a TLS connection we do not
+		// terminate: close it.
+		x.status, x.incident = http.StatusForbidden, newIncident()
+		return
+	}
+	// 3. Tunnel to the original destination, never to the name.
+	upstream, err := s.dialer.dialRaw(context.Background(), dst.String())
+	if err != nil {
+		ue := classify(host, err)
+		x.status, x.errKind = ue.Status, ue.Kind
+		return
+	}
+	if _, err := upstream.Write(hello); err != nil {
+		upstream.Close()
+		return
+	}
+	up, down := splice(rawConn(conn), upstream, s.cfg.TunnelIdleTimeout)
+	x.bytesIn.Add(up + int64(len(hello)))
+	x.bytesOut.Add(down)
+}
+
+// hostIsDestination reports whether host (a Host header) names dst: an IP
+// literal must be dst; a name must resolve to it.
+func (s *Server) hostIsDestination(ctx context.Context, host string, dst netip.Addr) bool {
+	h := stripPort(host)
+	h = strings.Trim(h, "[]")
+	if ip, err := netip.ParseAddr(normalizeHost(h)); err == nil {
+		return ip.Unmap() == dst.Unmap()
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
+	if err != nil {
+		return false
+	}
+	for _, ip := range ips {
+		if ip.Unmap() == dst.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// urlHost writes host with port unless it is the scheme's default.
+func urlHost(host string, port, def uint16) string {
+	if port == def {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+// isSelfAddr reports whether dst is one of our own listening ports on a
+// local address (a connection made to the listener, not redirected).
+func (s *Server) isSelfAddr(dst netip.AddrPort) bool {
+	s.mu.Lock()
+	ours := s.selfPorts[strconv.Itoa(int(dst.Port()))]
+	s.mu.Unlock()
+	ip := dst.Addr().Unmap()
+	return ours && (ip.IsLoopback() || ip.IsUnspecified() || isLocalIP(ip))
+}
+
+// peekSNI reads the client's ClientHello and returns the bytes read (to be
+// replayed) and the server name it asks for. Go's own TLS stack parses the
+// hello: a handshake over a connection that records what it reads and
+// refuses to write is stopped as soon as the hello is known.
+func peekSNI(c net.Conn) ([]byte, string, error) {
+	var rec bytes.Buffer
+	var sni string
+	errHello := errors.New("hello read")
+	ro := &recordingConn{Conn: c, r: io.TeeReader(c, &rec)}
+	err := tls.Server(ro, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			sni = h.ServerName
+			return nil, errHello
+		},
+	}).Handshake()
+	if errors.Is(err, errHello) {
+		err = nil
+	}
+	return rec.Bytes(), sni, err
+}
+
+// recordingConn reads through r and refuses to write.
+type recordingConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *recordingConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *recordingConn) Write(p []byte) (int, error) { return 0, errors.New("recording only") }
+
+// originalDst returns the destination a REDIRECTed connection was sent to
+// before the firewall rewrote it (SO_ORIGINAL_DST, IPv4 and IPv6).
+func originalDst(c net.Conn) (netip.AddrPort, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return netip.AddrPort{}, errors.New("not a TCP connection")
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	var dst netip.AddrPort
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		var raw syscall.RawSockaddrInet6 // large enough for either family
+		size := uint32(unsafe.Sizeof(raw))
+		level, opt := syscall.SOL_IP, 80 // SO_ORIGINAL_DST
+		if la, ok := tc.LocalAddr().(*net.TCPAddr); ok && la.IP.To4() == nil {
+			level, opt = syscall.SOL_IPV6, 80 // IP6T_SO_ORIGINAL_DST
+		}
+		_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, uintptr(level), uintptr(opt),
+			uintptr(unsafe.Pointer(&raw)), uintptr(unsafe.Pointer(&size)), 0)
+		if e != 0 {
+			serr = e
+			return
+		}
+		port := uint16(raw.Port>>8) | uint16(raw.Port&0xff)<<8
+		if raw.Family == syscall.AF_INET {
+			r4 := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&raw))
+			dst = netip.AddrPortFrom(netip.AddrFrom4(r4.Addr), port)
+		} else {
+			dst = netip.AddrPortFrom(netip.AddrFrom16(raw.Addr).Unmap(), port)
+		}
+	})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return dst, serr
+}
