@@ -32,12 +32,15 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 ## tools: what the tests need from the system, installed (Debian, as root) only when missing:
-## curl for the README flow, Chromium and NSS tools for the browser tests.
+## curl for the README flow, Chromium and NSS tools for the browser tests, iproute2 and iptables
+## for the transparent-gateway test (it runs as root only, in a network namespace it creates).
 tools:
 	@missing=""; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v certutil >/dev/null 2>&1 || missing="$$missing libnss3-tools"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
