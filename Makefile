@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config.toml
 
-.PHONY: all build run test test-short vet fmt bench bench-go bench-load clean tools
+.PHONY: all build run test test-short vet fmt bench bench-go bench-load clean tools install
 
 all: build
 
@@ -54,6 +54,35 @@ bench-go:
 
 bench-load: build
 	$(GO) run ./cmd/loadbench -bin $(BIN)
+
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+CONFDIR  ?= /etc/picket
+DATADIR  ?= /var/lib/picket
+UNITDIR  ?= /etc/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+
+## install: as root: the binary, config.toml (an existing one is kept), the
+## data directory, the systemd unit and the picket user. DESTDIR stages it.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/picket
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	@if [ -e $(DESTDIR)$(CONFDIR)/config.toml ]; then echo "keeping the existing $(CONFDIR)/config.toml"; \
+	  else install -m 0640 $(CONFIG) $(DESTDIR)$(CONFDIR)/config.toml; fi
+	install -d -m 0750 $(DESTDIR)$(DATADIR)
+	cp -Rn data/feeds data/signatures $(DESTDIR)$(DATADIR)/
+	ln -sfn $(DATADIR) $(DESTDIR)$(CONFDIR)/data
+	sed -e 's#/usr/local/bin/picket#$(BINDIR)/picket#' -e 's#/etc/picket#$(CONFDIR)#g' -e 's#/var/lib/picket#$(DATADIR)#g' \
+	  deploy/picket.service > picket.service.tmp
+	install -D -m 0644 picket.service.tmp $(DESTDIR)$(UNITDIR)/picket.service && rm -f picket.service.tmp
+	install -D -m 0644 deploy/picket.sysusers $(DESTDIR)$(SYSUSERSDIR)/picket.conf
+	@if [ -z "$(DESTDIR)" ]; then \
+	  systemd-sysusers $(SYSUSERSDIR)/picket.conf 2>/dev/null || id picket >/dev/null 2>&1 || \
+	    useradd --system --home-dir $(DATADIR) --shell /usr/sbin/nologin picket; \
+	  chown root:picket $(CONFDIR)/config.toml && chown -R picket:picket $(DATADIR); \
+	  systemctl daemon-reload 2>/dev/null || true; \
+	  echo "installed: systemctl enable --now picket; the admin token appears in $(DATADIR)/admin.token on first start"; \
+	fi
 
 clean:
 	rm -rf bin

@@ -98,11 +98,18 @@ func (c *Proxy) validate(p *problems) {
 type Admin struct {
 	// Listen is the admin API's address; default "127.0.0.1:9090"; "" disables it.
 	Listen string `toml:"listen"`
+	// AdminExtra holds token, token_file, allow_clients, recent, history
+	// (admin.go).
+	AdminExtra
 }
 
-func (c *Admin) defaults() { c.Listen = "127.0.0.1:9090" }
+func (c *Admin) defaults() {
+	c.Listen = "127.0.0.1:9090"
+	c.AdminExtra.defaults()
+}
 
 func (c *Admin) validate(p *problems) {
+	c.AdminExtra.validate(p)
 	if c.Listen != "" {
 		p.check("admin.listen", checkListen(c.Listen))
 	}

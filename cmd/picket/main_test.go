@@ -81,7 +81,7 @@ func writeConfig(t *testing.T, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "picket.toml")
 	extra += fmt.Sprintf("[reputation.kpsn]\ndatabase = %q\n", feedsDir(t))
-	cfg := "[proxy]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\nallow_ports = [\"1-65535\"]\n[log]\nformat = \"json\"\n" + extra
+	cfg := "[proxy]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\nallow_ports = [\"1-65535\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n" + extra
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	path := filepath.Join(t.TempDir(), "picket.toml")
-	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\n[log]\nformat = \"json\"\n[reputation.kpsn]\ndatabase = %q\n", addr, feedsDir(t))), 0o644)
+	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n[reputation.kpsn]\ndatabase = %q\n", addr, feedsDir(t))), 0o644)
 	cmd := exec.Command(bin, "serve", "-config", path)
 	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

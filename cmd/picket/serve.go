@@ -8,14 +8,18 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
+	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/admin"
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/proxy"
+	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/scanner"
 )
 
@@ -49,12 +53,12 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	}
 	defer lg.Close()
 
-	// 2. The listener first: a taken port fails before any other work.
-	ln, err := net.Listen("tcp", f.Proxy.Listen)
+	// 2. The listeners first: a taken port fails before any other work.
+	lns, err := listen(f)
 	if err != nil {
-		return fmt.Errorf("proxy.listen: %w", err)
+		return err
 	}
-	defer ln.Close()
+	defer lns.close()
 
 	// 3. The interception CA, generated on first start.
 	ca, generated, err := loadCA(f)
@@ -67,7 +71,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	}
 
 	// 4. Reputation (KPSN on the embedded database by default) and the
-	// administrator's rules.
+	// administrator's rules, swapped as one on reload.
 	fs, err := newFilters(f, lg.app)
 	if err != nil {
 		return err
@@ -91,22 +95,42 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 
 	// 6. Download scanning: local signatures, then the file's reputation
 	// through whichever reputation client is in force.
-	var scan *scanner.Scanner
-	if f.Scanner.Enabled {
-		scfg, report, err := scannerConfig(f.Scanner, f.Resolve)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.Path, err)
-		}
-		for _, b := range report.Bad {
-			lg.app.Warn().Str("line", b.String()).Msg("skipped a bad signature line")
-		}
-		scfg.Reputation = reputationOf{fs}
-		if scan, err = scanner.New(scfg); err != nil {
-			return fmt.Errorf("%s: %w", f.Path, err)
-		}
+	scan, err := newScanner(f, fs, lg.app)
+	if err != nil {
+		return err
 	}
 
-	// 7. The proxy.
+	// 7. The admin API and console, fed by every finished request.
+	var srv *proxy.Server
+	var stopping atomic.Bool
+	var adm *admin.Server
+	if lns.admin != nil {
+		parts := adminParts{
+			Listeners:       lns.names(),
+			CA:              ca,
+			ReputationStats: func() reputation.Stats { return fs.current().rep.Stats() },
+			AutoBypassed:    func() []string { return fs.current().engine.AutoBypassed() },
+			OpenConns:       func() int { return srv.OpenConns() },
+			Ready: func() error {
+				if stopping.Load() {
+					return errors.New("shutting down")
+				}
+				return nil
+			},
+			Reload:     func(context.Context) error { return fs.reload("admin API") },
+			FlushCache: func() error { return fs.current().rep.Reload() },
+		}
+		parts.Participation, parts.SetParticipation, parts.ParticipationQueue = adminParticipation(part)
+		if scan != nil {
+			parts.ScannerStats = scan.Stats
+		}
+		if adm, err = newAdmin(f, f.Admin.AdminExtra, lg.app, parts); err != nil {
+			return err
+		}
+		defer adm.Close()
+	}
+
+	// 8. The proxy.
 	pcfg, err := proxyConfig(f)
 	if err != nil {
 		return err
@@ -121,43 +145,41 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		pcfg.ScanMode = proxy.ScanTrickle
 	}
 	pcfg.ScanFailClosed = f.Reputation.Fail == "closed"
-	pcfg.Observe = observeEvent(part)
+	observePart := observeEvent(part)
+	pcfg.Observe = observePart
+	if adm != nil {
+		pcfg.Observe = func(e proxy.Event) { adm.Observe(e); observePart(e) }
+	}
 	pcfg.WantSample = func(e proxy.ScanEvent) bool { return part.WantSample(sampleOf(e)) }
 	pcfg.OfferSample = func(e proxy.ScanEvent, r io.Reader) { part.OfferSample(sampleOf(e), r) }
-	srv, err := proxy.New(pcfg)
-	if err != nil {
+	if srv, err = proxy.New(pcfg); err != nil {
 		return err
 	}
 	if f.Admin.Listen != "" {
 		srv.Protect(f.Admin.Listen) // never reachable through the proxy
 	}
-	lg.app.Info().Str("listen", ln.Addr().String()).Str("version", version).Str("config", path).
+
+	// 9. Serve until SIGINT/SIGTERM; SIGHUP reloads.
+	errc := make(chan error, 4)
+	go func() { errc <- srv.Serve(lns.proxy) }()
+	if lns.http != nil {
+		srv.Protect(lns.http.Addr().String())
+		go func() { errc <- srv.ServeTransparentHTTP(lns.http) }()
+	}
+	if lns.https != nil {
+		srv.Protect(lns.https.Addr().String())
+		go func() { errc <- srv.ServeTransparentHTTPS(lns.https) }()
+	}
+	if adm != nil {
+		go func() { errc <- adm.Serve(lns.admin) }()
+	}
+	for _, l := range lns.names() {
+		lg.app.Info().Str("listener", l.Name).Str("listen", l.Addr).Msg("listening")
+	}
+	lg.app.Info().Str("listen", lns.proxy.Addr().String()).Str("version", version).Str("config", path).
 		Str("ca_fingerprint", ca.Fingerprint()).Msg("picket started")
 	if ready != nil {
-		ready <- ln.Addr().String()
-	}
-
-	errc := make(chan error, 3)
-	go func() { errc <- srv.Serve(ln) }()
-	// The transparent gateway's listeners, when configured.
-	for _, t := range []struct {
-		key, addr string
-		serve     func(net.Listener) error
-	}{
-		{"transparent.http_listen", f.Transparent.HTTPListen, srv.ServeTransparentHTTP},
-		{"transparent.https_listen", f.Transparent.HTTPSListen, srv.ServeTransparentHTTPS},
-	} {
-		if t.addr == "" {
-			continue
-		}
-		tl, err := net.Listen("tcp", t.addr)
-		if err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("%s: %w", t.key, err)
-		}
-		srv.Protect(tl.Addr().String())
-		lg.app.Info().Str("listen", tl.Addr().String()).Str("kind", t.key).Msg("transparent listener started")
-		go func() { errc <- t.serve(tl) }()
+		ready <- lns.proxy.Addr().String()
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -166,24 +188,104 @@ wait:
 	for {
 		select {
 		case err := <-errc:
-			return fmt.Errorf("proxy: %w", err)
+			_ = srv.Close()
+			return fmt.Errorf("serving: %w", err)
 		case <-hup:
-			_ = fs.reload("SIGHUP")
+			err := fs.reload("SIGHUP")
+			if adm != nil {
+				adm.Metrics().ObserveReload(err)
+			}
 		case <-ctx.Done():
 			break wait
 		}
 	}
+
+	// 10. Graceful shutdown: stop accepting, let in-flight work finish.
+	stopping.Store(true)
 	lg.app.Info().Dur("grace", f.Proxy.ShutdownGrace.D()).Msg("shutting down: waiting for in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), f.Proxy.ShutdownGrace.D())
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		lg.app.Warn().Err(err).Msg("shutdown")
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if adm != nil {
+		_ = adm.Shutdown(sctx)
 	}
 	lg.app.Info().Msg("picket stopped")
 	return nil
+}
+
+// listeners are Picket's sockets, opened before anything else.
+type listeners struct {
+	proxy, admin, http, https net.Listener
+}
+
+// listen opens every configured listener; on failure it closes what it
+// opened and names the key.
+func listen(f *config.File) (*listeners, error) {
+	l := &listeners{}
+	for _, x := range []struct {
+		key, addr string
+		dst       *net.Listener
+	}{
+		{"proxy.listen", f.Proxy.Listen, &l.proxy},
+		{"admin.listen", f.Admin.Listen, &l.admin},
+		{"transparent.http_listen", f.Transparent.HTTPListen, &l.http},
+		{"transparent.https_listen", f.Transparent.HTTPSListen, &l.https},
+	} {
+		if x.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", x.addr)
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("%s: %w", x.key, err)
+		}
+		*x.dst = ln
+	}
+	return l, nil
+}
+
+func (l *listeners) close() {
+	for _, ln := range []net.Listener{l.proxy, l.admin, l.http, l.https} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// names lists the listeners for the admin status.
+func (l *listeners) names() []admin.Listener {
+	var out []admin.Listener
+	for _, x := range []struct {
+		name string
+		ln   net.Listener
+	}{{"proxy", l.proxy}, {"admin", l.admin}, {"transparent-http", l.http}, {"transparent-https", l.https}} {
+		if x.ln != nil {
+			out = append(out, admin.Listener{Name: x.name, Addr: x.ln.Addr().String()})
+		}
+	}
+	return out
+}
+
+// newScanner builds the download scanner from [scanner] (nil when off).
+func newScanner(f *config.File, fs *filters, log zerolog.Logger) (*scanner.Scanner, error) {
+	if !f.Scanner.Enabled {
+		return nil, nil
+	}
+	scfg, report, err := scannerConfig(f.Scanner, f.Resolve)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	for _, b := range report.Bad {
+		log.Warn().Str("line", b.String()).Msg("skipped a bad signature line")
+	}
+	scfg.Reputation = reputationOf{fs}
+	s, err := scanner.New(scfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return s, nil
 }
 
 // proxyConfig maps the file's [proxy] and [tls] sections into proxy.Config.

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// adminAddr finds the admin listener's address in the application log.
+func adminAddr(t *testing.T, p *picketUnderTest) string {
+	t.Helper()
+	m := regexp.MustCompile(`"listener":"admin","listen":"([^"]+)"`).FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatalf("no admin listener in the log:\n%s", p.stderr.String())
+	}
+	return m[1]
+}
+
+// TestAdminWiredIntoServe: the admin API of a running Picket shows the live
+// parts, sees the proxy's requests, and reloads with the token.
+func TestAdminWiredIntoServe(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer origin.Close()
+	p := startPicket(t, "")
+	base := "http://" + adminAddr(t, p)
+	fetch(t, p.client(t), origin.URL+"/seen", nil)
+	fetch(t, p.client(t), "http://login.bank.picket.test/verify/", nil)
+
+	resp, body := fetch(t, http.DefaultClient, base+"/api/v1/status", nil)
+	var st map[string]any
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &st) != nil {
+		t.Fatalf("status: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, fingerprintOf(t, p)) {
+		t.Errorf("status lacks the CA fingerprint: %s", body)
+	}
+	p.waitAccess(t, func(l map[string]any) bool { return l["action"] == "block" })
+	_, body = fetch(t, http.DefaultClient, base+"/api/v1/decisions?action=block", nil)
+	if !strings.Contains(body, "login.bank.picket.test") {
+		t.Errorf("recent blocks lack the blocked request: %s", body)
+	}
+	_, body = fetch(t, http.DefaultClient, base+"/metrics", nil)
+	if !strings.Contains(body, "picket_") {
+		t.Errorf("metrics: %.300s", body)
+	}
+
+	// Reload: refused without the token, done with it.
+	if resp, _ := post(t, base+"/api/v1/reload", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("reload without token: got %d, want 401", resp.StatusCode)
+	}
+	tok, err := os.ReadFile(filepath.Join(p.dir, "data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := post(t, base+"/api/v1/reload", strings.TrimSpace(string(tok))); resp.StatusCode != 200 {
+		t.Errorf("reload with token: got %d %s", resp.StatusCode, b)
+	}
+}
+
+func post(t *testing.T, url, token string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func fingerprintOf(t *testing.T, p *picketUnderTest) string {
+	m := regexp.MustCompile(`"ca_fingerprint":"([0-9A-F:]+)"`).FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatal("no fingerprint in the log")
+	}
+	return m[1]
+}
