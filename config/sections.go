@@ -128,6 +128,9 @@ type Log struct {
 	// AccessLogQuery keeps query strings in logged URLs; off by default (they
 	// often carry personal data and tokens).
 	AccessLogQuery bool `toml:"access_log_query"`
+	// AccessFormat is "json" (one object a line) or "squid" (Squid's native
+	// access.log format, for SARG, Calamaris and SIEM parsers).
+	AccessFormat string `toml:"access_format"`
 }
 
 func (c *Log) defaults() {
@@ -135,6 +138,7 @@ func (c *Log) defaults() {
 	c.Format = "auto"
 	c.Output = "stderr"
 	c.AccessLog = "stdout"
+	c.AccessFormat = "json"
 }
 
 func (c *Log) validate(p *problems) {
@@ -150,6 +154,9 @@ func (c *Log) validate(p *problems) {
 	}
 	if c.Output == "" || c.Output == "off" {
 		p.add("log.output", "must be stderr, stdout or a file path")
+	}
+	if c.AccessFormat != "json" && c.AccessFormat != "squid" {
+		p.add("log.access_format", "unknown format %q (want json or squid)", c.AccessFormat)
 	}
 	if c.AccessLog == "" {
 		p.add("log.access_log", `must be stdout, stderr, a file path or "off"`)

@@ -100,6 +100,12 @@ type Config struct {
 	// fast and must not block. Nil observes nothing.
 	Observe func(Event)
 
+	// AccessFormat is the access log's format: JSON lines through
+	// AccessLog (default) or Squid's native format written to
+	// AccessWriter.
+	AccessFormat AccessFormat
+	AccessWriter io.Writer
+
 	// Log is the application log; AccessLog gets one line per request or
 	// tunnel. Zero values discard.
 	Log       zerolog.Logger
@@ -143,3 +149,13 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// AccessFormat is the format of the access log.
+type AccessFormat uint8
+
+const (
+	// AccessJSON writes one JSON object a line (zerolog).
+	AccessJSON AccessFormat = iota
+	// AccessSquid writes Squid's native access.log format.
+	AccessSquid
+)

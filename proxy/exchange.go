@@ -38,6 +38,7 @@ type exchange struct {
 	errKind  string     // upstream failure class, "" if none
 	incident string     // shown on block and warn pages, logged
 	scan     *ScanEvent // download scan outcome, nil if not scanned
+	ctype    string     // the response's Content-Type, for the squid log
 
 	bytesIn  atomic.Int64 // request body bytes from the client
 	bytesOut atomic.Int64 // response body bytes to the client
@@ -82,6 +83,23 @@ func logURL(u *url.URL, withQuery bool) string {
 // logAccess writes the exchange's single access-log line.
 func (s *Server) logAccess(x *exchange) {
 	x.logOnce.Do(func() {
+		if s.cfg.AccessFormat == AccessSquid {
+			if s.cfg.AccessWriter != nil {
+				b := squidLine(make([]byte, 0, 256), x, time.Now(), s.cfg.LogQuery)
+				_, _ = s.cfg.AccessWriter.Write(b)
+			}
+		} else {
+			s.jsonAccess(x)
+		}
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(s.event(x))
+		}
+	})
+}
+
+// jsonAccess writes the exchange's access-log line as JSON.
+func (s *Server) jsonAccess(x *exchange) {
+	{
 		ev := s.cfg.AccessLog.Info().
 			Str(fClient, x.req.Client.String()).
 			Str(fMethod, x.req.Method).
@@ -125,10 +143,7 @@ func (s *Server) logAccess(x *exchange) {
 			ev = ev.Bool(fComplete, x.complete.Load())
 		}
 		ev.Send()
-		if s.cfg.Observe != nil {
-			s.cfg.Observe(s.event(x))
-		}
-	})
+	}
 }
 
 // action names what happened for the log: the decision, or "error" when an

@@ -228,6 +228,7 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 // respond attaches the access-log line to resp's body and returns it.
 func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*http.Response, error) {
 	x.status = resp.StatusCode
+	x.ctype = resp.Header.Get("Content-Type")
 	switch {
 	case resp.StatusCode == http.StatusSwitchingProtocols:
 		rwc, ok := resp.Body.(io.ReadWriteCloser)

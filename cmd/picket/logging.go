@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -14,13 +16,25 @@ import (
 // logs are the two loggers of a running Picket and the files behind them.
 type logs struct {
 	app, access zerolog.Logger
-	files       []*os.File
+	// accessOut is the access log's destination, for the squid format.
+	accessOut io.Writer
+	files     []*logFile
 }
 
+// Close closes the log files.
 func (l *logs) Close() {
 	for _, f := range l.files {
 		_ = f.Close()
 	}
+}
+
+// Reopen reopens every log file by name (after logrotate moved it away).
+func (l *logs) Reopen() error {
+	var errs []error
+	for _, f := range l.files {
+		errs = append(errs, f.reopen())
+	}
+	return errors.Join(errs...)
 }
 
 // openLogs builds the application log and the access log from [log].
@@ -36,7 +50,7 @@ func openLogs(c config.Log, resolve func(string) string, stdout, stderr io.Write
 		case "off":
 			return io.Discard, nil
 		}
-		f, err := os.OpenFile(resolve(dest), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		f, err := openLogFile(resolve(dest))
 		if err != nil {
 			return nil, fmt.Errorf("log: %w", err)
 		}
@@ -55,7 +69,48 @@ func openLogs(c config.Log, resolve func(string) string, stdout, stderr io.Write
 	level, _ := zerolog.ParseLevel(c.Level)
 	l.app = zerolog.New(formatted(appOut, c.Format)).Level(level).With().Timestamp().Logger()
 	l.access = zerolog.New(formatted(accessOut, c.Format)).With().Timestamp().Str("log", "access").Logger()
+	l.accessOut = accessOut
 	return l, nil
+}
+
+// logFile is a log file that can be reopened under the same name while
+// writers keep using it (SIGUSR1, for logrotate without copytruncate).
+type logFile struct {
+	mu   sync.RWMutex
+	path string
+	f    *os.File
+}
+
+func openLogFile(path string) (*logFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	return &logFile{path: path, f: f}, nil
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.f.Write(p)
+}
+
+func (l *logFile) reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("reopen %s: %w", l.path, err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+func (l *logFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
 }
 
 // formatted wraps w in zerolog's console writer when the format asks for it,

@@ -136,6 +136,9 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	pcfg.Log, pcfg.AccessLog = lg.app, lg.access
+	if f.Log.AccessFormat == "squid" {
+		pcfg.AccessFormat, pcfg.AccessWriter = proxy.AccessSquid, lg.accessOut
+	}
 	pcfg.CACert = ca.Certificate()
 	pcfg.Intercept = func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil }
 	pcfg.Decider = dec
@@ -184,6 +187,9 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 wait:
 	for {
 		select {
@@ -194,6 +200,12 @@ wait:
 			err := fs.reload("SIGHUP")
 			if adm != nil {
 				adm.Metrics().ObserveReload(err)
+			}
+		case <-usr1:
+			if err := lg.Reopen(); err != nil {
+				lg.app.Error().Err(err).Msg("reopening the log files")
+			} else {
+				lg.app.Info().Msg("log files reopened")
 			}
 		case <-ctx.Done():
 			break wait

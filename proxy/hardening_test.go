@@ -1,0 +1,610 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// This file is the [P10] hardening suite: hostile and broken peers on both
+// sides of the proxy, driven over raw sockets. Every case states the bytes a
+// client sends, what a recording origin does, and the outcome: the status
+// lines the client gets, whether the proxy closes the connection, how many
+// requests reached the origin, and that every client connection the proxy
+// held is released afterwards.
+
+// hardeningTimeout is the one short timeout every hardening proxy is
+// configured with; outcomes are bounded by a small multiple of it.
+const hardeningTimeout = 300 * time.Millisecond
+
+// hardeningCase is one raw-socket case. In raw and reply, ORIGIN stands for
+// the recording origin's host:port.
+type hardeningCase struct {
+	name string
+	raw  string // bytes the client sends
+	// trickle sends raw one byte every trickle instead of in one write
+	// (slowloris); the proxy may close the connection before the end.
+	trickle time.Duration
+	// converse, if set, replaces sending raw and reading the responses: it
+	// drives the exchange itself over c and br.
+	converse func(t *testing.T, c net.Conn, br *bufio.Reader)
+
+	// reply is what the origin answers to every request, raw; "" answers
+	// "echo:<path>:<body>" with keep-alive. With hang the origin keeps the
+	// connection open after reply (or without replying at all).
+	reply string
+	hang  bool
+	// intercept starts the proxy with interception of every CONNECT.
+	intercept bool
+
+	// want are the final status codes expected, in order ("400|501" allows
+	// either); nil expects no response at all. 1xx responses are skipped.
+	want []string
+	// body, if set, is a substring of the last response's body.
+	body string
+	// truncated expects the last response's body to end in an error (the
+	// client can tell the download failed), never in a clean end.
+	truncated bool
+	// closed expects the proxy to close the connection once the responses
+	// are read, within within (default 2s).
+	closed bool
+	within time.Duration
+	// forwarded is how many complete requests the origin must receive; -1
+	// does not check.
+	forwarded int
+	// check runs extra assertions on what the client and the origin got.
+	check func(t *testing.T, got *hardeningResult)
+}
+
+// hardeningResult is what a case produced.
+type hardeningResult struct {
+	responses []*http.Response
+	bodies    []string
+	origin    []originRequest
+}
+
+// hardeningCases are the cases that pass against the current code; the
+// cases it still gets wrong are in hardeningPendingCases.
+func hardeningCases() []hardeningCase {
+	const post = "POST http://ORIGIN/echo HTTP/1.1\r\nHost: ORIGIN\r\n"
+	smuggled := "GET http://ORIGIN/smuggled HTTP/1.1\r\nHost: ORIGIN\r\n\r\n"
+	return []hardeningCase{
+		// 1. Smuggling and desync on the client side: 400, closed, nothing
+		// forwarded.
+		{name: "CL and TE together", raw: post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "duplicate Content-Length differing", raw: post + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "comma-joined Content-Length", raw: post + "Content-Length: 5, 5\r\n\r\nhello" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "Transfer-Encoding xchunked", raw: post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400|501"}, closed: true, forwarded: 0},
+		{name: "Transfer-Encoding chunked twice", raw: post + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400|501"}, closed: true, forwarded: 0},
+		{name: "Transfer-Encoding folded", raw: post + "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "Transfer-Encoding on HTTP/1.0", raw: "POST http://ORIGIN/echo HTTP/1.0\r\nHost: ORIGIN\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "obsolete line folding", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-Folded: a\r\n b\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "NUL in header value", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-A: a\x00b\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "control byte in header value", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-A: a\x01b\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "control byte in header name", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX\x01A: a\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "space before colon", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nContent-Length : 5\r\n\r\nhello",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "CR without LF in header", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-A: a\rX-B: b\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "bare LF in chunk size line", raw: post + "Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+			want: []string{"400|502"}, closed: true, forwarded: 0},
+		{name: "missing Host", raw: "GET http://ORIGIN/ HTTP/1.1\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "two Host headers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nHost: other.test\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "malformed request line", raw: "GET http://ORIGIN/ HTTP/1.1 extra\r\nHost: ORIGIN\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "HTTP/2 preface on the proxy port", raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+			want: []string{"400|505"}, closed: true, forwarded: 0},
+
+		// 1. Sizes.
+		{name: "oversized headers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-Big: " + strings.Repeat("a", 16<<10) + "\r\n\r\n",
+			want: []string{"431"}, closed: true, forwarded: 0},
+		{name: "too many headers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n" + strings.Repeat("X-N: 1\r\n", 2000) + "\r\n",
+			want: []string{"431"}, closed: true, forwarded: 0},
+
+		// 1. Request targets.
+		{name: "absolute form: the URL wins over Host", raw: "GET http://ORIGIN/where HTTP/1.1\r\nHost: evil.test:81\r\nConnection: close\r\n\r\n",
+			want: []string{"200"}, body: "echo:/where:", closed: true, forwarded: 1,
+			check: func(t *testing.T, got *hardeningResult) {
+				if h := got.origin[0].host; strings.Contains(h, "evil") {
+					t.Errorf("origin saw Host %q, want the URL's authority", h)
+				}
+			}},
+		{name: "CONNECT with a path", raw: "CONNECT ORIGIN/x HTTP/1.1\r\nHost: ORIGIN\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "CONNECT without port", raw: "CONNECT example.test HTTP/1.1\r\nHost: example.test\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "CONNECT port 0", raw: "CONNECT example.test:0 HTTP/1.1\r\nHost: example.test:0\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "CONNECT port 65536", raw: "CONNECT example.test:65536 HTTP/1.1\r\nHost: example.test:65536\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "CONNECT port 99999999999", raw: "CONNECT example.test:99999999999 HTTP/1.1\r\nHost: x\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "CONNECT with userinfo", raw: "CONNECT user:pw@ORIGIN HTTP/1.1\r\nHost: ORIGIN\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "CONNECT to a URL", raw: "CONNECT http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n", want: []string{"400"}, forwarded: 0},
+
+		// 1. Well-formed but less common clients.
+		{name: "Expect: 100-continue", forwarded: 1, converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+			write(t, c, post+"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+			if line := readLine(t, br); !strings.Contains(line, "100") {
+				t.Fatalf("before the body: got %q, want 100 Continue", line)
+			}
+			for line := readLine(t, br); line != ""; line = readLine(t, br) {
+			}
+			write(t, c, "hello")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "echo:/echo:hello" {
+				t.Errorf("got %d %q, want 200 echo:/echo:hello", resp.StatusCode, b)
+			}
+		}},
+		{name: "HTTP/1.0 client, close-delimited upstream body", raw: "GET http://ORIGIN/ HTTP/1.0\r\n\r\n",
+			reply: "HTTP/1.0 200 OK\r\n\r\nall of it", want: []string{"200"}, body: "all of it", closed: true, forwarded: 1,
+			check: func(t *testing.T, got *hardeningResult) {
+				if te := got.responses[0].TransferEncoding; len(te) > 0 {
+					t.Errorf("HTTP/1.0 client got Transfer-Encoding %v, want none", te)
+				}
+			}},
+		{name: "pipelined requests answered in order",
+			raw: "GET http://ORIGIN/one HTTP/1.1\r\nHost: ORIGIN\r\n\r\n" +
+				"POST http://ORIGIN/two HTTP/1.1\r\nHost: ORIGIN\r\nContent-Length: 3\r\n\r\nabc" +
+				"GET http://ORIGIN/three HTTP/1.1\r\nHost: ORIGIN\r\nConnection: close\r\n\r\n",
+			want: []string{"200", "200", "200"}, closed: true, forwarded: 3,
+			check: func(t *testing.T, got *hardeningResult) {
+				want := []string{"echo:/one:", "echo:/two:abc", "echo:/three:"}
+				for i, b := range got.bodies {
+					if b != want[i] {
+						t.Errorf("response %d: got %q, want %q", i, b, want[i])
+					}
+				}
+			}},
+
+		// 1. Upstream protocol abuse.
+		{name: "upstream conflicting Content-Length", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 12\r\n\r\nok", want: []string{"502"}, forwarded: 1},
+		{name: "upstream CL and TE: chunked wins, CL dropped", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			want: []string{"200|502"}, forwarded: 1,
+			check: func(t *testing.T, got *hardeningResult) {
+				r := got.responses[0]
+				if r.StatusCode == 200 && (got.bodies[0] != "hello" || r.Header.Get("Content-Length") != "") {
+					t.Errorf("got body %q with Content-Length %q, want hello and no Content-Length", got.bodies[0], r.Header.Get("Content-Length"))
+				}
+			}},
+		{name: "upstream oversized headers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 16<<10) + "\r\nContent-Length: 2\r\n\r\nok", want: []string{"502"}, forwarded: 1},
+		{name: "upstream invalid status line", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 abc Fine\r\nContent-Length: 2\r\n\r\nok", want: []string{"502"}, forwarded: 1},
+		{name: "upstream not HTTP", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "SSH-2.0-OpenSSH_9.6\r\n", want: []string{"502"}, forwarded: 1},
+		{name: "upstream NUL in header", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok", want: []string{"502"}, forwarded: 1},
+		{name: "upstream closes mid-body (Content-Length)", raw: "GET http://ORIGIN/file.bin HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b", want: []string{"200"}, truncated: true, closed: true, forwarded: 1},
+		{name: "upstream closes mid-body (chunked)", raw: "GET http://ORIGIN/file.bin HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nonly ten b\r\n", want: []string{"200"}, truncated: true, closed: true, forwarded: 1},
+		{name: "upstream invalid chunk size mid-body", raw: "GET http://ORIGIN/file.bin HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nonly ten b\r\nzz\r\n", hang: true,
+			want: []string{"200"}, truncated: true, closed: true, forwarded: 1},
+		{name: "upstream 1xx before the final response", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+			want: []string{"200"}, body: "final", forwarded: 1},
+		{name: "upstream trailers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n",
+			want: []string{"200"}, body: "hello", forwarded: 1},
+		{name: "upstream 204 with a body", raw: "GET http://ORIGIN/a HTTP/1.1\r\nHost: ORIGIN\r\n\r\nGET http://ORIGIN/b HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 204 No Content\r\nContent-Length: 30\r\n\r\nHTTP/1.1 200 OK\r\nX-Injected: 1\r\n\r\n",
+			want: []string{"204", "204|502"}, forwarded: -1,
+			check: func(t *testing.T, got *hardeningResult) {
+				for _, r := range got.responses {
+					if r.Header.Get("X-Injected") != "" {
+						t.Errorf("a response the upstream smuggled in a 204 body reached the client")
+					}
+				}
+			}},
+
+		// 2. Slow and greedy peers, each bounded by the configured timeout.
+		{name: "slowloris on request headers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-Slow: " + strings.Repeat("a", 200) + "\r\n\r\n",
+			trickle: 50 * time.Millisecond, want: nil, closed: true, within: 4 * hardeningTimeout, forwarded: 0},
+		{name: "silent client after connecting", raw: "", want: nil, closed: true, within: 4 * hardeningTimeout, forwarded: 0},
+		{name: "idle keep-alive client", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			want: []string{"200"}, closed: true, within: 4 * hardeningTimeout, forwarded: 1},
+		{name: "upstream accepts and never answers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			hang: true, want: []string{"504"}, within: 4 * hardeningTimeout, forwarded: 1},
+		{name: "upstream stalls mid-body", raw: "GET http://ORIGIN/file.bin HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b", hang: true,
+			want: []string{"200"}, truncated: true, closed: true, within: 6 * hardeningTimeout, forwarded: 1},
+		{name: "upstream TLS handshake never finishes", raw: "GET https://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			hang: true, want: []string{"504"}, within: 4 * hardeningTimeout, forwarded: -1},
+		{name: "intercepted: client TLS handshake never finishes", intercept: true,
+			converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+				write(t, c, "CONNECT ORIGIN HTTP/1.1\r\nHost: ORIGIN\r\n\r\n")
+				if line := readLine(t, br); !strings.Contains(line, "200") {
+					t.Fatalf("CONNECT: got %q, want 200", line)
+				}
+				readLine(t, br)
+				// A TLS record header announcing a ClientHello that never comes.
+				write(t, c, "\x16\x03\x01\x02\x00\x01\x00\x01")
+				expectClosed(t, c, br, 4*hardeningTimeout)
+			}, forwarded: 0},
+		{name: "intercepted: upstream TLS handshake never finishes", intercept: true, hang: true,
+			converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+				tc := connectTLS(t, c, br)
+				start := time.Now()
+				write(t, tc, "GET / HTTP/1.1\r\nHost: ORIGIN\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+				if err != nil {
+					t.Fatalf("inside the tunnel: %v", err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 504 && resp.StatusCode != 502 {
+					t.Errorf("status: got %d, want 504", resp.StatusCode)
+				}
+				if took := time.Since(start); took > 4*hardeningTimeout {
+					t.Errorf("took %v, want under %v", took, 4*hardeningTimeout)
+				}
+			}, forwarded: -1},
+		{name: "intercepted: idle inside the tunnel", intercept: true,
+			converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+				tc := connectTLS(t, c, br)
+				expectClosed(t, tc, bufio.NewReader(tc), 4*hardeningTimeout)
+			}, forwarded: 0},
+		{name: "tunnel idle in both directions", hang: true,
+			converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+				write(t, c, "CONNECT ORIGIN HTTP/1.1\r\nHost: ORIGIN\r\n\r\n")
+				if line := readLine(t, br); !strings.Contains(line, "200") {
+					t.Fatalf("CONNECT: got %q, want 200", line)
+				}
+				readLine(t, br)
+				expectClosed(t, c, br, 4*hardeningTimeout)
+			}, forwarded: -1},
+	}
+}
+
+// hardeningPendingCases are cases the current code gets wrong; they run with
+// PICKET_PENDING=1 (see TestHardeningPending) until the code is fixed and
+// they move to hardeningCases.
+func hardeningPendingCases() []hardeningCase {
+	const post = "POST http://ORIGIN/echo HTTP/1.1\r\nHost: ORIGIN\r\n"
+	smuggled := "GET http://ORIGIN/smuggled HTTP/1.1\r\nHost: ORIGIN\r\n\r\n"
+	_, _ = post, smuggled
+	return []hardeningCase{}
+}
+
+func TestHardening(t *testing.T) {
+	runHardening(t, hardeningCases())
+}
+
+// TestHardeningPending runs the cases the proxy does not pass yet; set
+// PICKET_PENDING=1 to run them.
+func TestHardeningPending(t *testing.T) {
+	if os.Getenv("PICKET_PENDING") != "1" {
+		return // known failures: listed in hardeningPendingCases
+	}
+	runHardening(t, hardeningPendingCases())
+}
+
+func runHardening(t *testing.T, cases []hardeningCase) {
+	ca := testCA(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			origin := startRecordingOrigin(t, tc.reply, tc.hang)
+			cfg := Config{
+				MaxHeaderBytes:        4096,
+				ReadHeaderTimeout:     hardeningTimeout,
+				IdleTimeout:           hardeningTimeout,
+				TunnelIdleTimeout:     hardeningTimeout,
+				DialTimeout:           hardeningTimeout,
+				TLSHandshakeTimeout:   hardeningTimeout,
+				ResponseHeaderTimeout: hardeningTimeout,
+				RootCAs:               poolOf(ca.Certificate()),
+			}
+			if tc.intercept {
+				cfg.Decider = interceptAll
+				cfg.Intercept = func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil }
+			}
+			tp := startProxy(t, cfg)
+			tc.raw = strings.ReplaceAll(tc.raw, "ORIGIN", origin.addr)
+
+			c, err := net.DialTimeout("tcp", tp.addr, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			start := time.Now()
+
+			if tc.converse != nil {
+				tc.converse(t, &originConn{Conn: c, origin: origin.addr}, br)
+			} else {
+				got := &hardeningResult{}
+				sendRaw(t, c, tc.raw, tc.trickle)
+				method, _, _ := strings.Cut(tc.raw, " ")
+				for i := 0; i < len(tc.want); i++ {
+					resp, err := http.ReadResponse(br, &http.Request{Method: method})
+					if err != nil {
+						t.Fatalf("response %d: %v (got %d responses, want %v)", i, err, len(got.responses), tc.want)
+					}
+					if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+						i--
+						continue
+					}
+					b, berr := io.ReadAll(resp.Body)
+					got.responses = append(got.responses, resp)
+					got.bodies = append(got.bodies, string(b))
+					if !statusIn(resp.StatusCode, tc.want[i]) {
+						t.Errorf("response %d: got status %d, want %s (body %.200q)", i, resp.StatusCode, tc.want[i], b)
+					}
+					last := i == len(tc.want)-1
+					switch {
+					case last && tc.truncated && berr == nil:
+						t.Errorf("body: got a clean end after %d bytes %q, want an error (truncated download)", len(b), b)
+					case !tc.truncated && berr != nil:
+						t.Errorf("body %d: got error %v, want a complete body", i, berr)
+					}
+					if last && tc.body != "" && !strings.Contains(string(b), tc.body) {
+						t.Errorf("body: got %.200q, want it to contain %q", b, tc.body)
+					}
+				}
+				if tc.closed || tc.want == nil {
+					within := tc.within
+					if within == 0 {
+						within = 2 * time.Second
+					}
+					expectClosed(t, c, br, within-time.Since(start))
+				}
+				if tc.check != nil && !t.Failed() {
+					got.origin = origin.waitRequests(tc.forwarded)
+					tc.check(t, got)
+				}
+			}
+
+			// Resources: the proxy releases the client connection.
+			c.Close()
+			waitFor(t, "open client connections back to 0", func() bool { return tp.OpenConns() == 0 })
+
+			// Nothing smuggled, and the expected number forwarded.
+			reqs := origin.waitRequests(tc.forwarded)
+			for _, r := range reqs {
+				if strings.Contains(r.uri, "smuggled") {
+					t.Errorf("a smuggled request reached the origin: %s %s", r.method, r.uri)
+				}
+			}
+			if tc.forwarded >= 0 && len(reqs) != tc.forwarded {
+				t.Errorf("origin received %d complete requests, want %d: %v", len(reqs), tc.forwarded, reqs)
+			}
+		})
+	}
+}
+
+// statusIn reports whether code is one of the "|"-separated codes in want.
+func statusIn(code int, want string) bool {
+	for _, w := range strings.Split(want, "|") {
+		if fmt.Sprint(code) == w {
+			return true
+		}
+	}
+	return false
+}
+
+// sendRaw writes raw in one go, or one byte every trickle until the peer
+// closes.
+func sendRaw(t *testing.T, c net.Conn, raw string, trickle time.Duration) {
+	t.Helper()
+	if trickle == 0 {
+		if raw != "" {
+			write(t, c, raw)
+		}
+		return
+	}
+	for i := 0; i < len(raw); i++ {
+		if _, err := c.Write([]byte{raw[i]}); err != nil {
+			return // the proxy gave up on us: what slowloris must get
+		}
+		time.Sleep(trickle)
+	}
+}
+
+func write(t *testing.T, c net.Conn, s string) {
+	t.Helper()
+	if _, err := io.WriteString(c, s); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+func readLine(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read: got %q, %v", line, err)
+	}
+	return strings.TrimRight(line, "\r\n")
+}
+
+// expectClosed reads until the proxy closes the connection, which it must do
+// within d; bytes that come first are ignored.
+func expectClosed(t *testing.T, c net.Conn, br *bufio.Reader, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(max(d, 50*time.Millisecond)))
+	_, err := io.Copy(io.Discard, br)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Errorf("the proxy kept the connection open for more than %v, want it closed", d)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+}
+
+// waitFor polls cond for up to 3 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Errorf("timed out waiting for %s", what)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// connectTLS opens an intercepted tunnel over c and returns the TLS
+// connection inside (the proxy's test CA is not checked: the tests are about
+// the proxy's behaviour, not its certificate).
+func connectTLS(t *testing.T, c net.Conn, br *bufio.Reader) net.Conn {
+	t.Helper()
+	oc := c.(*originConn)
+	write(t, c, "CONNECT "+oc.origin+" HTTP/1.1\r\nHost: "+oc.origin+"\r\n\r\n")
+	if line := readLine(t, br); !strings.Contains(line, "200") {
+		t.Fatalf("CONNECT: got %q, want 200", line)
+	}
+	readLine(t, br)
+	tc := tls.Client(&bufConn{Conn: c, r: br}, &tls.Config{InsecureSkipVerify: true, ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS handshake with the proxy: %v", err)
+	}
+	return &originConn{Conn: tc, origin: oc.origin}
+}
+
+// originConn carries the origin's address to converse functions, and
+// rewrites ORIGIN in what they write.
+type originConn struct {
+	net.Conn
+	origin string
+}
+
+func (c *originConn) Write(p []byte) (int, error) {
+	if !bytes.Contains(p, []byte("ORIGIN")) {
+		return c.Conn.Write(p)
+	}
+	if _, err := c.Conn.Write(bytes.ReplaceAll(p, []byte("ORIGIN"), []byte(c.origin))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// bufConn reads through a bufio.Reader that may hold bytes already read.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// originRequest is a complete request the recording origin received.
+type originRequest struct {
+	method, uri, host, body string
+}
+
+// recordingOrigin is a raw HTTP/1.1 origin that records every complete
+// request (headers and the whole body) it receives, and answers each with a
+// scripted reply or an echo of its path and body.
+type recordingOrigin struct {
+	addr  string
+	mu    sync.Mutex
+	reqs  []originRequest
+	conns []net.Conn
+}
+
+func startRecordingOrigin(t *testing.T, reply string, hang bool) *recordingOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &recordingOrigin{addr: ln.Addr().String()}
+	reply = strings.ReplaceAll(reply, "ORIGIN", o.addr)
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+		o.mu.Lock()
+		for _, c := range o.conns {
+			c.Close()
+		}
+		o.mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			o.mu.Lock()
+			o.conns = append(o.conns, c)
+			o.mu.Unlock()
+			go o.serve(c, reply, hang, done)
+		}
+	}()
+	return o
+}
+
+func (o *recordingOrigin) serve(c net.Conn, reply string, hang bool, done chan struct{}) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if hang { // e.g. a TLS ClientHello: never answer
+				<-done
+			}
+			return
+		}
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return // incomplete: not forwarded
+		}
+		o.mu.Lock()
+		o.reqs = append(o.reqs, originRequest{method: req.Method, uri: req.RequestURI, host: req.Host, body: string(b)})
+		o.mu.Unlock()
+		switch {
+		case reply != "":
+			_, _ = io.WriteString(c, reply)
+		case !hang:
+			echo := "echo:" + req.URL.Path + ":" + string(b)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(echo), echo)
+			continue
+		}
+		if hang {
+			<-done
+		}
+		return
+	}
+}
+
+// waitRequests returns the complete requests received, waiting a moment for
+// want of them when want > 0.
+func (o *recordingOrigin) waitRequests(want int) []originRequest {
+	deadline := time.Now().Add(time.Second)
+	for {
+		o.mu.Lock()
+		reqs := append([]originRequest(nil), o.reqs...)
+		o.mu.Unlock()
+		if want <= 0 || len(reqs) >= want || time.Now().After(deadline) {
+			return reqs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
