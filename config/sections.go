@@ -20,6 +20,10 @@ type Proxy struct {
 	AllowPrivateDestinations bool `toml:"allow_private_destinations"`
 	// AllowPorts are the ports and ranges CONNECT may reach.
 	AllowPorts []string `toml:"allow_ports"`
+	// ProxyProtocolFrom are the load balancers (CIDRs) trusted to send a
+	// PROXY protocol (v1/v2) header naming the real client; a header from
+	// anyone else is refused. Empty: no PROXY protocol.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 	// Via is the pseudonym added to the Via header; "" adds no Via header.
 	Via string `toml:"via"`
 	// ForwardedFor adds the client address to X-Forwarded-For; off by default
@@ -62,9 +66,10 @@ func (c *Proxy) defaults() {
 func (c *Proxy) validate(p *problems) {
 	p.check("proxy.listen", checkListen(c.Listen))
 	for key, list := range map[string][]string{
-		"proxy.allow_clients":      c.AllowClients,
-		"proxy.allow_destinations": c.AllowDestinations,
-		"proxy.deny_destinations":  c.DenyDestinations,
+		"proxy.allow_clients":       c.AllowClients,
+		"proxy.allow_destinations":  c.AllowDestinations,
+		"proxy.deny_destinations":   c.DenyDestinations,
+		"proxy.proxy_protocol_from": c.ProxyProtocolFrom,
 	} {
 		for _, n := range list {
 			p.check(key, checkCIDR(n))

@@ -29,7 +29,13 @@ type picketUnderTest struct {
 // startPicket runs serve() with writeConfig(extra) until the test ends.
 func startPicket(t *testing.T, extra string) *picketUnderTest {
 	t.Helper()
-	path := writeConfig(t, extra)
+	return startPicketWith(t, "", extra)
+}
+
+// startPicketWith also adds keys to [proxy].
+func startPicketWith(t *testing.T, proxyKeys, extra string) *picketUnderTest {
+	t.Helper()
+	path := writeConfigWith(t, proxyKeys, extra)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)

@@ -78,10 +78,16 @@ func feedsDir(t *testing.T) string {
 
 // writeConfig writes a config that listens on a free loopback port.
 func writeConfig(t *testing.T, extra string) string {
+	return writeConfigWith(t, "", extra)
+}
+
+// writeConfigWith also adds keys to [proxy].
+func writeConfigWith(t *testing.T, proxyKeys, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "picket.toml")
 	extra += fmt.Sprintf("[reputation.kpsn]\ndatabase = %q\n", feedsDir(t))
-	cfg := "[proxy]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\nallow_ports = [\"1-65535\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n" + extra
+	cfg := "[proxy]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\nallow_ports = [\"1-65535\"]\n" +
+		proxyKeys + "[admin]\nlisten = \"127.0.0.1:0\"\n" + extra
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

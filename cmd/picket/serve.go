@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
 
 	"github.com/picket-proxy/picket/admin"
@@ -254,6 +255,17 @@ func listen(f *config.File) (*listeners, error) {
 			return nil, fmt.Errorf("%s: %w", x.key, err)
 		}
 		*x.dst = ln
+	}
+	// Behind a load balancer: the PROXY protocol header names the client,
+	// accepted from the configured balancers only (a header from anyone
+	// else fails the connection), so ACLs and logs see the real address.
+	if from := f.Proxy.ProxyProtocolFrom; len(from) > 0 {
+		policy, err := proxyproto.StrictWhiteListPolicy(from)
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("proxy.proxy_protocol_from: %w", err)
+		}
+		l.proxy = &proxyproto.Listener{Listener: l.proxy, Policy: policy, ReadHeaderTimeout: f.Proxy.ReadHeaderTimeout.D()}
 	}
 	return l, nil
 }
