@@ -52,8 +52,9 @@ type hardeningCase struct {
 	want []string
 	// body, if set, is a substring of the last response's body.
 	body string
-	// truncated expects the last response's body to end in an error (the
-	// client can tell the download failed), never in a clean end.
+	// truncated expects the last response's body to end in an error, or
+	// the connection to close before its status line: either way the client
+	// can tell the download failed; never a clean end.
 	truncated bool
 	// closed expects the proxy to close the connection once the responses
 	// are read, within within (default 2s).
@@ -81,8 +82,6 @@ func hardeningCases() []hardeningCase {
 	return []hardeningCase{
 		// 1. Smuggling and desync on the client side: 400, closed, nothing
 		// forwarded.
-		{name: "CL and TE together", raw: post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
-			want: []string{"400"}, closed: true, forwarded: 0},
 		{name: "duplicate Content-Length differing", raw: post + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!" + smuggled,
 			want: []string{"400"}, closed: true, forwarded: 0},
 		{name: "comma-joined Content-Length", raw: post + "Content-Length: 5, 5\r\n\r\nhello" + smuggled,
@@ -91,12 +90,6 @@ func hardeningCases() []hardeningCase {
 			want: []string{"400|501"}, closed: true, forwarded: 0},
 		{name: "Transfer-Encoding chunked twice", raw: post + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n" + smuggled,
 			want: []string{"400|501"}, closed: true, forwarded: 0},
-		{name: "Transfer-Encoding folded", raw: post + "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + smuggled,
-			want: []string{"400"}, closed: true, forwarded: 0},
-		{name: "Transfer-Encoding on HTTP/1.0", raw: "POST http://ORIGIN/echo HTTP/1.0\r\nHost: ORIGIN\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
-			want: []string{"400"}, closed: true, forwarded: 0},
-		{name: "obsolete line folding", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-Folded: a\r\n b\r\n\r\n",
-			want: []string{"400"}, closed: true, forwarded: 0},
 		{name: "NUL in header value", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-A: a\x00b\r\n\r\n",
 			want: []string{"400"}, closed: true, forwarded: 0},
 		{name: "control byte in header value", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-A: a\x01b\r\n\r\n",
@@ -184,7 +177,7 @@ func hardeningCases() []hardeningCase {
 			reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 12\r\n\r\nok", want: []string{"502"}, forwarded: 1},
 		{name: "upstream CL and TE: chunked wins, CL dropped", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
 			reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-			want: []string{"200|502"}, forwarded: 1,
+			want:  []string{"200|502"}, forwarded: 1,
 			check: func(t *testing.T, got *hardeningResult) {
 				r := got.responses[0]
 				if r.StatusCode == 200 && (got.bodies[0] != "hello" || r.Header.Get("Content-Length") != "") {
@@ -208,13 +201,13 @@ func hardeningCases() []hardeningCase {
 			want: []string{"200"}, truncated: true, closed: true, forwarded: 1},
 		{name: "upstream 1xx before the final response", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
 			reply: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
-			want: []string{"200"}, body: "final", forwarded: 1},
+			want:  []string{"200"}, body: "final", forwarded: 1},
 		{name: "upstream trailers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
 			reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n",
-			want: []string{"200"}, body: "hello", forwarded: 1},
+			want:  []string{"200"}, body: "hello", forwarded: 1},
 		{name: "upstream 204 with a body", raw: "GET http://ORIGIN/a HTTP/1.1\r\nHost: ORIGIN\r\n\r\nGET http://ORIGIN/b HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
 			reply: "HTTP/1.1 204 No Content\r\nContent-Length: 30\r\n\r\nHTTP/1.1 200 OK\r\nX-Injected: 1\r\n\r\n",
-			want: []string{"204", "204|502"}, forwarded: -1,
+			want:  []string{"204", "204|502"}, forwarded: -1,
 			check: func(t *testing.T, got *hardeningResult) {
 				for _, r := range got.responses {
 					if r.Header.Get("X-Injected") != "" {
@@ -226,6 +219,12 @@ func hardeningCases() []hardeningCase {
 		// 2. Slow and greedy peers, each bounded by the configured timeout.
 		{name: "slowloris on request headers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-Slow: " + strings.Repeat("a", 200) + "\r\n\r\n",
 			trickle: 50 * time.Millisecond, want: nil, closed: true, within: 4 * hardeningTimeout, forwarded: 0},
+		{name: "slowloris on the request body", forwarded: 0,
+			converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+				start := time.Now()
+				go sendRaw(t, c, post+"Content-Length: 100\r\n\r\n"+strings.Repeat("b", 100), 2*hardeningTimeout)
+				expectClosed(t, c, br, 8*hardeningTimeout-time.Since(start))
+			}},
 		{name: "silent client after connecting", raw: "", want: nil, closed: true, within: 4 * hardeningTimeout, forwarded: 0},
 		{name: "idle keep-alive client", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
 			want: []string{"200"}, closed: true, within: 4 * hardeningTimeout, forwarded: 1},
@@ -287,8 +286,52 @@ func hardeningCases() []hardeningCase {
 func hardeningPendingCases() []hardeningCase {
 	const post = "POST http://ORIGIN/echo HTTP/1.1\r\nHost: ORIGIN\r\n"
 	smuggled := "GET http://ORIGIN/smuggled HTTP/1.1\r\nHost: ORIGIN\r\n\r\n"
-	_, _ = post, smuggled
-	return []hardeningCase{}
+	return []hardeningCase{
+		{name: "CL and TE together", raw: post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "Transfer-Encoding folded", raw: post + "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "Transfer-Encoding on HTTP/1.0", raw: "POST http://ORIGIN/echo HTTP/1.0\r\nHost: ORIGIN\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "obsolete line folding", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-Folded: a\r\n b\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "duplicate Content-Length, same value", raw: post + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello" + smuggled,
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "bare LF line endings", raw: "GET http://ORIGIN/ HTTP/1.1\nHost: ORIGIN\nX-A: 1\n\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "invalid chunk size", raw: post + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "chunk size overflow", raw: post + "Transfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+			want: []string{"400"}, closed: true, forwarded: 0},
+		{name: "oversized request line", raw: "GET http://ORIGIN/" + strings.Repeat("a", 8<<10) + " HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			want: []string{"414"}, closed: true, forwarded: 0},
+		{name: "many small headers within the byte limit", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n" + strings.Repeat("a:1\r\n", 300) + "\r\n",
+			want: []string{"431"}, closed: true, forwarded: 0},
+		{name: "Expect: 100-continue and the upstream never answers", hang: true, forwarded: -1,
+			converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+				start := time.Now()
+				write(t, c, post+"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+				_ = c.SetReadDeadline(start.Add(8 * hardeningTimeout))
+				line, err := br.ReadString('\n')
+				if err != nil || !strings.Contains(line, "504") && !strings.Contains(line, "100") {
+					t.Errorf("got %q (%v) after %v, want 504 or 100 Continue within %v", line, err, time.Since(start), 8*hardeningTimeout)
+				}
+			}},
+		{name: "slow-reading client", converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {
+			write(t, c, "GET http://ORIGIN/big HTTP/1.1\r\nHost: ORIGIN\r\n\r\n")
+			// Read nothing: the proxy must give up on us within the timeout
+			// once its buffers are full.
+			start := time.Now()
+			oc := c.(*originConn)
+			for oc.openConns() != 0 {
+				if time.Since(start) > 10*hardeningTimeout {
+					t.Errorf("the proxy still holds the connection of a client that reads nothing after %v", time.Since(start))
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}, reply: "BIG", forwarded: 1},
+	}
 }
 
 func TestHardening(t *testing.T) {
@@ -337,13 +380,16 @@ func runHardening(t *testing.T, cases []hardeningCase) {
 			start := time.Now()
 
 			if tc.converse != nil {
-				tc.converse(t, &originConn{Conn: c, origin: origin.addr}, br)
+				tc.converse(t, &originConn{Conn: c, origin: origin.addr, openConns: tp.OpenConns}, br)
 			} else {
 				got := &hardeningResult{}
 				sendRaw(t, c, tc.raw, tc.trickle)
 				method, _, _ := strings.Cut(tc.raw, " ")
 				for i := 0; i < len(tc.want); i++ {
 					resp, err := http.ReadResponse(br, &http.Request{Method: method})
+					if err != nil && tc.truncated && i == len(tc.want)-1 && errors.Is(err, io.ErrUnexpectedEOF) {
+						break // closed before the status line: failed too, never "complete"
+					}
 					if err != nil {
 						t.Fatalf("response %d: %v (got %d responses, want %v)", i, err, len(got.responses), tc.want)
 					}
@@ -485,14 +531,15 @@ func connectTLS(t *testing.T, c net.Conn, br *bufio.Reader) net.Conn {
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("TLS handshake with the proxy: %v", err)
 	}
-	return &originConn{Conn: tc, origin: oc.origin}
+	return &originConn{Conn: tc, origin: oc.origin, openConns: oc.openConns}
 }
 
 // originConn carries the origin's address to converse functions, and
 // rewrites ORIGIN in what they write.
 type originConn struct {
 	net.Conn
-	origin string
+	origin    string
+	openConns func() int
 }
 
 func (c *originConn) Write(p []byte) (int, error) {
@@ -572,6 +619,9 @@ func (o *recordingOrigin) serve(c net.Conn, reply string, hang bool, done chan s
 			}
 			return
 		}
+		if req.Header.Get("Expect") == "100-continue" && reply == "" && !hang {
+			_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		}
 		b, err := io.ReadAll(req.Body)
 		if err != nil {
 			return // incomplete: not forwarded
@@ -580,6 +630,9 @@ func (o *recordingOrigin) serve(c net.Conn, reply string, hang bool, done chan s
 		o.reqs = append(o.reqs, originRequest{method: req.Method, uri: req.RequestURI, host: req.Host, body: string(b)})
 		o.mu.Unlock()
 		switch {
+		case reply == "BIG": // 64 MiB, for slow readers
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 64<<20)
+			_, _ = io.Copy(c, io.LimitReader(zeros{}, 64<<20))
 		case reply != "":
 			_, _ = io.WriteString(c, reply)
 		case !hang:
@@ -593,6 +646,10 @@ func (o *recordingOrigin) serve(c net.Conn, reply string, hang bool, done chan s
 		return
 	}
 }
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 // waitRequests returns the complete requests received, waiting a moment for
 // want of them when want > 0.
