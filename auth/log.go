@@ -1,0 +1,8 @@
+package auth
+
+// Log field names of the package's log lines.
+const (
+	LogFile  = "file"
+	LogUsers = "users"
+	LogError = "error"
+)
