@@ -68,3 +68,10 @@ func (c *Auth) validate(p *problems) {
 
 // Enabled reports whether proxy authentication is on.
 func (c *Auth) Enabled() bool { return c.Htpasswd != "" }
+
+// AuthDefaults returns the defaults of [auth], for callers without a file.
+func AuthDefaults() Auth {
+	var c Auth
+	c.defaults()
+	return c
+}

@@ -72,3 +72,10 @@ func (c *PAC) validate(p *problems) {
 		p.add("pac.max_age", "must be at most 168h, got %s", c.MaxAge.D())
 	}
 }
+
+// PACDefaults returns the defaults of [pac], for callers without a file.
+func PACDefaults() PAC {
+	var c PAC
+	c.defaults()
+	return c
+}
