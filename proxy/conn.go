@@ -98,6 +98,7 @@ type idleConn struct {
 	net.Conn
 	timeout atomic.Int64 // nanoseconds; 0 = off
 	last    atomic.Int64 // unix nanoseconds of the last read or write
+	setAt   int64        // unix nanoseconds the read deadline was last set (reader goroutine only)
 }
 
 // idle turns on the idle timeout d (0 turns it off).
@@ -112,14 +113,22 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		return c.Conn.Read(p)
 	}
 	for {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+		// Moving the deadline costs a timer update: do it only when an
+		// eighth of the idle time has passed since the last move. A
+		// deadline that fires early is retried below.
+		now := time.Now()
+		if now.UnixNano()-c.setAt > int64(d/8) {
+			_ = c.Conn.SetReadDeadline(now.Add(d))
+			c.setAt = now.UnixNano()
+		}
 		n, err := c.Conn.Read(p)
 		if n > 0 {
 			c.last.Store(time.Now().UnixNano())
 		}
 		if err != nil && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) &&
 			time.Since(time.Unix(0, c.last.Load())) < d {
-			continue // the other direction was busy: not idle
+			c.setAt = 0 // the other direction was busy, or the deadline was early: move it
+			continue
 		}
 		return n, err
 	}

@@ -31,12 +31,14 @@ func removeHopHeaders(h http.Header) {
 			}
 		}
 	}
+	// Parsed headers have canonical keys and hopHeaders are canonical:
+	// plain map deletes, no per-call canonicalization on the hot path.
 	for _, name := range hopHeaders {
-		h.Del(name)
+		delete(h, name)
 	}
 	if upgrade != "" {
-		h.Set("Connection", "Upgrade")
-		h.Set("Upgrade", upgrade)
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{upgrade}
 	}
 }
 

@@ -35,12 +35,16 @@ func main() {
 	bin := flag.String("bin", "bin/picket", "picket binary to measure")
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured run")
 	only := flag.String("only", "", "run only scenarios whose name contains this")
+	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
 	flag.Parse()
 	if err := run(*bin, *dur, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		os.Exit(1)
 	}
 }
+
+// profileDir, if set, receives picket's CPU profiles.
+var profileDir string
 
 // scenario is one load shape.
 type scenario struct {
@@ -399,7 +403,11 @@ database = %q
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "-config", path)
+	args := []string{"serve", "-config", path}
+	if profileDir != "" {
+		args = append(args, "-cpuprofile", filepath.Join(profileDir, name+".cpu.pprof"))
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -75,24 +77,51 @@ func openLogs(c config.Log, resolve func(string) string, stdout, stderr io.Write
 
 // logFile is a log file that can be reopened under the same name while
 // writers keep using it (SIGUSR1, for logrotate without copytruncate).
+// Writes are buffered and flushed every flushEvery (and when the buffer
+// fills, on reopen and on close): one write(2) per access-log line would
+// cost more than the rest of a small request's logging.
 type logFile struct {
-	mu   sync.RWMutex
+	mu   sync.Mutex
 	path string
 	f    *os.File
+	w    *bufio.Writer
+	stop chan struct{}
+	done chan struct{}
 }
+
+// flushEvery bounds how long a log line may sit in the buffer.
+const flushEvery = 200 * time.Millisecond
 
 func openLogFile(path string) (*logFile, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, err
 	}
-	return &logFile{path: path, f: f}, nil
+	l := &logFile{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.flusher()
+	return l, nil
+}
+
+func (l *logFile) flusher() {
+	defer close(l.done)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.mu.Lock()
+			_ = l.w.Flush()
+			l.mu.Unlock()
+		case <-l.stop:
+			return
+		}
+	}
 }
 
 func (l *logFile) Write(p []byte) (int, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.f.Write(p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func (l *logFile) reopen() error {
@@ -101,16 +130,32 @@ func (l *logFile) reopen() error {
 		return fmt.Errorf("reopen %s: %w", l.path, err)
 	}
 	l.mu.Lock()
+	_ = l.w.Flush()
 	old := l.f
 	l.f = f
+	l.w.Reset(f)
 	l.mu.Unlock()
 	return old.Close()
 }
 
+// Close flushes and closes the file and stops the flusher; it is
+// idempotent.
 func (l *logFile) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.f.Close()
+	select {
+	case <-l.stop:
+		l.mu.Unlock()
+		return nil
+	default:
+		close(l.stop)
+	}
+	err := l.w.Flush()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	l.mu.Unlock()
+	<-l.done
+	return err
 }
 
 // formatted wraps w in zerolog's console writer when the format asks for it,

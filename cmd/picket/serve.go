@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 
@@ -27,8 +28,22 @@ import (
 func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("serve", "serve [-config FILE]", stderr)
 	path := fs.String("config", "config.toml", "configuration file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (diagnostics)")
 	if code, ok := parseFlags(fs, args, false); !ok {
 		return code
+	}
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(stderr, "picket: %v\n", err)
+			return 1
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			fmt.Fprintf(stderr, "picket: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
