@@ -88,6 +88,11 @@ func hardeningCases() []hardeningCase {
 			want: []string{"400"}, closed: true, forwarded: 0},
 		{name: "Transfer-Encoding xchunked", raw: post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + smuggled,
 			want: []string{"400|501"}, closed: true, forwarded: 0},
+		// "chunked " with trailing whitespace is plain chunked (RFC 9110
+		// §5.5 strips OWS): the proxy reads it as chunked and frames the
+		// request anew upstream, so the two hops cannot disagree.
+		{name: "Transfer-Encoding with trailing whitespace", raw: post + "Transfer-Encoding: chunked \r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			want: []string{"200"}, body: "echo:/echo:hello", closed: true, forwarded: 1},
 		{name: "Transfer-Encoding chunked twice", raw: post + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n" + smuggled,
 			want: []string{"400|501"}, closed: true, forwarded: 0},
 		{name: "NUL in header value", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nX-A: a\x00b\r\n\r\n",

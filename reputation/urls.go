@@ -122,16 +122,17 @@ func canonicalHost(h string) (string, error) {
 	}
 	h = stripPort(h)
 	h = lowerASCII(unescapeAll(h))
-	if !isASCII(h) && utf8.ValidString(h) {
-		// A '%' in the result would start new escapes on the next pass.
-		if a, err := idna.Lookup.ToASCII(h); err == nil && !strings.Contains(a, "%") {
-			h = a
-		}
-	}
-	// Dots and a port can hide each other ("a:.", "a.:1"): repeat until
-	// stable so that canonicalizing is idempotent.
+	// Dots, a port and IDNA can hide each other ("a:.", "a.:1", "ւ:." is
+	// no IDN until ":." goes): repeat until stable so that canonicalizing
+	// is idempotent. Each round shortens h or makes it ASCII, so it ends.
 	for {
 		t := stripPort(squeezeDots(h))
+		if !isASCII(t) && utf8.ValidString(t) {
+			// A '%' in the result would start new escapes on the next pass.
+			if a, err := idna.Lookup.ToASCII(t); err == nil && !strings.Contains(a, "%") {
+				t = a
+			}
+		}
 		if t == h {
 			break
 		}

@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzPeekSNI feeds arbitrary bytes to the ClientHello reader of the
+// transparent HTTPS listener: it must never panic or hang, must return only
+// bytes it read, and a server name only from a ClientHello that parsed.
+func FuzzPeekSNI(f *testing.F) {
+	for _, sni := range []string{"example.test", "", "xn--bcher-kva.example", strings.Repeat("a", 250) + ".test"} {
+		f.Add(clientHello(f, sni))
+	}
+	f.Add([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00})
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: example.test\r\n\r\n"))
+	f.Add([]byte{0x16, 0x03, 0x01, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := &bytesConn{r: bytes.NewReader(data)}
+		read, sni, err := peekSNI(c)
+		if !bytes.HasPrefix(data, read) {
+			t.Fatalf("returned %d bytes that are not a prefix of the input", len(read))
+		}
+		if err != nil && sni != "" {
+			// GetConfigForClient saw a name, then the read failed: the
+			// caller must not use the name (it does not: err wins).
+			return
+		}
+		if strings.ContainsAny(sni, "\x00\r\n /") {
+			t.Fatalf("server name %q with bytes no host name has", sni)
+		}
+	})
+}
+
+// clientHello returns the first flight of a real TLS client for sni.
+func clientHello(tb testing.TB, sni string) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	c := tls.Client(&bytesConn{r: bytes.NewReader(nil), w: &buf}, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	_ = c.Handshake() // fails reading the (absent) answer; the hello is written
+	return buf.Bytes()
+}
+
+// bytesConn is a net.Conn that reads from r and writes to w (or nowhere).
+type bytesConn struct {
+	r *bytes.Reader
+	w *bytes.Buffer
+}
+
+func (c *bytesConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bytesConn) Write(p []byte) (int, error) {
+	if c.w == nil {
+		return 0, errors.New("write not supported")
+	}
+	return c.w.Write(p)
+}
+func (c *bytesConn) Close() error        { return nil }
+func (c *bytesConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
+func (c *bytesConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+}
+func (c *bytesConn) SetDeadline(time.Time) error      { return nil }
+func (c *bytesConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *bytesConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzBlockPage renders block and warn pages for hostile URLs and decision
+// strings (a feed's category or threat name, a rule name, the reason): no
+// markup from them may reach the page unescaped, and the text answer and
+// the X-Picket-Reason header stays one line.
+func FuzzBlockPage(f *testing.F) {
+	f.Add("/x<script>alert(1)</script>", "q=<script>", "phishing", "<script>alert(1)</script>", "rule\"><script>", "reason</p><script>", false)
+	f.Add("/", "", "malware", "Eicar-Test-Signature", "r", "", true)
+	f.Add("/%3Cscript%3E", "a=%22%3E%3Cscript%3E", "", "", "", "javascript:alert(1)", true)
+	f.Add("/\u2028x", "x=\r\nSet-Cookie: a=b", "c\r\nX: y", "t\x00", "r\n", "line\r\nbreak", false)
+	p, err := newPages(&Config{Contact: "admin@example.test", WarnFor: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, path, query, category, threat, rule, reason string, warn bool) {
+		u := &url.URL{Scheme: "http", Host: "bad.example.test", Path: path, RawQuery: query}
+		d := Decision{Action: Block, Verdict: "phishing", Category: category, Threat: threat, Rule: rule, Reason: reason}
+		x := &exchange{req: Request{Client: netip.MustParseAddr("192.0.2.7"), Method: "GET", URL: u}, decision: d, incident: newIncident()}
+		in := &http.Request{Method: "GET", URL: u, Header: http.Header{"Accept": {"text/html"}}}
+		resp := p.render(in, x, warn, "")
+		body, _ := io.ReadAll(resp.Body)
+		if bytes.Contains(bytes.ToLower(body), []byte("<script")) {
+			t.Fatalf("page contains <script: %q", body)
+		}
+		for _, s := range []string{path, query, category, threat, rule, reason} {
+			if strings.Contains(s, "<") && len(s) > 3 && bytes.Contains(body, []byte(s)) {
+				t.Fatalf("input %q reached the page unescaped", s)
+			}
+		}
+		if v := headerSafe(blockReason(d)); strings.ContainsAny(v, "\r\n\x00") {
+			t.Fatalf("X-Picket-Reason %q is not one line", v)
+		}
+		// The text answer carries the same strings raw: it must be text/plain
+		// that browsers do not sniff into HTML.
+		in.Header.Set("Accept", "text/plain")
+		tr := p.render(in, x, warn, "")
+		if ct := tr.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") || tr.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("text answer: Content-Type %q, X-Content-Type-Options %q", ct, tr.Header.Get("X-Content-Type-Options"))
+		}
+	})
+}

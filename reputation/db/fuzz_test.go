@@ -1,0 +1,120 @@
+package db
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/picket-proxy/picket/reputation"
+)
+
+// FuzzFeedFile runs each feed format's whole-file reader (line splitting,
+// comments, over-long lines, the URLhaus CSV reader) over arbitrary bytes:
+// no panic, and never more entries than lines.
+func FuzzFeedFile(f *testing.F) {
+	f.Add(uint8(0), []byte("# urls\nhttp://a.test/x\nb.test/\n\n"))
+	f.Add(uint8(1), []byte("0.0.0.0 a.test b.test\n127.0.0.1 localhost\n# c\n"))
+	f.Add(uint8(2), []byte("# id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter\n"+
+		`"1","2024-01-01","http://a.test/x","online","2024-01-01","malware_download","exe,Emotet","l","r"`+"\n"))
+	f.Add(uint8(3), []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"))
+	f.Add(uint8(4), []byte(`{"url":"http://a.test/","verdict":"phishing"}`+"\n"+`{"hash":"x"}`+"\n"))
+	f.Add(uint8(2), []byte(strings.Repeat("x", 70<<10)+"\n\"1\",\"d\",\"http://a.test/\",\"o\",\"d\",\"t\",\"g\",\"l\",\"r\"\n"))
+	f.Add(uint8(0), []byte(strings.Repeat("a", 70<<10)))
+	f.Fuzz(func(t *testing.T, format uint8, data []byte) {
+		var n int
+		p := parser{
+			def: reputation.Verdict{Kind: reputation.KindMalware},
+			add: func(reputation.Hash, reputation.Verdict) { n++ },
+			bad: func(int, string, ...any) {},
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		var err error
+		switch Formats[int(format)%len(Formats)] {
+		case "urls":
+			err = p.lines(bytes.NewReader(data), p.urlLine)
+		case "hosts":
+			err = p.lines(bytes.NewReader(data), p.hostsLine)
+		case "urlhaus-csv":
+			err = p.urlhaus(bytes.NewReader(data))
+		case "clamav":
+			err = p.lines(bytes.NewReader(data), p.clamavLine)
+		case "jsonl":
+			err = p.lines(bytes.NewReader(data), p.jsonLine)
+		}
+		if err != nil {
+			t.Fatalf("reading from memory failed: %v", err)
+		}
+		// A hosts line may name several hosts; every other format adds at
+		// most one entry a line.
+		if max := lines * (1 + len(data)/2); n > max {
+			t.Fatalf("%d entries from %d lines", n, lines)
+		}
+	})
+}
+
+// FuzzManifest reads arbitrary feeds.toml files: a manifest that is
+// accepted names only known formats and non-empty paths.
+func FuzzManifest(f *testing.F) {
+	f.Add("[[source]]\npath = \"urls.txt\"\nformat = \"urls\"\nverdict = \"phishing\"\n")
+	f.Add("[[source]]\npath = \"a.fp\"\nformat = \"clamav\"\ncategory = \"c\"\nthreat = \"t\"\n")
+	f.Add("[[source]]\nformat = \"nope\"\n[[source]]\npath = 3\n")
+	f.Add("source = [ { path = \"x\", format = \"hosts\" } ]\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, manifest string) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, ManifestName), []byte(manifest), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ReadManifest(dir)
+		if err != nil {
+			return
+		}
+		if len(m.Sources) == 0 {
+			t.Fatal("accepted a manifest without sources")
+		}
+		for _, s := range m.Sources {
+			if s.Path == "" || !knownFormat(s.Format) {
+				t.Fatalf("accepted source %+v", s)
+			}
+		}
+	})
+}
+
+// FuzzSnapshot reads arbitrary snapshot files (a mirror's or a restart's
+// database): a corrupt one is an error, never a panic or a huge allocation,
+// and one that is accepted writes back to the same checksum.
+func FuzzSnapshot(f *testing.F) {
+	dir := f.TempDir()
+	good := filepath.Join(dir, "good.db")
+	if err := synthetic(20).WriteFile(good); err != nil {
+		f.Fatal(err)
+	}
+	data, err := os.ReadFile(good)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add(data[:len(data)/2])
+	f.Add([]byte(snapshotMagic + "\x00\x00\x00\x00\x00\x00\x00\x01\xff\xff\xff\xff\x0f"))
+	f.Add([]byte(snapshotMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "s.db")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d, err := ReadFile(path)
+		if err != nil {
+			return
+		}
+		back := filepath.Join(t.TempDir(), "back.db")
+		if err := d.WriteFile(back); err != nil {
+			t.Fatal(err)
+		}
+		d2, err := ReadFile(back)
+		if err != nil || d2.Checksum() != d.Checksum() || d2.Version() != d.Version() {
+			t.Fatalf("accepted snapshot does not round-trip: %v", err)
+		}
+	})
+}
