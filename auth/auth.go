@@ -126,7 +126,8 @@ type Authenticator struct {
 }
 
 // New loads the files and, unless cfg.ReloadInterval is negative, starts
-// watching them. A file that does not load is an error naming its lines.
+// watching them: a change is read once the files have looked the same for
+// one interval. A file that does not load is an error naming its lines.
 func New(cfg Config, log zerolog.Logger) (*Authenticator, error) {
 	return newAuthenticator(cfg, log, time.Now)
 }
@@ -331,18 +332,34 @@ func (a *Authenticator) load(old *table) (*table, error) {
 	return t, nil
 }
 
-// watch reloads the files every interval until Close.
+// watch reloads the files until Close, once a change has settled: when the
+// files have looked the same for a whole interval, so that a file being
+// written is not read half-way.
 func (a *Authenticator) watch(interval time.Duration) {
 	defer a.stopped.Done()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	failing := false
+	var pending [2]stamp
+	havePending, failing := false, false
 	for {
 		select {
 		case <-a.done:
 			return
 		case <-tick.C:
 		}
+		var now [2]stamp
+		for i, path := range []string{a.htpasswd, a.groups} {
+			now[i], _ = statFile(path) // a missing file is reported by Reload
+		}
+		switch {
+		case sameStamps(now, a.table.Load().stamps):
+			havePending = false
+			continue
+		case !havePending || !sameStamps(now, pending):
+			pending, havePending = now, true
+			continue
+		}
+		havePending = false
 		err := a.Reload()
 		if err != nil && !failing {
 			a.log.Error().Str(LogFile, a.htpasswd).Str(LogError, err.Error()).Msg("auth: cannot reload the users, keeping the previous ones")

@@ -20,8 +20,9 @@
 // invalidates the entry, and the cache holds no password.
 //
 // The files are re-read when their modification time or size changes
-// (polled every Config.ReloadInterval by a goroutine that Close stops, or on
-// demand with Reload); a file that does not load keeps the previous users.
+// (polled every Config.ReloadInterval by a goroutine that Close stops, and
+// read once the change has settled for one interval; or on demand with
+// Reload); a file that does not load keeps the previous users.
 //
 // The proxy answers ErrNoCredentials and ErrBadCredentials with 407 Proxy
 // Authentication Required and a Proxy-Authenticate header (Challenge), and
