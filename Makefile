@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config.toml
 
-.PHONY: all build run test test-short vet fmt bench bench-go bench-load clean tools install
+.PHONY: all build run test test-short vet fmt bench bench-go loadtest clean tools install
 
 all: build
 
@@ -46,14 +46,26 @@ tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## bench: Go micro-benchmarks, then a load run through the proxy vs. direct
-bench: bench-go bench-load
+## bench: Go micro-benchmarks of the hot paths, then the load run (loadtest).
+bench: bench-go loadtest
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-bench-load: build
-	$(GO) run ./cmd/loadbench -bin $(BIN)
+## loadtest: picket (filtering on) against direct requests on loopback, each
+## scenario a few seconds; PEERS=1 adds squid, tinyproxy and bare goproxy
+## (installed from Debian when missing). DURATION sets the seconds per run.
+DURATION ?= 4s
+loadtest: build
+	@if [ -n "$(PEERS)" ]; then \
+	  missing=""; \
+	  command -v squid >/dev/null 2>&1 || missing="$$missing squid"; \
+	  command -v tinyproxy >/dev/null 2>&1 || missing="$$missing tinyproxy"; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	  systemctl stop squid tinyproxy 2>/dev/null || true; \
+	fi
+	$(GO) build -o bin/loadbench ./cmd/loadbench
+	./bin/loadbench -bin $(BIN) -duration $(DURATION) $(if $(PEERS),-peers)
 
 PREFIX   ?= /usr/local
 BINDIR   ?= $(PREFIX)/bin

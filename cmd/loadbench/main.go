@@ -35,8 +35,19 @@ func main() {
 	bin := flag.String("bin", "bin/picket", "picket binary to measure")
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured run")
 	only := flag.String("only", "", "run only scenarios whose name contains this")
+	peers := flag.Bool("peers", false, "also measure squid, tinyproxy and a bare goproxy")
+	serveGP := flag.String("serve-goproxy", "", "internal: run as a bare goproxy on this address")
+	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
 	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
 	flag.Parse()
+	if *serveGP != "" {
+		if err := serveGoproxy(*serveGP, *gpMitm); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench goproxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	withPeers = *peers
 	if err := run(*bin, *dur, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		os.Exit(1)
@@ -45,6 +56,9 @@ func main() {
 
 // profileDir, if set, receives picket's CPU profiles.
 var profileDir string
+
+// withPeers adds squid, tinyproxy and bare goproxy columns.
+var withPeers bool
 
 // scenario is one load shape.
 type scenario struct {
@@ -83,21 +97,53 @@ func run(bin string, dur time.Duration, only string) error {
 	}
 	defer mitm.stop()
 
+	type contestant struct {
+		name string
+		url  *url.URL
+		cpu  func() time.Duration
+	}
+	var peersPlain, peersMitm []contestant
+	if withPeers {
+		for _, start := range []func() (*peer, error){
+			func() (*peer, error) { return startSquid(dir) },
+			func() (*peer, error) { return startTinyproxy(dir) },
+			func() (*peer, error) { return startGoproxy(false) },
+		} {
+			p, err := start()
+			if err != nil {
+				return err
+			}
+			defer p.stop()
+			peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu})
+		}
+		gm, err := startGoproxy(true)
+		if err != nil {
+			return err
+		}
+		defer gm.stop()
+		peersMitm = []contestant{{"squid", nil, nil}, {"tinyproxy", nil, nil}, {"goproxy", gm.url, gm.cpu}}
+	}
 	scenarios := []struct {
 		scenario
-		p *picket
+		intercept bool
 	}{
-		{scenario{name: "HTTP 1 KiB GET, 64 keep-alive conns", conns: 64, path: "/1k"}, tunnel},
-		{scenario{name: "HTTP 10 MiB GET, 4 conns", conns: 4, path: "/10m"}, tunnel},
-		{scenario{name: "HTTPS new TCP+TLS per request (tunnel)", conns: 16, https: true, fresh: true, path: "/1k"}, tunnel},
-		{scenario{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"}, tunnel},
-		{scenario{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"}, tunnel},
-		{scenario{name: "HTTPS new conns, intercepted (cert cache)", conns: 16, https: true, fresh: true, path: "/1k"}, mitm},
-		{scenario{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k"}, mitm},
-		{scenario{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m"}, mitm},
+		{scenario{name: "HTTP 1 KiB GET, 64 keep-alive conns", conns: 64, path: "/1k"}, false},
+		{scenario{name: "HTTP 10 MiB GET, 4 conns", conns: 4, path: "/10m"}, false},
+		{scenario{name: "HTTPS new TCP+TLS per request (tunnel)", conns: 16, https: true, fresh: true, path: "/1k"}, false},
+		{scenario{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"}, false},
+		{scenario{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"}, false},
+		{scenario{name: "HTTPS new conns, intercepted (cert cache)", conns: 16, https: true, fresh: true, path: "/1k"}, true},
+		{scenario{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k"}, true},
+		{scenario{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m"}, true},
 	}
-	fmt.Printf("loadbench: %s per run; origin and load generator in this process; 2 cores shared by all\n\n", dur)
-	fmt.Printf("%-42s %12s %12s %7s %14s\n", "scenario", "direct/s", "proxy/s", "ratio", "proxy CPU/req")
+	fmt.Printf("loadbench: %s per run; origin and load generator in this process; 2 cores shared by all.\n", dur)
+	fmt.Printf("Each proxy column: throughput as a ratio to direct in the same run, the proxy's CPU per request")
+	fmt.Printf(" (per MiB for 10 MiB rows: divide by 10).\n\n")
+	header := fmt.Sprintf("%-42s %10s | %-34s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99")
+	if withPeers {
+		header += " | squid            | tinyproxy        | goproxy (bare)"
+	}
+	fmt.Println(header)
 	for _, sc := range scenarios {
 		if only != "" && !strings.Contains(sc.name, only) {
 			continue
@@ -106,23 +152,35 @@ func run(bin string, dur time.Duration, only string) error {
 		if sc.https {
 			target = tlsOrigin.URL
 		}
+		pk, others := tunnel, peersPlain
+		if sc.intercept {
+			pk, others = mitm, peersMitm
+		}
 		direct := load(sc.scenario, target, nil, dur)
-		cpu0 := sc.p.cpu()
-		proxied := load(sc.scenario, target, sc.p.url, dur)
-		cpu := sc.p.cpu() - cpu0
-		per := "-"
-		if proxied.n > 0 {
-			per = (cpu / time.Duration(proxied.n)).Round(time.Microsecond / 10).String()
+		row := fmt.Sprintf("%-42s %10.0f", sc.name, direct.rate())
+		measure := func(c contestant) (result, time.Duration) {
+			cpu0 := c.cpu()
+			r := load(sc.scenario, target, c.url, dur)
+			return r, c.cpu() - cpu0
 		}
-		ratio := 0.0
-		if direct.rate() > 0 {
-			ratio = proxied.rate() / direct.rate()
+		r, cpu := measure(contestant{"picket", pk.url, pk.cpu})
+		row += fmt.Sprintf(" | %6.2f %10s %6s %6s", ratio(r, direct), perReq(cpu, r), r.p(50), r.p(99))
+		errs := fmt.Sprintf("picket %d", r.errs)
+		for _, c := range others {
+			if c.url == nil {
+				row += fmt.Sprintf(" | %-16s", "-")
+				continue
+			}
+			r, cpu := measure(c)
+			row += fmt.Sprintf(" | %5.2f %10s", ratio(r, direct), perReq(cpu, r))
+			errs += fmt.Sprintf(", %s %d", c.name, r.errs)
 		}
-		fmt.Printf("%-42s %12.0f %12.0f %7.2f %14s", sc.name, direct.rate(), proxied.rate(), ratio, per)
-		if direct.errs+proxied.errs > 0 {
-			fmt.Printf("  (errors: direct %d, proxy %d)", direct.errs, proxied.errs)
+		fmt.Print(row)
+		if strings.Contains(errs, " 0") && !strings.ContainsAny(strings.ReplaceAll(errs, " 0", ""), "123456789") {
+			fmt.Println()
+		} else {
+			fmt.Printf("  (errors: %s)\n", errs)
 		}
-		fmt.Println()
 	}
 
 	// Memory: a 64 MiB upload and download streamed through the proxy must
@@ -249,9 +307,39 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 type result struct {
 	n, errs int64
 	d       time.Duration
+	lat     []time.Duration // a sample of request latencies, sorted
 }
 
 func (r result) rate() float64 { return float64(r.n) / r.d.Seconds() }
+
+// p returns the q-th percentile latency, rounded for the table.
+func (r result) p(q int) string {
+	if len(r.lat) == 0 {
+		return "-"
+	}
+	d := r.lat[min(len(r.lat)-1, len(r.lat)*q/100)]
+	switch {
+	case d < time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+func ratio(r, direct result) float64 {
+	if direct.rate() == 0 {
+		return 0
+	}
+	return r.rate() / direct.rate()
+}
+
+func perReq(cpu time.Duration, r result) string {
+	if r.n == 0 {
+		return "-"
+	}
+	return (cpu / time.Duration(r.n)).Round(time.Microsecond).String()
+}
 
 // load runs sc against target for dur, through proxy when not nil.
 func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result {
@@ -270,12 +358,21 @@ func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result 
 	defer cancel()
 	var n, errs atomic.Int64
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var lat []time.Duration
 	start := time.Now()
 	for range sc.conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
 			for ctx.Err() == nil {
+				t0 := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, "GET", target+sc.path, nil)
 				resp, err := client.Do(req)
 				if err != nil {
@@ -288,6 +385,9 @@ func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result 
 				resp.Body.Close()
 				if err == nil && resp.StatusCode == 200 {
 					n.Add(1)
+					if len(mine) < 20000 {
+						mine = append(mine, time.Since(t0))
+					}
 				} else if ctx.Err() == nil {
 					errs.Add(1)
 				}
@@ -295,7 +395,8 @@ func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result 
 		}()
 	}
 	wg.Wait()
-	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start)}
+	slices.Sort(lat)
+	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat}
 }
 
 func startOrigins() (*httptest.Server, *httptest.Server) {

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// peer is a proxy measured beside Picket: a process on loopback whose CPU
+// time loadbench reads from /proc.
+type peer struct {
+	name string
+	url  *url.URL
+	cmd  *exec.Cmd
+}
+
+func (p *peer) cpu() time.Duration { return (&picket{cmd: p.cmd}).cpu() }
+
+func (p *peer) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+	}
+}
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr, nil
+}
+
+// startPeer runs a command that listens on addr and waits until it does.
+func startPeer(name, addr string, cmd *exec.Cmd) (*peer, error) {
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p := &peer{name: name, url: &url.URL{Scheme: "http", Host: addr}, cmd: cmd}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s did not start listening on %s", name, addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startSquid runs Debian's squid with no cache, access from localhost only,
+// CONNECT to any port, logging to a file as Picket does.
+func startSquid(dir string) (*peer, error) {
+	bin, err := exec.LookPath("squid")
+	if err != nil {
+		return nil, errors.New("squid not installed (make loadtest PEERS=1 installs it)")
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// Squid drops to its own user: it must be able to reach its directory.
+	os.Chmod(dir, 0o711)
+	d := filepath.Join(dir, "squid")
+	os.MkdirAll(d, 0o777)
+	os.Chmod(d, 0o777)
+	conf := fmt.Sprintf(`http_port %s
+acl localnet src 127.0.0.0/8
+acl SSL_ports port 1-65535
+acl Safe_ports port 1-65535
+acl CONNECT method CONNECT
+http_access allow localnet
+http_access deny all
+cache deny all
+cache_mem 0
+access_log stdio:%s/access.log
+cache_log %s/cache.log
+pid_filename %s/squid.pid
+coredump_dir %s
+shutdown_lifetime 1 seconds
+max_filedescriptors 8192
+`, addr, d, d, d, d)
+	path := filepath.Join(d, "squid.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return startPeer("squid", addr, exec.Command(bin, "-N", "-f", path))
+}
+
+// startTinyproxy runs Debian's tinyproxy.
+func startTinyproxy(dir string) (*peer, error) {
+	bin, err := exec.LookPath("tinyproxy")
+	if err != nil {
+		return nil, errors.New("tinyproxy not installed (make loadtest PEERS=1 installs it)")
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	os.Chmod(dir, 0o711)
+	d := filepath.Join(dir, "tinyproxy")
+	os.MkdirAll(d, 0o777)
+	os.Chmod(d, 0o777)
+	conf := fmt.Sprintf("Port %s\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nMaxClients 512\nLogLevel Error\nLogFile \"%s/tinyproxy.log\"\n", port, d)
+	path := filepath.Join(d, "tinyproxy.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return startPeer("tinyproxy", addr, exec.Command(bin, "-d", "-c", path))
+}
+
+// startGoproxy runs this program as a bare goproxy (the library Picket is
+// built on, with a tuned pool and no filtering) in a child process.
+func startGoproxy(mitm bool) (*peer, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-serve-goproxy", addr}
+	name := "goproxy"
+	if mitm {
+		args = append(args, "-goproxy-mitm")
+		name = "goproxy-mitm"
+	}
+	return startPeer(name, addr, exec.Command(self, args...))
+}
+
+// serveGoproxy is the child process of startGoproxy.
+func serveGoproxy(addr string, mitm bool) error {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Tr = &http.Transport{
+		MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second,
+		// The loopback origin's certificate is self-signed.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	}
+	if mitm {
+		gp.OnRequest().HandleConnect(goproxy.AlwaysMitm) // goproxy's own CA: a benchmark peer only
+	}
+	return http.ListenAndServe(addr, gp)
+}
