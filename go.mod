@@ -18,7 +18,7 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
-require golang.org/x/crypto v0.58.0 // indirect
+require golang.org/x/crypto v0.58.0
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

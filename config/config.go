@@ -30,6 +30,8 @@ type File struct {
 	Rules      Rules          `toml:"rules"`
 	// Transparent holds the transparent gateway's listeners.
 	Transparent Transparent `toml:"transparent"`
+	PAC         PAC         `toml:"pac"`
+	Auth        Auth        `toml:"auth"`
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `toml:"-"`
@@ -49,6 +51,8 @@ func Default() *File {
 	f.Policy.defaults()
 	f.Rules.defaults()
 	f.Transparent.defaults()
+	f.PAC.defaults()
+	f.Auth.defaults()
 	return f
 }
 
@@ -138,6 +142,8 @@ func (f *File) validate(p *problems) {
 	f.Policy.validate(p)
 	f.Rules.validate(p)
 	f.Transparent.validate(p)
+	f.PAC.validate(p)
+	f.Auth.validate(p)
 }
 
 // Resolve makes a path from the file relative to the file's directory.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -70,6 +71,16 @@ type Config struct {
 	// WarnFor is how long "continue" on a warn page allows the host for the
 	// client (default 1h).
 	WarnFor time.Duration
+
+	// Authenticate checks a request's Proxy-Authorization header and
+	// returns the user and groups; nil means no authentication. An error
+	// that is a *RateLimited gets 429 with Retry-After; any other error 407
+	// with AuthChallenge in Proxy-Authenticate.
+	Authenticate  func(client netip.Addr, header string) (user string, groups []string, err error)
+	AuthChallenge string
+	// PAC, if not nil, serves /proxy.pac and /wpad.dat to clients that ask
+	// the proxy itself for them.
+	PAC http.Handler
 
 	// CACert is the interception CA's certificate, served to clients at
 	// /picket-ca.pem (and .der, .crt) with an install page at /ca; nil

@@ -46,6 +46,10 @@ type Request struct {
 	Connect bool
 	// Intercepted is true for a request read inside an intercepted tunnel.
 	Intercepted bool
+	// User and Groups are the authenticated user ("" without proxy
+	// authentication) and the groups the user belongs to.
+	User   string
+	Groups []string
 }
 
 // Decision is the outcome of a Decider: a typed action and why, never an

@@ -14,6 +14,7 @@ type Event struct {
 	Time     time.Time     // when the request arrived
 	Duration time.Duration // until the response body was closed
 	Client   netip.Addr
+	User     string // authenticated user; local logs and admin only, never statistics
 	Method   string
 	URL      string // scheme://host/path, query only when access_log_query is on
 	Host     string // host without port
@@ -48,7 +49,7 @@ type ScanEvent struct {
 // event builds the Event of a finished exchange.
 func (s *Server) event(x *exchange) Event {
 	e := Event{
-		Time: x.start, Duration: time.Since(x.start), Client: x.req.Client, Method: x.req.Method,
+		Time: x.start, Duration: time.Since(x.start), Client: x.req.Client, User: x.req.User, Method: x.req.Method,
 		URL: logURL(x.req.URL, s.cfg.LogQuery), Status: x.status,
 		BytesIn: x.bytesIn.Load(), BytesOut: x.bytesOut.Load(), Action: x.action(),
 		Verdict: x.decision.Verdict, Category: x.decision.Category, Source: x.decision.VerdictSource,

@@ -23,6 +23,8 @@ type tunnel struct {
 	authority string // host:port the requests inside are for
 	urlHost   string // authority as written in their URLs (no ":443")
 	pin       string // transparent mode: the original destination to dial
+	user      string // authenticated at CONNECT, for the requests inside
+	groups    []string
 }
 
 // exchange is the state of one request (or one tunnel) from accept to the
@@ -102,6 +104,7 @@ func (s *Server) jsonAccess(x *exchange) {
 	{
 		ev := s.cfg.AccessLog.Info().
 			Str(fClient, x.req.Client.String()).
+			Str(fUser, userOrDash(x.req.User)).
 			Str(fMethod, x.req.Method).
 			Str(fURL, logURL(x.req.URL, s.cfg.LogQuery)).
 			Int(fStatus, x.status).

@@ -4,6 +4,7 @@ package proxy
 // this package. Keep them stable: administrators' tools parse them.
 const (
 	fClient     = "client"
+	fUser       = "user"
 	fMethod     = "method"
 	fURL        = "url"
 	fHost       = "host"

@@ -96,6 +96,10 @@ func (s *Server) localHandler() http.Handler {
 			Msg: "This is a web filtering proxy. Configure your browser to use it as its HTTP and HTTPS proxy, " +
 				"or use a proxy auto-configuration file provided by your administrator."})
 	})
+	if s.cfg.PAC != nil {
+		mux.Handle("/proxy.pac", s.cfg.PAC)
+		mux.Handle("/wpad.dat", s.cfg.PAC)
+	}
 	if ca := s.cfg.CACert; ca != nil {
 		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 		serve := func(body []byte, ctype string) http.HandlerFunc {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -29,16 +30,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 2. CONNECT: a host-level decision, then block, tunnel or intercept.
-	if r.Method == http.MethodConnect {
-		s.handleConnect(w, r, client)
+	// 2. Origin form, or absolute form naming the proxy itself: local pages
+	// (info, CA, PAC), never proxied (that would loop) and open to every
+	// allowed client without credentials.
+	if r.Method != http.MethodConnect && (!r.URL.IsAbs() || s.isSelf(r.URL)) {
+		s.local.ServeHTTP(w, r)
 		return
 	}
 
-	// 3. Origin form, or absolute form naming the proxy itself: local pages,
-	// never proxied (that would loop).
-	if !r.URL.IsAbs() || s.isSelf(r.URL) {
-		s.local.ServeHTTP(w, r)
+	// 3. Proxy authentication, when configured: 407 without valid
+	// credentials, 429 when a client keeps failing. The user travels with
+	// the request (and into a tunnel's inner requests).
+	if s.cfg.Authenticate != nil {
+		id, ok := s.authenticate(w, r, client)
+		if !ok {
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+	}
+
+	// 4. CONNECT: a host-level decision, then block, tunnel or intercept.
+	if r.Method == http.MethodConnect {
+		s.handleConnect(w, r, client)
 		return
 	}
 	if r.URL.Scheme != "http" && r.URL.Scheme != "https" || r.URL.Host == "" {
@@ -47,13 +60,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 4. Absolute-form HTTP: goproxy reads it and calls roundTrip.
+	// 5. Absolute-form HTTP: goproxy reads it and calls roundTrip.
 	s.gp.ServeHTTP(w, r)
 }
 
 // handleConnect decides a CONNECT and carries the decision out.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client netip.Addr) {
 	x := &exchange{start: time.Now(), req: Request{Client: client, Method: http.MethodConnect, Connect: true}}
+	x.req.User, x.req.Groups = identityFrom(r.Context())
 	defer s.logAccess(x)
 
 	// 1. The target must be host:port with a valid port.
@@ -103,7 +117,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 			return
 		}
 		defer conn.Close()
-		t := &tunnel{client: client, host: host, start: x.start}
+		t := &tunnel{client: client, host: host, start: x.start, user: x.req.User, groups: x.req.Groups}
 		up, down, err := s.intercept(conn, buffered, t)
 		x.bytesIn.Add(up)
 		x.bytesOut.Add(down)
@@ -257,8 +271,10 @@ func (s *Server) newExchange(in *http.Request, ctx *goproxy.ProxyCtx) *exchange 
 		start: time.Now(),
 		req:   Request{Client: clientAddr(in.RemoteAddr), Method: in.Method, URL: in.URL},
 	}
+	x.req.User, x.req.Groups = identityFrom(in.Context())
 	if t, ok := in.Context().Value(tunnelKey{}).(*tunnel); ok {
 		x.tunnel, x.req.Client, x.req.Intercepted = t, t.client, true
+		x.req.User, x.req.Groups = t.user, t.groups // authenticated at CONNECT
 	}
 	return x
 }

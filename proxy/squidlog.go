@@ -37,7 +37,9 @@ func squidLine(buf []byte, x *exchange, now time.Time, withQuery bool) []byte {
 	default:
 		buf = append(buf, logURL(x.req.URL, withQuery)...)
 	}
-	buf = append(buf, " - "...)
+	buf = append(buf, ' ')
+	buf = append(buf, userOrDash(x.req.User)...)
+	buf = append(buf, ' ')
 	if x.decision.Action == Allow && x.errKind == "" && x.req.URL != nil {
 		buf = append(buf, "HIER_DIRECT/"...)
 		buf = append(buf, x.req.URL.Hostname()...)

@@ -39,8 +39,21 @@ func newBrowser(t *testing.T, proxy, caPEM string) *browser {
 	return &browser{bin: bin, home: home, proxy: proxy}
 }
 
-// run starts Chromium with extra arguments and returns its stdout.
+// run starts Chromium, with the proxy, with extra arguments and returns its
+// stdout.
 func (b *browser) run(t *testing.T, args ...string) string {
+	t.Helper()
+	return b.exec(t, append([]string{"--proxy-server=http://" + b.proxy, "--proxy-bypass-list=<-loopback>"}, args...)...)
+}
+
+// runNoProxy starts Chromium without a fixed proxy (args choose, e.g. a PAC
+// URL); loopback destinations still follow the proxy settings.
+func (b *browser) runNoProxy(t *testing.T, args ...string) string {
+	t.Helper()
+	return b.exec(t, append([]string{"--proxy-bypass-list=<-loopback>"}, args...)...)
+}
+
+func (b *browser) exec(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -49,7 +62,6 @@ func (b *browser) run(t *testing.T, args ...string) string {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--hide-scrollbars",
 		"--user-data-dir=" + filepath.Join(b.home, "profile"),
-		"--proxy-server=http://" + b.proxy, "--proxy-bypass-list=<-loopback>",
 	}
 	cmd := exec.CommandContext(ctx, b.bin, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+b.home)

@@ -21,7 +21,8 @@ var _ proxy.Decider = decider{}
 
 // Decide asks the engine and translates its decision.
 func (d decider) Decide(ctx context.Context, r *proxy.Request) (proxy.Decision, error) {
-	pd, err := d.filters.current().engine.Decide(ctx, &policy.Input{Client: r.Client, Method: r.Method, URL: r.URL, Connect: r.Connect})
+	pd, err := d.filters.current().engine.Decide(ctx, &policy.Input{Client: r.Client, Method: r.Method, URL: r.URL, Connect: r.Connect,
+		User: r.User, Groups: r.Groups})
 	if err != nil {
 		return proxy.Decision{}, err
 	}

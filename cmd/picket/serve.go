@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/picket-proxy/picket/admin"
+	"github.com/picket-proxy/picket/auth"
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/proxy"
 	"github.com/picket-proxy/picket/reputation"
@@ -171,6 +172,25 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	}
 	pcfg.WantSample = func(e proxy.ScanEvent) bool { return part.WantSample(sampleOf(e)) }
 	pcfg.OfferSample = func(e proxy.ScanEvent, r io.Reader) { part.OfferSample(sampleOf(e), r) }
+	if pcfg.PAC, err = newPAC(f, f.PAC, lg.app); err != nil {
+		return err
+	}
+	authn, err := newAuthenticator(f, f.Auth, lg.app)
+	if err != nil {
+		return err
+	}
+	if authn != nil {
+		defer authn.Close()
+		pcfg.AuthChallenge = authn.Challenge()
+		pcfg.Authenticate = func(client netip.Addr, header string) (string, []string, error) {
+			user, groups, err := authn.Check(client, header)
+			var rl *auth.RateLimitedError
+			if errors.As(err, &rl) {
+				return "", nil, &proxy.RateLimited{RetryAfter: rl.RetryAfter}
+			}
+			return user, groups, err
+		}
+	}
 	if srv, err = proxy.New(pcfg); err != nil {
 		return err
 	}
