@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+
+	"github.com/elazarl/goproxy"
 	"testing"
 )
 
@@ -70,6 +73,20 @@ func BenchmarkInterceptedGET(b *testing.B) {
 	})
 	tr := &http.Transport{Proxy: http.ProxyURL(tp.url), MaxIdleConnsPerHost: 64,
 		TLSClientConfig: &tls.Config{RootCAs: poolOf(ca.Certificate())}}
+	defer tr.CloseIdleConnections()
+	benchGet(b, &http.Client{Transport: tr}, origin.URL)
+}
+
+// BenchmarkBareGoproxyGET is goproxy alone (tuned pool, no filtering): the
+// library's own cost, to compare BenchmarkProxyGET with.
+func BenchmarkBareGoproxyGET(b *testing.B) {
+	origin := benchOrigin(b, false)
+	gp := goproxy.NewProxyHttpServer()
+	gp.Tr = &http.Transport{MaxIdleConnsPerHost: 256}
+	srv := httptest.NewServer(gp)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	tr := &http.Transport{Proxy: http.ProxyURL(u), MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
 	benchGet(b, &http.Client{Transport: tr}, origin.URL)
 }
