@@ -50,7 +50,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 16, "concurrent clients")
 	flag.DurationVar(&o.settle, "settle", 15*time.Second, "longest wait for picket to return to its baseline")
 	flag.IntVar(&o.tolGoroutines, "tolerance-goroutines", 10, "goroutines allowed above the baseline after settling")
-	flag.IntVar(&o.tolFDs, "tolerance-fds", 8, "open files allowed above the baseline after settling")
+	flag.IntVar(&o.tolFDs, "tolerance-fds", 8, "open files (pipes apart) allowed above the baseline after settling")
 	flag.Int64Var(&o.tolHeapMiB, "tolerance-heap", 64, "MiB of heap in use allowed above the baseline after settling")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -185,6 +185,7 @@ func run(o options) error {
 	fmt.Printf("\n%-22s %12s %12s\n", "picket", "before", "after")
 	fmt.Printf("  %-20s %12d %12d\n", "goroutines", before.goroutines, after.goroutines)
 	fmt.Printf("  %-20s %12d %12d\n", "open files", before.fds, after.fds)
+	fmt.Printf("  %-20s %12d %12d\n", "splice pipe fds", before.pipes, after.pipes)
 	fmt.Printf("  %-20s %12d %12d\n", "temp files", before.tempFiles, after.tempFiles)
 	fmt.Printf("  %-20s %9.1f MiB %8.1f MiB\n", "heap in use", mib(before.heap), mib(after.heap))
 	fmt.Printf("  %-20s %9.1f MiB %8.1f MiB\n", "RSS", mib(before.rss), mib(after.rss))
@@ -199,6 +200,7 @@ func run(o options) error {
 	}
 	if !after.within(before, o) {
 		problems = append(problems, fmt.Sprintf("picket did not return to its baseline within %s: %s", o.settle, after.leak(before, o)))
+		fmt.Printf("\nopen files of picket after settling:\n%s", p.fdReport(targets))
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
@@ -750,7 +752,12 @@ func (p *picket) metrics() (map[string]float64, error) {
 // sample is picket's resource use at one moment.
 type sample struct {
 	goroutines, fds, tempFiles int
-	heap, rss                  int64
+	// pipes are counted apart from fds: they are the runtime's pool of
+	// splice(2) pipes (TCP-to-TCP copies of tunnels and bodies), a
+	// sync.Pool that only a garbage collection empties, and an idle
+	// process collects only every two minutes.
+	pipes     int
+	heap, rss int64
 }
 
 func (p *picket) sample() (sample, error) {
@@ -762,6 +769,12 @@ func (p *picket) sample() (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
+	var pipes int
+	for _, e := range fds {
+		if t, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p.cmd.Process.Pid, e.Name())); err == nil && strings.HasPrefix(t, "pipe:") {
+			pipes++
+		}
+	}
 	var temp int
 	_ = filepath.WalkDir(p.tempDir, func(_ string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -769,7 +782,7 @@ func (p *picket) sample() (sample, error) {
 		}
 		return nil
 	})
-	return sample{goroutines: int(m["go_goroutines"]), fds: len(fds), tempFiles: temp,
+	return sample{goroutines: int(m["go_goroutines"]), fds: len(fds) - pipes, pipes: pipes, tempFiles: temp,
 		heap: int64(m["go_memstats_heap_inuse_bytes"]), rss: p.status("VmRSS:")}, nil
 }
 
@@ -784,6 +797,9 @@ func (s sample) leak(b sample, o options) string {
 	if s.fds > b.fds+o.tolFDs {
 		out = append(out, fmt.Sprintf("open files %d → %d", b.fds, s.fds))
 	}
+	if s.pipes > b.pipes+4*o.workers { // two per pooled pipe, at most one pipe per copy in flight
+		out = append(out, fmt.Sprintf("splice pipes %d → %d", b.pipes, s.pipes))
+	}
 	if s.tempFiles > b.tempFiles {
 		out = append(out, fmt.Sprintf("temp files %d → %d", b.tempFiles, s.tempFiles))
 	}
@@ -791,6 +807,68 @@ func (s sample) leak(b sample, o options) string {
 		out = append(out, fmt.Sprintf("heap in use %.1f → %.1f MiB", mib(b.heap), mib(s.heap)))
 	}
 	return strings.Join(out, ", ")
+}
+
+// fdReport groups picket's open files: sockets by TCP state and by the
+// role of the peer port (client side, origin, admin), other files by path.
+func (p *picket) fdReport(t targets) string {
+	pid := p.cmd.Process.Pid
+	sockets := map[string]string{} // inode → "state local → remote"
+	states := map[string]string{"01": "ESTABLISHED", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+		"0A": "LISTEN", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "09": "LAST_ACK", "0B": "CLOSING"}
+	roles := map[string]string{}
+	for name, u := range map[string]string{"plain origin": t.plain, "intercepted origin": t.mitm, "tunnel origin": t.tunnel} {
+		if pu, err := url.Parse(u); err == nil {
+			roles[pu.Port()] = name
+		}
+	}
+	_, proxyPort, _ := net.SplitHostPort(t.proxy)
+	_, adminPort, _ := net.SplitHostPort(p.admin)
+	roles[proxyPort], roles[adminPort] = "proxy port", "admin port"
+	port := func(hexAddr string) string {
+		_, h, _ := strings.Cut(hexAddr, ":")
+		n, _ := strconv.ParseUint(h, 16, 16)
+		return strconv.FormatUint(n, 10)
+	}
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 {
+				continue
+			}
+			lp, rp := port(fs[1]), port(fs[2])
+			role := roles[lp]
+			if role == "" {
+				role = roles[rp]
+			}
+			if role == "" {
+				role = "other"
+			}
+			sockets[fs[9]] = fmt.Sprintf("%-12s %s", states[fs[3]], role)
+		}
+	}
+	count := map[string]int{}
+	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, e := range entries {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if err != nil {
+			continue
+		}
+		key := target
+		if strings.HasPrefix(target, "socket:[") {
+			key = "socket (not TCP)"
+			if s, ok := sockets[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")]; ok {
+				key = "tcp " + s
+			}
+		}
+		count[key]++
+	}
+	var b strings.Builder
+	for k, n := range count {
+		fmt.Fprintf(&b, "  %4d  %s\n", n, k)
+	}
+	return b.String()
 }
 
 // status returns a size field of /proc/PID/status in bytes.
