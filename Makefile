@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config.toml
 
-.PHONY: all build run test test-short vet fmt bench bench-go loadtest clean tools install
+.PHONY: all build run test test-short vet fmt bench bench-go loadtest fuzz soak clean tools install
 
 all: build
 
@@ -66,6 +66,30 @@ loadtest: build
 	fi
 	$(GO) build -o bin/loadbench ./cmd/loadbench
 	./bin/loadbench -bin $(BIN) -duration $(DURATION) $(if $(PEERS),-peers)
+
+## fuzz: every fuzz target for FUZZTIME each (their seed corpora also run in `make test`)
+FUZZTIME ?= 30s
+FUZZ_TARGETS ?= \
+	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage \
+	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
+	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash \
+	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \
+	./reputation/db:FuzzManifest ./reputation/db:FuzzSnapshot \
+	./config:FuzzParse ./pac:FuzzScript \
+	./policy:FuzzHostSetMatch ./policy:FuzzDecide \
+	./scanner:FuzzClassify ./scanner:FuzzScan ./scanner:FuzzSignatures
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== $$name ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+## soak: SOAK (default 2m) of mixed traffic through the built binary; fails on a wrong body or a leak
+SOAK ?= 2m
+soak: build
+	$(GO) run ./cmd/soak -bin $(BIN) -duration $(SOAK)
 
 PREFIX   ?= /usr/local
 BINDIR   ?= $(PREFIX)/bin
