@@ -37,10 +37,11 @@ type exchange struct {
 	tunnel   *tunnel // non-nil inside an intercepted tunnel
 	decision Decision
 	status   int
-	errKind  string     // upstream failure class, "" if none
-	incident string     // shown on block and warn pages, logged
-	scan     *ScanEvent // download scan outcome, nil if not scanned
-	ctype    string     // the response's Content-Type, for the squid log
+	errKind  string        // upstream failure class, "" if none
+	incident string        // shown on block and warn pages, logged
+	scan     *ScanEvent    // download scan outcome, nil if not scanned
+	ctype    string        // the response's Content-Type, for the squid log
+	body     *countingBody // the request body sent upstream, nil if none
 
 	bytesIn  atomic.Int64 // request body bytes from the client
 	bytesOut atomic.Int64 // response body bytes to the client
@@ -167,15 +168,27 @@ func (x *exchange) action() string {
 	return "allow"
 }
 
-// countingBody counts the request body bytes sent upstream.
+// countingBody counts the request body bytes sent upstream, remembers a
+// failure to read them from the client (a malformed chunked body, a client
+// gone quiet), and bounds each read by the idle timeout: a client that
+// announced a body and stops sending it cannot hold the request forever.
 type countingBody struct {
 	io.ReadCloser
-	n *atomic.Int64
+	n    *atomic.Int64
+	rc   *http.ResponseController // nil inside goproxy-less paths
+	idle time.Duration
+	err  error // first read error other than EOF
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
+	if b.rc != nil && b.idle > 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
 	return n, err
 }
 
@@ -183,12 +196,22 @@ func (b *countingBody) Read(p []byte) (int, error) {
 // goproxy closes it after the copy to the client.
 type logBody struct {
 	io.ReadCloser
-	x    *exchange
-	s    *Server
-	conn *clientConn // the client's connection, to abort on a failed body
+	x     *exchange
+	s     *Server
+	conn  *clientConn // the client's connection, to abort on a failed body
+	setAt time.Time   // when the write deadline was last moved
 }
 
 func (b *logBody) Read(p []byte) (int, error) {
+	// The copy writes what this returns to the client: a client that stops
+	// reading must not hold the connection, so the write is bounded by the
+	// idle timeout (moved at most every eighth of it).
+	if b.conn != nil {
+		if idle := b.s.cfg.TunnelIdleTimeout; time.Since(b.setAt) > idle/8 {
+			b.setAt = time.Now()
+			_ = b.conn.SetWriteDeadline(b.setAt.Add(idle))
+		}
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.x.bytesOut.Add(int64(n))
 	switch {
@@ -205,6 +228,9 @@ func (b *logBody) Read(p []byte) (int, error) {
 }
 
 func (b *logBody) Close() error {
+	if b.conn != nil && !b.setAt.IsZero() {
+		_ = b.conn.SetWriteDeadline(time.Time{})
+	}
 	err := b.ReadCloser.Close()
 	b.s.logAccess(b.x)
 	return err

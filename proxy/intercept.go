@@ -107,7 +107,7 @@ func (s *Server) innerHandler(t *tunnel) http.Handler {
 		}
 		r.URL.Scheme = "https"
 		r.URL.Host = t.urlHost
-		ctx := context.WithValue(r.Context(), tunnelKey{}, t)
+		ctx := context.WithValue(context.WithValue(r.Context(), tunnelKey{}, t), writerKey{}, w)
 		if t.pin != "" {
 			ctx = withPin(ctx, t.pin)
 		}

@@ -61,7 +61,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 5. Absolute-form HTTP: goproxy reads it and calls roundTrip.
-	s.gp.ServeHTTP(w, r)
+	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), writerKey{}, w)))
 }
 
 // handleConnect decides a CONNECT and carries the decision out.
@@ -214,6 +214,14 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 
 	// 4. Forward over the pooled upstream transport.
 	resp, err := s.transport.RoundTrip(out)
+	if err != nil && x.body != nil && x.body.err != nil {
+		// The client's own body was bad (malformed chunks) or never came.
+		x.errKind = "client-body"
+		resp := pageResponse(in, page{Status: http.StatusBadRequest, Title: "Bad request",
+			Msg: "The request body could not be read."})
+		resp.Close = true
+		return s.respond(x, in, resp)
+	}
 	if err != nil {
 		ue := classify(in.URL.Host, err)
 		x.errKind = ue.Kind
@@ -294,12 +302,20 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 		out.Header.Add("X-Forwarded-For", x.req.Client.String())
 	}
 	if in.Body != nil && in.Body != http.NoBody {
-		out.Body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn}
+		x.body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn, idle: s.cfg.TunnelIdleTimeout}
+		if w, ok := in.Context().Value(writerKey{}).(http.ResponseWriter); ok {
+			x.body.rc = http.NewResponseController(w)
+		}
+		out.Body = x.body
 	}
 	return out
 }
 
 type tunnelKey struct{}
+
+// writerKey carries the client's ResponseWriter to roundTrip, for read
+// deadlines on the request body.
+type writerKey struct{}
 
 // connectTarget returns the CONNECT target as host:port, or false when it
 // is not one (no port, port out of range, a path, userinfo).

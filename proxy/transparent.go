@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -84,7 +85,7 @@ func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.URL.Scheme, r.URL.Host = "http", urlHost(stripPort(host), dst.Port(), 80)
-	s.gp.ServeHTTP(w, r.WithContext(withPin(r.Context(), dst.String())))
+	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(withPin(r.Context(), dst.String()), writerKey{}, w)))
 }
 
 // ServeTransparentHTTPS serves TLS connections redirected to ln: the
@@ -128,7 +129,7 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	hello, sni, err := peekSNI(conn)
 	_ = conn.SetReadDeadline(time.Time{})
-	if err != nil && len(hello) == 0 {
+	if err != nil && (len(hello) == 0 || strings.Contains(err.Error(), "invalid server name")) {
 		x.status, x.errKind = http.StatusBadRequest, "client-hello"
 		return
 	}
@@ -242,7 +243,30 @@ func peekSNI(c net.Conn) ([]byte, string, error) {
 	if errors.Is(err, errHello) {
 		err = nil
 	}
+	if sni != "" && !validHostName(sni) {
+		return rec.Bytes(), "", fmt.Errorf("invalid server name %q in ClientHello", sni)
+	}
 	return rec.Bytes(), sni, err
+}
+
+// validHostName accepts what an SNI may hold: ASCII labels of letters,
+// digits, '-' and '_' (1 to 63 bytes each, 253 in all).
+func validHostName(h string) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // recordingConn reads through r and refuses to write.
