@@ -41,6 +41,10 @@ type Proxy struct {
 	UpstreamIdleTimeout   Duration `toml:"upstream_idle_timeout"`
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool per origin.
 	MaxIdleConnsPerHost int `toml:"max_idle_conns_per_host"`
+	// MaxConns and MaxConnsPerClient bound open client connections
+	// overall and per client address (503 beyond); 0 means no limit.
+	MaxConns          int `toml:"max_conns"`
+	MaxConnsPerClient int `toml:"max_conns_per_client"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
 }
@@ -60,6 +64,8 @@ func (c *Proxy) defaults() {
 	c.ResponseHeaderTimeout = Duration(60 * time.Second)
 	c.UpstreamIdleTimeout = Duration(90 * time.Second)
 	c.MaxIdleConnsPerHost = 256
+	c.MaxConns = 20000
+	c.MaxConnsPerClient = 2000
 	c.ShutdownGrace = Duration(15 * time.Second)
 }
 
@@ -93,6 +99,12 @@ func (c *Proxy) validate(p *problems) {
 		if d <= 0 {
 			p.add(key, "must be a positive duration")
 		}
+	}
+	if c.MaxConns < 0 {
+		p.add("proxy.max_conns", "must not be negative, got %d", c.MaxConns)
+	}
+	if c.MaxConnsPerClient < 0 {
+		p.add("proxy.max_conns_per_client", "must not be negative, got %d", c.MaxConnsPerClient)
 	}
 	if c.MaxIdleConnsPerHost < 0 {
 		p.add("proxy.max_idle_conns_per_host", "must not be negative, got %d", c.MaxIdleConnsPerHost)

@@ -39,6 +39,10 @@ type Config struct {
 	UpstreamIdleTimeout   time.Duration // pooled upstream connection idle (default 90s)
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool (default 256).
 	MaxIdleConnsPerHost int
+	// MaxConns and MaxConnsPerClient bound the open client connections,
+	// overall and per client address; beyond them a connection gets 503
+	// and is closed. 0 means no limit.
+	MaxConns, MaxConnsPerClient int
 
 	// AllowDestinations are exempted from the destination deny lists (a
 	// loopback test origin, an intranet range denied by DenyDestinations).

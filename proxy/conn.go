@@ -3,7 +3,9 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -14,22 +16,44 @@ import (
 // can wait for hijacked ones (tunnels, intercepted sessions, WebSockets),
 // which http.Server.Shutdown does not see.
 type conns struct {
-	mu   sync.Mutex
-	set  map[*clientConn]struct{}
-	done chan struct{} // closed when set drains to empty after shutdown began
-	down bool
+	mu        sync.Mutex
+	set       map[*clientConn]struct{}
+	perClient map[netip.Addr]int
+	done      chan struct{} // closed when set drains to empty after shutdown began
+	down      bool
+
+	max, maxPerClient int // 0 = no limit
 }
 
-func newConns() *conns { return &conns{set: make(map[*clientConn]struct{})} }
+func newConns(max, maxPerClient int) *conns {
+	return &conns{set: make(map[*clientConn]struct{}), perClient: make(map[netip.Addr]int), max: max, maxPerClient: maxPerClient}
+}
 
-func (t *conns) add(c *clientConn) {
+// add tracks c unless a connection limit is reached; it reports whether it
+// did.
+func (t *conns) add(c *clientConn) bool {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.max > 0 && len(t.set) >= t.max {
+		return false
+	}
+	if c.client.IsValid() {
+		if t.maxPerClient > 0 && t.perClient[c.client] >= t.maxPerClient {
+			return false
+		}
+		t.perClient[c.client]++
+	}
 	t.set[c] = struct{}{}
-	t.mu.Unlock()
+	return true
 }
 
 func (t *conns) remove(c *clientConn) {
 	t.mu.Lock()
+	if _, ok := t.set[c]; ok && c.client.IsValid() {
+		if t.perClient[c.client]--; t.perClient[c.client] <= 0 {
+			delete(t.perClient, c.client)
+		}
+	}
 	delete(t.set, c)
 	if t.down && len(t.set) == 0 && t.done != nil {
 		close(t.done)
@@ -81,14 +105,32 @@ type listener struct {
 }
 
 func (l *listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		cc := &clientConn{idleConn: idleConn{Conn: c}, conns: l.conns}
+		// The per-client count needs the peer's address; a connection
+		// behind the PROXY protocol only knows it after reading the header,
+		// which must not happen in the accept loop.
+		if _, wrapped := c.(interface{ Raw() net.Conn }); !wrapped {
+			cc.client = clientAddr(c.RemoteAddr().String())
+		}
+		if l.conns.add(cc) {
+			return cc, nil
+		}
+		// Over a connection limit: a clear 503, then close.
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, tooManyConns)
+		_ = c.Close()
 	}
-	cc := &clientConn{idleConn: idleConn{Conn: c}, conns: l.conns}
-	l.conns.add(cc)
-	return cc, nil
 }
+
+// tooManyConns is the answer beyond a connection limit.
+const tooManyConns = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Retry-After: 5\r\nConnection: close\r\nContent-Length: 49\r\n\r\n" +
+	"Too many connections to the proxy; retry shortly\n"
 
 // idleConn bounds how long a connection may sit idle once idle() is on:
 // each Read waits at most the idle time, and a timeout only counts when the
@@ -149,6 +191,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 type clientConn struct {
 	idleConn
 	conns     *conns
+	client    netip.Addr // for the per-client limit; invalid behind PROXY protocol
 	closeOnce sync.Once
 }
 

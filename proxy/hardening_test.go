@@ -670,3 +670,59 @@ func (o *recordingOrigin) waitRequests(want int) []originRequest {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestConnectionLimits: beyond the per-client and overall limits a new
+// connection gets a clear 503 and is closed; a freed slot is usable again.
+func TestConnectionLimits(t *testing.T) {
+	tp := startProxy(t, Config{MaxConns: 3, MaxConnsPerClient: 2})
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", tp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	status := func(c net.Conn) string {
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.TrimSpace(line)
+	}
+	a, b := dial(), dial()
+	if got := status(a); !strings.Contains(got, "200") {
+		t.Fatalf("first connection: got %q", got)
+	}
+	status(b)
+	if got := status(dial()); !strings.Contains(got, "503") {
+		t.Errorf("third connection from one client: got %q, want 503", got)
+	}
+	// Another client address (127.0.0.2) may still connect, up to the
+	// overall limit.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	other, err := d.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if got := status(other); !strings.Contains(got, "200") {
+		t.Errorf("another client: got %q, want 200", got)
+	}
+	other2, err := d.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other2.Close()
+	if got := status(other2); !strings.Contains(got, "503") {
+		t.Errorf("beyond the overall limit: got %q, want 503", got)
+	}
+	// Closing one frees its slot.
+	a.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for tp.OpenConns() > 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := status(dial()); !strings.Contains(got, "200") {
+		t.Errorf("after a close: got %q, want 200", got)
+	}
+}

@@ -45,7 +45,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		dest:      newDestinations(&cfg),
-		conns:     newConns(),
+		conns:     newConns(cfg.MaxConns, cfg.MaxConnsPerClient),
 		selfPorts: make(map[string]bool),
 	}
 	s.dialer = newDialer(&cfg, s.dest)

@@ -363,6 +363,8 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		ResponseHeaderTimeout: p.ResponseHeaderTimeout.D(),
 		UpstreamIdleTimeout:   p.UpstreamIdleTimeout.D(),
 		MaxIdleConnsPerHost:   p.MaxIdleConnsPerHost,
+		MaxConns:              p.MaxConns,
+		MaxConnsPerClient:     p.MaxConnsPerClient,
 	}
 	var err error
 	if c.Clients, err = prefixes(p.AllowClients); err != nil {
