@@ -50,6 +50,16 @@ func TestAdminWiredIntoServe(t *testing.T) {
 		t.Errorf("metrics: %.300s", body)
 	}
 
+	// The admin listener is never reachable through the proxy, even with
+	// loopback destinations allowed (as in this test's config).
+	// (Picket answers such a request itself, as a request for the proxy.)
+	if resp, body := fetch(t, p.client(t), base+"/api/v1/status", nil); resp.StatusCode < 400 || strings.Contains(body, "fingerprint") {
+		t.Errorf("admin API through the proxy: got %d %.100q, want a refusal", resp.StatusCode, body)
+	}
+	if resp, _ := fetch(t, p.client(t), "https://"+adminAddr(t, p)+"/", nil); resp != nil && resp.StatusCode < 400 {
+		t.Errorf("CONNECT to the admin listener: got %d, want a refusal", resp.StatusCode)
+	}
+
 	// Reload: refused without the token, done with it.
 	if resp, _ := post(t, base+"/api/v1/reload", ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("reload without token: got %d, want 401", resp.StatusCode)

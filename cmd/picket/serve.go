@@ -194,8 +194,8 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	if srv, err = proxy.New(pcfg); err != nil {
 		return err
 	}
-	if f.Admin.Listen != "" {
-		srv.Protect(f.Admin.Listen) // never reachable through the proxy
+	if lns.admin != nil {
+		srv.Protect(lns.admin.Addr().String()) // never reachable through the proxy
 	}
 
 	// 9. Serve until SIGINT/SIGTERM; SIGHUP reloads.
