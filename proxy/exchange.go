@@ -192,6 +192,16 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close may drain what is left of the body from the client (net/http does
+// when the transport gives up on it, e.g. an Expect: 100-continue the
+// upstream never answered): bound that wait too.
+func (b *countingBody) Close() error {
+	if b.rc != nil && b.idle > 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
+	return b.ReadCloser.Close()
+}
+
 // logBody counts the response body bytes and writes the access-log line when
 // goproxy closes it after the copy to the client.
 type logBody struct {
