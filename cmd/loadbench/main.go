@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -24,11 +23,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/procstat"
 )
 
 func main() {
@@ -539,34 +539,8 @@ func (p *picket) stop() {
 	}
 }
 
-// cpu returns the process's user+system CPU time from /proc.
-func (p *picket) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
-}
+// cpu returns the process's user+system CPU time.
+func (p *picket) cpu() time.Duration { return procstat.CPU(p.cmd.Process.Pid) }
 
-func (p *picket) rss() int64 { return p.status("VmRSS:") }
-func (p *picket) hwm() int64 { return p.status("VmHWM:") }
-
-func (p *picket) status(key string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), key) {
-			kb, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func (p *picket) rss() int64 { return procstat.RSS(p.cmd.Process.Pid) }
+func (p *picket) hwm() int64 { return procstat.HWM(p.cmd.Process.Pid) }

@@ -41,6 +41,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/procstat"
 )
 
 func main() {
@@ -872,20 +874,6 @@ func (p *picket) fdReport(t targets) string {
 }
 
 // status returns a size field of /proc/PID/status in bytes.
-func (p *picket) status(key string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), key) {
-			kb, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func (p *picket) status(key string) int64 { return procstat.Status(p.cmd.Process.Pid, key) }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
