@@ -70,7 +70,7 @@ loadtest: build
 ## fuzz: every fuzz target for FUZZTIME each (their seed corpora also run in `make test`)
 FUZZTIME ?= 30s
 FUZZ_TARGETS ?= \
-	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage \
+	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage ./proxy:FuzzFramingGuard \
 	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
 	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash \
 	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \

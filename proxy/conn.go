@@ -102,6 +102,9 @@ func (t *conns) drain(ctx context.Context) error {
 type listener struct {
 	net.Listener
 	conns *conns
+	// guard, for plain-HTTP listeners, checks request framing (maximum
+	// head size in bytes; 0 = off).
+	guard int
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -111,6 +114,9 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		cc := &clientConn{idleConn: idleConn{Conn: c}, conns: l.conns}
+		if l.guard > 0 {
+			cc.guard = newFramingGuard(l.guard)
+		}
 		// The per-client count needs the peer's address; a connection
 		// behind the PROXY protocol only knows it after reading the header,
 		// which must not happen in the accept loop.
@@ -193,6 +199,65 @@ type clientConn struct {
 	conns     *conns
 	client    netip.Addr // for the per-client limit; invalid behind PROXY protocol
 	closeOnce sync.Once
+
+	// guard checks the HTTP framing of what net/http reads (framing.go);
+	// nil for TLS listeners. Only the goroutine reading the connection
+	// uses it.
+	guard    *framingGuard
+	injected bool // the reject request was handed over
+}
+
+// Read gives net/http the client's bytes once the framing guard passed
+// them.
+func (c *clientConn) Read(p []byte) (int, error) {
+	g := c.guard
+	if g == nil {
+		return c.idleConn.Read(p)
+	}
+	var tmp [4096]byte
+	for len(g.out) == 0 {
+		if g.verdict != 0 {
+			if c.injected {
+				return 0, io.EOF
+			}
+			c.injected = true
+			g.out = append(g.out, rejectRequest...)
+			break
+		}
+		if g.finished && len(g.buf) == 0 {
+			c.guard = nil // plain reads from now on
+			return c.idleConn.Read(p)
+		}
+		// Errors are not kept: net/http interrupts a background read with
+		// a past deadline and then reads again.
+		n, err := c.idleConn.Read(tmp[:])
+		g.feed(tmp[:n])
+		if err != nil && len(g.out) == 0 && g.verdict == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, g.out)
+	g.took(n)
+	return n, nil
+}
+
+// takeChecked returns the bytes the guard read but net/http did not, and
+// turns the guard off (the connection is being hijacked).
+func (c *clientConn) takeChecked() []byte {
+	g := c.guard
+	c.guard = nil
+	if g == nil {
+		return nil
+	}
+	return append(g.out, g.buf...)
+}
+
+// rejected returns the status of a refused request head, or 0.
+func (c *clientConn) rejected() int {
+	if c.guard != nil {
+		return c.guard.verdict
+	}
+	return 0
 }
 
 // Close closes the connection once and stops tracking it.

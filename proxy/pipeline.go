@@ -22,6 +22,19 @@ import (
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := clientAddr(r.RemoteAddr)
 
+	// 0. A request head the framing guard refused (framing.go): answer its
+	// status and close; nothing of it was read or forwarded.
+	if r.URL.Path == rejectPath {
+		if c := connFrom(r.Context()); c != nil && c.rejected() != 0 {
+			status := c.rejected()
+			s.cfg.Log.Warn().Str(fClient, client.String()).Int(fStatus, status).Msg("refused an ambiguous or oversized request head")
+			w.Header().Set("Connection", "close")
+			writePage(w, page{Status: status, Title: http.StatusText(status),
+				Msg: "The request was malformed or ambiguous and was not forwarded."})
+			return
+		}
+	}
+
 	// 1. Only the configured client networks may use the proxy.
 	if !s.clientAllowed(client) {
 		s.cfg.Log.Warn().Str(fClient, client.String()).Msg("client not allowed")
@@ -170,6 +183,9 @@ func (s *Server) establish(w http.ResponseWriter, x *exchange) (net.Conn, []byte
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		buffered = bytes.Clone(b)
+	}
+	if c, ok := conn.(*clientConn); ok {
+		buffered = append(buffered, c.takeChecked()...) // read ahead by the framing guard
 	}
 	return conn, buffered, true
 }

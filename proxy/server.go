@@ -103,7 +103,7 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 // http.ErrServerClosed after a shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.Protect(ln.Addr().String())
-	return s.http.Serve(&listener{Listener: ln, conns: s.conns})
+	return s.http.Serve(&listener{Listener: ln, conns: s.conns, guard: s.cfg.MaxHeaderBytes})
 }
 
 // Protect marks addr (host:port, e.g. the admin listener) as this proxy's

@@ -58,7 +58,7 @@ func (s *Server) ServeTransparentHTTP(ln net.Listener) error {
 		},
 	}
 	s.track(srv)
-	return srv.Serve(&listener{Listener: ln, conns: s.conns})
+	return srv.Serve(&listener{Listener: ln, conns: s.conns, guard: s.cfg.MaxHeaderBytes})
 }
 
 func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,270 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// framingGuard reads a client connection's HTTP/1.x byte stream ahead of
+// net/http and refuses the request heads that net/http would quietly
+// normalize but that let two parsers disagree about where a request ends
+// (request smuggling): Content-Length together with Transfer-Encoding,
+// Transfer-Encoding on HTTP/1.0, duplicate Content-Length, obsolete line
+// folding, bare LF line endings; and it enforces the request-line (414) and
+// header-count (431) limits net/http lacks. It follows message framing
+// (Content-Length and chunked bodies) to find each next head; it stops at a
+// CONNECT or an Upgrade, after which the bytes are not HTTP.
+//
+// A refused head is never given to net/http: in its place net/http reads a
+// small request to rejectPath, which ServeHTTP answers with the verdict's
+// status and then closes the connection. Nothing after it is read.
+type framingGuard struct {
+	maxLine, maxHeaders, maxHead int
+
+	buf      []byte // read from the client, not yet checked
+	out      []byte // checked, for net/http
+	bufBase  []byte // the arrays buf and out restart from when empty
+	outBase  []byte
+	state    guardState
+	remain   int64 // body bytes left in stateBody / stateChunkData
+	verdict  int   // status of a refused head (0 = none)
+	finished bool  // stopped guarding: pass everything through
+}
+
+type guardState uint8
+
+const (
+	stateHead guardState = iota
+	stateBody
+	stateChunkSize
+	stateChunkData
+	stateChunkCRLF
+	stateTrailers
+)
+
+// rejectPath is what net/http reads in place of a refused head.
+const rejectPath = "/.well-known/picket-rejected"
+
+func newFramingGuard(maxHead int) *framingGuard {
+	g := &framingGuard{maxLine: 8 << 10, maxHeaders: 100, maxHead: maxHead + 4096,
+		bufBase: make([]byte, 0, 4096), outBase: make([]byte, 0, 4096)}
+	g.buf, g.out = g.bufBase, g.outBase
+	return g
+}
+
+// took records that n bytes of out were handed to net/http.
+func (g *framingGuard) took(n int) {
+	g.out = g.out[n:]
+	if len(g.out) == 0 {
+		g.out = g.outBase[:0]
+	}
+}
+
+// feed takes bytes read from the client and moves what is checked to out.
+func (g *framingGuard) feed(p []byte) {
+	if g.verdict != 0 {
+		return // nothing after a refused head is read
+	}
+	g.buf = append(g.buf, p...)
+	for len(g.buf) > 0 && !g.finished && g.verdict == 0 {
+		if !g.step() {
+			break // needs more bytes
+		}
+	}
+	if g.finished {
+		g.out = append(g.out, g.buf...)
+		g.buf = nil
+	}
+}
+
+// pass moves n checked bytes from buf to out.
+func (g *framingGuard) pass(n int) {
+	g.out = append(g.out, g.buf[:n]...)
+	g.buf = g.buf[n:]
+	if len(g.buf) == 0 {
+		g.buf = g.bufBase[:0] // reuse the array: no allocation per request
+	}
+}
+
+// step handles one piece of the stream; false means it needs more bytes.
+func (g *framingGuard) step() bool {
+	switch g.state {
+	case stateHead:
+		return g.head()
+	case stateBody, stateChunkData:
+		n := int(min(g.remain, int64(len(g.buf))))
+		g.pass(n)
+		g.remain -= int64(n)
+		if g.remain == 0 {
+			if g.state == stateBody {
+				g.state = stateHead
+			} else {
+				g.state = stateChunkCRLF
+			}
+		}
+		return true
+	case stateChunkCRLF:
+		if len(g.buf) < 2 {
+			return false
+		}
+		if g.buf[0] != '\r' || g.buf[1] != '\n' {
+			g.finished = true // malformed: net/http refuses it
+			return true
+		}
+		g.pass(2)
+		g.state = stateChunkSize
+		return true
+	case stateChunkSize:
+		i := bytes.IndexByte(g.buf, '\n')
+		if i < 0 {
+			if len(g.buf) > 4096 {
+				g.finished = true
+			}
+			return false
+		}
+		line := strings.TrimSuffix(string(g.buf[:i]), "\r")
+		if j := strings.IndexByte(line, ';'); j >= 0 {
+			line = line[:j]
+		}
+		size, err := strconv.ParseInt(strings.TrimSpace(line), 16, 64)
+		if err != nil || size < 0 {
+			g.finished = true // net/http answers the malformed chunk
+			return true
+		}
+		g.pass(i + 1)
+		if size == 0 {
+			g.state = stateTrailers
+		} else {
+			g.state, g.remain = stateChunkData, size
+		}
+		return true
+	case stateTrailers:
+		i := bytes.IndexByte(g.buf, '\n')
+		if i < 0 {
+			if len(g.buf) > g.maxHead {
+				g.finished = true
+			}
+			return false
+		}
+		empty := i == 0 || i == 1 && g.buf[0] == '\r'
+		g.pass(i + 1)
+		if empty {
+			g.state = stateHead
+		}
+		return true
+	}
+	return false
+}
+
+// head checks one complete request head.
+func (g *framingGuard) head() bool {
+	// Blank lines between requests are tolerated, as net/http does.
+	for len(g.buf) > 0 && (g.buf[0] == '\r' || g.buf[0] == '\n') {
+		if g.buf[0] == '\r' && (len(g.buf) < 2 || g.buf[1] != '\n') {
+			break
+		}
+		if g.buf[0] == '\r' {
+			g.pass(2)
+		} else {
+			g.pass(1)
+		}
+	}
+	end := bytes.Index(g.buf, []byte("\n\r\n"))
+	lf := bytes.Index(g.buf, []byte("\n\n"))
+	switch {
+	case end < 0 && lf < 0:
+		if nl := bytes.IndexByte(g.buf, '\n'); (nl < 0 && len(g.buf) > g.maxLine) || nl > g.maxLine {
+			g.verdict = http.StatusRequestURITooLong
+			return true
+		}
+		if len(g.buf) > g.maxHead {
+			g.finished = true // net/http answers 431
+		}
+		return false
+	case end < 0 || (lf >= 0 && lf < end):
+		g.verdict = http.StatusBadRequest // a head ended by bare LFs
+		return true
+	}
+	n := end + 3
+	// Walk the lines in place: no copies, no allocations on this path.
+	var (
+		reqLine          []byte
+		cl, te           int
+		clValue          []byte
+		headers          int
+		upgrade, chunked bool
+	)
+	for off := 0; off < end+1; {
+		nl := bytes.IndexByte(g.buf[off:end+1], '\n') + off
+		line := g.buf[off:nl]
+		off = nl + 1
+		if len(line) == 0 || line[len(line)-1] != '\r' {
+			g.verdict = http.StatusBadRequest // bare LF
+			return true
+		}
+		line = line[:len(line)-1]
+		if reqLine == nil {
+			reqLine = line
+			if len(reqLine) > g.maxLine {
+				g.verdict = http.StatusRequestURITooLong
+				return true
+			}
+			continue
+		}
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			g.verdict = http.StatusBadRequest // obsolete line folding
+			return true
+		}
+		headers++
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			continue // net/http refuses it
+		}
+		name, value := bytes.TrimSpace(line[:colon]), bytes.TrimSpace(line[colon+1:])
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			cl++
+			clValue = value
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			te++
+			chunked = bytes.EqualFold(value, []byte("chunked"))
+		case bytes.EqualFold(name, []byte("Upgrade")):
+			upgrade = true
+		}
+	}
+	if headers > g.maxHeaders {
+		g.verdict = http.StatusRequestHeaderFieldsTooLarge
+		return true
+	}
+	http10 := bytes.HasSuffix(reqLine, []byte("HTTP/1.0"))
+	switch {
+	case cl > 0 && te > 0, cl > 1, te > 1, te > 0 && http10:
+		g.verdict = http.StatusBadRequest
+		return true
+	}
+	connect := bytes.HasPrefix(reqLine, []byte("CONNECT "))
+	g.pass(n)
+	switch {
+	case connect || upgrade:
+		g.finished = true // a tunnel or another protocol follows
+	case te > 0:
+		if !chunked {
+			g.finished = true // net/http answers an unknown coding
+		} else {
+			g.state = stateChunkSize
+		}
+	case cl == 1:
+		size, err := strconv.ParseInt(string(clValue), 10, 64)
+		if err != nil || size < 0 {
+			g.finished = true // net/http answers it
+		} else if size > 0 {
+			g.state, g.remain = stateBody, size
+		}
+	}
+	return true
+}
+
+// rejectRequest is the request net/http reads in place of a refused head.
+const rejectRequest = "GET " + rejectPath + " HTTP/1.1\r\nHost: picket\r\n\r\n"
