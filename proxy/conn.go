@@ -214,7 +214,6 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if g == nil {
 		return c.idleConn.Read(p)
 	}
-	var tmp [4096]byte
 	for len(g.out) == 0 {
 		if g.verdict != 0 {
 			if c.injected {
@@ -230,8 +229,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		}
 		// Errors are not kept: net/http interrupts a background read with
 		// a past deadline and then reads again.
-		n, err := c.idleConn.Read(tmp[:])
-		g.feed(tmp[:n])
+		// Read into p itself: feed copies what it keeps before p is
+		// overwritten with what passed (no buffer on this goroutine's
+		// stack, which idle keep-alive connections would keep).
+		n, err := c.idleConn.Read(p)
+		g.feed(p[:n])
 		if err != nil && len(g.out) == 0 && g.verdict == 0 {
 			return 0, err
 		}

@@ -48,10 +48,19 @@ const (
 const rejectPath = "/.well-known/picket-rejected"
 
 func newFramingGuard(maxHead int) *framingGuard {
-	g := &framingGuard{maxLine: 8 << 10, maxHeaders: 100, maxHead: maxHead + 4096,
-		bufBase: make([]byte, 0, 4096), outBase: make([]byte, 0, 4096)}
-	g.buf, g.out = g.bufBase, g.outBase
-	return g
+	return &framingGuard{maxLine: 8 << 10, maxHeaders: 100, maxHead: maxHead + 4096}
+}
+
+// keep remembers the arrays of buf and out once they have grown, to reuse
+// them for the next requests (they start empty: an idle connection costs
+// nothing here).
+func (g *framingGuard) keep() {
+	if cap(g.buf) > cap(g.bufBase) {
+		g.bufBase = g.buf[:0]
+	}
+	if cap(g.out) > cap(g.outBase) {
+		g.outBase = g.out[:0]
+	}
 }
 
 // took records that n bytes of out were handed to net/http.
@@ -68,6 +77,7 @@ func (g *framingGuard) feed(p []byte) {
 		return // nothing after a refused head is read
 	}
 	g.buf = append(g.buf, p...)
+	g.keep()
 	for len(g.buf) > 0 && !g.finished && g.verdict == 0 {
 		if !g.step() {
 			break // needs more bytes
@@ -82,6 +92,7 @@ func (g *framingGuard) feed(p []byte) {
 // pass moves n checked bytes from buf to out.
 func (g *framingGuard) pass(n int) {
 	g.out = append(g.out, g.buf[:n]...)
+	g.keep()
 	g.buf = g.buf[n:]
 	if len(g.buf) == 0 {
 		g.buf = g.bufBase[:0] // reuse the array: no allocation per request

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -192,6 +193,11 @@ func run(bin string, dur time.Duration, only string) error {
 		}
 		fmt.Printf("\n64 MiB POST echoed through the proxy: RSS before %.1f MiB, after %.1f MiB, peak %.1f MiB\n",
 			mib(rss0), mib(tunnel.rss()), mib(tunnel.hwm()))
+	}
+	if only == "" || strings.Contains("connections", only) {
+		if err := connMemory(tunnel, origin.URL, 10000, 1000); err != nil {
+			return fmt.Errorf("connection memory: %w", err)
+		}
 	}
 	if only == "" || strings.Contains("scanning", only) {
 		return scanning(bin, dir, origin.URL)
@@ -486,6 +492,7 @@ func startPicket(bin, base, name, extra string) (*picket, error) {
 listen = %q
 allow_destinations = ["127.0.0.0/8"]
 allow_ports = ["1-65535"]
+max_conns_per_client = 0 # the load generator is one client
 [admin]
 listen = ""
 [log]
@@ -544,3 +551,75 @@ func (p *picket) cpu() time.Duration { return procstat.CPU(p.cmd.Process.Pid) }
 
 func (p *picket) rss() int64 { return procstat.RSS(p.cmd.Process.Pid) }
 func (p *picket) hwm() int64 { return procstat.HWM(p.cmd.Process.Pid) }
+
+// connMemory opens n idle keep-alive client connections (each after one
+// request) and then m idle CONNECT tunnels to the origin, and reports
+// Picket's resident memory per connection and per tunnel.
+func connMemory(p *picket, origin string, n, m int) error {
+	host := strings.TrimPrefix(origin, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	open := func(count int, req string, want string) error {
+		var mu sync.Mutex
+		errs := make(chan error, 64)
+		var wg sync.WaitGroup
+		per := count / 64
+		for w := 0; w < 64; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < per; i++ {
+					c, err := net.DialTimeout("tcp", p.url.Host, 5*time.Second)
+					if err != nil {
+						errs <- err
+						return
+					}
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					if _, err := io.WriteString(c, req); err != nil {
+						errs <- err
+						return
+					}
+					br := bufio.NewReader(c)
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil || !strings.Contains(resp.Status, want) {
+						errs <- fmt.Errorf("response %v %v", resp, err)
+						return
+					}
+					if want == "200 OK" {
+						io.Copy(io.Discard, resp.Body)
+					}
+					c.SetDeadline(time.Time{})
+					mu.Lock()
+					conns = append(conns, c)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}
+	time.Sleep(500 * time.Millisecond)
+	rss0 := p.rss()
+	if err := open(n, "GET "+origin+"/1k HTTP/1.1\r\nHost: "+host+"\r\n\r\n", "200 OK"); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	rss1 := p.rss()
+	idle := len(conns)
+	if err := open(m, "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n", "200"); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	rss2 := p.rss()
+	tunnels := len(conns) - idle
+	fmt.Printf("\n%d idle keep-alive connections: RSS %.1f -> %.1f MiB, %.1f KiB each\n",
+		idle, mib(rss0), mib(rss1), float64(rss1-rss0)/1024/float64(max(idle, 1)))
+	fmt.Printf("%d idle CONNECT tunnels: RSS %.1f -> %.1f MiB, %.1f KiB each (client and upstream sides)\n",
+		tunnels, mib(rss1), mib(rss2), float64(rss2-rss1)/1024/float64(max(tunnels, 1)))
+	return nil
+}
