@@ -47,6 +47,12 @@ type Proxy struct {
 	MaxConnsPerClient int `toml:"max_conns_per_client"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// GCPercent is the Go garbage collector's target (GOGC); the GOGC
+	// environment variable wins. Default 400: a proxy's live heap is small.
+	GCPercent int `toml:"gc_percent"`
+	// MemoryLimit is the soft memory limit the collector works to stay
+	// under (GOMEMLIMIT, which wins); default 1GiB; "0" for none.
+	MemoryLimit Size `toml:"memory_limit"`
 }
 
 func (c *Proxy) defaults() {
@@ -67,6 +73,8 @@ func (c *Proxy) defaults() {
 	c.MaxConns = 20000
 	c.MaxConnsPerClient = 2000
 	c.ShutdownGrace = Duration(15 * time.Second)
+	c.GCPercent = 400
+	c.MemoryLimit = 1 << 30
 }
 
 func (c *Proxy) validate(p *problems) {
@@ -99,6 +107,9 @@ func (c *Proxy) validate(p *problems) {
 		if d <= 0 {
 			p.add(key, "must be a positive duration")
 		}
+	}
+	if c.GCPercent < 25 || c.GCPercent > 10000 {
+		p.add("proxy.gc_percent", "must be between 25 and 10000, got %d", c.GCPercent)
 	}
 	if c.MaxConns < 0 {
 		p.add("proxy.max_conns", "must not be negative, got %d", c.MaxConns)

@@ -40,6 +40,7 @@ func main() {
 	serveGP := flag.String("serve-goproxy", "", "internal: run as a bare goproxy on this address")
 	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
 	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
+	flag.StringVar(&picketEnv, "picket-env", "", "extra environment for picket (e.g. \"GOGC=200\")")
 	flag.Parse()
 	if *serveGP != "" {
 		if err := serveGoproxy(*serveGP, *gpMitm); err != nil {
@@ -57,6 +58,9 @@ func main() {
 
 // profileDir, if set, receives picket's CPU profiles.
 var profileDir string
+
+// picketEnv is extra environment for the picket processes.
+var picketEnv string
 
 // withPeers adds squid, tinyproxy and bare goproxy columns.
 var withPeers bool
@@ -516,6 +520,9 @@ database = %q
 		args = append(args, "-cpuprofile", filepath.Join(profileDir, name+".cpu.pprof"))
 	}
 	cmd := exec.Command(bin, args...)
+	if picketEnv != "" {
+		cmd.Env = append(os.Environ(), strings.Fields(picketEnv)...)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
