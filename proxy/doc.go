@@ -1,28 +1,34 @@
 // Package proxy is Picket's request pipeline: the only package that imports
-// goproxy. It accepts plain HTTP (absolute-form) and CONNECT, asks a Decider
-// what to do with each request, forwards over a pooled, verifying upstream
-// transport or answers with a block or error page, and writes one access-log
-// line per request or tunnel.
+// goproxy. It accepts plain HTTP (absolute-form), CONNECT and redirected
+// (transparent) traffic, asks a Decider what to do with each request,
+// forwards over a pooled, verifying upstream transport or answers with a
+// block, warn or error page, scans downloads, and writes one access-log
+// line (and one Event) per request or tunnel.
 //
 // The whole flow lives in pipeline.go and reads top to bottom:
 //
-//	accept (conn.go: tracked, idle deadlines after hijack)
-//	  │
-//	ServeHTTP ── origin-form ──────────────► local pages (info, 404)
-//	  │  └──── client not allowed ─────────► 403
-//	  ├── CONNECT ─► handleConnect: Decide(host)
-//	  │                 ├── block ──────────► 403 + reason header
-//	  │                 ├── tunnel ─────────► splice both ways (tunnel.go)
-//	  │                 └── intercept ──────► goproxy MITM loop ─┐ (per inner request)
-//	  └── absolute-form ─► goproxy ─────────────────────────────┤
-//	                                                            ▼
-//	                   roundTrip: Decide(URL) ── block ─► block page
+//	accept (conn.go: connection limits, tracking, idle deadlines after hijack)
+//	  │  framing guard (framing.go): ambiguous heads → 400/414/431, closed
+//	ServeHTTP ── client not allowed ───────► 403
+//	  ├── origin form / the proxy itself ─► local pages (info, CA, PAC)
+//	  ├── proxy authentication ───────────► 407 / 429 (auth.go)
+//	  ├── CONNECT ─► handleConnect: port allowed? Decide(host)
+//	  │                 ├── block/warn, not interceptable ─► 403 + reason header
+//	  │                 ├── tunnel ─────────► dial (destination policy), splice (tunnel.go)
+//	  │                 └── intercept ──────► TLS with a minted leaf; net/http serves
+//	  │                                       the requests inside (intercept.go) ─┐
+//	  └── absolute form ─► goproxy ────────────────────────────────────────────────┤
+//	  transparent listeners (transparent.go): Host/SNI + SO_ORIGINAL_DST ──────────┤
+//	                                                                               ▼
+//	                   roundTrip: warn "continue" link? Decide(URL) ── block/warn ─► page (blockpage.go)
 //	                      │ strip hop-by-hop, Via, X-Forwarded-For
-//	                      │ upstream transport (transport.go) ── error ─► 502/504 page
-//	                      │ Inspector hook (response bodies, [P5])
+//	                      │ upstream transport (transport.go; dialer checks the dialled IP,
+//	                      │   destinations.go) ── error ─► 502/504/403 page
+//	                      │ download scanning (scan.go): classify, buffer or trickle
 //	                      ▼
-//	                   response to client; access-log line when the body closes
+//	                   response to client; access-log line and Event when the body closes
 //
 // Per-request state is one *exchange (exchange.go); CONNECT-level facts live
-// in an immutable *tunnel shared by the requests inside an intercepted tunnel.
+// in an immutable *tunnel shared by the requests inside an intercepted tunnel
+// through the request context.
 package proxy
