@@ -75,6 +75,7 @@ type Metrics struct {
 	scans    [][]prometheus.Counter // [type][result]
 	errors   []prometheus.Counter   // [kind]
 	latency  prometheus.Observer
+	added    prometheus.Observer
 	tunnels  prometheus.Observer
 	bytesIn  prometheus.Counter
 	bytesOut prometheus.Counter
@@ -108,6 +109,11 @@ func NewMetrics(version string, src Sources) *Metrics {
 		Help:    "Time from a request's arrival until its response body was closed, tunnels excluded.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	})
+	added := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "picket_added_duration_seconds",
+		Help:    "Picket's own share of the time to a response head (decision, lookups, scanning), the upstream's wait excluded.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	})
 	tunnels := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "picket_tunnel_duration_seconds",
 		Help:    "Lifetime of CONNECT tunnels (intercepted or not).",
@@ -132,7 +138,7 @@ func NewMetrics(version string, src Sources) *Metrics {
 		Help: "When Picket started, in seconds since the Unix epoch.",
 	})
 	start.Set(float64(time.Now().UnixNano()) / 1e9)
-	reg.MustRegister(requests, verdicts, scans, errs, latency, tunnels, bytes, reloads, build, start,
+	reg.MustRegister(requests, verdicts, scans, errs, latency, added, tunnels, bytes, reloads, build, start,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&sourceCollector{src: src})
 
@@ -142,7 +148,7 @@ func NewMetrics(version string, src Sources) *Metrics {
 	for _, k := range errorLabels {
 		m.errors = append(m.errors, errs.WithLabelValues(k))
 	}
-	m.latency, m.tunnels = latency, tunnels
+	m.latency, m.added, m.tunnels = latency, added, tunnels
 	m.bytesIn, m.bytesOut = bytes.WithLabelValues("in"), bytes.WithLabelValues("out")
 	m.reloadOK, m.reloadKO = reloads.WithLabelValues("ok"), reloads.WithLabelValues("error")
 	return m
@@ -182,6 +188,7 @@ func (m *Metrics) Observe(e proxy.Event) {
 		m.tunnels.Observe(e.Duration.Seconds())
 	} else {
 		m.latency.Observe(e.Duration.Seconds())
+		m.added.Observe(e.Added.Seconds())
 	}
 	m.bytesIn.Add(float64(max(e.BytesIn, 0)))
 	m.bytesOut.Add(float64(max(e.BytesOut, 0)))

@@ -13,6 +13,10 @@ import (
 type Event struct {
 	Time     time.Time     // when the request arrived
 	Duration time.Duration // until the response body was closed
+	// Added is Picket's own share of the time until the response head was
+	// ready (decision, lookups, scanning), the upstream's wait excluded; 0
+	// for tunnels.
+	Added    time.Duration
 	Client   netip.Addr
 	User     string // authenticated user; local logs and admin only, never statistics
 	Method   string
@@ -49,7 +53,7 @@ type ScanEvent struct {
 // event builds the Event of a finished exchange.
 func (s *Server) event(x *exchange) Event {
 	e := Event{
-		Time: x.start, Duration: time.Since(x.start), Client: x.req.Client, User: x.req.User, Method: x.req.Method,
+		Time: x.start, Duration: time.Since(x.start), Added: x.added, Client: x.req.Client, User: x.req.User, Method: x.req.Method,
 		URL: logURL(x.req.URL, s.cfg.LogQuery), Status: x.status,
 		BytesIn: x.bytesIn.Load(), BytesOut: x.bytesOut.Load(), Action: x.action(),
 		Verdict: x.decision.Verdict, Category: x.decision.Category, Source: x.decision.VerdictSource,

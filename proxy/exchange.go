@@ -42,6 +42,8 @@ type exchange struct {
 	scan     *ScanEvent    // download scan outcome, nil if not scanned
 	ctype    string        // the response's Content-Type, for the squid log
 	body     *countingBody // the request body sent upstream, nil if none
+	upstream time.Duration // waiting for the upstream's response head
+	added    time.Duration // Picket's own time until the response head was ready
 
 	bytesIn  atomic.Int64 // request body bytes from the client
 	bytesOut atomic.Int64 // response body bytes to the client

@@ -229,7 +229,9 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	out := s.outbound(in, x)
 
 	// 4. Forward over the pooled upstream transport.
+	upStart := time.Now()
 	resp, err := s.transport.RoundTrip(out)
+	x.upstream = time.Since(upStart)
 	if err != nil && x.body != nil && x.body.err != nil {
 		// The client's own body was bad (malformed chunks) or never came.
 		x.errKind = "client-body"
@@ -265,6 +267,7 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 
 // respond attaches the access-log line to resp's body and returns it.
 func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*http.Response, error) {
+	x.added = time.Since(x.start) - x.upstream // Picket's own share of the time to the response head
 	x.status = resp.StatusCode
 	x.ctype = resp.Header.Get("Content-Type")
 	switch {

@@ -49,6 +49,9 @@ func TestAdminWiredIntoServe(t *testing.T) {
 	if !strings.Contains(body, "picket_") {
 		t.Errorf("metrics: %.300s", body)
 	}
+	if !strings.Contains(body, "picket_added_duration_seconds_count") || strings.Contains(body, "picket_added_duration_seconds_count 0\n") {
+		t.Errorf("the added-by-Picket latency histogram is missing or empty")
+	}
 
 	// The admin listener is never reachable through the proxy, even with
 	// loopback destinations allowed (as in this test's config).
