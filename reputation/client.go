@@ -439,6 +439,13 @@ func (c *Client) Reload() error {
 	return err
 }
 
+// Flush empties the verdict caches (results and prefixes) without touching
+// the backend: the next lookups ask it again.
+func (c *Client) Flush() {
+	c.caches.results.Purge()
+	c.caches.prefixes.Purge()
+}
+
 // Close closes the backend if it is an io.Closer (the embedded database's
 // reloader). It is idempotent.
 func (c *Client) Close() error {

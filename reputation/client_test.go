@@ -357,3 +357,27 @@ func TestLookupCachedAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestFlush: after Flush the next lookup asks the backend again.
+func TestFlush(t *testing.T) {
+	fb := &fakeBackend{find: knows(time.Hour, time.Hour, map[string]Kind{"flush.example/": KindMalware})}
+	c, err := New(Config{Backend: fb}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	q := Query{URL: "http://flush.example/"}
+	c.Lookup(ctx, q)
+	c.Lookup(ctx, q)
+	if n := fb.calls.Load(); n != 1 {
+		t.Fatalf("before Flush: backend asked %d times, want 1 (cached)", n)
+	}
+	c.Flush()
+	if v, _ := c.Lookup(ctx, q); v.Kind != KindMalware {
+		t.Errorf("after Flush: verdict %v, want malware", v.Kind)
+	}
+	if n := fb.calls.Load(); n != 2 {
+		t.Errorf("after Flush: backend asked %d times, want 2", n)
+	}
+}

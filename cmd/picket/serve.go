@@ -147,7 +147,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 				return nil
 			},
 			Reload:     func(context.Context) error { return fs.reload("admin API") },
-			FlushCache: func() error { return fs.current().rep.Reload() },
+			FlushCache: func() error { fs.current().rep.Flush(); return nil },
 		}
 		parts.Participation, parts.SetParticipation, parts.ParticipationQueue = adminParticipation(part)
 		if scan != nil {
