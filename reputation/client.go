@@ -439,6 +439,10 @@ func (c *Client) Reload() error {
 	return err
 }
 
+// Backend returns the backend the client asks (for status pages: the
+// embedded database's version and size).
+func (c *Client) Backend() Backend { return c.backend }
+
 // Flush empties the verdict caches (results and prefixes) without touching
 // the backend: the next lookups ask it again.
 func (c *Client) Flush() {

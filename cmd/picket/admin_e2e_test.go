@@ -40,6 +40,9 @@ func TestAdminWiredIntoServe(t *testing.T) {
 	if !strings.Contains(body, fingerprintOf(t, p)) {
 		t.Errorf("status lacks the CA fingerprint: %s", body)
 	}
+	if !strings.Contains(body, `"embedded"`) || !strings.Contains(body, `"entries"`) {
+		t.Errorf("status lacks the embedded database: %s", body)
+	}
 	p.waitAccess(t, func(l map[string]any) bool { return l["action"] == "block" })
 	_, body = fetch(t, http.DefaultClient, base+"/api/v1/decisions?action=block", nil)
 	if !strings.Contains(body, "login.bank.picket.test") {

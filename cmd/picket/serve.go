@@ -24,6 +24,7 @@ import (
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/proxy"
 	"github.com/picket-proxy/picket/reputation"
+	"github.com/picket-proxy/picket/reputation/db"
 	"github.com/picket-proxy/picket/scanner"
 )
 
@@ -148,6 +149,14 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 			},
 			Reload:     func(context.Context) error { return fs.reload("admin API") },
 			FlushCache: func() error { fs.current().rep.Flush(); return nil },
+			Databases: func() []admin.Database {
+				st, ok := fs.current().rep.Backend().(*db.Store)
+				if !ok || st.DB() == nil {
+					return nil // a remote server reports its own
+				}
+				d := st.DB()
+				return []admin.Database{{Name: "embedded", Version: d.Version(), Entries: d.Len(), Bytes: d.Bytes()}}
+			},
 		}
 		parts.Participation, parts.SetParticipation, parts.ParticipationQueue = adminParticipation(part)
 		if scan != nil {
