@@ -116,6 +116,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		cc := &clientConn{idleConn: idleConn{Conn: c}, conns: l.conns}
 		if l.guard > 0 {
 			cc.guard = newFramingGuard(l.guard)
+			cc.guardRef.Store(cc.guard)
 		}
 		// The per-client count needs the peer's address; a connection
 		// behind the PROXY protocol only knows it after reading the header,
@@ -204,7 +205,7 @@ type clientConn struct {
 	// nil for TLS listeners. Only the goroutine reading the connection
 	// uses it.
 	guard    *framingGuard
-	injected bool // the reject request was handed over
+	guardRef atomic.Pointer[framingGuard] // the same guard, for other goroutines
 }
 
 // Read gives net/http the client's bytes once the framing guard passed
@@ -214,33 +215,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if g == nil {
 		return c.idleConn.Read(p)
 	}
-	for len(g.out) == 0 {
-		if g.verdict != 0 {
-			if c.injected {
-				return 0, io.EOF
-			}
-			c.injected = true
-			g.out = append(g.out, rejectRequest...)
-			break
-		}
-		if g.finished && len(g.buf) == 0 {
-			c.guard = nil // plain reads from now on
-			return c.idleConn.Read(p)
-		}
-		// Errors are not kept: net/http interrupts a background read with
-		// a past deadline and then reads again.
-		// Read into p itself: feed copies what it keeps before p is
-		// overwritten with what passed (no buffer on this goroutine's
-		// stack, which idle keep-alive connections would keep).
-		n, err := c.idleConn.Read(p)
-		g.feed(p[:n])
-		if err != nil && len(g.out) == 0 && g.verdict == 0 {
-			return 0, err
-		}
+	if g.done() {
+		c.guard = nil // plain reads from now on
+		return c.idleConn.Read(p)
 	}
-	n := copy(p, g.out)
-	g.took(n)
-	return n, nil
+	return g.read(&c.idleConn, p)
 }
 
 // takeChecked returns the bytes the guard read but net/http did not, and
@@ -256,8 +235,8 @@ func (c *clientConn) takeChecked() []byte {
 
 // rejected returns the status of a refused request head, or 0.
 func (c *clientConn) rejected() int {
-	if c.guard != nil {
-		return c.guard.verdict
+	if g := c.guardRef.Load(); g != nil {
+		return g.refused()
 	}
 	return 0
 }

@@ -19,11 +19,12 @@ type tunnel struct {
 	client    netip.Addr
 	host      string // host:port from the CONNECT
 	start     time.Time
-	sni       string // server name the client sent in its ClientHello
-	authority string // host:port the requests inside are for
-	urlHost   string // authority as written in their URLs (no ":443")
-	pin       string // transparent mode: the original destination to dial
-	user      string // authenticated at CONNECT, for the requests inside
+	sni       string        // server name the client sent in its ClientHello
+	authority string        // host:port the requests inside are for
+	urlHost   string        // authority as written in their URLs (no ":443")
+	pin       string        // transparent mode: the original destination to dial
+	guard     *framingGuard // checks the requests inside; read only by the tunnel's reader
+	user      string        // authenticated at CONNECT, for the requests inside
 	groups    []string
 }
 

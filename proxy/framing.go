@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // framingGuard reads a client connection's HTTP/1.x byte stream ahead of
@@ -28,10 +31,67 @@ type framingGuard struct {
 	bufBase  []byte // the arrays buf and out restart from when empty
 	outBase  []byte
 	state    guardState
-	remain   int64 // body bytes left in stateBody / stateChunkData
-	verdict  int   // status of a refused head (0 = none)
-	finished bool  // stopped guarding: pass everything through
+	remain   int64        // body bytes left in stateBody / stateChunkData
+	verdict  int          // status of a refused head (0 = none)
+	finished bool         // stopped guarding: pass everything through
+	injected bool         // the reject request was handed over
+	status   atomic.Int32 // verdict, for the handler's goroutine
 }
+
+// read fills p with checked bytes, reading from r as needed. After a
+// refused head it hands over the reject request, then io.EOF. Read errors
+// are not kept: net/http interrupts a background read with a past deadline
+// and then reads again.
+func (g *framingGuard) read(r io.Reader, p []byte) (int, error) {
+	for len(g.out) == 0 {
+		if g.verdict != 0 {
+			if g.injected {
+				return 0, io.EOF
+			}
+			g.injected = true
+			g.out = append(g.out, rejectRequest...)
+			break
+		}
+		if g.finished && len(g.buf) == 0 {
+			return r.Read(p)
+		}
+		// Read into p itself: feed copies what it keeps before p is
+		// overwritten with what passed (no buffer on this goroutine's
+		// stack, which idle keep-alive connections would keep).
+		n, err := r.Read(p)
+		g.feed(p[:n])
+		if err != nil && len(g.out) == 0 && g.verdict == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, g.out)
+	g.took(n)
+	return n, nil
+}
+
+// refuse records the verdict on the current head.
+func (g *framingGuard) refuse(status int) {
+	g.verdict = status
+	g.status.Store(int32(status))
+}
+
+// refused returns the verdict for other goroutines (the handler that answers
+// it runs beside net/http's background read).
+func (g *framingGuard) refused() int { return int(g.status.Load()) }
+
+// done reports whether the guard has stopped and holds nothing.
+func (g *framingGuard) done() bool {
+	return g.finished && len(g.buf) == 0 && len(g.out) == 0
+}
+
+// guardedConn puts a framing guard in front of a connection's reads (the
+// TLS connection of an intercepted tunnel).
+type guardedConn struct {
+	net.Conn
+	g *framingGuard
+}
+
+func (c *guardedConn) Read(p []byte) (int, error) { return c.g.read(c.Conn, p) }
 
 type guardState uint8
 
@@ -187,7 +247,7 @@ func (g *framingGuard) head() bool {
 	switch {
 	case end < 0 && lf < 0:
 		if nl := bytes.IndexByte(g.buf, '\n'); (nl < 0 && len(g.buf) > g.maxLine) || nl > g.maxLine {
-			g.verdict = http.StatusRequestURITooLong
+			g.refuse(http.StatusRequestURITooLong)
 			return true
 		}
 		if len(g.buf) > g.maxHead {
@@ -195,7 +255,7 @@ func (g *framingGuard) head() bool {
 		}
 		return false
 	case end < 0 || (lf >= 0 && lf < end):
-		g.verdict = http.StatusBadRequest // a head ended by bare LFs
+		g.refuse(http.StatusBadRequest) // a head ended by bare LFs
 		return true
 	}
 	n := end + 3
@@ -212,20 +272,20 @@ func (g *framingGuard) head() bool {
 		line := g.buf[off:nl]
 		off = nl + 1
 		if len(line) == 0 || line[len(line)-1] != '\r' {
-			g.verdict = http.StatusBadRequest // bare LF
+			g.refuse(http.StatusBadRequest) // bare LF
 			return true
 		}
 		line = line[:len(line)-1]
 		if reqLine == nil {
 			reqLine = line
 			if len(reqLine) > g.maxLine {
-				g.verdict = http.StatusRequestURITooLong
+				g.refuse(http.StatusRequestURITooLong)
 				return true
 			}
 			continue
 		}
 		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			g.verdict = http.StatusBadRequest // obsolete line folding
+			g.refuse(http.StatusBadRequest) // obsolete line folding
 			return true
 		}
 		headers++
@@ -246,13 +306,13 @@ func (g *framingGuard) head() bool {
 		}
 	}
 	if headers > g.maxHeaders {
-		g.verdict = http.StatusRequestHeaderFieldsTooLarge
+		g.refuse(http.StatusRequestHeaderFieldsTooLarge)
 		return true
 	}
 	http10 := bytes.HasSuffix(reqLine, []byte("HTTP/1.0"))
 	switch {
 	case cl > 0 && te > 0, cl > 1, te > 1, te > 0 && http10:
-		g.verdict = http.StatusBadRequest
+		g.refuse(http.StatusBadRequest)
 		return true
 	}
 	connect := bytes.HasPrefix(reqLine, []byte("CONNECT "))

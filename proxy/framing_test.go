@@ -1,8 +1,17 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 )
 
 // A valid stream of pipelined requests (with a Content-Length body, a
@@ -64,4 +73,46 @@ func FuzzFramingGuard(f *testing.F) {
 			t.Fatalf("passed bytes that are not a prefix of the input")
 		}
 	})
+}
+
+// Inside an intercepted tunnel the same heads are refused.
+func TestFramingGuardInsideInterception(t *testing.T) {
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "reached")
+	}))
+	defer origin.Close()
+	ca := testCA(t)
+	tp, _ := startIntercepting(t, ca, origin.Certificate())
+	host := strings.TrimPrefix(origin.URL, "https://")
+	for _, tc := range []struct {
+		name, req string
+		want      int
+	}{
+		{"CL and TE", "POST / HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: " + host + "\r\nX: a\r\n b\r\n\r\n", 400},
+		{"valid", "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := net.Dial("tcp", tp.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(raw, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
+			if resp, err := http.ReadResponse(bufio.NewReader(raw), nil); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("CONNECT: %v %v", resp, err)
+			}
+			tc2 := tls.Client(raw, &tls.Config{RootCAs: poolOf(ca.Certificate()), ServerName: "127.0.0.1"})
+			io.WriteString(tc2, tc.req)
+			resp, err := http.ReadResponse(bufio.NewReader(tc2), nil)
+			if err != nil {
+				t.Fatalf("inner response: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.want || (tc.want != 200 && strings.Contains(string(b), "reached")) {
+				t.Errorf("got %d %q, want %d", resp.StatusCode, b, tc.want)
+			}
+		})
+	}
 }

@@ -90,7 +90,9 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 			return ctx
 		},
 	}
-	_ = srv.Serve(newOneConnListener(tc))
+	gc := &guardedConn{Conn: tc, g: newFramingGuard(s.cfg.MaxHeaderBytes)}
+	it.guard = gc.g
+	_ = srv.Serve(newOneConnListener(gc))
 	return pc.read.Load(), pc.wrote.Load(), nil
 }
 
@@ -98,6 +100,13 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 // absolute URL and the tunnel facts, then hands it to goproxy.
 func (s *Server) innerHandler(t *tunnel) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A request head the framing guard refused: its status, then close.
+		if status := t.guard.refused(); r.URL.Path == rejectPath && status != 0 {
+			w.Header().Set("Connection", "close")
+			writePage(w, page{Status: status, Title: http.StatusText(status),
+				Msg: "The request was malformed or ambiguous and was not forwarded."})
+			return
+		}
 		// A request for another authority than the tunnel's must not reach
 		// it (domain fronting, or a Host aimed at an internal address).
 		if !sameAuthority(r.Host, t.authority) {
