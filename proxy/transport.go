@@ -84,14 +84,10 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // upstreamError classifies an upstream failure into the status the client
 // gets and a short explanation for the error page and the log.
 type upstreamError struct {
-	Status int    // 502 or 504
+	Status int    // 502, 504, or 403 for a refused destination
 	Kind   string // dns, refused, timeout, tls, reset, other: for logs and metrics
 	Msg    string // one human-readable sentence
-	Err    error
 }
-
-func (e *upstreamError) Error() string { return e.Msg + ": " + e.Err.Error() }
-func (e *upstreamError) Unwrap() error { return e.Err }
 
 // classify maps a transport or dial error for host to an upstreamError.
 func classify(host string, err error) *upstreamError {
@@ -105,7 +101,7 @@ func classify(host string, err error) *upstreamError {
 		alert   tls.AlertError
 		netErr  net.Error
 	)
-	e := &upstreamError{Status: http.StatusBadGateway, Kind: "other", Err: err}
+	e := &upstreamError{Status: http.StatusBadGateway, Kind: "other"}
 	switch {
 	case isDeniedErr(err):
 		e.Status, e.Kind, e.Msg = http.StatusForbidden, "denied", fmt.Sprintf("Picket does not connect to %s: it is an internal or special-purpose address", host)

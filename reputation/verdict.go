@@ -114,15 +114,3 @@ func (v Verdict) Worse(w Verdict) bool {
 	}
 	return w.ThreatName == "" && w.Category == "" && (v.ThreatName != "" || v.Category != "")
 }
-
-// Combine returns the most severe of the verdicts; the zero Verdict when
-// given none.
-func Combine(vs ...Verdict) Verdict {
-	var out Verdict
-	for i, v := range vs {
-		if i == 0 || v.Worse(out) {
-			out = v
-		}
-	}
-	return out
-}

@@ -129,9 +129,6 @@ func (b *Builder) Add(h reputation.Hash, v reputation.Verdict) {
 	b.entries = append(b.entries, bentry{hash: h, v: id})
 }
 
-// Len is the number of entries added so far, duplicates included.
-func (b *Builder) Len() int { return len(b.entries) }
-
 // Build sorts and indexes the entries. The Builder must not be used after.
 func (b *Builder) Build(version uint64) *DB {
 	es := b.entries
