@@ -134,16 +134,9 @@ func (s *Server) passThrough(pc *peekConn, t *tunnel) (up, down int64, err error
 	if err != nil {
 		return 0, 0, err
 	}
-	if n := pc.r.Buffered(); n > 0 {
-		b, _ := pc.r.Peek(n)
-		if _, err := upstream.Write(b); err != nil {
-			upstream.Close()
-			return 0, 0, err
-		}
-		up = int64(n)
-	}
-	u, d := splice(rawConn(pc.Conn), upstream, s.cfg.TunnelIdleTimeout)
-	return up + u, d, nil
+	first, _ := pc.r.Peek(pc.r.Buffered())
+	up, down = s.relay(pc.Conn, upstream, first)
+	return up, down, nil
 }
 
 // authority is host:port of the requests inside an intercepted tunnel: the

@@ -130,13 +130,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 			return
 		}
 		defer conn.Close()
-		t := &tunnel{client: client, host: host, start: x.start, user: x.req.User, groups: x.req.Groups}
-		up, down, err := s.intercept(conn, buffered, t)
-		x.bytesIn.Add(up)
-		x.bytesOut.Add(down)
-		if err != nil {
-			x.errKind = "handshake"
-		}
+		s.interceptFor(x, conn, buffered, &tunnel{client: client, host: host, start: x.start, user: x.req.User, groups: x.req.Groups})
 		return
 	}
 
@@ -155,13 +149,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 	}
 	defer conn.Close()
 	// Bytes the client sent right behind the CONNECT go first.
-	if _, err := upstream.Write(buffered); err != nil {
-		upstream.Close()
-		return
-	}
-	up, down := splice(rawConn(conn), upstream, s.cfg.TunnelIdleTimeout)
-	x.bytesIn.Add(up + int64(len(buffered)))
-	x.bytesOut.Add(down)
+	s.tunnelFor(x, conn, upstream, buffered)
 }
 
 // establish takes the client connection over from net/http and answers the

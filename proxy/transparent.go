@@ -151,13 +151,7 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 	x.decision = d
 	x.status = http.StatusOK
 	if d.Intercept && s.cfg.Intercept != nil {
-		t := &tunnel{client: client, host: host, start: x.start, pin: dst.String()}
-		up, down, err := s.intercept(conn, hello, t)
-		x.bytesIn.Add(up)
-		x.bytesOut.Add(down)
-		if err != nil {
-			x.errKind = "handshake"
-		}
+		s.interceptFor(x, conn, hello, &tunnel{client: client, host: host, start: x.start, pin: dst.String()})
 		return
 	}
 	if d.Action != Allow {
@@ -173,13 +167,7 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 		x.status, x.errKind = ue.Status, ue.Kind
 		return
 	}
-	if _, err := upstream.Write(hello); err != nil {
-		upstream.Close()
-		return
-	}
-	up, down := splice(rawConn(conn), upstream, s.cfg.TunnelIdleTimeout)
-	x.bytesIn.Add(up + int64(len(hello)))
-	x.bytesOut.Add(down)
+	s.tunnelFor(x, conn, upstream, hello)
 }
 
 // hostIsDestination reports whether host (a Host header) names dst: an IP

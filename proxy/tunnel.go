@@ -14,6 +14,37 @@ import (
 // updated. Large enough that TCP-to-TCP copies stay in splice(2).
 const spliceChunk = 1 << 20
 
+// relay sends first (what the client already sent) to upstream, then
+// splices both ways until the tunnel ends. It returns the bytes
+// client→upstream and upstream→client.
+func (s *Server) relay(client, upstream net.Conn, first []byte) (up, down int64) {
+	if len(first) > 0 {
+		if _, err := upstream.Write(first); err != nil {
+			upstream.Close()
+			return 0, 0
+		}
+	}
+	u, d := splice(rawConn(client), upstream, s.cfg.TunnelIdleTimeout)
+	return u + int64(len(first)), d
+}
+
+// tunnelFor relays a tunnel and records its bytes on x.
+func (s *Server) tunnelFor(x *exchange, client, upstream net.Conn, first []byte) {
+	up, down := s.relay(client, upstream, first)
+	x.bytesIn.Add(up)
+	x.bytesOut.Add(down)
+}
+
+// interceptFor runs an intercepted tunnel and records its bytes on x.
+func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tunnel) {
+	up, down, err := s.intercept(client, first, t)
+	x.bytesIn.Add(up)
+	x.bytesOut.Add(down)
+	if err != nil {
+		x.errKind = "handshake"
+	}
+}
+
 // splice copies both ways between client and upstream until both directions
 // end, then closes both. A direction that sees EOF half-closes its
 // destination; an error closes everything. The tunnel ends when no byte moved
