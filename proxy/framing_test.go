@@ -1,17 +1,12 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/tls"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A valid stream of pipelined requests (with a Content-Length body, a
@@ -93,25 +88,9 @@ func TestFramingGuardInsideInterception(t *testing.T) {
 		{"valid", "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, err := net.Dial("tcp", tp.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			raw.SetDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(raw, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
-			if resp, err := http.ReadResponse(bufio.NewReader(raw), nil); err != nil || resp.StatusCode != 200 {
-				t.Fatalf("CONNECT: %v %v", resp, err)
-			}
-			tc2 := tls.Client(raw, &tls.Config{RootCAs: poolOf(ca.Certificate()), ServerName: "127.0.0.1"})
-			io.WriteString(tc2, tc.req)
-			resp, err := http.ReadResponse(bufio.NewReader(tc2), nil)
-			if err != nil {
-				t.Fatalf("inner response: %v", err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tc.want || (tc.want != 200 && strings.Contains(string(b), "reached")) {
-				t.Errorf("got %d %q, want %d", resp.StatusCode, b, tc.want)
+			resp, body := interceptedRequest(t, tp.addr, ca.Certificate(), host, tc.req)
+			if resp.StatusCode != tc.want || (tc.want != 200 && strings.Contains(body, "reached")) {
+				t.Errorf("got %d %q, want %d", resp.StatusCode, body, tc.want)
 			}
 		})
 	}

@@ -149,19 +149,7 @@ func TestInterceptedWebSocket(t *testing.T) {
 }
 
 func TestInterceptedPlainProtocolPassesThrough(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
+	ln := echoListener(t)
 	tp, _ := startIntercepting(t, testCA(t))
 	c, err := net.Dial("tcp", tp.addr)
 	if err != nil {
@@ -199,27 +187,8 @@ func TestInterceptedMisdirectedAndOversized(t *testing.T) {
 		{"matching Host", "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, err := net.Dial("tcp", tp.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			raw.SetDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(raw, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
-			resp, err := http.ReadResponse(bufioReader(raw), nil)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("CONNECT: %v %v", resp, err)
-			}
-			tc2 := tls.Client(raw, &tls.Config{RootCAs: poolOf(ca.Certificate()), ServerName: "127.0.0.1"})
-			if _, err := io.WriteString(tc2, tc.req); err != nil {
-				t.Fatal(err)
-			}
-			inner, err := http.ReadResponse(bufioReader(tc2), nil)
-			if err != nil {
-				t.Fatalf("inner response: %v", err)
-			}
-			if inner.StatusCode != tc.want {
-				t.Errorf("status: got %d, want %d", inner.StatusCode, tc.want)
+			if resp, _ := interceptedRequest(t, tp.addr, ca.Certificate(), host, tc.req); resp.StatusCode != tc.want {
+				t.Errorf("status: got %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
 	}

@@ -280,20 +280,7 @@ func TestConnectTunnel(t *testing.T) {
 }
 
 func TestConnectPlainProtocol(t *testing.T) {
-	// A line-based echo server: not HTTP, not TLS.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
+	ln := echoListener(t)
 	tp := startProxy(t, Config{})
 	c, err := net.Dial("tcp", tp.addr)
 	if err != nil {
