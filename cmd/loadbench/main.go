@@ -528,18 +528,11 @@ database = %q
 		return nil, err
 	}
 	p := &picket{cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return p, nil
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("picket did not start listening on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitListening("picket", addr, 10*time.Second); err != nil {
+		p.stop()
+		return nil, err
 	}
+	return p, nil
 }
 
 func (p *picket) stop() {

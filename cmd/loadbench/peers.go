@@ -54,17 +54,25 @@ func startPeer(name, addr string, cmd *exec.Cmd) (*peer, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := &peer{name: name, url: &url.URL{Scheme: "http", Host: addr}, cmd: cmd}
-	deadline := time.Now().Add(15 * time.Second)
+	if err := waitListening(name, addr, 15*time.Second); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitListening waits until something accepts connections on addr.
+func waitListening(name, addr string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
 	for {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return p, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("%s did not start listening on %s", name, addr)
+			return fmt.Errorf("%s did not start listening on %s", name, addr)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
