@@ -161,7 +161,6 @@ func (tp *testProxy) rawRequest(t *testing.T, raw string) (string, string) {
 	return strings.TrimSpace(status), rest.String()
 }
 
-
 // interceptedRequest sends raw, one request head (and body), inside an
 // intercepted tunnel to host (CONNECT, then TLS trusting only ca) and
 // returns the response read inside the tunnel.
