@@ -54,8 +54,11 @@ bench-go:
 
 ## loadtest: picket (filtering on) against direct requests on loopback, each
 ## scenario a few seconds; PEERS=1 adds squid, tinyproxy and bare goproxy
-## (installed from Debian when missing). DURATION sets the seconds per run.
-DURATION ?= 4s
+## (installed from Debian when missing). Each scenario runs ROUNDS rounds of
+## DURATION per proxy (direct first, proxies in a rotated order); the table
+## shows each proxy's median ratio to direct.
+DURATION ?= 2s
+ROUNDS ?= 3
 loadtest: build
 	@if [ -n "$(PEERS)" ]; then \
 	  missing=""; \
@@ -65,7 +68,7 @@ loadtest: build
 	  systemctl stop squid tinyproxy 2>/dev/null || true; \
 	fi
 	$(GO) build -o bin/loadbench ./cmd/loadbench
-	./bin/loadbench -bin $(BIN) -duration $(DURATION) $(if $(PEERS),-peers)
+	./bin/loadbench -bin $(BIN) -duration $(DURATION) -rounds $(ROUNDS) $(if $(PEERS),-peers)
 
 ## fuzz: every fuzz target for FUZZTIME each (their seed corpora also run in `make test`)
 FUZZTIME ?= 30s

@@ -40,6 +40,8 @@ func main() {
 	serveGP := flag.String("serve-goproxy", "", "internal: run as a bare goproxy on this address")
 	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
 	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
+	flag.IntVar(&rounds, "rounds", 3, "rounds per scenario; each proxy's ratio is the median over them")
+	flag.BoolVar(&verbose, "v", false, "print every round's ratios")
 	flag.StringVar(&picketEnv, "picket-env", "", "extra environment for picket (e.g. \"GOGC=200\")")
 	flag.Parse()
 	if *serveGP != "" {
@@ -50,6 +52,10 @@ func main() {
 		return
 	}
 	withPeers = *peers
+	if rounds < 1 {
+		fmt.Fprintln(os.Stderr, "loadbench: -rounds must be at least 1")
+		os.Exit(2)
+	}
 	if err := run(*bin, *dur, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		os.Exit(1)
@@ -58,6 +64,12 @@ func main() {
 
 // profileDir, if set, receives picket's CPU profiles.
 var profileDir string
+
+// rounds is how many times each scenario is measured; verbose prints each.
+var (
+	rounds  = 3
+	verbose bool
+)
 
 // picketEnv is extra environment for the picket processes.
 var picketEnv string
@@ -141,8 +153,9 @@ func run(bin string, dur time.Duration, only string) error {
 		{scenario{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k"}, true},
 		{scenario{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m"}, true},
 	}
-	fmt.Printf("loadbench: %s per run; origin and load generator in this process; 2 cores shared by all.\n", dur)
-	fmt.Printf("Each proxy column: throughput as a ratio to direct in the same run, the proxy's CPU per request")
+	fmt.Printf("loadbench: %d rounds of %s per proxy and scenario; origin and load generator in this process; 2 cores shared by all.\n", rounds, dur)
+	fmt.Printf("Each round measures direct, then every proxy in a rotated order. Each proxy column: the median over the rounds\n")
+	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request")
 	fmt.Printf(" (per MiB for 10 MiB rows: divide by 10).\n\n")
 	header := fmt.Sprintf("%-42s %10s | %-34s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99")
 	if withPeers {
@@ -161,30 +174,51 @@ func run(bin string, dur time.Duration, only string) error {
 		if sc.intercept {
 			pk, others = mitm, peersMitm
 		}
-		direct := load(sc.scenario, target, nil, dur)
-		row := fmt.Sprintf("%-42s %10.0f", sc.name, direct.rate())
-		measure := func(c contestant) (result, time.Duration) {
-			cpu0 := c.cpu()
-			r := load(sc.scenario, target, c.url, dur)
-			return r, c.cpu() - cpu0
+		field := append([]contestant{{"picket", pk.url, pk.cpu}}, others...)
+		tallies := make([]tally, len(field))
+		var directs []float64
+		// Rounds: each measures direct, then every contestant in an order
+		// rotated by one per round, so that a slow or fast stretch of the
+		// shared machine does not favour whoever runs at a fixed position.
+		for round := range rounds {
+			direct := load(sc.scenario, target, nil, dur)
+			directs = append(directs, direct.rate())
+			for k := range field {
+				i := (k + round) % len(field)
+				c := field[i]
+				if c.url == nil {
+					continue
+				}
+				cpu0 := c.cpu()
+				r := load(sc.scenario, target, c.url, dur)
+				tallies[i].add(r, direct, c.cpu()-cpu0)
+			}
 		}
-		r, cpu := measure(contestant{"picket", pk.url, pk.cpu})
-		row += fmt.Sprintf(" | %6.2f %10s %6s %6s", ratio(r, direct), perReq(cpu, r), r.p(50), r.p(99))
-		errs := fmt.Sprintf("picket %d", r.errs)
-		for _, c := range others {
+		row := fmt.Sprintf("%-42s %10.0f", sc.name, median(directs))
+		t := tallies[0]
+		row += fmt.Sprintf(" | %6.2f %10s %6s %6s", t.ratio(), t.perReq(), t.p(50), t.p(99))
+		errs := fmt.Sprintf("picket %d", t.errs)
+		for i, c := range field[1:] {
 			if c.url == nil {
 				row += fmt.Sprintf(" | %-16s", "-")
 				continue
 			}
-			r, cpu := measure(c)
-			row += fmt.Sprintf(" | %5.2f %10s", ratio(r, direct), perReq(cpu, r))
-			errs += fmt.Sprintf(", %s %d", c.name, r.errs)
+			t := tallies[i+1]
+			row += fmt.Sprintf(" | %5.2f %10s", t.ratio(), t.perReq())
+			errs += fmt.Sprintf(", %s %d", c.name, t.errs)
 		}
 		fmt.Print(row)
 		if strings.Contains(errs, " 0") && !strings.ContainsAny(strings.ReplaceAll(errs, " 0", ""), "123456789") {
 			fmt.Println()
 		} else {
 			fmt.Printf("  (errors: %s)\n", errs)
+		}
+		if verbose {
+			for i, c := range field {
+				if c.url != nil {
+					fmt.Printf("    %-10s ratios per round %.2f\n", c.name, tallies[i].ratios)
+				}
+			}
 		}
 	}
 
@@ -337,18 +371,53 @@ func (r result) p(q int) string {
 	return d.Round(10 * time.Millisecond).String()
 }
 
-func ratio(r, direct result) float64 {
-	if direct.rate() == 0 {
-		return 0
-	}
-	return r.rate() / direct.rate()
+// tally gathers one contestant's rounds of a scenario.
+type tally struct {
+	ratios  []float64 // throughput / direct, per round
+	n, errs int64
+	cpu     time.Duration
+	lat     []time.Duration
 }
 
-func perReq(cpu time.Duration, r result) string {
-	if r.n == 0 {
+func (t *tally) add(r, direct result, cpu time.Duration) {
+	ratio := 0.0
+	if direct.rate() > 0 {
+		ratio = r.rate() / direct.rate()
+	}
+	t.ratios = append(t.ratios, ratio)
+	t.n += r.n
+	t.errs += r.errs
+	t.cpu += cpu
+	t.lat = append(t.lat, r.lat...)
+}
+
+// ratio is the median of the rounds' ratios to direct.
+func (t *tally) ratio() float64 { return median(t.ratios) }
+
+// perReq is the CPU time per request over all rounds.
+func (t *tally) perReq() string {
+	if t.n == 0 {
 		return "-"
 	}
-	return (cpu / time.Duration(r.n)).Round(time.Microsecond).String()
+	return (t.cpu / time.Duration(t.n)).Round(time.Microsecond).String()
+}
+
+// p is a latency percentile over all rounds.
+func (t *tally) p(q int) string {
+	slices.Sort(t.lat)
+	return result{lat: t.lat}.p(q)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // load runs sc against target for dur, through proxy when not nil.
