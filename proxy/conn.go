@@ -206,11 +206,23 @@ type clientConn struct {
 	// uses it.
 	guard    *framingGuard
 	guardRef atomic.Pointer[framingGuard] // the same guard, for other goroutines
+
+	// replay holds what the fast path read (past the guard) but did not
+	// serve, for net/http to read first after a hand-off (fastpath.go).
+	replay []byte
+	fast   atomic.Int32 // fast-path state: fastActive, fastIdle, fastClosed
 }
 
 // Read gives net/http the client's bytes once the framing guard passed
 // them.
 func (c *clientConn) Read(p []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(p, c.replay)
+		if c.replay = c.replay[n:]; len(c.replay) == 0 {
+			c.replay = nil
+		}
+		return n, nil
+	}
 	g := c.guard
 	if g == nil {
 		return c.idleConn.Read(p)
@@ -227,10 +239,12 @@ func (c *clientConn) Read(p []byte) (int, error) {
 func (c *clientConn) takeChecked() []byte {
 	g := c.guard
 	c.guard = nil
+	replay := c.replay
+	c.replay = nil
 	if g == nil {
-		return nil
+		return replay
 	}
-	return append(g.out, g.buf...)
+	return append(append(replay, g.out...), g.buf...)
 }
 
 // rejected returns the status of a refused request head, or 0.

@@ -9,15 +9,20 @@
 //
 //	accept (conn.go: connection limits, tracking, idle deadlines after hijack)
 //	  │  framing guard (framing.go): ambiguous heads → 400/414/431, closed
-//	ServeHTTP ── client not allowed ───────► 403
-//	  ├── origin form / the proxy itself ─► local pages (info, CA, PAC)
-//	  ├── proxy authentication ───────────► 407 / 429 (auth.go)
-//	  ├── CONNECT ─► handleConnect: port allowed? Decide(host)
-//	  │                 ├── block/warn, not interceptable ─► 403 + reason header
+//	fast path (fastpath.go): GET/HEAD, absolute http URL, HTTP/1.1, no body,
+//	  │  allowed client, no proxy auth ─► roundTrip directly, response written
+//	  │  by Picket ────────────────────────────────────────────────────────────────┐
+//	  │  anything else: the connection and its buffered bytes go to net/http       │
+//	ServeHTTP ── client not allowed ───────► 403                                   │
+//	  ├── origin form / the proxy itself ─► local pages (info, CA, PAC)            │
+//	  ├── proxy authentication ───────────► 407 / 429 (auth.go)                    │
+//	  ├── CONNECT ─► handleConnect: port allowed? Decide(host)                     │
+//	  │                 ├── block/warn, not interceptable ─► 403 + reason header   │
 //	  │                 ├── tunnel ─────────► dial (destination policy), splice (tunnel.go)
 //	  │                 └── intercept ──────► TLS with a minted leaf; net/http serves
 //	  │                                       the requests inside (intercept.go) ─┐
 //	  └── absolute form ─► goproxy ────────────────────────────────────────────────┤
+//	                                                                               │
 //	  transparent listeners (transparent.go): Host/SNI + SO_ORIGINAL_DST ──────────┤
 //	                                                                               ▼
 //	                   roundTrip: warn "continue" link? Decide(URL) ── block/warn ─► page (blockpage.go)

@@ -17,6 +17,10 @@ import (
 // This file is the request pipeline, top to bottom: ServeHTTP classifies
 // what arrived, handleConnect decides tunnels, roundTrip decides and forwards
 // each HTTP request (plain or intercepted). Helpers live in the other files.
+// Plain GET and HEAD requests without a body usually skip ServeHTTP and
+// goproxy: the fast path (fastpath.go) reads them off the connection and
+// calls roundTrip itself, with the same steps 1–3 checks (it declines
+// whatever they would answer, and net/http takes the connection over).
 
 // ServeHTTP is the entry point of every request the listener accepts.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

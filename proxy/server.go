@@ -103,7 +103,8 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 // http.ErrServerClosed after a shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.Protect(ln.Addr().String())
-	return s.http.Serve(&listener{Listener: ln, conns: s.conns, guard: s.cfg.MaxHeaderBytes})
+	inner := &listener{Listener: ln, conns: s.conns, guard: s.cfg.MaxHeaderBytes}
+	return s.http.Serve(newFastListener(s, inner))
 }
 
 // Protect marks addr (host:port, e.g. the admin listener) as this proxy's
@@ -127,6 +128,7 @@ func (s *Server) Protect(addr string) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.closeExtra()
+	s.conns.closeIdleFast()
 	for _, srv := range s.extraServers() {
 		_ = srv.Shutdown(ctx)
 	}

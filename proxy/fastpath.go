@@ -1,0 +1,425 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The fast path serves the commonest proxied requests — GET and HEAD in
+// absolute form over HTTP/1.1, without a body — straight from the client
+// connection: one goroutine per connection reads the head, runs the same
+// pipeline step as every other request (roundTrip: decide, forward, scan,
+// log) and writes the response itself. It exists because under profiling
+// most of a small request's cost was neither filtering nor forwarding but
+// the general machinery around them: net/http's server (a background-read
+// goroutine, a context and a response writer per request, two deadline moves)
+// and goproxy's response copy. See docs/benchmarks.md.
+//
+// Anything else — CONNECT, bodies, Expect, upgrades, HTTP/1.0, origin-form
+// requests for Picket's own pages, heads the framing guard refused, proxy
+// authentication — hands the connection, with every byte already read, to
+// the ordinary net/http server for the rest of its life. Correctness never
+// depends on the fast path: it only ever declines.
+
+// fastListener feeds http.Server the connections the fast path handed off.
+// Every accepted connection starts on the fast path.
+type fastListener struct {
+	net.Listener // the tracking listener (*listener): Accept gives *clientConn
+	s            *Server
+	handed       chan net.Conn
+	once         sync.Once
+	done         chan struct{} // closed when the inner listener fails for good
+	err          error
+}
+
+func newFastListener(s *Server, inner net.Listener) *fastListener {
+	return &fastListener{Listener: inner, s: s, handed: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *fastListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { go l.acceptLoop() })
+	select {
+	case c := <-l.handed:
+		return c, nil
+	case <-l.done:
+		return nil, l.err
+	}
+}
+
+func (l *fastListener) acceptLoop() {
+	var delay time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off as
+				// net/http does, and keep accepting.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				l.s.cfg.Log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				time.Sleep(delay)
+				continue
+			}
+			l.err = err
+			close(l.done)
+			return
+		}
+		delay = 0
+		go l.s.serveFast(c.(*clientConn), l)
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// hand gives c to http.Server; the bytes already read come first.
+func (l *fastListener) hand(c *clientConn) {
+	select {
+	case l.handed <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// Fast-path connection states, for graceful shutdown: an idle connection
+// (waiting for its next request) may be closed at once.
+const (
+	fastActive int32 = iota
+	fastIdle
+	fastClosed
+)
+
+// serveFast is the fast path's loop over one client connection.
+func (s *Server) serveFast(c *clientConn, l *fastListener) {
+	br := fastReaders.Get().(*bufio.Reader)
+	br.Reset(c)
+	defer func() {
+		br.Reset(nil)
+		fastReaders.Put(br)
+	}()
+	ctx := context.WithValue(context.Background(), connKey{}, c)
+	remote := c.RemoteAddr().String()
+	var readDeadlineAt time.Time
+	for {
+		// 1. Wait for the next request, bounded by the idle timeout
+		// (moved only when an eighth of it has passed: a deadline costs a
+		// timer update).
+		if now := time.Now(); now.Sub(readDeadlineAt) > s.cfg.IdleTimeout/8 {
+			_ = c.SetReadDeadline(now.Add(s.cfg.IdleTimeout))
+			readDeadlineAt = now
+		}
+		c.fast.Store(fastIdle)
+		if s.draining.Load() {
+			c.Close()
+			return
+		}
+		_, err := br.Peek(1)
+		if !c.fast.CompareAndSwap(fastIdle, fastActive) || err != nil {
+			c.Close() // shutdown closed it while idle, or the client left
+			return
+		}
+
+		// 2. The whole head, within the header timeout once it started.
+		head, ok, err := peekHead(br, func() {
+			_ = c.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
+			readDeadlineAt = time.Time{} // move it back for the next wait
+		})
+		if err != nil && !ok {
+			c.Close()
+			return
+		}
+		var req *http.Request
+		if ok {
+			req = s.simpleRequest(head, ctx, remote)
+		}
+		if req == nil {
+			// Not for the fast path: net/http serves the connection from
+			// here on, starting with the bytes buffered.
+			_ = c.SetReadDeadline(time.Time{})
+			buffered, _ := br.Peek(br.Buffered())
+			c.replay = bytes.Clone(buffered)
+			c.fast.Store(fastClosed)
+			l.hand(c)
+			return
+		}
+		_, _ = br.Discard(len(head))
+
+		// 3. The pipeline, as for every request (pipeline.go).
+		resp, _ := s.roundTrip(req, nil)
+
+		// 4. The response, then the next request or the end.
+		if !s.writeFast(c, req, resp) {
+			c.Close()
+			return
+		}
+	}
+}
+
+var fastReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+var fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// peekHead returns the request head at the start of br (through the empty
+// line) without consuming it. ok is false when the head does not fit in
+// br's buffer (the fast path declines it). started runs once if the head
+// needs more than one read.
+func peekHead(br *bufio.Reader, started func()) (head []byte, ok bool, err error) {
+	more := false
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+			return buf[:i+4], true, nil
+		}
+		if br.Buffered() == br.Size() {
+			return nil, false, nil
+		}
+		if !more {
+			more = true
+			started()
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return nil, false, err
+		}
+	}
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// simpleRequest parses head into a request when the fast path can serve
+// it, or returns nil. The framing guard has already checked the head's
+// syntax; this only picks the requests it serves.
+func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) *http.Request {
+	if s.cfg.Authenticate != nil || !s.clientAllowed(clientAddr(remote)) {
+		return nil // 407s and 403s are net/http's
+	}
+	// Request line: GET or HEAD, absolute http URL, HTTP/1.1.
+	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	var method string
+	switch {
+	case bytes.HasPrefix(line, []byte("GET http://")):
+		method, line = http.MethodGet, line[4:]
+	case bytes.HasPrefix(line, []byte("HEAD http://")):
+		method, line = http.MethodHead, line[5:]
+	default:
+		return nil
+	}
+	target, ok := bytes.CutSuffix(line, []byte(" HTTP/1.1"))
+	if !ok || bytes.IndexByte(target, ' ') >= 0 {
+		return nil
+	}
+	text := string(rest) // one allocation; header values are slices of it
+	u, err := url.ParseRequestURI(string(target))
+	if err != nil || u.Host == "" || s.isSelf(u) {
+		return nil
+	}
+	h := make(http.Header, bytes.Count(rest, []byte("\r\n")))
+	closeConn, hosts := false, 0
+	for len(text) > 2 {
+		l, after, _ := strings.Cut(text, "\r\n")
+		text = after
+		name, value, ok := strings.Cut(l, ":")
+		// What net/http would refuse with a 400 is left to it.
+		if !ok || !validFieldName(name) || !validFieldValue(value) {
+			return nil
+		}
+		name = textproto.CanonicalMIMEHeaderKey(name)
+		value = strings.Trim(value, " \t")
+		switch name {
+		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Trailer":
+			return nil // a body, or a conversation the fast path does not hold
+		case "Connection":
+			for _, tok := range strings.Split(value, ",") {
+				switch strings.ToLower(strings.TrimSpace(tok)) {
+				case "close":
+					closeConn = true
+				case "upgrade":
+					return nil
+				}
+			}
+		case "Host":
+			hosts++
+			continue // the URL's host wins (RFC 9112 §3.2.2)
+		}
+		h[name] = append(h[name], value)
+	}
+	if hosts != 1 {
+		return nil // HTTP/1.1 needs exactly one Host header
+	}
+	return (&http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       u.Host,
+		Close:      closeConn,
+		RemoteAddr: remote,
+		RequestURI: string(target),
+	}).WithContext(ctx)
+}
+
+// writeFast writes resp to the client and closes its body. It reports
+// whether the connection can carry another request.
+func (s *Server) writeFast(c *clientConn, req *http.Request, resp *http.Response) bool {
+	bw := fastWriters.Get().(*bufio.Writer)
+	bw.Reset(c)
+	defer func() {
+		bw.Reset(nil)
+		fastWriters.Put(bw)
+	}()
+	keep := !req.Close && !resp.Close && !s.draining.Load()
+	code := resp.StatusCode
+	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
+	chunked := !noBody && resp.ContentLength < 0
+
+	// Head.
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	if text := http.StatusText(code); text != "" {
+		bw.WriteString(text)
+	} else {
+		bw.WriteString("status code " + strconv.Itoa(code))
+	}
+	bw.WriteString("\r\n")
+	h := resp.Header
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		var b [32]byte
+		bw.Write(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case chunked:
+		h.Del("Content-Length")
+		h["Transfer-Encoding"] = []string{"chunked"}
+	case !noBody:
+		h.Del("Transfer-Encoding")
+		if _, ok := h["Content-Length"]; !ok {
+			h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+		}
+	}
+	if !keep {
+		h["Connection"] = []string{"close"}
+	}
+	if err := h.Write(bw); err != nil {
+		resp.Body.Close()
+		return false
+	}
+	bw.WriteString("\r\n")
+
+	// Body.
+	var err error
+	switch {
+	case noBody:
+	case chunked:
+		err = copyChunked(bw, resp)
+	default:
+		var n int64
+		n, err = io.Copy(bw, resp.Body)
+		if err == nil && n != resp.ContentLength {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	resp.Body.Close()
+	return keep && err == nil
+}
+
+// copyChunked writes resp's body in chunked encoding, then its trailers, flushing each chunk so that
+// streams (server-sent events, long polls) are not held back.
+func copyChunked(bw *bufio.Writer, resp *http.Response) error {
+	_, err := io.Copy(&chunkWriter{bw: bw}, resp.Body)
+	if err != nil {
+		return err
+	}
+	bw.WriteString("0\r\n")
+	if len(resp.Trailer) > 0 { // complete once the body reached EOF
+		if err := resp.Trailer.Write(bw); err != nil {
+			return err
+		}
+	}
+	_, err = bw.WriteString("\r\n")
+	return err
+}
+
+type chunkWriter struct{ bw *bufio.Writer }
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	w.bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+	w.bw.WriteString("\r\n")
+	w.bw.Write(p)
+	w.bw.WriteString("\r\n")
+	return len(p), w.bw.Flush()
+}
+
+// closeIdleFast closes fast-path connections waiting for a request (at
+// shutdown); busy ones close after their response.
+func (t *conns) closeIdleFast() {
+	t.mu.Lock()
+	var idle []*clientConn
+	for c := range t.set {
+		if c.fast.CompareAndSwap(fastIdle, fastClosed) {
+			idle = append(idle, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// validFieldName reports whether name is an HTTP token (RFC 9110 §5.1).
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenByte[name[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether v holds no control bytes but tab.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+var isTokenByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()

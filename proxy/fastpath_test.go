@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// dialRaw opens a raw connection to the proxy with a deadline.
+func (tp *testProxy) dialRaw(t *testing.T) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", tp.addr, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+func readResp(t *testing.T, br *bufio.Reader, method string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// A connection that starts on the fast path and then sends what it does not
+// serve (a POST with a body) is handed to net/http with every pipelined byte,
+// and the answers come back in order on the same connection.
+func TestFastPathHandsOffMidConnection(t *testing.T) {
+	origin := echoOrigin(t)
+	tp := startProxy(t, Config{})
+	c, br := tp.dialRaw(t)
+	host := strings.TrimPrefix(origin.URL, "http://")
+	raw := "GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n" +
+		"POST " + origin.URL + "/echo HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 5\r\n\r\nhello" +
+		"GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"origin page", "hello", "origin page"} {
+		resp, body := readResp(t, br, "GET")
+		if resp.StatusCode != 200 || body != want {
+			t.Fatalf("response %d: %d %q, want 200 %q", i, resp.StatusCode, body, want)
+		}
+	}
+}
+
+// A CONNECT after a fast-path GET on the same connection gets its tunnel,
+// and bytes the client sent right behind the CONNECT reach the target.
+func TestFastPathConnectAfterGet(t *testing.T) {
+	origin := echoOrigin(t)
+	echo := echoListener(t)
+	tp := startProxy(t, Config{})
+	c, br := tp.dialRaw(t)
+	host := strings.TrimPrefix(origin.URL, "http://")
+	target := echo.Addr().String()
+	raw := "GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n" +
+		"CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\nearly bytes"
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "origin page" {
+		t.Fatalf("GET: %d %q", resp.StatusCode, body)
+	}
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	got := make([]byte, len("early bytes"))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "early bytes" {
+		t.Fatalf("echo through the tunnel: %q %v", got, err)
+	}
+}
+
+// HEAD keeps the origin's Content-Length and sends no body; the connection
+// then serves the next request.
+func TestFastPathHead(t *testing.T) {
+	origin := echoOrigin(t)
+	tp := startProxy(t, Config{})
+	c, br := tp.dialRaw(t)
+	host := strings.TrimPrefix(origin.URL, "http://")
+	raw := "HEAD " + origin.URL + "/big?n=12345 HTTP/1.1\r\nHost: " + host + "\r\n\r\n" +
+		"GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := readResp(t, br, "HEAD")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Length") != "12345" || body != "" {
+		t.Fatalf("HEAD: %d, Content-Length %q, body %q", resp.StatusCode, resp.Header.Get("Content-Length"), body)
+	}
+	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "origin page" {
+		t.Fatalf("GET after HEAD: %d %q", resp.StatusCode, body)
+	}
+}
+
+// Connection: close from the client: the answer says so and the proxy
+// closes the connection.
+func TestFastPathConnectionClose(t *testing.T) {
+	origin := echoOrigin(t)
+	tp := startProxy(t, Config{})
+	c, br := tp.dialRaw(t)
+	host := strings.TrimPrefix(origin.URL, "http://")
+	if _, err := io.WriteString(c, "GET "+origin.URL+"/ HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := readResp(t, br, "GET")
+	if body != "origin page" || !resp.Close {
+		t.Fatalf("got %q, Close %v; want the page and Connection: close", body, resp.Close)
+	}
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after Connection: close: read %d, %v; want EOF", n, err)
+	}
+}
+
+// Shutdown closes keep-alive connections waiting on the fast path at once
+// instead of waiting out their idle timeout.
+func TestFastPathShutdownClosesIdle(t *testing.T) {
+	origin := echoOrigin(t)
+	tp := startProxy(t, Config{IdleTimeout: time.Minute})
+	c, br := tp.dialRaw(t)
+	host := strings.TrimPrefix(origin.URL, "http://")
+	if _, err := io.WriteString(c, "GET "+origin.URL+"/ HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := readResp(t, br, "GET"); body != "origin page" {
+		t.Fatalf("got %q", body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := tp.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v after %v", err, time.Since(start))
+	}
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection after shutdown: read %d, %v; want EOF", n, err)
+	}
+}
