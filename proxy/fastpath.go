@@ -142,7 +142,21 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 			return
 		}
 		var req *http.Request
-		if ok {
+		if ok && bytes.HasPrefix(head, []byte("CONNECT ")) {
+			if req = s.simpleRequest(head, ctx, remote); req != nil {
+				// A tunnel: ServeHTTP decides it on a response writer over
+				// this connection, which hijacking takes over.
+				_, _ = br.Discard(len(head))
+				_ = c.SetReadDeadline(time.Time{})
+				fw := &fastWriter{c: c, br: br, h: make(http.Header)}
+				s.ServeHTTP(fw, req)
+				if !fw.hijacked {
+					fw.finish()
+					c.Close()
+				}
+				return
+			}
+		} else if ok {
 			req = s.simpleRequest(head, ctx, remote)
 		}
 		if req == nil {
@@ -201,10 +215,11 @@ var crlfcrlf = []byte("\r\n\r\n")
 // it, or returns nil. The framing guard has already checked the head's
 // syntax; this only picks the requests it serves.
 func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) *http.Request {
-	if s.cfg.Authenticate != nil || !s.clientAllowed(clientAddr(remote)) {
-		return nil // 407s and 403s are net/http's
+	if !s.clientAllowed(clientAddr(remote)) {
+		return nil // 403s are net/http's
 	}
-	// Request line: GET or HEAD, absolute http URL, HTTP/1.1.
+	// Request line: GET or HEAD with an absolute http URL, or CONNECT;
+	// HTTP/1.1.
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	var method string
 	switch {
@@ -212,17 +227,25 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 		method, line = http.MethodGet, line[4:]
 	case bytes.HasPrefix(line, []byte("HEAD http://")):
 		method, line = http.MethodHead, line[5:]
+	case bytes.HasPrefix(line, []byte("CONNECT ")):
+		method, line = http.MethodConnect, line[8:]
 	default:
 		return nil
 	}
 	target, ok := bytes.CutSuffix(line, []byte(" HTTP/1.1"))
-	if !ok || bytes.IndexByte(target, ' ') >= 0 {
+	if !ok || len(target) == 0 || bytes.IndexByte(target, ' ') >= 0 {
 		return nil
 	}
 	text := string(rest) // one allocation; header values are slices of it
-	u, err := url.ParseRequestURI(string(target))
-	if err != nil || u.Host == "" || s.isSelf(u) {
-		return nil
+	var u *url.URL
+	if method == http.MethodConnect {
+		// The target is checked by handleConnect (connectTarget).
+		u = &url.URL{Host: string(target)}
+	} else {
+		var err error
+		if u, err = url.ParseRequestURI(string(target)); err != nil || u.Host == "" || s.isSelf(u) {
+			return nil
+		}
 	}
 	h := make(http.Header, bytes.Count(rest, []byte("\r\n")))
 	closeConn, hosts := false, 0
@@ -254,8 +277,11 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 		}
 		h[name] = append(h[name], value)
 	}
-	if hosts != 1 {
-		return nil // HTTP/1.1 needs exactly one Host header
+	if hosts > 1 || hosts == 0 && method != http.MethodConnect {
+		return nil // HTTP/1.1 needs one Host header (CONNECT may omit it)
+	}
+	if method != http.MethodConnect && s.cfg.Authenticate != nil {
+		return nil // 407s are net/http's; a CONNECT's are ServeHTTP's (below)
 	}
 	return (&http.Request{
 		Method:     method,
@@ -272,16 +298,66 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 	}).WithContext(ctx)
 }
 
+// fastWriter is the response writer a fast-path CONNECT is decided on:
+// ServeHTTP either hijacks the connection (a tunnel) or writes an answer
+// (403, 407, 502, ...), sent when it returns, after which the connection
+// closes.
+type fastWriter struct {
+	c        *clientConn
+	br       *bufio.Reader
+	h        http.Header
+	status   int
+	body     []byte
+	hijacked bool
+}
+
+func (w *fastWriter) Header() http.Header { return w.h }
+
+func (w *fastWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *fastWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+// Hijack hands the connection over with the bytes already buffered.
+func (w *fastWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.hijacked = true
+	return w.c, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.c, 64)), nil
+}
+
+// finish sends the answer ServeHTTP wrote.
+func (w *fastWriter) finish() {
+	w.WriteHeader(http.StatusOK)
+	_ = w.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	resp := &http.Response{StatusCode: w.status, Header: w.h, ContentLength: int64(len(w.body)),
+		Body: io.NopCloser(bytes.NewReader(w.body)), Close: true}
+	w.h.Del("Transfer-Encoding")
+	w.h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
+	writeResponse(w.c, &http.Request{Method: http.MethodConnect}, resp, false)
+}
+
 // writeFast writes resp to the client and closes its body. It reports
 // whether the connection can carry another request.
 func (s *Server) writeFast(c *clientConn, req *http.Request, resp *http.Response) bool {
+	return writeResponse(c, req, resp, !req.Close && !resp.Close && !s.draining.Load())
+}
+
+// writeResponse writes resp as the answer to req and closes its body; keep
+// is whether the connection stays open after it. It reports whether the
+// connection can carry another request.
+func writeResponse(c *clientConn, req *http.Request, resp *http.Response, keep bool) bool {
 	bw := fastWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	defer func() {
 		bw.Reset(nil)
 		fastWriters.Put(bw)
 	}()
-	keep := !req.Close && !resp.Close && !s.draining.Load()
 	code := resp.StatusCode
 	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
 	chunked := !noBody && resp.ContentLength < 0
