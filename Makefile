@@ -58,7 +58,7 @@ bench-go:
 ## DURATION per proxy (direct first, proxies in a rotated order); the table
 ## shows each proxy's median ratio to direct.
 DURATION ?= 2s
-ROUNDS ?= 3
+ROUNDS ?= 5
 loadtest: build
 	@if [ -n "$(PEERS)" ]; then \
 	  missing=""; \

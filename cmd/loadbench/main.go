@@ -35,12 +35,12 @@ import (
 func main() {
 	bin := flag.String("bin", "bin/picket", "picket binary to measure")
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured run")
-	only := flag.String("only", "", "run only scenarios whose name contains this")
+	only := flag.String("only", "", "run only scenarios whose name contains this (alternatives separated by |)")
 	peers := flag.Bool("peers", false, "also measure squid, tinyproxy and a bare goproxy")
 	serveGP := flag.String("serve-goproxy", "", "internal: run as a bare goproxy on this address")
 	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
 	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
-	flag.IntVar(&rounds, "rounds", 3, "rounds per scenario; each proxy's ratio is the median over them")
+	flag.IntVar(&rounds, "rounds", 5, "rounds per scenario; each proxy's ratio is the median over them")
 	flag.BoolVar(&verbose, "v", false, "print every round's ratios")
 	flag.StringVar(&picketEnv, "picket-env", "", "extra environment for picket (e.g. \"GOGC=200\")")
 	flag.Parse()
@@ -67,7 +67,7 @@ var profileDir string
 
 // rounds is how many times each scenario is measured; verbose prints each.
 var (
-	rounds  = 3
+	rounds  = 5
 	verbose bool
 )
 
@@ -163,7 +163,7 @@ func run(bin string, dur time.Duration, only string) error {
 	}
 	fmt.Println(header)
 	for _, sc := range scenarios {
-		if only != "" && !strings.Contains(sc.name, only) {
+		if !selected(only, sc.name) {
 			continue
 		}
 		target := origin.URL
@@ -224,7 +224,7 @@ func run(bin string, dur time.Duration, only string) error {
 
 	// Memory: a 64 MiB upload and download streamed through the proxy must
 	// not grow its resident set by more than a few MiB.
-	if only == "" || strings.Contains("memory", only) {
+	if selected(only, "memory") {
 		rss0 := tunnel.rss()
 		if err := stream64(origin.URL, tunnel.url); err != nil {
 			return err
@@ -232,12 +232,12 @@ func run(bin string, dur time.Duration, only string) error {
 		fmt.Printf("\n64 MiB POST echoed through the proxy: RSS before %.1f MiB, after %.1f MiB, peak %.1f MiB\n",
 			mib(rss0), mib(tunnel.rss()), mib(tunnel.hwm()))
 	}
-	if only == "" || strings.Contains("connections", only) {
+	if selected(only, "connections") {
 		if err := connMemory(tunnel, origin.URL, 10000, 1000); err != nil {
 			return fmt.Errorf("connection memory: %w", err)
 		}
 	}
-	if only == "" || strings.Contains("scanning", only) {
+	if selected(only, "scanning") {
 		return scanning(bin, dir, origin.URL)
 	}
 	return nil
@@ -369,6 +369,20 @@ func (r result) p(q int) string {
 		return d.Round(100 * time.Microsecond).String()
 	}
 	return d.Round(10 * time.Millisecond).String()
+}
+
+// selected reports whether the scenario or section name is chosen by
+// -only: empty chooses all, else any |-separated alternative name contains.
+func selected(only, name string) bool {
+	if only == "" {
+		return true
+	}
+	for _, alt := range strings.Split(only, "|") {
+		if alt != "" && strings.Contains(name, alt) {
+			return true
+		}
+	}
+	return false
 }
 
 // tally gathers one contestant's rounds of a scenario.
