@@ -358,6 +358,9 @@ func writeResponse(c *clientConn, req *http.Request, resp *http.Response, keep b
 		bw.Reset(nil)
 		fastWriters.Put(bw)
 	}()
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
 	code := resp.StatusCode
 	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
 	chunked := !noBody && resp.ContentLength < 0
