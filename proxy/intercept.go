@@ -77,19 +77,12 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 	it.urlHost = strings.TrimSuffix(it.authority, ":443") // https URLs leave the default port out
 
 	// 3. Serve the requests inside; Serve returns when the connection closes.
-	srv := &http.Server{
-		Handler:           s.innerHandler(&it),
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          newStdLogger(s.cfg.Log),
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			if cc, ok := conn.(*clientConn); ok {
-				ctx = context.WithValue(ctx, connKey{}, cc)
-			}
-			return ctx
-		},
-	}
+	srv := s.newHTTPServer(s.innerHandler(&it), func(ctx context.Context, _ net.Conn) context.Context {
+		if cc, ok := conn.(*clientConn); ok {
+			ctx = context.WithValue(ctx, connKey{}, cc)
+		}
+		return ctx
+	})
 	gc := &guardedConn{Conn: tc, g: newFramingGuard(s.cfg.MaxHeaderBytes)}
 	it.guard = gc.g
 	_ = srv.Serve(newOneConnListener(gc))

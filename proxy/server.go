@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
@@ -29,6 +30,7 @@ type Server struct {
 	http      *http.Server
 	conns     *conns
 	draining  atomic.Bool
+	stdLog    *log.Logger // zerolog for net/http's and goproxy's own messages
 
 	mu        sync.Mutex
 	selfPorts map[string]bool // ports we listen on, for loop detection
@@ -54,29 +56,37 @@ func New(cfg Config) (*Server, error) {
 	if s.pages, err = newPages(&s.cfg); err != nil {
 		return nil, err
 	}
+	s.stdLog = newStdLogger(cfg.Log)
 	s.local = s.localHandler()
 	s.gp = s.newGoproxy()
-	s.http = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          newStdLogger(cfg.Log),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if cc, ok := c.(*clientConn); ok {
-				return context.WithValue(ctx, connKey{}, cc)
-			}
-			return ctx
-		},
-	}
+	s.http = s.newHTTPServer(s, func(ctx context.Context, c net.Conn) context.Context {
+		if cc, ok := c.(*clientConn); ok {
+			return context.WithValue(ctx, connKey{}, cc)
+		}
+		return ctx
+	})
 	return s, nil
+}
+
+// newHTTPServer is an http.Server with the client-side limits every
+// listener shares (the forward proxy, transparent HTTP, and each
+// intercepted tunnel's requests).
+func (s *Server) newHTTPServer(h http.Handler, connContext func(context.Context, net.Conn) context.Context) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          s.stdLog,
+		ConnContext:       connContext,
+	}
 }
 
 // newGoproxy configures goproxy for our pipeline: its default transport,
 // CA, header stripping and environment proxy are all replaced.
 func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	gp := goproxy.NewProxyHttpServer()
-	gp.Logger = newStdLogger(s.cfg.Log)
+	gp.Logger = s.stdLog
 	gp.Verbose = false
 	gp.Tr = s.transport  // only used if a RoundTripper is missing
 	gp.ConnectDial = nil // NewProxyHttpServer installs one from HTTPS_PROXY

@@ -41,22 +41,15 @@ type origDstKey struct{}
 
 // ServeTransparentHTTP serves plain HTTP connections redirected to ln.
 func (s *Server) ServeTransparentHTTP(ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(s.serveTransparentHTTP),
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          newStdLogger(s.cfg.Log),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if cc, ok := c.(*clientConn); ok {
-				ctx = context.WithValue(ctx, connKey{}, cc)
-				if dst, err := originalDst(cc.Conn); err == nil {
-					ctx = context.WithValue(ctx, origDstKey{}, dst)
-				}
+	srv := s.newHTTPServer(http.HandlerFunc(s.serveTransparentHTTP), func(ctx context.Context, c net.Conn) context.Context {
+		if cc, ok := c.(*clientConn); ok {
+			ctx = context.WithValue(ctx, connKey{}, cc)
+			if dst, err := originalDst(cc.Conn); err == nil {
+				ctx = context.WithValue(ctx, origDstKey{}, dst)
 			}
-			return ctx
-		},
-	}
+		}
+		return ctx
+	})
 	s.track(srv)
 	return srv.Serve(&listener{Listener: ln, conns: s.conns, guard: s.cfg.MaxHeaderBytes})
 }
