@@ -110,8 +110,14 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 		br.Reset(nil)
 		fastReaders.Put(br)
 	}()
-	ctx := context.WithValue(context.Background(), connKey{}, c)
 	remote := c.RemoteAddr().String()
+	if !s.clientAllowed(clientAddr(remote)) {
+		// Not an allowed client: net/http answers every request with 403.
+		c.fast.Store(fastClosed)
+		l.hand(c)
+		return
+	}
+	ctx := context.WithValue(context.Background(), connKey{}, c)
 	var readDeadlineAt time.Time
 	for {
 		// 1. Wait for the next request, bounded by the idle timeout
@@ -142,21 +148,7 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 			return
 		}
 		var req *http.Request
-		if ok && bytes.HasPrefix(head, []byte("CONNECT ")) {
-			if req = s.simpleRequest(head, ctx, remote); req != nil {
-				// A tunnel: ServeHTTP decides it on a response writer over
-				// this connection, which hijacking takes over.
-				_, _ = br.Discard(len(head))
-				_ = c.SetReadDeadline(time.Time{})
-				fw := &fastWriter{c: c, br: br, h: make(http.Header)}
-				s.ServeHTTP(fw, req)
-				if !fw.hijacked {
-					fw.finish()
-					c.Close()
-				}
-				return
-			}
-		} else if ok {
+		if ok {
 			req = s.simpleRequest(head, ctx, remote)
 		}
 		if req == nil {
@@ -170,6 +162,18 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 			return
 		}
 		_, _ = br.Discard(len(head))
+		if req.Method == http.MethodConnect {
+			// A tunnel: ServeHTTP decides it on a response writer over
+			// this connection, which hijacking takes over.
+			_ = c.SetReadDeadline(time.Time{})
+			fw := &fastWriter{c: c, br: br, h: make(http.Header)}
+			s.ServeHTTP(fw, req)
+			if !fw.hijacked {
+				fw.finish()
+				c.Close()
+			}
+			return
+		}
 
 		// 3. The pipeline, as for every request (pipeline.go).
 		resp, _ := s.roundTrip(req, nil)
@@ -215,9 +219,6 @@ var crlfcrlf = []byte("\r\n\r\n")
 // it, or returns nil. The framing guard has already checked the head's
 // syntax; this only picks the requests it serves.
 func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) *http.Request {
-	if !s.clientAllowed(clientAddr(remote)) {
-		return nil // 403s are net/http's
-	}
 	// Request line: GET or HEAD with an absolute http URL, or CONNECT;
 	// HTTP/1.1.
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
@@ -337,7 +338,6 @@ func (w *fastWriter) finish() {
 	_ = w.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	resp := &http.Response{StatusCode: w.status, Header: w.h, ContentLength: int64(len(w.body)),
 		Body: io.NopCloser(bytes.NewReader(w.body)), Close: true}
-	w.h.Del("Transfer-Encoding")
 	w.h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
 	writeResponse(w.c, &http.Request{Method: http.MethodConnect}, resp, false)
 }
