@@ -67,7 +67,7 @@ var profileDir string
 
 // rounds is how many times each scenario is measured; verbose prints each.
 var (
-	rounds  = 5
+	rounds  int
 	verbose bool
 )
 
@@ -196,7 +196,8 @@ func run(bin string, dur time.Duration, only string) error {
 		}
 		row := fmt.Sprintf("%-42s %10.0f", sc.name, median(directs))
 		t := tallies[0]
-		row += fmt.Sprintf(" | %6.2f %10s %6s %6s", t.ratio(), t.perReq(), t.p(50), t.p(99))
+		p50, p99 := t.latency()
+		row += fmt.Sprintf(" | %6.2f %10s %6s %6s", t.ratio(), t.perReq(), p50, p99)
 		errs := fmt.Sprintf("picket %d", t.errs)
 		for i, c := range field[1:] {
 			if c.url == nil {
@@ -416,10 +417,11 @@ func (t *tally) perReq() string {
 	return (t.cpu / time.Duration(t.n)).Round(time.Microsecond).String()
 }
 
-// p is a latency percentile over all rounds.
-func (t *tally) p(q int) string {
+// latency returns the p50 and p99 latencies over all rounds.
+func (t *tally) latency() (p50, p99 string) {
 	slices.Sort(t.lat)
-	return result{lat: t.lat}.p(q)
+	r := result{lat: t.lat}
+	return r.p(50), r.p(99)
 }
 
 func median(v []float64) float64 {
@@ -618,14 +620,17 @@ database = %q
 	return p, nil
 }
 
-func (p *picket) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
+func (p *picket) stop() { stopProcess(p.cmd) }
+
+// stopProcess interrupts cmd and kills it if it has not exited after 5s.
+func stopProcess(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
+	go func() { cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
+		cmd.Process.Kill()
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/picket-proxy/picket/internal/procstat"
 )
 
 // peer is a proxy measured beside Picket: a process on loopback whose CPU
@@ -23,18 +24,9 @@ type peer struct {
 	cmd  *exec.Cmd
 }
 
-func (p *peer) cpu() time.Duration { return (&picket{cmd: p.cmd}).cpu() }
+func (p *peer) cpu() time.Duration { return procstat.CPU(p.cmd.Process.Pid) }
 
-func (p *peer) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-	}
-}
+func (p *peer) stop() { stopProcess(p.cmd) }
 
 // freePort returns a loopback address that was free a moment ago.
 func freePort() (string, error) {
