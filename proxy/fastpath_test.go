@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// dialRaw opens a raw connection to the proxy with a deadline.
-func (tp *testProxy) dialRaw(t *testing.T) (net.Conn, *bufio.Reader) {
+// sendRaw opens a raw connection to the proxy (with a deadline), writes raw
+// and returns a reader of the answers.
+func (tp *testProxy) sendRaw(t *testing.T, raw string) *bufio.Reader {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", tp.addr, 3*time.Second)
 	if err != nil {
@@ -20,7 +21,16 @@ func (tp *testProxy) dialRaw(t *testing.T) (net.Conn, *bufio.Reader) {
 	}
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c, bufio.NewReader(c)
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	return bufio.NewReader(c)
+}
+
+// proxyHead is a proxy request head for origin (http://host:port) + path,
+// with extra header lines (each ending in CRLF).
+func proxyHead(method, origin, path, extra string) string {
+	return method + " " + origin + path + " HTTP/1.1\r\nHost: " + strings.TrimPrefix(origin, "http://") + "\r\n" + extra + "\r\n"
 }
 
 func readResp(t *testing.T, br *bufio.Reader, method string) (*http.Response, string) {
@@ -43,14 +53,9 @@ func readResp(t *testing.T, br *bufio.Reader, method string) (*http.Response, st
 func TestFastPathHandsOffMidConnection(t *testing.T) {
 	origin := echoOrigin(t)
 	tp := startProxy(t, Config{})
-	c, br := tp.dialRaw(t)
-	host := strings.TrimPrefix(origin.URL, "http://")
-	raw := "GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n" +
-		"POST " + origin.URL + "/echo HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 5\r\n\r\nhello" +
-		"GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
+	br := tp.sendRaw(t, proxyHead("GET", origin.URL, "/", "")+
+		proxyHead("POST", origin.URL, "/echo", "Content-Length: 5\r\n")+"hello"+
+		proxyHead("GET", origin.URL, "/", ""))
 	for i, want := range []string{"origin page", "hello", "origin page"} {
 		resp, body := readResp(t, br, "GET")
 		if resp.StatusCode != 200 || body != want {
@@ -59,20 +64,16 @@ func TestFastPathHandsOffMidConnection(t *testing.T) {
 	}
 }
 
-// A CONNECT after a fast-path GET on the same connection gets its tunnel,
-// and bytes the client sent right behind the CONNECT reach the target.
+// A CONNECT after a fast-path GET on the same connection is decided on the
+// fast path too: it gets its tunnel, and bytes the client sent right behind
+// the CONNECT reach the target.
 func TestFastPathConnectAfterGet(t *testing.T) {
 	origin := echoOrigin(t)
 	echo := echoListener(t)
 	tp := startProxy(t, Config{})
-	c, br := tp.dialRaw(t)
-	host := strings.TrimPrefix(origin.URL, "http://")
 	target := echo.Addr().String()
-	raw := "GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n" +
-		"CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\nearly bytes"
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
+	br := tp.sendRaw(t, proxyHead("GET", origin.URL, "/", "")+
+		"CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\nearly bytes")
 	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "origin page" {
 		t.Fatalf("GET: %d %q", resp.StatusCode, body)
 	}
@@ -91,13 +92,7 @@ func TestFastPathConnectAfterGet(t *testing.T) {
 func TestFastPathHead(t *testing.T) {
 	origin := echoOrigin(t)
 	tp := startProxy(t, Config{})
-	c, br := tp.dialRaw(t)
-	host := strings.TrimPrefix(origin.URL, "http://")
-	raw := "HEAD " + origin.URL + "/big?n=12345 HTTP/1.1\r\nHost: " + host + "\r\n\r\n" +
-		"GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
+	br := tp.sendRaw(t, proxyHead("HEAD", origin.URL, "/big?n=12345", "")+proxyHead("GET", origin.URL, "/", ""))
 	resp, body := readResp(t, br, "HEAD")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Length") != "12345" || body != "" {
 		t.Fatalf("HEAD: %d, Content-Length %q, body %q", resp.StatusCode, resp.Header.Get("Content-Length"), body)
@@ -112,11 +107,7 @@ func TestFastPathHead(t *testing.T) {
 func TestFastPathConnectionClose(t *testing.T) {
 	origin := echoOrigin(t)
 	tp := startProxy(t, Config{})
-	c, br := tp.dialRaw(t)
-	host := strings.TrimPrefix(origin.URL, "http://")
-	if _, err := io.WriteString(c, "GET "+origin.URL+"/ HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	br := tp.sendRaw(t, proxyHead("GET", origin.URL, "/", "Connection: close\r\n"))
 	resp, body := readResp(t, br, "GET")
 	if body != "origin page" || !resp.Close {
 		t.Fatalf("got %q, Close %v; want the page and Connection: close", body, resp.Close)
@@ -131,11 +122,7 @@ func TestFastPathConnectionClose(t *testing.T) {
 func TestFastPathShutdownClosesIdle(t *testing.T) {
 	origin := echoOrigin(t)
 	tp := startProxy(t, Config{IdleTimeout: time.Minute})
-	c, br := tp.dialRaw(t)
-	host := strings.TrimPrefix(origin.URL, "http://")
-	if _, err := io.WriteString(c, "GET "+origin.URL+"/ HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	br := tp.sendRaw(t, proxyHead("GET", origin.URL, "/", ""))
 	if _, body := readResp(t, br, "GET"); body != "origin page" {
 		t.Fatalf("got %q", body)
 	}
@@ -147,5 +134,27 @@ func TestFastPathShutdownClosesIdle(t *testing.T) {
 	}
 	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("idle connection after shutdown: read %d, %v; want EOF", n, err)
+	}
+}
+
+// After a hand-off, a CONNECT with early bytes is served by net/http from
+// the bytes the fast path had read: the tunnel gets them, in order.
+func TestFastPathConnectAfterHandOff(t *testing.T) {
+	origin := echoOrigin(t)
+	echo := echoListener(t)
+	tp := startProxy(t, Config{})
+	target := echo.Addr().String()
+	br := tp.sendRaw(t, proxyHead("POST", origin.URL, "/echo", "Content-Length: 5\r\n")+"hello"+
+		"CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\nearly bytes")
+	if resp, body := readResp(t, br, "POST"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("POST: %d %q", resp.StatusCode, body)
+	}
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	got := make([]byte, len("early bytes"))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "early bytes" {
+		t.Fatalf("echo through the tunnel: %q %v", got, err)
 	}
 }
