@@ -10,8 +10,9 @@
 //	accept (conn.go: connection limits, tracking, idle deadlines after hijack)
 //	  │  framing guard (framing.go): ambiguous heads → 400/414/431, closed
 //	fast path (fastpath.go): GET/HEAD, absolute http URL, HTTP/1.1, no body,
-//	  │  allowed client, no proxy auth ─► roundTrip directly, response written
-//	  │  by Picket ────────────────────────────────────────────────────────────────┐
+//	  │  allowed client; proxy auth → 407/429 there ─► roundTrip directly,
+//	  │  response written by Picket ───────────────────────────────────────────────┐
+//	  │  CONNECT: ServeHTTP on a writer the tunnel hijacks
 //	  │  anything else: the connection and its buffered bytes go to net/http       │
 //	ServeHTTP ── client not allowed ───────► 403                                   │
 //	  ├── origin form / the proxy itself ─► local pages (info, CA, PAC)            │

@@ -26,11 +26,13 @@ import (
 // goroutine, a context and a response writer per request, two deadline moves)
 // and goproxy's response copy. See docs/benchmarks.md.
 //
-// Anything else — CONNECT, bodies, Expect, upgrades, HTTP/1.0, origin-form
-// requests for Picket's own pages, heads the framing guard refused, proxy
-// authentication — hands the connection, with every byte already read, to
-// the ordinary net/http server for the rest of its life. Correctness never
-// depends on the fast path: it only ever declines.
+// CONNECTs are decided there too (ServeHTTP on a response writer the tunnel
+// hijacks), and proxy authentication is checked there as ServeHTTP does.
+// Anything else — bodies, Expect, upgrades, HTTP/1.0, origin-form requests
+// for Picket's own pages, heads the framing guard refused — hands the
+// connection, with every byte already read, to the ordinary net/http server
+// for the rest of its life. Correctness never depends on the fast path: it
+// only ever declines.
 
 // fastListener feeds http.Server the connections the fast path handed off.
 // Every accepted connection starts on the fast path.
@@ -111,7 +113,8 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 		fastReaders.Put(br)
 	}()
 	remote := c.RemoteAddr().String()
-	if !s.clientAllowed(clientAddr(remote)) {
+	client := clientAddr(remote)
+	if !s.clientAllowed(client) {
 		// Not an allowed client: net/http answers every request with 403.
 		c.fast.Store(fastClosed)
 		l.hand(c)
@@ -169,10 +172,26 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 			fw := &fastWriter{c: c, br: br, h: make(http.Header)}
 			s.ServeHTTP(fw, req)
 			if !fw.hijacked {
-				fw.finish()
+				fw.finish(req, false)
 				c.Close()
 			}
 			return
+		}
+
+		// 3. Proxy authentication, as ServeHTTP's step 3: a 407 or 429
+		// keeps the connection (the request had no body), so that the
+		// client can retry on it with credentials.
+		if s.cfg.Authenticate != nil {
+			fw := &fastWriter{c: c, h: make(http.Header)}
+			id, ok := s.authenticate(fw, req, client)
+			if !ok {
+				if !fw.finish(req, !req.Close && !s.draining.Load()) {
+					c.Close()
+					return
+				}
+				continue
+			}
+			req = req.WithContext(context.WithValue(req.Context(), identityKey{}, id))
 		}
 
 		// 3. The pipeline, as for every request (pipeline.go).
@@ -281,9 +300,6 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 	if hosts > 1 || hosts == 0 && method != http.MethodConnect {
 		return nil // HTTP/1.1 needs one Host header (CONNECT may omit it)
 	}
-	if method != http.MethodConnect && s.cfg.Authenticate != nil {
-		return nil // 407s are net/http's; a CONNECT's are ServeHTTP's (below)
-	}
 	return (&http.Request{
 		Method:     method,
 		URL:        u,
@@ -332,14 +348,17 @@ func (w *fastWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.c, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.c, 64)), nil
 }
 
-// finish sends the answer ServeHTTP wrote.
-func (w *fastWriter) finish() {
+// finish sends the answer written as the response to req; keep is whether
+// the connection stays open after it. It reports whether the connection can
+// carry another request.
+func (w *fastWriter) finish(req *http.Request, keep bool) bool {
 	w.WriteHeader(http.StatusOK)
 	_ = w.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer w.c.SetWriteDeadline(time.Time{})
 	resp := &http.Response{StatusCode: w.status, Header: w.h, ContentLength: int64(len(w.body)),
-		Body: io.NopCloser(bytes.NewReader(w.body)), Close: true}
+		Body: io.NopCloser(bytes.NewReader(w.body))}
 	w.h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
-	writeResponse(w.c, &http.Request{Method: http.MethodConnect}, resp, false)
+	return writeResponse(w.c, req, resp, keep)
 }
 
 // writeFast writes resp to the client and closes its body. It reports

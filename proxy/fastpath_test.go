@@ -3,10 +3,14 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -156,5 +160,73 @@ func TestFastPathConnectAfterHandOff(t *testing.T) {
 	got := make([]byte, len("early bytes"))
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != "early bytes" {
 		t.Fatalf("echo through the tunnel: %q %v", got, err)
+	}
+}
+
+// With proxy authentication on, a GET or HEAD without valid credentials is
+// answered 407 (a HEAD without the page) and the connection stays open; the
+// retry with credentials on the same connection reaches the origin without
+// them, and the access log names the user. A client that keeps failing gets
+// 429 with Retry-After.
+func TestFastPathAuthentication(t *testing.T) {
+	var leaked atomic.Int32
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Proxy-Authorization") != "" {
+			leaked.Add(1)
+		}
+		io.WriteString(w, "origin page")
+	}))
+	t.Cleanup(origin.Close)
+	var failures atomic.Int32
+	tp := startProxy(t, Config{
+		AuthChallenge: `Basic realm="picket"`,
+		Authenticate: func(_ netip.Addr, header string) (string, []string, error) {
+			if header == "Basic YWxpY2U6czNjcmV0" { // alice:s3cret
+				return "alice", nil, nil
+			}
+			if failures.Add(1) > 3 {
+				return "", nil, &RateLimited{RetryAfter: 30 * time.Second}
+			}
+			return "", nil, errors.New("bad credentials")
+		},
+	})
+	creds := "Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n"
+	br := tp.sendRaw(t, proxyHead("GET", origin.URL, "/a", "")+
+		proxyHead("HEAD", origin.URL, "/b", "")+
+		proxyHead("GET", origin.URL, "/c", creds))
+
+	resp, body := readResp(t, br, "GET")
+	if resp.StatusCode != http.StatusProxyAuthRequired || resp.Header.Get("Proxy-Authenticate") != `Basic realm="picket"` ||
+		resp.Close || !strings.Contains(body, "password") {
+		t.Fatalf("GET without credentials: %d %q close=%v %q", resp.StatusCode, resp.Header.Get("Proxy-Authenticate"), resp.Close, body)
+	}
+	resp, body = readResp(t, br, "HEAD")
+	if resp.StatusCode != http.StatusProxyAuthRequired || resp.Close || body != "" || resp.ContentLength <= 0 {
+		t.Fatalf("HEAD without credentials: %d close=%v length %d %q", resp.StatusCode, resp.Close, resp.ContentLength, body)
+	}
+	if resp, body = readResp(t, br, "GET"); resp.StatusCode != 200 || body != "origin page" {
+		t.Fatalf("GET with credentials on the same connection: %d %q", resp.StatusCode, body)
+	}
+	if leaked.Load() != 0 {
+		t.Errorf("the origin received Proxy-Authorization")
+	}
+	tp.waitAccess(t, func(l map[string]any) bool {
+		u, _ := l["url"].(string)
+		return strings.HasSuffix(u, "/c") && l["user"] == "alice" && l["status"] == float64(200)
+	})
+
+	// Two more failures reach the limit: 429 with Retry-After, still on an
+	// open connection.
+	br = tp.sendRaw(t, proxyHead("GET", origin.URL, "/d", "Proxy-Authorization: Basic d3Jvbmc=\r\n")+
+		proxyHead("GET", origin.URL, "/e", "Proxy-Authorization: Basic d3Jvbmc=\r\n")+
+		proxyHead("GET", origin.URL, "/f", creds))
+	for i, want := range []int{http.StatusProxyAuthRequired, http.StatusTooManyRequests, http.StatusOK} {
+		resp, _ := readResp(t, br, "GET")
+		if resp.StatusCode != want {
+			t.Fatalf("request %d: %d, want %d", i, resp.StatusCode, want)
+		}
+		if want == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "30" {
+			t.Errorf("429 Retry-After %q, want 30", resp.Header.Get("Retry-After"))
+		}
 	}
 }

@@ -19,8 +19,9 @@ import (
 // each HTTP request (plain or intercepted). Helpers live in the other files.
 // Plain GET and HEAD requests without a body usually skip ServeHTTP and
 // goproxy: the fast path (fastpath.go) reads them off the connection and
-// calls roundTrip itself, with the same steps 1–3 checks (it declines
-// whatever they would answer, and net/http takes the connection over).
+// calls roundTrip itself after the same steps 1–3: it declines what steps
+// 0–2 would answer (net/http then takes the connection over) and runs step
+// 3, proxy authentication, itself.
 
 // ServeHTTP is the entry point of every request the listener accepts.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
