@@ -62,6 +62,16 @@ func (t *conns) remove(c *clientConn) {
 	t.mu.Unlock()
 }
 
+// each calls fn for every open client connection, under the lock: fn must
+// not block.
+func (t *conns) each(fn func(*clientConn)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.set {
+		fn(c)
+	}
+}
+
 // count returns the number of open client connections.
 func (t *conns) count() int {
 	t.mu.Lock()
@@ -210,7 +220,8 @@ type clientConn struct {
 	// replay holds what the fast path read (past the guard) but did not
 	// serve, for net/http to read first after a hand-off (fastpath.go).
 	replay []byte
-	fast   atomic.Int32 // fast-path state: fastActive, fastIdle, fastClosed
+	fast   atomic.Int32                // fast-path state: fastActive, fastIdle, fastClosed
+	watch  atomic.Pointer[clientWatch] // the fast path's, once it made one
 }
 
 // Read gives net/http the client's bytes once the framing guard passed

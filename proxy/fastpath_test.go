@@ -230,3 +230,79 @@ func TestFastPathAuthentication(t *testing.T) {
 		}
 	}
 }
+
+// slowOrigin answers /slow after delay (or gives up when the request is
+// cancelled, counting it) and everything else at once.
+func slowOrigin(t *testing.T, delay time.Duration, cancelled *atomic.Int32) *httptest.Server {
+	t.Helper()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				cancelled.Add(1)
+				return
+			}
+		}
+		io.WriteString(w, "page "+r.URL.Path)
+	}))
+	t.Cleanup(origin.Close)
+	return origin
+}
+
+// A client that leaves while its request waits for a slow upstream cancels
+// that request (as net/http's background read does), long before the
+// response-header timeout; the access log records it as cancelled.
+func TestFastPathClientGoneCancelsUpstream(t *testing.T) {
+	var cancelled atomic.Int32
+	origin := slowOrigin(t, time.Minute, &cancelled)
+	tp := startProxy(t, Config{ResponseHeaderTimeout: time.Minute})
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, proxyHead("GET", origin.URL, "/slow", ""))
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for cancelled.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream request was not cancelled after the client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tp.waitAccess(t, func(l map[string]any) bool {
+		u, _ := l["url"].(string)
+		return strings.HasSuffix(u, "/slow") && l["error"] == "canceled"
+	})
+}
+
+// A response slower than the watch's start keeps its connection: a request
+// pipelined behind it is answered next, in order, and so is one sent after.
+func TestFastPathSlowResponseKeepsConnection(t *testing.T) {
+	var cancelled atomic.Int32
+	origin := slowOrigin(t, 5*clientWatchTick, &cancelled)
+	tp := startProxy(t, Config{})
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, proxyHead("GET", origin.URL, "/slow", "")+proxyHead("GET", origin.URL, "/fast", ""))
+	for _, want := range []string{"page /slow", "page /fast"} {
+		if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != want {
+			t.Fatalf("pipelined: %d %q, want %q", resp.StatusCode, body, want)
+		}
+	}
+	for _, path := range []string{"/slow", "/fast"} {
+		io.WriteString(c, proxyHead("GET", origin.URL, path, ""))
+		if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "page "+path {
+			t.Fatalf("after: %d %q, want %q", resp.StatusCode, body, "page "+path)
+		}
+	}
+	if n := cancelled.Load(); n != 0 {
+		t.Errorf("%d requests cancelled while their client stayed", n)
+	}
+}

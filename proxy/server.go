@@ -30,6 +30,7 @@ type Server struct {
 	http      *http.Server
 	conns     *conns
 	draining  atomic.Bool
+	sweepOnce sync.Once   // starts watchSweep (fastpath.go)
 	stdLog    *log.Logger // zerolog for net/http's and goproxy's own messages
 
 	mu        sync.Mutex
