@@ -36,6 +36,12 @@ type Authority struct {
 	cache  *lru.Cache[string, *entry]
 	flight singleflight.Group
 
+	// tickets encrypts the session tickets of every intercepted connection
+	// with its automatic keys (random, in memory only, a new one each day,
+	// each accepted for a week), so that a client's next connection to the
+	// same host — a new tunnel — resumes instead of a full handshake.
+	tickets *tls.Config
+
 	mints, hits, misses, evictions atomic.Uint64
 }
 
@@ -96,6 +102,7 @@ func Load(cfg Config) (*Authority, bool, error) {
 		fingerprint: colonHex(sum[:]),
 		leafKey:     leafKey,
 		cache:       cache,
+		tickets:     &tls.Config{},
 	}, generated, nil
 }
 
@@ -169,14 +176,47 @@ func (a *Authority) GetCertificateFunc(fallbackHost string) func(*tls.ClientHell
 }
 
 // TLSConfig returns a server-side TLS configuration for a connection the
-// client opened to host: TLS 1.2 or later, HTTP/1.1 only, and certificates
-// from GetCertificateFunc(host).
+// client opened to host: TLS 1.2 or later, HTTP/1.1 only, certificates from
+// GetCertificateFunc(host), and session tickets that every configuration
+// of a accepts — for the name they were issued for only.
 func (a *Authority) TLSConfig(host string) *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"http/1.1"},
 		GetCertificate: a.GetCertificateFunc(host),
+		WrapSession: func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+			ss.Extra = append(ss.Extra, []byte(ticketPrefix+servedName(cs, host)))
+			return a.tickets.EncryptTicket(cs, ss)
+		},
+		UnwrapSession: func(ticket []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			ss, err := a.tickets.DecryptTicket(ticket, cs)
+			if err != nil || ss == nil {
+				return nil, err
+			}
+			// A ticket resumes only the name it was issued for: the
+			// certificate the client checked then was for that name.
+			want := ticketPrefix + servedName(cs, host)
+			for _, e := range ss.Extra {
+				if string(e) == want {
+					return ss, nil
+				}
+			}
+			return nil, nil // a full handshake instead
+		},
 	}
+}
+
+// ticketPrefix marks the name a session ticket was issued for in its Extra
+// data.
+const ticketPrefix = "picket-name:"
+
+// servedName is the name a connection's certificate is minted for: the
+// client's SNI, or host without one (as GetCertificateFunc).
+func servedName(cs tls.ConnectionState, host string) string {
+	if cs.ServerName != "" {
+		return cs.ServerName
+	}
+	return host
 }
 
 // Certificate returns the CA certificate. It is shared and must not be

@@ -300,3 +300,73 @@ func TestTLSConfig(t *testing.T) {
 		t.Errorf("GetCertificate with no SNI and no fallback: got %v, want ErrInvalidHost", err)
 	}
 }
+
+// Tickets from one of the Authority's TLS configurations resume on another
+// (each intercepted connection has its own), for the name they were issued
+// for only.
+func TestSessionTickets(t *testing.T) {
+	a := newAuthority(t, Config{})
+	// A client cache that offers its one session whatever the name, and a
+	// client that skips verification, so that only the server decides.
+	cache := &anyNameCache{}
+	handshake := func(sni string) bool {
+		t.Helper()
+		cli, srv := net.Pipe()
+		defer cli.Close()
+		defer srv.Close()
+		done := make(chan error, 1)
+		go func() {
+			s := tls.Server(srv, a.TLSConfig("fallback.example"))
+			if err := s.Handshake(); err != nil {
+				done <- err
+				return
+			}
+			_, err := s.Write([]byte("x")) // the client reads the ticket before it
+			done <- err
+		}()
+		c := tls.Client(cli, &tls.Config{ServerName: sni, InsecureSkipVerify: true, ClientSessionCache: cache})
+		if err := c.Handshake(); err != nil {
+			t.Fatalf("client handshake for %s: %v", sni, err)
+		}
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("client read: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("server: %v", err)
+		}
+		return c.ConnectionState().DidResume
+	}
+	for i, tc := range []struct {
+		sni         string
+		wantResumed bool
+	}{
+		{"a.example", false}, // first contact
+		{"a.example", true},  // a new configuration accepts the ticket
+		{"b.example", false}, // the same ticket for another name: a full handshake
+		{"b.example", true},
+	} {
+		if got := handshake(tc.sni); got != tc.wantResumed {
+			t.Errorf("handshake %d (%s): resumed %v, want %v", i, tc.sni, got, tc.wantResumed)
+		}
+	}
+}
+
+// anyNameCache holds the latest session and offers it for every name.
+type anyNameCache struct {
+	mu sync.Mutex
+	cs *tls.ClientSessionState
+}
+
+func (c *anyNameCache) Get(string) (*tls.ClientSessionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cs, c.cs != nil
+}
+
+func (c *anyNameCache) Put(_ string, cs *tls.ClientSessionState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cs != nil {
+		c.cs = cs
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -218,5 +219,47 @@ func TestHandshakeFailureReported(t *testing.T) {
 	defer mu.Unlock()
 	if len(failed) != 1 || failed[0] != "pinned.example" {
 		t.Errorf("handshake failures reported: got %v, want [pinned.example]", failed)
+	}
+}
+
+// Sessions resume on both sides of an interception: a client's next
+// connection through a new tunnel resumes its session with Picket (whose
+// per-connection TLS configurations share their ticket keys), and Picket's
+// next connection to the origin resumes its session there.
+func TestInterceptedSessionsResume(t *testing.T) {
+	var originResumed []bool
+	var mu sync.Mutex
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		originResumed = append(originResumed, r.TLS.DidResume)
+		mu.Unlock()
+		w.Header().Set("Connection", "close") // a new upstream connection each time
+		io.WriteString(w, "ok")
+	}))
+	defer origin.Close()
+	ca := testCA(t)
+	_, c := startIntercepting(t, ca, origin.Certificate())
+	tr := c.Transport.(*http.Transport)
+	tr.DisableKeepAlives = true // a new tunnel and handshake each time
+	tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+
+	var clientResumed []bool
+	for i := range 3 {
+		resp, err := c.Get(origin.URL + "/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		clientResumed = append(clientResumed, resp.TLS.DidResume)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []bool{false, true, true}
+	if !slices.Equal(clientResumed, want) {
+		t.Errorf("client to Picket resumed: %v, want %v", clientResumed, want)
+	}
+	if !slices.Equal(originResumed, want) {
+		t.Errorf("Picket to the origin resumed: %v, want %v", originResumed, want)
 	}
 }

@@ -13,6 +13,10 @@ import (
 	"time"
 )
 
+// upstreamSessions is how many origins' TLS sessions are kept for
+// resumption.
+const upstreamSessions = 1024
+
 // newTransport builds the upstream transport. Unlike goproxy's default it
 // verifies certificates (system roots plus cfg.RootCAs), never follows
 // HTTP(S)_PROXY from the environment, bounds every phase with a timeout and
@@ -20,9 +24,13 @@ import (
 // proxy: see GOPROXY-NOTES, "Bodies").
 func newTransport(cfg *Config, d *dialer) *http.Transport {
 	return &http.Transport{
-		Proxy:                  nil,
-		DialContext:            d.DialContext,
-		TLSClientConfig:        &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+		Proxy:       nil,
+		DialContext: d.DialContext,
+		// Sessions are resumed towards origins (the cache is keyed by
+		// server name; a resumed session still checks the name and expiry
+		// of the certificate verified when it began).
+		TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12,
+			ClientSessionCache: tls.NewLRUClientSessionCache(upstreamSessions)},
 		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 		IdleConnTimeout:        cfg.UpstreamIdleTimeout,

@@ -79,11 +79,12 @@ var withPeers bool
 
 // scenario is one load shape.
 type scenario struct {
-	name  string
-	conns int
-	https bool
-	fresh bool   // a new connection per request
-	path  string // origin path
+	name   string
+	conns  int
+	https  bool
+	fresh  bool   // a new connection per request
+	resume bool   // the client resumes TLS sessions (as browsers do)
+	path   string // origin path
 }
 
 func run(bin string, dur time.Duration, only string) error {
@@ -150,6 +151,7 @@ func run(bin string, dur time.Duration, only string) error {
 		{scenario{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"}, false},
 		{scenario{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"}, false},
 		{scenario{name: "HTTPS new conns, intercepted (cert cache)", conns: 16, https: true, fresh: true, path: "/1k"}, true},
+		{scenario{name: "HTTPS new conns, intercepted, resumed", conns: 16, https: true, fresh: true, resume: true, path: "/1k"}, true},
 		{scenario{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k"}, true},
 		{scenario{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m"}, true},
 	}
@@ -443,6 +445,9 @@ func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result 
 		DisableKeepAlives:   sc.fresh,
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // our own loopback origin
 		DisableCompression:  true,
+	}
+	if sc.resume {
+		tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	}
 	if proxy != nil {
 		tr.Proxy = http.ProxyURL(proxy)
