@@ -20,8 +20,10 @@
 //	  ├── CONNECT ─► handleConnect: port allowed? Decide(host)                     │
 //	  │                 ├── block/warn, not interceptable ─► 403 + reason header   │
 //	  │                 ├── tunnel ─────────► dial (destination policy), splice (tunnel.go)
-//	  │                 └── intercept ──────► TLS with a minted leaf; net/http serves
-//	  │                                       the requests inside (intercept.go) ─┐
+//	  │                 └── intercept ──────► TLS with a minted leaf; the fast path
+//	  │                                       serves the requests inside (origin
+//	  │                                       form, the tunnel's authority), net/http
+//	  │                                       from the first it declines (intercept.go) ─┐
 //	  └── absolute form ─► goproxy ────────────────────────────────────────────────┤
 //	                                                                               │
 //	  transparent listeners (transparent.go): Host/SNI + SO_ORIGINAL_DST ──────────┤

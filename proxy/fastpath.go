@@ -30,6 +30,8 @@ import (
 //
 // CONNECTs are decided there too (ServeHTTP on a response writer the tunnel
 // hijacks), and proxy authentication is checked there as ServeHTTP does.
+// Inside an intercepted tunnel the same loop serves GET and HEAD in origin
+// form for the tunnel's authority (serveFastInner).
 // Anything else — bodies, Expect, upgrades, HTTP/1.0, origin-form requests
 // for Picket's own pages, heads the framing guard refused — hands the
 // connection, with every byte already read, to the ordinary net/http server
@@ -106,7 +108,16 @@ const (
 	fastClosed
 )
 
-// serveFast is the fast path's loop over one client connection.
+// fastConn is a connection on the fast path: an accepted plain-HTTP
+// connection, or the decrypted connection inside an intercepted tunnel.
+type fastConn struct {
+	rw     net.Conn    // requests are read from it (past the framing guard), responses written to it
+	c      *clientConn // the accepted connection (shutdown state, the client watch); nil if unknown
+	tunnel *tunnel     // the intercepted tunnel; nil for plain HTTP
+	remote string
+}
+
+// serveFast is the fast path over one accepted plain-HTTP connection.
 func (s *Server) serveFast(c *clientConn, l *fastListener) {
 	br := fastReaders.Get().(*bufio.Reader)
 	br.Reset(c)
@@ -114,37 +125,77 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 		br.Reset(nil)
 		fastReaders.Put(br)
 	}()
-	remote := c.RemoteAddr().String()
-	client := clientAddr(remote)
-	if !s.clientAllowed(client) {
-		// Not an allowed client: net/http answers every request with 403.
+	fc := &fastConn{rw: c, c: c, remote: c.RemoteAddr().String()}
+	// Not an allowed client: net/http answers every request with 403.
+	if !s.clientAllowed(clientAddr(fc.remote)) || s.fastLoop(fc, br) {
+		// net/http serves the connection from here on, starting with the
+		// bytes buffered.
+		buffered, _ := br.Peek(br.Buffered())
+		c.replay = bytes.Clone(buffered)
 		c.fast.Store(fastClosed)
 		l.hand(c)
-		return
 	}
-	// Cancelled when the client is seen gone while a request is upstream
+}
+
+// serveFastInner is the fast path over the requests inside an intercepted
+// tunnel (rw: the TLS connection, past the tunnel's framing guard; c: the
+// accepted connection under it, or nil). When it declines a request, it
+// returns handOff and the bytes read but not served, for net/http to serve
+// the rest of the tunnel with; otherwise the tunnel has ended.
+func (s *Server) serveFastInner(rw net.Conn, c *clientConn, t *tunnel) (rest []byte, handOff bool) {
+	br := fastReaders.Get().(*bufio.Reader)
+	br.Reset(rw)
+	defer func() {
+		br.Reset(nil)
+		fastReaders.Put(br)
+	}()
+	if !s.fastLoop(&fastConn{rw: rw, c: c, tunnel: t, remote: rw.RemoteAddr().String()}, br) {
+		return nil, false
+	}
+	buffered, _ := br.Peek(br.Buffered())
+	return bytes.Clone(buffered), true
+}
+
+// fastLoop serves requests from br, read off fc.rw, until the connection
+// ends (it returns false, fc.rw closed) or a request is not for the fast
+// path (it returns true with the request still in br, the read deadline
+// cleared, for net/http).
+func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
+	c := fc.rw
+	// The state the pipeline reads from the request context. It is
+	// cancelled when the client is seen gone while a request is upstream
 	// (clientWatch): the transport then gives up on it.
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connKey{}, c))
+	base := context.Background()
+	if fc.c != nil {
+		base = context.WithValue(base, connKey{}, fc.c)
+	}
+	if t := fc.tunnel; t != nil {
+		base = context.WithValue(base, tunnelKey{}, t)
+		if t.pin != "" {
+			base = withPin(base, t.pin)
+		}
+	}
+	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	var watch *clientWatch // made at the first request that needs it
 	var readDeadlineAt time.Time
 	for {
 		// 1. Wait for the next request, bounded by the idle timeout
 		// (moved only when an eighth of it has passed: a deadline costs a
-		// timer update).
+		// timer update). Shutdown closes a connection waiting here.
 		if now := time.Now(); now.Sub(readDeadlineAt) > s.cfg.IdleTimeout/8 {
 			_ = c.SetReadDeadline(now.Add(s.cfg.IdleTimeout))
 			readDeadlineAt = now
 		}
-		c.fast.Store(fastIdle)
+		fc.setState(fastIdle)
 		if s.draining.Load() {
 			c.Close()
-			return
+			return false
 		}
 		_, err := br.Peek(1)
-		if !c.fast.CompareAndSwap(fastIdle, fastActive) || err != nil {
+		if !fc.active() || err != nil {
 			c.Close() // shutdown closed it while idle, or the client left
-			return
+			return false
 		}
 
 		// 2. The whole head, within the header timeout once it started.
@@ -154,24 +205,18 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 		})
 		if err != nil && !ok {
 			c.Close()
-			return
+			return false
 		}
 		var req *http.Request
 		if ok {
-			req = s.simpleRequest(head, ctx, remote)
+			req = s.simpleRequest(head, ctx, fc.remote, fc.tunnel)
 		}
 		if req == nil {
-			// Not for the fast path: net/http serves the connection from
-			// here on, starting with the bytes buffered.
 			_ = c.SetReadDeadline(time.Time{})
-			buffered, _ := br.Peek(br.Buffered())
-			c.replay = bytes.Clone(buffered)
-			c.fast.Store(fastClosed)
-			l.hand(c)
-			return
+			return true
 		}
 		_, _ = br.Discard(len(head))
-		if req.Method == http.MethodConnect {
+		if req.Method == http.MethodConnect { // plain connections only
 			// A tunnel: ServeHTTP decides it on a response writer over
 			// this connection, which hijacking takes over.
 			_ = c.SetReadDeadline(time.Time{})
@@ -181,19 +226,20 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 				fw.finish(req, false)
 				c.Close()
 			}
-			return
+			return false
 		}
 
 		// 3. Proxy authentication, as ServeHTTP's step 3: a 407 or 429
 		// keeps the connection (the request had no body), so that the
-		// client can retry on it with credentials.
-		if s.cfg.Authenticate != nil {
+		// client can retry on it with credentials. Requests inside a
+		// tunnel carry the CONNECT's user.
+		if s.cfg.Authenticate != nil && fc.tunnel == nil {
 			fw := &fastWriter{c: c, h: make(http.Header)}
-			id, ok := s.authenticate(fw, req, client)
+			id, ok := s.authenticate(fw, req, clientAddr(fc.remote))
 			if !ok {
 				if !fw.finish(req, !req.Close && !s.draining.Load()) {
 					c.Close()
-					return
+					return false
 				}
 				continue
 			}
@@ -204,15 +250,17 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 		// client watched if the response head takes long.
 		if watch == nil {
 			watch = newClientWatch(c, br, cancel)
-			c.watch.Store(watch)
-			s.sweepOnce.Do(func() { go s.watchSweep() })
+			if fc.c != nil {
+				fc.c.watch.Store(watch)
+				s.sweepOnce.Do(func() { go s.watchSweep() })
+			}
 		}
 		watch.arm()
 		resp, _ := s.roundTrip(req, nil)
 		if fired, gone := watch.stop(); gone {
 			resp.Body.Close() // logs the request (its error is "canceled")
 			c.Close()
-			return
+			return false
 		} else if fired {
 			readDeadlineAt = time.Time{} // the watch moved the read deadline
 		}
@@ -220,9 +268,23 @@ func (s *Server) serveFast(c *clientConn, l *fastListener) {
 		// 5. The response, then the next request or the end.
 		if !s.writeFast(c, req, resp) {
 			c.Close()
-			return
+			return false
 		}
 	}
+}
+
+// setState records whether the connection waits for a request, for
+// graceful shutdown (closeIdleFast).
+func (fc *fastConn) setState(state int32) {
+	if fc.c != nil {
+		fc.c.fast.Store(state)
+	}
+}
+
+// active moves an idle connection to active; it reports false when
+// shutdown closed the connection meanwhile.
+func (fc *fastConn) active() bool {
+	return fc.c == nil || fc.c.fast.CompareAndSwap(fastIdle, fastActive)
 }
 
 // clientWatchTick is the period of the sweep that starts watching the
@@ -239,7 +301,7 @@ const clientWatchTick = 250 * time.Millisecond
 // pipelined request) stays buffered for the loop; EOF or an error means the
 // client is gone. One per connection, reused.
 type clientWatch struct {
-	c      *clientConn
+	c      net.Conn
 	br     *bufio.Reader
 	cancel context.CancelFunc
 	done   chan bool // the peek's result: whether the client is gone
@@ -256,7 +318,7 @@ const (
 	watchReading
 )
 
-func newClientWatch(c *clientConn, br *bufio.Reader, cancel context.CancelFunc) *clientWatch {
+func newClientWatch(c net.Conn, br *bufio.Reader, cancel context.CancelFunc) *clientWatch {
 	return &clientWatch{c: c, br: br, cancel: cancel, done: make(chan bool, 1)}
 }
 
@@ -359,18 +421,19 @@ var crlfcrlf = []byte("\r\n\r\n")
 
 // simpleRequest parses head into a request when the fast path can serve
 // it, or returns nil. The framing guard has already checked the head's
-// syntax; this only picks the requests it serves.
-func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) *http.Request {
-	// Request line: GET or HEAD with an absolute http URL, or CONNECT;
-	// HTTP/1.1.
+// syntax; this only picks the requests it serves: on a plain connection
+// GET or HEAD with an absolute http URL, or CONNECT; inside an intercepted
+// tunnel t, GET or HEAD in origin form for the tunnel's authority. HTTP/1.1
+// only.
+func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string, t *tunnel) *http.Request {
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	var method string
 	switch {
-	case bytes.HasPrefix(line, []byte("GET http://")):
+	case bytes.HasPrefix(line, []byte("GET ")):
 		method, line = http.MethodGet, line[4:]
-	case bytes.HasPrefix(line, []byte("HEAD http://")):
+	case bytes.HasPrefix(line, []byte("HEAD ")):
 		method, line = http.MethodHead, line[5:]
-	case bytes.HasPrefix(line, []byte("CONNECT ")):
+	case bytes.HasPrefix(line, []byte("CONNECT ")) && t == nil:
 		method, line = http.MethodConnect, line[8:]
 	default:
 		return nil
@@ -379,19 +442,34 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 	if !ok || len(target) == 0 || bytes.IndexByte(target, ' ') >= 0 {
 		return nil
 	}
-	text := string(rest) // one allocation; header values are slices of it
 	var u *url.URL
-	if method == http.MethodConnect {
+	switch {
+	case method == http.MethodConnect:
 		// The target is checked by handleConnect (connectTarget).
 		u = &url.URL{Host: string(target)}
-	} else {
+	case t == nil:
+		if !bytes.HasPrefix(target, []byte("http://")) {
+			return nil // origin form: Picket's own pages, net/http's
+		}
 		var err error
 		if u, err = url.ParseRequestURI(string(target)); err != nil || u.Host == "" || s.isSelf(u) {
 			return nil
 		}
+	default:
+		// Inside a tunnel: a head the framing guard refused is answered by
+		// the tunnel's net/http handler.
+		if target[0] != '/' || t.guard != nil && t.guard.refused() != 0 {
+			return nil
+		}
+		var err error
+		if u, err = url.ParseRequestURI(string(target)); err != nil || u.Path == rejectPath {
+			return nil
+		}
+		u.Scheme, u.Host = "https", t.urlHost
 	}
+	text := string(rest) // one allocation; header values are slices of it
 	h := make(http.Header, bytes.Count(rest, []byte("\r\n")))
-	closeConn, hosts := false, 0
+	closeConn, hosts, host := false, 0, ""
 	for len(text) > 2 {
 		l, after, _ := strings.Cut(text, "\r\n")
 		text = after
@@ -416,12 +494,18 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 			}
 		case "Host":
 			hosts++
+			host = value
 			continue // the URL's host wins (RFC 9112 §3.2.2)
 		}
 		h[name] = append(h[name], value)
 	}
 	if hosts > 1 || hosts == 0 && method != http.MethodConnect {
 		return nil // HTTP/1.1 needs one Host header (CONNECT may omit it)
+	}
+	if t == nil {
+		host = u.Host
+	} else if !sameAuthority(host, t.authority) {
+		return nil // another authority than the tunnel's: net/http answers 421
 	}
 	return (&http.Request{
 		Method:     method,
@@ -431,7 +515,7 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 		ProtoMinor: 1,
 		Header:     h,
 		Body:       http.NoBody,
-		Host:       u.Host,
+		Host:       host,
 		Close:      closeConn,
 		RemoteAddr: remote,
 		RequestURI: string(target),
@@ -443,7 +527,7 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string) 
 // (403, 407, 502, ...), sent when it returns, after which the connection
 // closes.
 type fastWriter struct {
-	c        *clientConn
+	c        net.Conn
 	br       *bufio.Reader
 	h        http.Header
 	status   int
@@ -486,14 +570,14 @@ func (w *fastWriter) finish(req *http.Request, keep bool) bool {
 
 // writeFast writes resp to the client and closes its body. It reports
 // whether the connection can carry another request.
-func (s *Server) writeFast(c *clientConn, req *http.Request, resp *http.Response) bool {
+func (s *Server) writeFast(c net.Conn, req *http.Request, resp *http.Response) bool {
 	return writeResponse(c, req, resp, !req.Close && !resp.Close && !s.draining.Load())
 }
 
 // writeResponse writes resp as the answer to req and closes its body; keep
 // is whether the connection stays open after it. It reports whether the
 // connection can carry another request.
-func writeResponse(c *clientConn, req *http.Request, resp *http.Response, keep bool) bool {
+func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keep bool) bool {
 	bw := fastWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	defer func() {

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -304,5 +306,124 @@ func TestFastPathSlowResponseKeepsConnection(t *testing.T) {
 	}
 	if n := cancelled.Load(); n != 0 {
 		t.Errorf("%d requests cancelled while their client stayed", n)
+	}
+}
+
+// tlsOrigin is a TLS origin: /slow answers after delay (or counts its
+// cancellation), /echo echoes the body, anything else "page " + path.
+func tlsOrigin(t *testing.T, delay time.Duration, cancelled *atomic.Int32) *httptest.Server {
+	t.Helper()
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				cancelled.Add(1)
+				return
+			}
+		case "/echo":
+			io.Copy(w, r.Body)
+			return
+		}
+		io.WriteString(w, "page "+r.URL.Path)
+	}))
+	t.Cleanup(origin.Close)
+	return origin
+}
+
+// intercepted opens an intercepted tunnel to host through the proxy at addr
+// and returns the TLS connection inside and a reader of its answers.
+func intercepted(t *testing.T, addr string, ca *x509.Certificate, host string) (*tls.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	tc := tls.Client(c, &tls.Config{RootCAs: poolOf(ca), ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return tc, bufio.NewReader(tc)
+}
+
+// originHead is a request head in origin form for host + path.
+func originHead(method, host, path, extra string) string {
+	return method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n"
+}
+
+// Inside an intercepted tunnel, pipelined requests the fast path serves
+// (GET, HEAD) and declines (a POST with a body, a request for another
+// authority) are answered in order on the one connection, and the access
+// log has each inner request's full https URL.
+func TestFastPathInsideTunnelHandsOff(t *testing.T) {
+	var cancelled atomic.Int32
+	origin := tlsOrigin(t, 0, &cancelled)
+	ca := testCA(t)
+	tp, _ := startIntercepting(t, ca, origin.Certificate())
+	host := strings.TrimPrefix(origin.URL, "https://")
+	tc, br := intercepted(t, tp.addr, ca.Certificate(), host)
+	io.WriteString(tc, originHead("GET", host, "/a?q=1", "")+
+		originHead("HEAD", host, "/b", "")+
+		originHead("POST", host, "/echo", "Content-Length: 5\r\n")+"hello"+
+		originHead("GET", host, "/c", "")+
+		originHead("GET", "169.254.169.254", "/d", ""))
+	for i, want := range []struct {
+		method string
+		status int
+		body   string
+	}{{"GET", 200, "page /a"}, {"HEAD", 200, ""}, {"POST", 200, "hello"}, {"GET", 200, "page /c"}, {"GET", 421, ""}} {
+		resp, body := readResp(t, br, want.method)
+		if resp.StatusCode != want.status || want.body != "" && body != want.body {
+			t.Fatalf("response %d: %d %q, want %d %q", i, resp.StatusCode, body, want.status, want.body)
+		}
+		if want.method == "HEAD" && resp.ContentLength != int64(len("page /b")) {
+			t.Errorf("HEAD Content-Length %d", resp.ContentLength)
+		}
+	}
+	tp.waitAccess(t, func(l map[string]any) bool { return l[fURL] == origin.URL+"/a" && l[fTunnel] != nil })
+}
+
+// A client that leaves an intercepted tunnel while its request waits for a
+// slow origin cancels that request; a slow response with a request
+// pipelined behind it keeps the tunnel, as on plain connections.
+func TestFastPathInsideTunnelWatchesClient(t *testing.T) {
+	var cancelled atomic.Int32
+	origin := tlsOrigin(t, 5*clientWatchTick, &cancelled)
+	ca := testCA(t)
+	tp, _ := startIntercepting(t, ca, origin.Certificate())
+	host := strings.TrimPrefix(origin.URL, "https://")
+
+	tc, br := intercepted(t, tp.addr, ca.Certificate(), host)
+	io.WriteString(tc, originHead("GET", host, "/slow", "")+originHead("GET", host, "/fast", ""))
+	for _, want := range []string{"page /slow", "page /fast"} {
+		if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != want {
+			t.Fatalf("pipelined: %d %q, want %q", resp.StatusCode, body, want)
+		}
+	}
+	io.WriteString(tc, originHead("GET", host, "/after", ""))
+	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "page /after" {
+		t.Fatalf("after: %d %q", resp.StatusCode, body)
+	}
+	if n := cancelled.Load(); n != 0 {
+		t.Fatalf("%d requests cancelled while their client stayed", n)
+	}
+
+	tc, _ = intercepted(t, tp.addr, ca.Certificate(), host)
+	io.WriteString(tc, originHead("GET", host, "/slow", ""))
+	time.Sleep(100 * time.Millisecond)
+	tc.NetConn().Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for cancelled.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream request was not cancelled after the client left the tunnel")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -76,17 +76,38 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 	it.authority = authority(t.host, it.sni)
 	it.urlHost = strings.TrimSuffix(it.authority, ":443") // https URLs leave the default port out
 
-	// 3. Serve the requests inside; Serve returns when the connection closes.
-	srv := s.newHTTPServer(s.innerHandler(&it), func(ctx context.Context, _ net.Conn) context.Context {
-		if cc, ok := conn.(*clientConn); ok {
-			ctx = context.WithValue(ctx, connKey{}, cc)
-		}
-		return ctx
-	})
+	// 3. Serve the requests inside: on the fast path (fastpath.go) and,
+	// from the first request it declines, with net/http (innerHandler);
+	// Serve returns when the connection closes.
 	gc := &guardedConn{Conn: tc, g: newFramingGuard(s.cfg.MaxHeaderBytes)}
 	it.guard = gc.g
-	_ = srv.Serve(newOneConnListener(gc))
+	cc, _ := conn.(*clientConn)
+	if rest, handOff := s.serveFastInner(gc, cc, &it); handOff {
+		srv := s.newHTTPServer(s.innerHandler(&it), func(ctx context.Context, _ net.Conn) context.Context {
+			if cc != nil {
+				ctx = context.WithValue(ctx, connKey{}, cc)
+			}
+			return ctx
+		})
+		_ = srv.Serve(newOneConnListener(&replayConn{Conn: gc, replay: rest}))
+	}
 	return pc.read.Load(), pc.wrote.Load(), nil
+}
+
+// replayConn reads replay before the connection: what the fast path read
+// but handed to net/http.
+type replayConn struct {
+	net.Conn
+	replay []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(p, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // innerHandler gives each request read inside an intercepted tunnel its

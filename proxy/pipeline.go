@@ -21,7 +21,8 @@ import (
 // goproxy: the fast path (fastpath.go) reads them off the connection and
 // calls roundTrip itself after the same steps 1–3: it declines what steps
 // 0–2 would answer (net/http then takes the connection over) and runs step
-// 3, proxy authentication, itself.
+// 3, proxy authentication, itself. Inside intercepted tunnels the fast path
+// serves GET and HEAD the same way, ahead of innerHandler (intercept.go).
 
 // ServeHTTP is the entry point of every request the listener accepts.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
