@@ -219,7 +219,8 @@ func run(bin string, dur time.Duration, only string) error {
 		if verbose {
 			for i, c := range field {
 				if c.url != nil {
-					fmt.Printf("    %-10s ratios per round %.2f\n", c.name, tallies[i].ratios)
+					p50, p99 := tallies[i].latency()
+					fmt.Printf("    %-10s ratios per round %.2f, latency p50 %s p99 %s\n", c.name, tallies[i].ratios, p50, p99)
 				}
 			}
 		}
