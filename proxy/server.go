@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/elazarl/goproxy"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // Server is a running Picket proxy: a listener, goproxy for HTTP parsing and
@@ -30,8 +31,13 @@ type Server struct {
 	http      *http.Server
 	conns     *conns
 	draining  atomic.Bool
-	sweepOnce sync.Once   // starts watchSweep (fastpath.go)
-	stdLog    *log.Logger // zerolog for net/http's and goproxy's own messages
+	sweepOnce sync.Once // starts watchSweep (fastpath.go)
+
+	// Transparent HTTP (transparent.go): Host names recently seen to
+	// resolve to a connection's original destination, and the lookup.
+	hostMatches *expirable.LRU[hostDst, struct{}]
+	lookupIP    func(ctx context.Context, host string) ([]netip.Addr, error)
+	stdLog      *log.Logger // zerolog for net/http's and goproxy's own messages
 
 	mu        sync.Mutex
 	selfPorts map[string]bool // ports we listen on, for loop detection
@@ -50,6 +56,11 @@ func New(cfg Config) (*Server, error) {
 		dest:      newDestinations(&cfg),
 		conns:     newConns(cfg.MaxConns, cfg.MaxConnsPerClient),
 		selfPorts: make(map[string]bool),
+
+		hostMatches: expirable.NewLRU[hostDst, struct{}](hostMatchSize, nil, hostMatchTTL),
+		lookupIP: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		},
 	}
 	s.dialer = newDialer(&cfg, s.dest)
 	s.transport = newTransport(&cfg, s.dialer)

@@ -164,26 +164,50 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 }
 
 // hostIsDestination reports whether host (a Host header) names dst: an IP
-// literal must be dst; a name must resolve to it.
+// literal must be dst; a name must resolve to it. A match is remembered for
+// hostMatchTTL, so that a busy gateway does not send a DNS query for every
+// request; a mismatch is looked up again each time.
 func (s *Server) hostIsDestination(ctx context.Context, host string, dst netip.Addr) bool {
 	h := stripPort(host)
 	h = strings.Trim(h, "[]")
+	dst = dst.Unmap()
 	if ip, err := netip.ParseAddr(normalizeHost(h)); err == nil {
-		return ip.Unmap() == dst.Unmap()
+		return ip.Unmap() == dst
+	}
+	key := hostDst{strings.ToLower(strings.TrimSuffix(h, ".")), dst}
+	if _, ok := s.hostMatches.Get(key); ok {
+		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
+	ips, err := s.lookupIP(ctx, h)
 	if err != nil {
 		return false
 	}
 	for _, ip := range ips {
-		if ip.Unmap() == dst.Unmap() {
+		if ip.Unmap() == dst {
+			s.hostMatches.Add(key, struct{}{})
 			return true
 		}
 	}
 	return false
 }
+
+// hostDst is a Host name (lower case, no trailing dot) and a destination it
+// resolved to.
+type hostDst struct {
+	host string
+	dst  netip.Addr
+}
+
+// How many Host/destination matches are remembered, and for how long: about
+// a typical DNS TTL, so a name that moves is checked against its new address
+// within a minute (the connection goes to the original destination either
+// way).
+const (
+	hostMatchSize = 4096
+	hostMatchTTL  = time.Minute
+)
 
 // urlHost writes host with port unless it is the scheme's default.
 func urlHost(host string, port, def uint16) string {
