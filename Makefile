@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config.toml
 
-.PHONY: all build run test test-short vet fmt bench bench-go loadtest fuzz soak clean tools install
+.PHONY: all build run test test-short vet fmt bench bench-go bench-compare loadtest fuzz soak clean tools install
 
 all: build
 
@@ -51,6 +51,28 @@ bench: bench-go loadtest
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-compare: the Go benchmarks of BASE (a git revision) and of the working
+## tree, BENCHCOUNT runs each, taken in turns (a noisy stretch of the machine
+## hits both), compared by benchstat (installed when missing). Regressions are
+## caught this way, never by timed tests. BENCH and BENCHPKGS narrow it, e.g.
+## make bench-compare BASE=main BENCH=GET BENCHPKGS=./proxy
+BASE       ?= HEAD
+BENCHCOUNT ?= 6
+BENCH      ?= .
+BENCHPKGS  ?= ./...
+BENCHSTAT  := $(shell $(GO) env GOPATH)/bin/benchstat
+bench-compare:
+	@test -x $(BENCHSTAT) || $(GO) install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+	@set -e; tmp=$$(mktemp -d); \
+	  trap 'git worktree remove --force "$$tmp/base" >/dev/null 2>&1 || true; rm -rf "$$tmp"' EXIT; \
+	  git worktree add -q --detach "$$tmp/base" $(BASE); \
+	  for i in $$(seq $(BENCHCOUNT)); do \
+	    echo "run $$i of $(BENCHCOUNT): $(BASE), then the working tree"; \
+	    (cd "$$tmp/base" && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count 1 $(BENCHPKGS)) >> "$$tmp/base.txt"; \
+	    $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count 1 $(BENCHPKGS) >> "$$tmp/working-tree.txt"; \
+	  done; \
+	  cd "$$tmp" && $(BENCHSTAT) base.txt working-tree.txt
 
 ## loadtest: picket (filtering on) against direct requests on loopback, each
 ## scenario a few seconds; PEERS=1 adds squid, tinyproxy and bare goproxy
