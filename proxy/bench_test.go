@@ -1,14 +1,17 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
+	"testing"
 
 	"github.com/elazarl/goproxy"
-	"testing"
 )
 
 // benchOrigin serves 1 KiB bodies.
@@ -89,4 +92,76 @@ func BenchmarkBareGoproxyGET(b *testing.B) {
 	tr := &http.Transport{Proxy: http.ProxyURL(u), MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
 	benchGet(b, &http.Client{Transport: tr}, origin.URL)
+}
+
+// BenchmarkConnectTunnel is one CONNECT tunnel, opened, used and closed:
+// the proxy decides the CONNECT, dials, answers 200 and relays 1 KiB each
+// way to a TCP echo server (the new-connection tunnel row of loadbench,
+// without TLS).
+func BenchmarkConnectTunnel(b *testing.B) {
+	target := benchEcho(b)
+	tp := startProxy(b, Config{})
+	benchConnect(b, tp.addr, target)
+}
+
+// BenchmarkBareGoproxyConnect is the same through goproxy alone.
+func BenchmarkBareGoproxyConnect(b *testing.B) {
+	target := benchEcho(b)
+	srv := httptest.NewServer(goproxy.NewProxyHttpServer())
+	defer srv.Close()
+	benchConnect(b, strings.TrimPrefix(srv.URL, "http://"), target)
+}
+
+// benchEcho starts a TCP echo server and returns its address.
+func benchEcho(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// benchConnect runs b.N tunnels through the proxy at proxyAddr to target,
+// one after another.
+func benchConnect(b *testing.B, proxyAddr, target string) {
+	head := []byte("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n")
+	payload := make([]byte, 1024)
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	b.SetBytes(1024)
+	b.ResetTimer()
+	for range b.N {
+		c, err := net.Dial("tcp", proxyAddr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Write(head)
+		// The answer's head, then the echo.
+		n := 0
+		for !bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += m
+		}
+		if !bytes.HasPrefix(buf, []byte("HTTP/1.1 200")) {
+			b.Fatalf("CONNECT: %q", buf[:n])
+		}
+		c.Write(payload)
+		if _, err := io.ReadFull(c, buf[:len(payload)]); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
 }
