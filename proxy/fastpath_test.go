@@ -3,8 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -70,26 +68,35 @@ func TestFastPathHandsOffMidConnection(t *testing.T) {
 	}
 }
 
-// A CONNECT after a fast-path GET on the same connection is decided on the
-// fast path too: it gets its tunnel, and bytes the client sent right behind
-// the CONNECT reach the target.
-func TestFastPathConnectAfterGet(t *testing.T) {
+// A CONNECT with early bytes behind a first request on the same connection
+// gets its tunnel, and the early bytes reach the target: after a fast-path
+// GET the fast path decides the CONNECT too; after a hand-off (a POST with a
+// body) net/http serves it from the bytes the fast path had read.
+func TestFastPathConnectAfterRequest(t *testing.T) {
 	origin := echoOrigin(t)
-	echo := echoListener(t)
-	tp := startProxy(t, Config{})
-	target := echo.Addr().String()
-	br := tp.sendRaw(t, proxyHead("GET", origin.URL, "/", "")+
-		"CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\nearly bytes")
-	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "origin page" {
-		t.Fatalf("GET: %d %q", resp.StatusCode, body)
-	}
-	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("CONNECT: %v %v", resp, err)
-	}
-	got := make([]byte, len("early bytes"))
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "early bytes" {
-		t.Fatalf("echo through the tunnel: %q %v", got, err)
+	for _, tc := range []struct {
+		name, first, method, want string
+	}{
+		{"after a fast-path GET", proxyHead("GET", origin.URL, "/", ""), "GET", "origin page"},
+		{"after a hand-off", proxyHead("POST", origin.URL, "/echo", "Content-Length: 5\r\n") + "hello", "POST", "hello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			echo := echoListener(t)
+			tp := startProxy(t, Config{})
+			target := echo.Addr().String()
+			br := tp.sendRaw(t, tc.first+"CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\nearly bytes")
+			if resp, body := readResp(t, br, tc.method); resp.StatusCode != 200 || body != tc.want {
+				t.Fatalf("%s: %d %q", tc.method, resp.StatusCode, body)
+			}
+			resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("CONNECT: %v %v", resp, err)
+			}
+			got := make([]byte, len("early bytes"))
+			if _, err := io.ReadFull(br, got); err != nil || string(got) != "early bytes" {
+				t.Fatalf("echo through the tunnel: %q %v", got, err)
+			}
+		})
 	}
 }
 
@@ -140,28 +147,6 @@ func TestFastPathShutdownClosesIdle(t *testing.T) {
 	}
 	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("idle connection after shutdown: read %d, %v; want EOF", n, err)
-	}
-}
-
-// After a hand-off, a CONNECT with early bytes is served by net/http from
-// the bytes the fast path had read: the tunnel gets them, in order.
-func TestFastPathConnectAfterHandOff(t *testing.T) {
-	origin := echoOrigin(t)
-	echo := echoListener(t)
-	tp := startProxy(t, Config{})
-	target := echo.Addr().String()
-	br := tp.sendRaw(t, proxyHead("POST", origin.URL, "/echo", "Content-Length: 5\r\n")+"hello"+
-		"CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\nearly bytes")
-	if resp, body := readResp(t, br, "POST"); resp.StatusCode != 200 || body != "hello" {
-		t.Fatalf("POST: %d %q", resp.StatusCode, body)
-	}
-	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("CONNECT: %v %v", resp, err)
-	}
-	got := make([]byte, len("early bytes"))
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "early bytes" {
-		t.Fatalf("echo through the tunnel: %q %v", got, err)
 	}
 }
 
@@ -233,21 +218,32 @@ func TestFastPathAuthentication(t *testing.T) {
 	}
 }
 
-// slowOrigin answers /slow after delay (or gives up when the request is
-// cancelled, counting it) and everything else at once.
-func slowOrigin(t *testing.T, delay time.Duration, cancelled *atomic.Int32) *httptest.Server {
+// slowOrigin is an origin (TLS when tlsOn): /slow answers after delay (or
+// counts its cancellation), /echo echoes the body, anything else "page " +
+// path.
+func slowOrigin(t *testing.T, tlsOn bool, delay time.Duration, cancelled *atomic.Int32) *httptest.Server {
 	t.Helper()
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
 			select {
 			case <-time.After(delay):
 			case <-r.Context().Done():
 				cancelled.Add(1)
 				return
 			}
+		case "/echo":
+			io.Copy(w, r.Body)
+			return
 		}
 		io.WriteString(w, "page "+r.URL.Path)
-	}))
+	})
+	origin := httptest.NewUnstartedServer(h)
+	if tlsOn {
+		origin.StartTLS()
+	} else {
+		origin.Start()
+	}
 	t.Cleanup(origin.Close)
 	return origin
 }
@@ -257,7 +253,7 @@ func slowOrigin(t *testing.T, delay time.Duration, cancelled *atomic.Int32) *htt
 // response-header timeout; the access log records it as cancelled.
 func TestFastPathClientGoneCancelsUpstream(t *testing.T) {
 	var cancelled atomic.Int32
-	origin := slowOrigin(t, time.Minute, &cancelled)
+	origin := slowOrigin(t, false, time.Minute, &cancelled)
 	tp := startProxy(t, Config{ResponseHeaderTimeout: time.Minute})
 	c, err := net.Dial("tcp", tp.addr)
 	if err != nil {
@@ -283,7 +279,7 @@ func TestFastPathClientGoneCancelsUpstream(t *testing.T) {
 // pipelined behind it is answered next, in order, and so is one sent after.
 func TestFastPathSlowResponseKeepsConnection(t *testing.T) {
 	var cancelled atomic.Int32
-	origin := slowOrigin(t, 5*clientWatchTick, &cancelled)
+	origin := slowOrigin(t, false, 5*clientWatchTick, &cancelled)
 	tp := startProxy(t, Config{})
 	c, err := net.Dial("tcp", tp.addr)
 	if err != nil {
@@ -309,50 +305,6 @@ func TestFastPathSlowResponseKeepsConnection(t *testing.T) {
 	}
 }
 
-// tlsOrigin is a TLS origin: /slow answers after delay (or counts its
-// cancellation), /echo echoes the body, anything else "page " + path.
-func tlsOrigin(t *testing.T, delay time.Duration, cancelled *atomic.Int32) *httptest.Server {
-	t.Helper()
-	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/slow":
-			select {
-			case <-time.After(delay):
-			case <-r.Context().Done():
-				cancelled.Add(1)
-				return
-			}
-		case "/echo":
-			io.Copy(w, r.Body)
-			return
-		}
-		io.WriteString(w, "page "+r.URL.Path)
-	}))
-	t.Cleanup(origin.Close)
-	return origin
-}
-
-// intercepted opens an intercepted tunnel to host through the proxy at addr
-// and returns the TLS connection inside and a reader of its answers.
-func intercepted(t *testing.T, addr string, ca *x509.Certificate, host string) (*tls.Conn, *bufio.Reader) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	io.WriteString(c, "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
-	if resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("CONNECT: %v %v", resp, err)
-	}
-	tc := tls.Client(c, &tls.Config{RootCAs: poolOf(ca), ServerName: "127.0.0.1"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	return tc, bufio.NewReader(tc)
-}
-
 // originHead is a request head in origin form for host + path.
 func originHead(method, host, path, extra string) string {
 	return method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n"
@@ -364,7 +316,7 @@ func originHead(method, host, path, extra string) string {
 // log has each inner request's full https URL.
 func TestFastPathInsideTunnelHandsOff(t *testing.T) {
 	var cancelled atomic.Int32
-	origin := tlsOrigin(t, 0, &cancelled)
+	origin := slowOrigin(t, true, 0, &cancelled)
 	ca := testCA(t)
 	tp, _ := startIntercepting(t, ca, origin.Certificate())
 	host := strings.TrimPrefix(origin.URL, "https://")
@@ -395,7 +347,7 @@ func TestFastPathInsideTunnelHandsOff(t *testing.T) {
 // pipelined behind it keeps the tunnel, as on plain connections.
 func TestFastPathInsideTunnelWatchesClient(t *testing.T) {
 	var cancelled atomic.Int32
-	origin := tlsOrigin(t, 5*clientWatchTick, &cancelled)
+	origin := slowOrigin(t, true, 5*clientWatchTick, &cancelled)
 	ca := testCA(t)
 	tp, _ := startIntercepting(t, ca, origin.Certificate())
 	host := strings.TrimPrefix(origin.URL, "https://")

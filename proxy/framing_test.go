@@ -2,10 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 )
 
@@ -68,30 +64,4 @@ func FuzzFramingGuard(f *testing.F) {
 			t.Fatalf("passed bytes that are not a prefix of the input")
 		}
 	})
-}
-
-// Inside an intercepted tunnel the same heads are refused.
-func TestFramingGuardInsideInterception(t *testing.T) {
-	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "reached")
-	}))
-	defer origin.Close()
-	ca := testCA(t)
-	tp, _ := startIntercepting(t, ca, origin.Certificate())
-	host := strings.TrimPrefix(origin.URL, "https://")
-	for _, tc := range []struct {
-		name, req string
-		want      int
-	}{
-		{"CL and TE", "POST / HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-		{"obs-fold", "GET / HTTP/1.1\r\nHost: " + host + "\r\nX: a\r\n b\r\n\r\n", 400},
-		{"valid", "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 200},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			resp, body := interceptedRequest(t, tp.addr, ca.Certificate(), host, tc.req)
-			if resp.StatusCode != tc.want || (tc.want != 200 && strings.Contains(body, "reached")) {
-				t.Errorf("got %d %q, want %d", resp.StatusCode, body, tc.want)
-			}
-		})
-	}
 }

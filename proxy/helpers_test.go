@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -161,26 +160,37 @@ func (tp *testProxy) rawRequest(t *testing.T, raw string) (string, string) {
 	return strings.TrimSpace(status), rest.String()
 }
 
+// intercepted opens an intercepted tunnel to host through the proxy at addr
+// and returns the TLS connection inside and a reader of its answers.
+func intercepted(t *testing.T, addr string, ca *x509.Certificate, host string) (*tls.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "CONNECT "+host+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	tc := tls.Client(c, &tls.Config{RootCAs: poolOf(ca), ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return tc, bufio.NewReader(tc)
+}
+
 // interceptedRequest sends raw, one request head (and body), inside an
 // intercepted tunnel to host (CONNECT, then TLS trusting only ca) and
 // returns the response read inside the tunnel.
 func interceptedRequest(t *testing.T, proxyAddr string, ca *x509.Certificate, host, raw string) (*http.Response, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", proxyAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
-	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("CONNECT: %v %v", resp, err)
-	}
-	tc := tls.Client(c, &tls.Config{RootCAs: poolOf(ca), ServerName: "127.0.0.1"})
+	tc, br := intercepted(t, proxyAddr, ca, host)
 	if _, err := io.WriteString(tc, raw); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("inner response: %v", err)
 	}
