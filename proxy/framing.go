@@ -104,6 +104,14 @@ const (
 	stateTrailers
 )
 
+// refuseHead answers a head the framing guard refused with its status, and
+// closes the connection.
+func refuseHead(w http.ResponseWriter, status int) {
+	w.Header().Set("Connection", "close")
+	writePage(w, page{Status: status, Title: http.StatusText(status),
+		Msg: "The request was malformed or ambiguous and was not forwarded."})
+}
+
 // rejectPath is what net/http reads in place of a refused head.
 const rejectPath = "/.well-known/picket-rejected"
 

@@ -27,9 +27,10 @@ const recordTypeHandshake = 0x16
 
 // intercept serves a CONNECT whose client already got "200 Connection
 // established": TLS is terminated with a minted certificate and the requests
-// inside are served by net/http (header limits, timeouts, keep-alive,
-// 100-continue) and handed to goproxy one by one, so that each goes through
-// roundTrip with the full URL. Anything that is not TLS is tunnelled as is.
+// inside are served by the fast path, then by net/http (header limits,
+// timeouts, keep-alive, 100-continue) and goproxy from the first request the
+// fast path declines, so that each goes through roundTrip with the full URL.
+// Anything that is not TLS is tunnelled as is.
 func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down int64, err error) {
 	pc := &peekConn{Conn: conn, r: bufio.NewReader(io.MultiReader(bytes.NewReader(buffered), conn))}
 
@@ -116,9 +117,7 @@ func (s *Server) innerHandler(t *tunnel) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A request head the framing guard refused: its status, then close.
 		if status := t.guard.refused(); r.URL.Path == rejectPath && status != 0 {
-			w.Header().Set("Connection", "close")
-			writePage(w, page{Status: status, Title: http.StatusText(status),
-				Msg: "The request was malformed or ambiguous and was not forwarded."})
+			refuseHead(w, status)
 			return
 		}
 		// A request for another authority than the tunnel's must not reach

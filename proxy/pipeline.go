@@ -34,9 +34,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if c := connFrom(r.Context()); c != nil && c.rejected() != 0 {
 			status := c.rejected()
 			s.cfg.Log.Warn().Str(fClient, client.String()).Int(fStatus, status).Msg("refused an ambiguous or oversized request head")
-			w.Header().Set("Connection", "close")
-			writePage(w, page{Status: status, Title: http.StatusText(status),
-				Msg: "The request was malformed or ambiguous and was not forwarded."})
+			refuseHead(w, status)
 			return
 		}
 	}

@@ -31,13 +31,13 @@ type Server struct {
 	http      *http.Server
 	conns     *conns
 	draining  atomic.Bool
-	sweepOnce sync.Once // starts watchSweep (fastpath.go)
+	sweepOnce sync.Once   // starts watchSweep (fastpath.go)
+	stdLog    *log.Logger // zerolog for net/http's and goproxy's own messages
 
 	// Transparent HTTP (transparent.go): Host names recently seen to
 	// resolve to a connection's original destination, and the lookup.
 	hostMatches *expirable.LRU[hostDst, struct{}]
 	lookupIP    func(ctx context.Context, host string) ([]netip.Addr, error)
-	stdLog      *log.Logger // zerolog for net/http's and goproxy's own messages
 
 	mu        sync.Mutex
 	selfPorts map[string]bool // ports we listen on, for loop detection

@@ -151,10 +151,13 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 			FlushCache: func() error { fs.current().rep.Flush(); return nil },
 			Databases: func() []admin.Database {
 				st, ok := fs.current().rep.Backend().(*db.Store)
-				if !ok || st.DB() == nil {
+				if !ok {
 					return nil // a remote server reports its own
 				}
 				d := st.DB()
+				if d == nil {
+					return nil
+				}
 				return []admin.Database{{Name: "embedded", Version: d.Version(), Entries: d.Len(), Bytes: d.Bytes()}}
 			},
 		}
