@@ -7,16 +7,13 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// spliceChunk is how much one copy step moves before the idle clock is
-// updated. Large enough that TCP-to-TCP copies stay in splice(2).
-const spliceChunk = 1 << 20
-
-// relay sends first (what the client already sent) to upstream, then
-// splices both ways until the tunnel ends. It returns the bytes
-// client→upstream and upstream→client.
+// relay sends first (what the client already sent) to upstream, then copies
+// both ways until the tunnel ends. It returns the bytes client→upstream and
+// upstream→client.
 func (s *Server) relay(client, upstream net.Conn, first []byte) (up, down int64) {
 	if len(first) > 0 {
 		if _, err := upstream.Write(first); err != nil {
@@ -51,7 +48,7 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 // in either direction for idle. It returns the bytes client→upstream and
 // upstream→client.
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
-	var last atomic.Int64
+	var last atomic.Int64 // when a byte last moved either way, Unix ns
 	last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -66,14 +63,16 @@ func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 	return up, down
 }
 
-// copyIdle copies src to dst in chunks, with a read deadline renewed per
-// chunk; a deadline counts as idle only if the shared clock last also shows
-// no progress in the other direction.
+// copyIdle copies src to dst until src ends or the tunnel has been idle for
+// idle: src's read deadline is set once per idle period and, when it passes,
+// moved to idle after the last byte that moved in either direction.
 func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) int64 {
+	p := newPump(dst, src)
+	defer p.release()
 	var total int64
+	_ = src.SetReadDeadline(time.Now().Add(idle))
 	for {
-		_ = src.SetReadDeadline(time.Now().Add(idle))
-		n, err := io.CopyN(dst, src, spliceChunk)
+		n, err := p.step()
 		total += n
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
@@ -84,13 +83,152 @@ func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) int64 {
 		case err == io.EOF:
 			closeWrite(dst)
 			return total
-		case errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, last.Load())) < idle:
-			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if quiet := time.Since(time.Unix(0, last.Load())); quiet < idle {
+				_ = src.SetReadDeadline(time.Now().Add(idle - quiet))
+				continue
+			}
 		}
 		// Reset, idle or closed: end both directions.
 		dst.Close()
 		src.Close()
 		return total
+	}
+}
+
+// pump moves one direction of a tunnel, one step at a time so that every
+// step shows progress to the idle clock. It holds a pipe or a buffer only
+// while bytes move: an idle tunnel holds neither (Go's io.Copy between two
+// sockets would hold a pipe, two descriptors, per direction for as long as
+// it waits).
+//
+// Between two sockets each step splices what src has into a pipe and on to
+// dst, the bytes never copied into Picket; the pipe is taken once the poller
+// says src has something. Otherwise (a wrapped connection, or a kernel that
+// refuses splice) steps go through pooled buffers: 32 KiB, and 256 KiB once a
+// read fills a small one, until a read fits in a small one again.
+type pump struct {
+	dst, src net.Conn
+	rsrc     syscall.RawConn // nil: src is not a socket, src.Read
+	rdst     syscall.RawConn // nil: dst is not a socket, no splice
+	bulk     bool            // buffers: read into large ones
+	bp       *[]byte         // the buffer held, from pool
+	pool     *sync.Pool
+	pipe     *pipe // the pipe held while splicing
+
+	// Results of the last raw read or splice and its callback, allocated
+	// once per pump.
+	n     int
+	errno error
+	read  func(fd uintptr) bool
+	fill  func(fd uintptr) bool
+	drain func(fd uintptr) bool
+}
+
+func newPump(dst, src net.Conn) *pump {
+	p := &pump{dst: dst, src: src}
+	p.rsrc, p.rdst = rawOf(src), rawOf(dst)
+	p.read, p.fill, p.drain = p.rawRead, p.rawFill, p.rawDrain
+	return p
+}
+
+func rawOf(c net.Conn) syscall.RawConn {
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return rc
+		}
+	}
+	return nil
+}
+
+// step moves the next bytes src has to dst and returns how many moved, or
+// io.EOF when src ended.
+func (p *pump) step() (int64, error) {
+	if p.rsrc != nil && p.rdst != nil && spliceWorks.Load() {
+		return p.spliceStep()
+	}
+	b, err := p.readStep()
+	if len(b) == 0 {
+		return 0, err
+	}
+	switch n := len(b); {
+	case !p.bulk && n == len(*p.bp):
+		p.bulk = true
+	case p.bulk && n <= smallCopyBuf:
+		p.bulk = false
+	}
+	n, werr := p.dst.Write(b)
+	if werr != nil {
+		err = werr
+	}
+	return int64(n), err
+}
+
+// readStep reads what src has into a buffer held until the next step.
+func (p *pump) readStep() ([]byte, error) {
+	if p.rsrc == nil {
+		p.take()
+		n, err := p.src.Read(*p.bp)
+		return (*p.bp)[:n], err
+	}
+	p.n, p.errno = 0, nil
+	if err := p.rsrc.Read(p.read); err != nil {
+		return nil, err // deadline or closed
+	}
+	if p.errno != nil {
+		return nil, p.errno
+	}
+	if p.n == 0 {
+		return nil, io.EOF
+	}
+	return (*p.bp)[:p.n], nil
+}
+
+// rawRead is readStep's RawConn.Read callback; false means "wait until
+// readable", and no buffer is held while waiting.
+func (p *pump) rawRead(fd uintptr) bool {
+	p.take()
+	for {
+		n, err := syscall.Read(int(fd), *p.bp)
+		switch err {
+		case nil:
+			p.n = n
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			p.release()
+			return false
+		}
+		p.errno = os.NewSyscallError("read", err)
+		return true
+	}
+}
+
+// take makes sure a buffer of the size the transfer calls for is held.
+func (p *pump) take() {
+	want := &smallBufs
+	if p.bulk {
+		want = &largeBufs
+	}
+	if p.pool != want && p.bp != nil {
+		p.pool.Put(p.bp)
+		p.bp = nil
+	}
+	if p.bp == nil {
+		p.pool, p.bp = want, want.Get().(*[]byte)
+	}
+}
+
+// release gives back the buffer and the pipe held, if any.
+func (p *pump) release() {
+	if p.bp != nil {
+		p.pool.Put(p.bp)
+		p.bp, p.pool = nil, nil
+	}
+	if p.pipe != nil {
+		putPipe(p.pipe)
+		p.pipe = nil
 	}
 }
 
@@ -102,8 +240,8 @@ func closeWrite(c net.Conn) {
 	_ = c.Close()
 }
 
-// rawConn unwraps our connection wrappers so that TCP-to-TCP copies can use
-// splice(2).
+// rawConn unwraps our connection wrappers so that the tunnel reads the
+// socket itself.
 func rawConn(c net.Conn) net.Conn {
 	switch v := c.(type) {
 	case *clientConn:

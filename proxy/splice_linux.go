@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSplice is the most one splice step moves, and the pipe size asked for.
+const maxSplice = 1 << 20
+
+// spliceWorks turns off once the kernel refuses splice(2) between sockets
+// (EINVAL, ENOSYS): tunnels then go through buffers.
+var spliceWorks atomic.Bool
+
+func init() { spliceWorks.Store(true) }
+
+// pipe is a kernel pipe a bulk transfer is spliced through; n bytes are in it.
+type pipe struct {
+	r, w int
+	n    int
+}
+
+// freePipes keeps empty pipes for the next step of any tunnel: a pipe is
+// held only from "src is readable" to "all of it is in dst", so a few serve
+// many tunnels; more are closed.
+var freePipes = make(chan *pipe, 64)
+
+func getPipe() (*pipe, error) {
+	select {
+	case p := <-freePipes:
+		return p, nil
+	default:
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	// A larger pipe moves more per step; the default (64 KiB) works too.
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, maxSplice)
+	return &pipe{r: fds[0], w: fds[1]}, nil
+}
+
+func putPipe(p *pipe) {
+	if p.n == 0 {
+		select {
+		case freePipes <- p:
+			return
+		default:
+		}
+	}
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+// spliceStep moves what src has into a pipe and from there to dst, the bytes
+// never copied into Picket. The pipe is held only while bytes move.
+func (p *pump) spliceStep() (int64, error) {
+	p.n, p.errno = 0, nil
+	if err := p.rsrc.Read(p.fill); err != nil {
+		return 0, err // deadline or closed
+	}
+	if p.errno != nil {
+		if errors.Is(p.errno, unix.EINVAL) || errors.Is(p.errno, unix.ENOSYS) {
+			spliceWorks.Store(false) // nothing moved: buffers from now on
+			return 0, nil
+		}
+		return 0, p.errno
+	}
+	if p.n == 0 {
+		return 0, io.EOF
+	}
+	moved := int64(p.n)
+	p.errno = nil
+	if err := p.rdst.Write(p.drain); err != nil {
+		return moved - int64(p.pipe.n), err
+	}
+	if p.errno != nil {
+		return moved - int64(p.pipe.n), p.errno
+	}
+	return moved, nil
+}
+
+// rawFill is spliceStep's RawConn.Read callback: src into the (empty) pipe.
+// EAGAIN means src has nothing now: the pipe goes back while waiting.
+func (p *pump) rawFill(fd uintptr) bool {
+	if p.pipe == nil {
+		pp, err := getPipe()
+		if err != nil {
+			p.errno = err
+			return true
+		}
+		p.pipe = pp
+	}
+	for {
+		n, err := unix.Splice(int(fd), nil, p.pipe.w, nil, maxSplice, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch err {
+		case nil:
+			p.n, p.pipe.n = int(n), int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			putPipe(p.pipe)
+			p.pipe = nil
+			return false
+		}
+		p.errno = os.NewSyscallError("splice", err)
+		return true
+	}
+}
+
+// rawDrain is spliceStep's RawConn.Write callback: the pipe into dst.
+func (p *pump) rawDrain(fd uintptr) bool {
+	for p.pipe.n > 0 {
+		n, err := unix.Splice(p.pipe.r, nil, int(fd), nil, p.pipe.n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch err {
+		case nil:
+			p.pipe.n -= int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			p.errno = os.NewSyscallError("splice", err)
+			return true
+		}
+	}
+	return true
+}

@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (a, b net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	a, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// opaqueConn hides the socket under a connection (as a TLS or counting
+// wrapper would): the tunnel must copy through buffers.
+type opaqueConn struct{ net.Conn }
+
+func (c opaqueConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+
+// tunnelModes run a test over a tunnel between two sockets (spliced) and
+// between two wrapped connections (buffers).
+var tunnelModes = []struct {
+	name   string
+	opaque bool
+}{{"sockets", false}, {"buffers", true}}
+
+// startTunnel relays a tunnel between a client and an origin connection it
+// returns; done closes when the relay has ended.
+func startTunnel(t testing.TB, opaque bool, idle time.Duration) (client, origin net.Conn, done <-chan struct{}) {
+	client, proxyClient := tcpPair(t)
+	proxyUpstream, origin := tcpPair(t)
+	if opaque {
+		proxyClient, proxyUpstream = opaqueConn{proxyClient}, opaqueConn{proxyUpstream}
+	}
+	ended := make(chan struct{})
+	go func() {
+		splice(proxyClient, proxyUpstream, idle)
+		close(ended)
+	}()
+	return client, origin, ended
+}
+
+// A tunnel that moves bytes in one direction only stays open past the idle
+// timeout (a stream the client only listens to), and closes once nothing
+// moves for the idle timeout.
+func TestSpliceOneWayTrafficIsNotIdle(t *testing.T) {
+	for _, mode := range tunnelModes {
+		t.Run(mode.name, func(t *testing.T) { testOneWayTraffic(t, mode.opaque) })
+	}
+}
+
+func testOneWayTraffic(t *testing.T, opaque bool) {
+	const idle = 200 * time.Millisecond
+	client, origin, done := startTunnel(t, opaque, idle)
+
+	const beats = 24 // 6 idle timeouts' worth, a byte every idle/4
+	go func() {
+		for i := 0; i < beats; i++ {
+			if _, err := origin.Write([]byte{'.'}); err != nil {
+				return
+			}
+			time.Sleep(idle / 4)
+		}
+	}()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, beats)
+	if n, err := io.ReadFull(client, buf); err != nil {
+		t.Fatalf("client got %d of %d bytes streamed one way: %v (tunnel closed as idle while bytes moved)", n, beats, err)
+	}
+
+	start := time.Now()
+	select {
+	case <-done:
+	case <-time.After(10 * idle):
+		t.Fatalf("tunnel still open %v after the last byte (idle %v)", 10*idle, idle)
+	}
+	if waited := time.Since(start); waited < idle/2 {
+		t.Errorf("tunnel closed %v after the last byte, before the idle timeout %v", waited, idle)
+	}
+}
+
+// Large transfers both ways at once arrive whole and in order (through
+// splice(2) once they run in bulk), and a half-close carries through.
+func TestSpliceBulkBothWays(t *testing.T) {
+	for _, mode := range tunnelModes {
+		t.Run(mode.name, func(t *testing.T) { testBulkBothWays(t, mode.opaque) })
+	}
+}
+
+func testBulkBothWays(t *testing.T, opaque bool) {
+	client, origin, _ := startTunnel(t, opaque, 10*time.Second)
+
+	const size = 24 << 20
+	send := func(c net.Conn, seed int64) <-chan []byte {
+		sum := make(chan []byte, 1)
+		go func() {
+			h := sha256.New()
+			w := io.MultiWriter(c, h)
+			// Uneven writes: some small messages, some bulk.
+			rng := rand.New(rand.NewSource(seed))
+			for left := size; left > 0; {
+				n := min(left, 1+rng.Intn(256<<10))
+				if _, err := io.CopyN(w, rng, int64(n)); err != nil {
+					break
+				}
+				left -= n
+			}
+			c.(*net.TCPConn).CloseWrite()
+			sum <- h.Sum(nil)
+		}()
+		return sum
+	}
+	receive := func(c net.Conn) <-chan []byte {
+		sum := make(chan []byte, 1)
+		go func() {
+			h := sha256.New()
+			n, err := io.Copy(h, c) // ends at the half-close
+			if err != nil || n != size {
+				t.Errorf("received %d of %d bytes: %v", n, size, err)
+			}
+			sum <- h.Sum(nil)
+		}()
+		return sum
+	}
+	for _, c := range []net.Conn{client, origin} {
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	}
+	upSent, downSent := send(client, 1), send(origin, 2)
+	upGot, downGot := receive(origin), receive(client)
+	if a, b := <-upSent, <-upGot; !bytes.Equal(a, b) {
+		t.Errorf("client→origin: bytes differ")
+	}
+	if a, b := <-downSent, <-downGot; !bytes.Equal(a, b) {
+		t.Errorf("origin→client: bytes differ")
+	}
+	// Linux splices between sockets: the bytes went through pipes.
+	if !opaque && (!spliceWorks.Load() || len(freePipes) == 0) {
+		t.Errorf("bulk transfer did not go through splice(2) (splice works: %v, pipes kept: %d)", spliceWorks.Load(), len(freePipes))
+	}
+}
+
+// An idle tunnel holds no pipe (nor buffer), even after a bulk transfer:
+// descriptors open are the tunnels' sockets and nothing else.
+func TestSpliceIdleTunnelsHoldNoPipes(t *testing.T) {
+	drainPipes := func() {
+		for {
+			select {
+			case p := <-freePipes:
+				p.n = 1 // closed, not kept
+				putPipe(p)
+			default:
+				return
+			}
+		}
+	}
+	openFDs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	drainPipes()
+	before := openFDs()
+
+	const tunnels = 8
+	payload := bytes.Repeat([]byte("x"), 4<<20)
+	for range tunnels {
+		client, origin, _ := startTunnel(t, false, time.Minute)
+		go origin.Write(payload)
+		_ = client.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadFull(client, make([]byte, len(payload))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Idle now: give the pumps a moment to be back to waiting.
+	var got int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		drainPipes()
+		if got = openFDs() - before; got == 4*tunnels {
+			return
+		}
+	}
+	t.Errorf("%d idle tunnels hold %d descriptors, want their %d sockets", tunnels, got, 4*tunnels)
+}
+
+// Tunnels relay between two sockets (spliced) or between wrapped connections
+// (buffers): small request/response messages on 16 tunnels at once, and one
+// bulk transfer.
+
+func BenchmarkRelayMessages(b *testing.B) {
+	for _, mode := range tunnelModes {
+		b.Run(mode.name, func(b *testing.B) {
+			const tunnels = 16
+			req, resp := make([]byte, 200), make([]byte, 1200)
+			var wg sync.WaitGroup
+			per := b.N/tunnels + 1
+			conns := make([][2]net.Conn, tunnels)
+			for i := range conns {
+				client, origin, _ := startTunnel(b, mode.opaque, time.Minute)
+				conns[i] = [2]net.Conn{client, origin}
+				go func() { // echo server: a response per request
+					buf := make([]byte, len(req))
+					for {
+						if _, err := io.ReadFull(origin, buf); err != nil {
+							return
+						}
+						if _, err := origin.Write(resp); err != nil {
+							return
+						}
+					}
+				}()
+			}
+			b.ResetTimer()
+			for _, c := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]byte, len(resp))
+					for range per {
+						c[0].Write(req)
+						if _, err := io.ReadFull(c[0], buf); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func BenchmarkRelayBulk(b *testing.B) {
+	for _, mode := range tunnelModes {
+		b.Run(mode.name, func(b *testing.B) {
+			client, origin, _ := startTunnel(b, mode.opaque, time.Minute)
+			chunk := make([]byte, 1<<20)
+			b.SetBytes(int64(len(chunk)))
+			go func() {
+				for range b.N {
+					if _, err := origin.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+			b.ResetTimer()
+			if _, err := io.CopyN(io.Discard, client, int64(b.N)*int64(len(chunk))); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
