@@ -39,6 +39,9 @@ type Proxy struct {
 	TLSHandshakeTimeout   Duration `toml:"tls_handshake_timeout"`
 	ResponseHeaderTimeout Duration `toml:"response_header_timeout"`
 	UpstreamIdleTimeout   Duration `toml:"upstream_idle_timeout"`
+	// TCPKeepalive sends TCP keepalive probes on client and upstream
+	// connections idle this long; 0 (the default) sends none.
+	TCPKeepalive Duration `toml:"tcp_keepalive"`
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool per origin.
 	MaxIdleConnsPerHost int `toml:"max_idle_conns_per_host"`
 	// MaxConns and MaxConnsPerClient bound open client connections

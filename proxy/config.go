@@ -37,6 +37,10 @@ type Config struct {
 	TLSHandshakeTimeout   time.Duration // upstream TLS handshake (default 10s)
 	ResponseHeaderTimeout time.Duration // upstream response headers (default 60s)
 	UpstreamIdleTimeout   time.Duration // pooled upstream connection idle (default 90s)
+	// TCPKeepAlive is the idle time before TCP keepalive probes on upstream
+	// connections (client connections: the listener's, see KeepAlive);
+	// 0: none.
+	TCPKeepAlive time.Duration
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool (default 256).
 	MaxIdleConnsPerHost int
 	// MaxConns and MaxConnsPerClient bound the open client connections,

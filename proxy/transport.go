@@ -54,10 +54,22 @@ type dialer struct {
 
 func newDialer(cfg *Config, dest *destinations) *dialer {
 	return &dialer{
-		net:     net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second, Control: dest.control},
+		net:     net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: KeepAlive(cfg.TCPKeepAlive), Control: dest.control},
 		idle:    cfg.TunnelIdleTimeout,
 		timeout: cfg.DialTimeout,
 	}
+}
+
+// KeepAlive is the KeepAlive of a net.Dialer or net.ListenConfig for a
+// tcp_keepalive setting: d, or none for 0 (Go's default would be probes
+// after 15 s, four setsockopt calls on every connection). Idle connections
+// are closed by the idle timeouts either way; probes only find a vanished
+// peer sooner, or keep a NAT mapping alive.
+func KeepAlive(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // address rewrites odd IPv4 spellings in host:port to the dotted quad they

@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"io"
 	"math/rand"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -275,5 +278,45 @@ func BenchmarkRelayBulk(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
+	}
+}
+
+// tcp_keepalive: upstream connections carry no keepalive probes unless
+// configured, then probes after the configured idle time.
+func TestDialerKeepAlive(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		set      time.Duration
+		wantOn   int
+		wantIdle int
+	}{{0, 0, 0}, {45 * time.Second, 1, 45}} {
+		cfg := Config{DialTimeout: time.Second, TCPKeepAlive: tc.set, AllowDestinations: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+		c, err := newDialer(&cfg, newDestinations(&cfg)).dialRaw(context.Background(), l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var on, idle int
+		rc, _ := c.(*net.TCPConn).SyscallConn()
+		_ = rc.Control(func(fd uintptr) {
+			on, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+			idle, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
+		})
+		c.Close()
+		if on != tc.wantOn || (tc.wantOn == 1 && idle != tc.wantIdle) {
+			t.Errorf("tcp_keepalive %v: SO_KEEPALIVE %d, TCP_KEEPIDLE %d; want %d, %d", tc.set, on, idle, tc.wantOn, tc.wantIdle)
+		}
 	}
 }

@@ -308,7 +308,8 @@ func listen(f *config.File) (*listeners, error) {
 		if x.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", x.addr)
+		lc := net.ListenConfig{KeepAlive: proxy.KeepAlive(f.Proxy.TCPKeepalive.D())}
+		ln, err := lc.Listen(context.Background(), "tcp", x.addr)
 		if err != nil {
 			l.close()
 			return nil, fmt.Errorf("%s: %w", x.key, err)
@@ -386,6 +387,7 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		TLSHandshakeTimeout:   p.TLSHandshakeTimeout.D(),
 		ResponseHeaderTimeout: p.ResponseHeaderTimeout.D(),
 		UpstreamIdleTimeout:   p.UpstreamIdleTimeout.D(),
+		TCPKeepAlive:          p.TCPKeepalive.D(),
 		MaxIdleConnsPerHost:   p.MaxIdleConnsPerHost,
 		MaxConns:              p.MaxConns,
 		MaxConnsPerClient:     p.MaxConnsPerClient,
