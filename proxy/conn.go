@@ -132,7 +132,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		// behind the PROXY protocol only knows it after reading the header,
 		// which must not happen in the accept loop.
 		if _, wrapped := c.(interface{ Raw() net.Conn }); !wrapped {
-			cc.client = clientAddr(c.RemoteAddr().String())
+			cc.client = peerAddr(c.RemoteAddr())
 		}
 		if l.conns.add(cc) {
 			return cc, nil

@@ -52,6 +52,15 @@ type exchange struct {
 	logOnce  sync.Once
 }
 
+// peerAddr is the IP address of a connection's peer, without formatting
+// and parsing it for a TCP connection.
+func peerAddr(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap()
+	}
+	return clientAddr(a.String())
+}
+
 // clientAddr parses the address part of a RemoteAddr ("ip:port").
 func clientAddr(remote string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(remote); err == nil {
