@@ -60,7 +60,8 @@ func putPipe(p *pipe) {
 // never copied into Picket. The pipe is held only while bytes move.
 func (p *pump) spliceStep() (int64, error) {
 	p.n, p.errno = 0, nil
-	if err := p.rsrc.Read(p.fill); err != nil {
+	p.op = opFill
+	if err := p.rsrc.Read(p.raw); err != nil {
 		return 0, err // deadline or closed
 	}
 	if p.errno != nil {
@@ -75,7 +76,8 @@ func (p *pump) spliceStep() (int64, error) {
 	}
 	moved := int64(p.n)
 	p.errno = nil
-	if err := p.rdst.Write(p.drain); err != nil {
+	p.op = opDrain
+	if err := p.rdst.Write(p.raw); err != nil {
 		return moved - int64(p.pipe.n), err
 	}
 	if p.errno != nil {

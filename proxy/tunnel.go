@@ -50,13 +50,16 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 	var last atomic.Int64 // when a byte last moved either way, Unix ns
 	last.Store(time.Now().UnixNano())
+	pumps := new([2]pump) // one allocation for both directions
+	pumps[0].init(upstream, client)
+	pumps[1].init(client, upstream)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		up = copyIdle(upstream, client, idle, &last)
+		up = copyIdle(&pumps[0], idle, &last)
 	}()
-	down = copyIdle(client, upstream, idle, &last)
+	down = copyIdle(&pumps[1], idle, &last)
 	wg.Wait()
 	client.Close()
 	upstream.Close()
@@ -66,8 +69,8 @@ func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 // copyIdle copies src to dst until src ends or the tunnel has been idle for
 // idle: src's read deadline is set once per idle period and, when it passes,
 // moved to idle after the last byte that moved in either direction.
-func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) int64 {
-	p := newPump(dst, src)
+func copyIdle(p *pump, idle time.Duration, last *atomic.Int64) int64 {
+	dst, src := p.dst, p.src
 	defer p.release()
 	var total int64
 	_ = src.SetReadDeadline(time.Now().Add(idle))
@@ -116,20 +119,39 @@ type pump struct {
 	pool     *sync.Pool
 	pipe     *pipe // the pipe held while splicing
 
-	// Results of the last raw read or splice and its callback, allocated
-	// once per pump.
+	// The raw descriptor callback (allocated once per pump), what it is to
+	// do, and its results.
+	raw   func(fd uintptr) bool
+	op    rawOp
 	n     int
 	errno error
-	read  func(fd uintptr) bool
-	fill  func(fd uintptr) bool
-	drain func(fd uintptr) bool
 }
 
-func newPump(dst, src net.Conn) *pump {
-	p := &pump{dst: dst, src: src}
+type rawOp int8
+
+const (
+	opRead  rawOp = iota // rawRead: src into a buffer
+	opFill               // rawFill: src into the pipe
+	opDrain              // rawDrain: the pipe into dst
+)
+
+func (p *pump) init(dst, src net.Conn) {
+	p.dst, p.src = dst, src
 	p.rsrc, p.rdst = rawOf(src), rawOf(dst)
-	p.read, p.fill, p.drain = p.rawRead, p.rawFill, p.rawDrain
-	return p
+	p.raw = p.do
+}
+
+// do is the callback of every RawConn call: RawConn.Read and Write take a
+// func, and one method value per pump allocates once where three would
+// allocate thrice.
+func (p *pump) do(fd uintptr) bool {
+	switch p.op {
+	case opFill:
+		return p.rawFill(fd)
+	case opDrain:
+		return p.rawDrain(fd)
+	}
+	return p.rawRead(fd)
 }
 
 func rawOf(c net.Conn) syscall.RawConn {
@@ -172,7 +194,8 @@ func (p *pump) readStep() ([]byte, error) {
 		return (*p.bp)[:n], err
 	}
 	p.n, p.errno = 0, nil
-	if err := p.rsrc.Read(p.read); err != nil {
+	p.op = opRead
+	if err := p.rsrc.Read(p.raw); err != nil {
 		return nil, err // deadline or closed
 	}
 	if p.errno != nil {
