@@ -754,10 +754,11 @@ func (p *picket) metrics() (map[string]float64, error) {
 // sample is picket's resource use at one moment.
 type sample struct {
 	goroutines, fds, tempFiles int
-	// pipes are counted apart from fds: they are the runtime's pool of
-	// splice(2) pipes (TCP-to-TCP copies of tunnels and bodies), a
-	// sync.Pool that only a garbage collection empties, and an idle
-	// process collects only every two minutes.
+	// pipes are counted apart from fds: they are kept for splice(2) —
+	// Picket's free list of tunnel pipes (up to 64, kept while idle; a
+	// tunnel takes at most one per direction) and the runtime's pool for
+	// TCP-to-TCP body copies, a sync.Pool that only a garbage collection
+	// empties, and an idle process collects only every two minutes.
 	pipes     int
 	heap, rss int64
 }
@@ -799,7 +800,7 @@ func (s sample) leak(b sample, o options) string {
 	if s.fds > b.fds+o.tolFDs {
 		out = append(out, fmt.Sprintf("open files %d → %d", b.fds, s.fds))
 	}
-	if s.pipes > b.pipes+4*o.workers { // two per pooled pipe, at most one pipe per copy in flight
+	if s.pipes > b.pipes+4*o.workers { // two fds per pipe, at most one pipe per direction in flight
 		out = append(out, fmt.Sprintf("splice pipes %d → %d", b.pipes, s.pipes))
 	}
 	if s.tempFiles > b.tempFiles {
