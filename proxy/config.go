@@ -38,8 +38,7 @@ type Config struct {
 	ResponseHeaderTimeout time.Duration // upstream response headers (default 60s)
 	UpstreamIdleTimeout   time.Duration // pooled upstream connection idle (default 90s)
 	// TCPKeepAlive is the idle time before TCP keepalive probes on upstream
-	// connections (client connections: the listener's, see KeepAlive);
-	// 0: none.
+	// connections (client connections: the listener's, see Listen); 0: none.
 	TCPKeepAlive time.Duration
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool (default 256).
 	MaxIdleConnsPerHost int

@@ -54,18 +54,25 @@ type dialer struct {
 
 func newDialer(cfg *Config, dest *destinations) *dialer {
 	return &dialer{
-		net:     net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: KeepAlive(cfg.TCPKeepAlive), Control: dest.control},
+		net:     net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: keepAliveFor(cfg.TCPKeepAlive), Control: dest.control},
 		idle:    cfg.TunnelIdleTimeout,
 		timeout: cfg.DialTimeout,
 	}
 }
 
-// KeepAlive is the KeepAlive of a net.Dialer or net.ListenConfig for a
+// Listen opens a TCP listener whose accepted connections send keepalive
+// probes after keepAlive idle, or none for 0.
+func Listen(addr string, keepAlive time.Duration) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: keepAliveFor(keepAlive)}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// keepAliveFor is the KeepAlive of a net.Dialer or net.ListenConfig for a
 // tcp_keepalive setting: d, or none for 0 (Go's default would be probes
 // after 15 s, four setsockopt calls on every connection). Idle connections
 // are closed by the idle timeouts either way; probes only find a vanished
 // peer sooner, or keep a NAT mapping alive.
-func KeepAlive(d time.Duration) time.Duration {
+func keepAliveFor(d time.Duration) time.Duration {
 	if d <= 0 {
 		return -1
 	}

@@ -308,8 +308,7 @@ func listen(f *config.File) (*listeners, error) {
 		if x.addr == "" {
 			continue
 		}
-		lc := net.ListenConfig{KeepAlive: proxy.KeepAlive(f.Proxy.TCPKeepalive.D())}
-		ln, err := lc.Listen(context.Background(), "tcp", x.addr)
+		ln, err := proxy.Listen(x.addr, f.Proxy.TCPKeepalive.D())
 		if err != nil {
 			l.close()
 			return nil, fmt.Errorf("%s: %w", x.key, err)
