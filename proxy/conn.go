@@ -108,6 +108,13 @@ func (t *conns) drain(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// Listen opens a TCP listener whose accepted connections send keepalive
+// probes after keepAlive idle, or none for 0.
+func Listen(addr string, keepAlive time.Duration) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: keepAliveFor(keepAlive)}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
 // listener wraps accepted connections in clientConn.
 type listener struct {
 	net.Listener

@@ -31,7 +31,7 @@ import (
 // CONNECTs are decided there too (ServeHTTP on a response writer the tunnel
 // hijacks), and proxy authentication is checked there as ServeHTTP does.
 // Inside an intercepted tunnel the same loop serves GET and HEAD in origin
-// form for the tunnel's authority (serveFastInner).
+// form for the tunnel's authority (intercept.go).
 // Anything else — bodies, Expect, upgrades, HTTP/1.0, origin-form requests
 // for Picket's own pages, heads the framing guard refused — hands the
 // connection, with every byte already read, to the ordinary net/http server
@@ -119,37 +119,34 @@ type fastConn struct {
 
 // serveFast is the fast path over one accepted plain-HTTP connection.
 func (s *Server) serveFast(c *clientConn, l *fastListener) {
-	br := fastReaders.Get().(*bufio.Reader)
-	br.Reset(c)
-	defer func() {
-		br.Reset(nil)
-		fastReaders.Put(br)
-	}()
 	fc := &fastConn{rw: c, c: c, remote: c.RemoteAddr().String()}
 	// Not an allowed client: net/http answers every request with 403.
-	if !s.clientAllowed(clientAddr(fc.remote)) || s.fastLoop(fc, br) {
-		// net/http serves the connection from here on, starting with the
-		// bytes buffered.
-		buffered, _ := br.Peek(br.Buffered())
-		c.replay = bytes.Clone(buffered)
-		c.fast.Store(fastClosed)
-		l.hand(c)
+	if s.clientAllowed(clientAddr(fc.remote)) {
+		rest, handOff := s.serveFastConn(fc)
+		if !handOff {
+			return
+		}
+		c.replay = rest
 	}
+	// net/http serves the connection from here on, starting with the bytes
+	// the fast path read.
+	c.fast.Store(fastClosed)
+	l.hand(c)
 }
 
-// serveFastInner is the fast path over the requests inside an intercepted
-// tunnel (rw: the TLS connection, past the tunnel's framing guard; c: the
-// accepted connection under it, or nil). When it declines a request, it
-// returns handOff and the bytes read but not served, for net/http to serve
-// the rest of the tunnel with; otherwise the tunnel has ended.
-func (s *Server) serveFastInner(rw net.Conn, c *clientConn, t *tunnel) (rest []byte, handOff bool) {
+// serveFastConn runs fastLoop over fc with a pooled reader: for an accepted
+// connection, or for the TLS connection inside an intercepted tunnel (past
+// the tunnel's framing guard). When the loop declines a request, it returns
+// handOff and the bytes read but not served, for net/http to serve the rest
+// of the connection with; otherwise the connection has ended.
+func (s *Server) serveFastConn(fc *fastConn) (rest []byte, handOff bool) {
 	br := fastReaders.Get().(*bufio.Reader)
-	br.Reset(rw)
+	br.Reset(fc.rw)
 	defer func() {
 		br.Reset(nil)
 		fastReaders.Put(br)
 	}()
-	if !s.fastLoop(&fastConn{rw: rw, c: c, tunnel: t, remote: rw.RemoteAddr().String()}, br) {
+	if !s.fastLoop(fc, br) {
 		return nil, false
 	}
 	buffered, _ := br.Peek(br.Buffered())

@@ -25,8 +25,8 @@ type pipe struct {
 }
 
 // freePipes keeps empty pipes for the next step of any tunnel: a pipe is
-// held only from "src is readable" to "all of it is in dst", so a few serve
-// many tunnels; more are closed.
+// held only from a splice that finds bytes until they are all in dst, so a
+// few serve many tunnels; more are closed.
 var freePipes = make(chan *pipe, 64)
 
 func getPipe() (*pipe, error) {
@@ -75,7 +75,6 @@ func (p *pump) spliceStep() (int64, error) {
 		return 0, io.EOF
 	}
 	moved := int64(p.n)
-	p.errno = nil
 	p.op = opDrain
 	if err := p.rdst.Write(p.raw); err != nil {
 		return moved - int64(p.pipe.n), err

@@ -60,13 +60,6 @@ func newDialer(cfg *Config, dest *destinations) *dialer {
 	}
 }
 
-// Listen opens a TCP listener whose accepted connections send keepalive
-// probes after keepAlive idle, or none for 0.
-func Listen(addr string, keepAlive time.Duration) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: keepAliveFor(keepAlive)}
-	return lc.Listen(context.Background(), "tcp", addr)
-}
-
 // keepAliveFor is the KeepAlive of a net.Dialer or net.ListenConfig for a
 // tcp_keepalive setting: d, or none for 0 (Go's default would be probes
 // after 15 s, four setsockopt calls on every connection). Idle connections

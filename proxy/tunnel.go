@@ -106,8 +106,8 @@ func copyIdle(p *pump, idle time.Duration, last *atomic.Int64) int64 {
 // it waits).
 //
 // Between two sockets each step splices what src has into a pipe and on to
-// dst, the bytes never copied into Picket; the pipe is taken once the poller
-// says src has something. Otherwise (a wrapped connection, or a kernel that
+// dst, the bytes never copied into Picket; a splice that finds src empty
+// gives the pipe back before waiting. Otherwise (a wrapped connection, or a kernel that
 // refuses splice) steps go through pooled buffers: 32 KiB, and 256 KiB once a
 // read fills a small one, until a read fits in a small one again.
 type pump struct {
