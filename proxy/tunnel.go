@@ -43,59 +43,78 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 }
 
 // splice copies both ways between client and upstream until both directions
-// end, then closes both. A direction that sees EOF half-closes its
-// destination; an error closes everything. The tunnel ends when no byte moved
-// in either direction for idle. It returns the bytes client→upstream and
-// upstream→client.
+// end, then closes both. A direction that sees EOF first half-closes its
+// destination; an error closes everything. The tunnel ends when no byte
+// moved in either direction for idle (checked every idle/idleChecks, so it
+// ends between idle and idle+idle/idleChecks after the last byte). It
+// returns the bytes client→upstream and upstream→client.
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
-	var last atomic.Int64 // when a byte last moved either way, Unix ns
-	last.Store(time.Now().UnixNano())
-	pumps := new([2]pump) // one allocation for both directions
-	pumps[0].init(upstream, client)
-	pumps[1].init(client, upstream)
+	t := new(tunnelPumps) // one allocation for both directions
+	t.p[0].init(upstream, client)
+	t.p[1].init(client, upstream)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		up = copyIdle(&pumps[0], idle, &last)
+		up = t.copyIdle(0, idle)
 	}()
-	down = copyIdle(&pumps[1], idle, &last)
+	down = t.copyIdle(1, idle)
 	wg.Wait()
 	client.Close()
 	upstream.Close()
 	return up, down
 }
 
-// copyIdle copies src to dst until src ends or the tunnel has been idle for
-// idle: src's read deadline is set once per idle period and, when it passes,
-// moved to idle after the last byte that moved in either direction.
-func copyIdle(p *pump, idle time.Duration, last *atomic.Int64) int64 {
+// idleChecks is how many times per idle period a direction that waits looks
+// whether bytes moved: the tunnel ends at most idle/idleChecks late.
+const idleChecks = 4
+
+// tunnelPumps are a tunnel's two directions.
+type tunnelPumps struct {
+	p     [2]pump
+	ended atomic.Int32 // directions that saw EOF: only the first half-closes
+}
+
+// copyIdle copies direction i until its source ends or the tunnel has been
+// idle for idle. Each step only adds to the direction's own byte count (no
+// clock read, no write shared with the other direction); the source's read
+// deadline comes every idle/idleChecks, and then the two counts tell whether
+// anything moved since the last look.
+func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
+	p, other := &t.p[i], &t.p[1-i]
 	dst, src := p.dst, p.src
 	defer p.release()
-	var total int64
-	_ = src.SetReadDeadline(time.Now().Add(idle))
+	check := idle / idleChecks
+	quiet := time.Now() // when this direction last saw that nothing had moved
+	var seen int64      // both counts at the last look
+	_ = src.SetReadDeadline(quiet.Add(check))
 	for {
 		n, err := p.step()
-		total += n
 		if n > 0 {
-			last.Store(time.Now().UnixNano())
+			p.moved.Add(n)
 		}
 		switch {
 		case err == nil:
 			continue
 		case err == io.EOF:
-			closeWrite(dst)
-			return total
+			if t.ended.Add(1) == 1 {
+				closeWrite(dst)
+			} // else both ended: splice closes both at once
+			return p.moved.Load()
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if quiet := time.Since(time.Unix(0, last.Load())); quiet < idle {
-				_ = src.SetReadDeadline(time.Now().Add(idle - quiet))
+			now := time.Now()
+			if sum := p.moved.Load() + other.moved.Load(); sum != seen {
+				seen, quiet = sum, now // moved since the last look: count from now
+			}
+			if left := idle - now.Sub(quiet); left > 0 {
+				_ = src.SetReadDeadline(now.Add(min(check, left)))
 				continue
 			}
 		}
 		// Reset, idle or closed: end both directions.
 		dst.Close()
 		src.Close()
-		return total
+		return p.moved.Load()
 	}
 }
 
@@ -125,6 +144,12 @@ type pump struct {
 	op    rawOp
 	n     int
 	errno error
+
+	// Bytes moved, read by the other direction's idle check; alone on its
+	// cache line, away from the fields each step writes.
+	_     [64]byte
+	moved atomic.Int64
+	_     [64]byte
 }
 
 type rawOp int8
