@@ -43,6 +43,8 @@ func main() {
 	flag.IntVar(&rounds, "rounds", 5, "rounds per scenario; each proxy's ratio is the median over them")
 	flag.BoolVar(&verbose, "v", false, "print every round's ratios")
 	flag.StringVar(&picketEnv, "picket-env", "", "extra environment for picket (e.g. \"GOGC=200\")")
+	flag.StringVar(&bBin, "b-bin", "", "A/B: also measure this picket binary, as \"picket-b\", in the same rounds")
+	flag.StringVar(&bEnv, "b-env", "", "A/B: also measure picket with this extra environment, as \"picket-b\"")
 	flag.Parse()
 	if *serveGP != "" {
 		if err := serveGoproxy(*serveGP, *gpMitm); err != nil {
@@ -74,6 +76,11 @@ var (
 // picketEnv is extra environment for the picket processes.
 var picketEnv string
 
+// bBin and bEnv, when either is set, add a second picket ("picket-b": that
+// binary, or the same one with that environment) to the same rounds, so that
+// a change is compared with the code before it under the same load.
+var bBin, bEnv string
+
 // withPeers adds squid, tinyproxy and bare goproxy columns.
 var withPeers bool
 
@@ -103,13 +110,15 @@ func run(bin string, dur time.Duration, only string) error {
 
 	// Tunnels: filtering on (rules, reputation on the embedded demo
 	// database, scanner ready), interception off.
-	tunnel, err := startPicket(bin, dir, "tunnel", "[tls]\nintercept = false\n")
+	tunnelCfg := "[tls]\nintercept = false\n"
+	tunnel, err := startPicket(bin, picketEnv, dir, "tunnel", tunnelCfg)
 	if err != nil {
 		return err
 	}
 	defer tunnel.stop()
 	// Interception: the same, with every CONNECT intercepted.
-	mitm, err := startPicket(bin, dir, "mitm", fmt.Sprintf("[tls]\nextra_roots = [%q]\nauto_bypass = \"0s\" # the load generator hangs up mid-handshake at the end of each run\n", originPEM))
+	mitmCfg := fmt.Sprintf("[tls]\nextra_roots = [%q]\nauto_bypass = \"0s\" # the load generator hangs up mid-handshake at the end of each run\n", originPEM)
+	mitm, err := startPicket(bin, picketEnv, dir, "mitm", mitmCfg)
 	if err != nil {
 		return err
 	}
@@ -121,6 +130,24 @@ func run(bin string, dur time.Duration, only string) error {
 		cpu  func() time.Duration
 	}
 	var peersPlain, peersMitm []contestant
+	if bBin != "" || bEnv != "" {
+		b := bin
+		if bBin != "" {
+			b = bBin
+		}
+		bt, err := startPicket(b, strings.TrimSpace(picketEnv+" "+bEnv), dir, "tunnel-b", tunnelCfg)
+		if err != nil {
+			return err
+		}
+		defer bt.stop()
+		bm, err := startPicket(b, strings.TrimSpace(picketEnv+" "+bEnv), dir, "mitm-b", mitmCfg)
+		if err != nil {
+			return err
+		}
+		defer bm.stop()
+		peersPlain = append(peersPlain, contestant{"picket-b", bt.url, bt.cpu})
+		peersMitm = append(peersMitm, contestant{"picket-b", bm.url, bm.cpu})
+	}
 	if withPeers {
 		for _, start := range []func() (*peer, error){
 			func() (*peer, error) { return startSquid(dir) },
@@ -139,7 +166,7 @@ func run(bin string, dur time.Duration, only string) error {
 			return err
 		}
 		defer gm.stop()
-		peersMitm = []contestant{{"squid", nil, nil}, {"tinyproxy", nil, nil}, {"goproxy", gm.url, gm.cpu}}
+		peersMitm = append(peersMitm, contestant{"squid", nil, nil}, contestant{"tinyproxy", nil, nil}, contestant{"goproxy", gm.url, gm.cpu})
 	}
 	scenarios := []struct {
 		scenario
@@ -160,6 +187,9 @@ func run(bin string, dur time.Duration, only string) error {
 	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request")
 	fmt.Printf(" (per MiB for 10 MiB rows: divide by 10).\n\n")
 	header := fmt.Sprintf("%-42s %10s | %-34s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99")
+	if bBin != "" || bEnv != "" {
+		header += " | picket-b        "
+	}
 	if withPeers {
 		header += " | squid            | tinyproxy        | goproxy (bare)"
 	}
@@ -252,17 +282,17 @@ func run(bin string, dur time.Duration, only string) error {
 // downloads in buffer and trickle modes, and the resident memory of 20
 // concurrent 100 MiB scanned downloads against the configured budget.
 func scanning(bin, dir, origin string) error {
-	off, err := startPicket(bin, dir, "noscan", "[scanner]\nenabled = false\n")
+	off, err := startPicket(bin, picketEnv, dir, "noscan", "[scanner]\nenabled = false\n")
 	if err != nil {
 		return err
 	}
 	defer off.stop()
-	buffer, err := startPicket(bin, dir, "buffer", "[scanner]\nmode = \"buffer\"\nmemory_budget = \"64MiB\"\n")
+	buffer, err := startPicket(bin, picketEnv, dir, "buffer", "[scanner]\nmode = \"buffer\"\nmemory_budget = \"64MiB\"\n")
 	if err != nil {
 		return err
 	}
 	defer buffer.stop()
-	trickle, err := startPicket(bin, dir, "trickle", "[scanner]\nmode = \"trickle\"\n")
+	trickle, err := startPicket(bin, picketEnv, dir, "trickle", "[scanner]\nmode = \"trickle\"\n")
 	if err != nil {
 		return err
 	}
@@ -562,7 +592,7 @@ type picket struct {
 	url *url.URL
 }
 
-func startPicket(bin, base, name, extra string) (*picket, error) {
+func startPicket(bin, env, base, name, extra string) (*picket, error) {
 	dir := filepath.Join(base, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -611,8 +641,8 @@ database = %q
 		args = append(args, "-cpuprofile", filepath.Join(profileDir, name+".cpu.pprof"))
 	}
 	cmd := exec.Command(bin, args...)
-	if picketEnv != "" {
-		cmd.Env = append(os.Environ(), strings.Fields(picketEnv)...)
+	if env != "" {
+		cmd.Env = append(os.Environ(), strings.Fields(env)...)
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
