@@ -108,6 +108,36 @@ func testOneWayTraffic(t *testing.T, opaque bool) {
 	}
 }
 
+// A tunnel where nothing moves closes at the idle timeout: not sooner, and
+// not much later (each direction looks every idle/idleChecks).
+func TestSpliceSilentTunnelCloses(t *testing.T) {
+	for _, mode := range tunnelModes {
+		t.Run(mode.name, func(t *testing.T) {
+			const idle = 400 * time.Millisecond
+			start := time.Now()
+			client, _, done := startTunnel(t, mode.opaque, idle)
+			select {
+			case <-done:
+			case <-time.After(5 * idle):
+				t.Fatalf("silent tunnel still open after %v (idle %v)", 5*idle, idle)
+			}
+			waited := time.Since(start)
+			if waited < idle-idle/20 {
+				t.Errorf("silent tunnel closed after %v, before the idle timeout %v", waited, idle)
+			}
+			// Generous for a loaded machine.
+			if late := idle + idle/idleChecks + idle/2; waited > late {
+				t.Errorf("silent tunnel closed after %v, want at most %v", waited, late)
+			}
+			// And the client sees the close.
+			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := client.Read(make([]byte, 1)); err == nil {
+				t.Errorf("client read %d bytes from a closed tunnel", n)
+			}
+		})
+	}
+}
+
 // Large transfers both ways at once arrive whole and in order (through
 // splice(2) once they run in bulk), and a half-close carries through.
 func TestSpliceBulkBothWays(t *testing.T) {
