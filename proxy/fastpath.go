@@ -172,8 +172,12 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 			base = withPin(base, t.pin)
 		}
 	}
-	ctx, cancel := context.WithCancel(base)
-	defer cancel()
+	// Requests share one cancellable context, made at the first request
+	// that is not a CONNECT: a tunnel is never watched, and a context that
+	// nothing cancels costs nothing to derive from (the dial's deadline
+	// would otherwise register with it).
+	rc := &reqContext{base: base}
+	defer rc.stop()
 	var watch *clientWatch // made at the first request that needs it
 	var readDeadlineAt time.Time
 	for {
@@ -206,6 +210,10 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 		}
 		var req *http.Request
 		if ok {
+			ctx := base
+			if !bytes.HasPrefix(head, []byte("CONNECT ")) {
+				ctx = rc.get()
+			}
 			req = s.simpleRequest(head, ctx, fc.remote, fc.tunnel)
 		}
 		if req == nil {
@@ -246,7 +254,7 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 		// 4. The pipeline, as for every request (pipeline.go), with the
 		// client watched if the response head takes long.
 		if watch == nil {
-			watch = newClientWatch(c, br, cancel)
+			watch = newClientWatch(c, br, rc.cancel)
 			if fc.c != nil {
 				fc.c.watch.Store(watch)
 				s.sweepOnce.Do(func() { go s.watchSweep() })
@@ -267,6 +275,26 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 			c.Close()
 			return false
 		}
+	}
+}
+
+// reqContext is the context of a fast-path connection's requests, made when
+// first needed; clientWatch cancels it when the client leaves.
+type reqContext struct {
+	base, ctx context.Context
+	cancel    context.CancelFunc
+}
+
+func (r *reqContext) get() context.Context {
+	if r.ctx == nil {
+		r.ctx, r.cancel = context.WithCancel(r.base)
+	}
+	return r.ctx
+}
+
+func (r *reqContext) stop() {
+	if r.cancel != nil {
+		r.cancel()
 	}
 }
 
@@ -439,17 +467,18 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string, 
 	if !ok || len(target) == 0 || bytes.IndexByte(target, ' ') >= 0 {
 		return nil
 	}
+	uri := string(target) // one allocation for the URL and RequestURI
 	var u *url.URL
 	switch {
 	case method == http.MethodConnect:
 		// The target is checked by handleConnect (connectTarget).
-		u = &url.URL{Host: string(target)}
+		u = &url.URL{Host: uri}
 	case t == nil:
 		if !bytes.HasPrefix(target, []byte("http://")) {
 			return nil // origin form: Picket's own pages, net/http's
 		}
 		var err error
-		if u, err = url.ParseRequestURI(string(target)); err != nil || u.Host == "" || s.isSelf(u) {
+		if u, err = url.ParseRequestURI(uri); err != nil || u.Host == "" || s.isSelf(u) {
 			return nil
 		}
 	default:
@@ -459,7 +488,7 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string, 
 			return nil
 		}
 		var err error
-		if u, err = url.ParseRequestURI(string(target)); err != nil || u.Path == rejectPath {
+		if u, err = url.ParseRequestURI(uri); err != nil || u.Path == rejectPath {
 			return nil
 		}
 		u.Scheme, u.Host = "https", t.urlHost
@@ -515,7 +544,7 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string, 
 		Host:       host,
 		Close:      closeConn,
 		RemoteAddr: remote,
-		RequestURI: string(target),
+		RequestURI: uri,
 	}).WithContext(ctx)
 }
 

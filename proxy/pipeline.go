@@ -156,6 +156,10 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 	s.tunnelFor(x, conn, upstream, buffered)
 }
 
+// connectEstablished answers a CONNECT that opened a tunnel (a []byte: a
+// string would be copied into one on every write).
+var connectEstablished = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
+
 // establish takes the client connection over from net/http and answers the
 // CONNECT with 200. It returns the bytes the client already sent behind the
 // CONNECT.
@@ -167,7 +171,7 @@ func (s *Server) establish(w http.ResponseWriter, x *exchange) (net.Conn, []byte
 		return nil, nil, false
 	}
 	x.status = http.StatusOK
-	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+	if _, err := conn.Write(connectEstablished); err != nil {
 		conn.Close()
 		return nil, nil, false
 	}

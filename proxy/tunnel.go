@@ -50,19 +50,22 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 // returns the bytes client→upstream and upstream→client.
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 	t := new(tunnelPumps) // one allocation for both directions
-	t.p[0].init(upstream, client)
-	t.p[1].init(client, upstream)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		up = t.copyIdle(0, idle)
-	}()
+	rc, ru := rawOf(client), rawOf(upstream)
+	t.p[0].init(upstream, client, ru, rc)
+	t.p[1].init(client, upstream, rc, ru)
+	t.wg.Add(1)
+	go t.copyUp(idle)
 	down = t.copyIdle(1, idle)
-	wg.Wait()
+	t.wg.Wait()
 	client.Close()
 	upstream.Close()
-	return up, down
+	return t.up, down
+}
+
+// copyUp copies client→upstream in its own goroutine.
+func (t *tunnelPumps) copyUp(idle time.Duration) {
+	defer t.wg.Done()
+	t.up = t.copyIdle(0, idle)
 }
 
 // idleChecks is how many times per idle period a direction that waits looks
@@ -73,6 +76,8 @@ const idleChecks = 4
 type tunnelPumps struct {
 	p     [2]pump
 	ended atomic.Int32 // directions that saw EOF: only the first half-closes
+	wg    sync.WaitGroup
+	up    int64 // bytes client→upstream, once copyUp is done
 }
 
 // copyIdle copies direction i until its source ends or the tunnel has been
@@ -160,9 +165,11 @@ const (
 	opDrain              // rawDrain: the pipe into dst
 )
 
-func (p *pump) init(dst, src net.Conn) {
+// init sets the pump up to copy src to dst; rdst and rsrc are their raw
+// descriptors, or nil when they are not sockets.
+func (p *pump) init(dst, src net.Conn, rdst, rsrc syscall.RawConn) {
 	p.dst, p.src = dst, src
-	p.rsrc, p.rdst = rawOf(src), rawOf(dst)
+	p.rdst, p.rsrc = rdst, rsrc
 	p.raw = p.do
 }
 

@@ -114,19 +114,19 @@ func TestSpliceSilentTunnelCloses(t *testing.T) {
 	for _, mode := range tunnelModes {
 		t.Run(mode.name, func(t *testing.T) {
 			const idle = 400 * time.Millisecond
-			start := time.Now()
 			client, _, done := startTunnel(t, mode.opaque, idle)
+			start := time.Now()
 			select {
 			case <-done:
-			case <-time.After(5 * idle):
-				t.Fatalf("silent tunnel still open after %v (idle %v)", 5*idle, idle)
+			case <-time.After(10 * idle):
+				t.Fatalf("silent tunnel still open after %v (idle %v)", 10*idle, idle)
 			}
 			waited := time.Since(start)
 			if waited < idle-idle/20 {
 				t.Errorf("silent tunnel closed after %v, before the idle timeout %v", waited, idle)
 			}
 			// Generous for a loaded machine.
-			if late := idle + idle/idleChecks + idle/2; waited > late {
+			if late := idle + idle/idleChecks + idle; waited > late {
 				t.Errorf("silent tunnel closed after %v, want at most %v", waited, late)
 			}
 			// And the client sees the close.
