@@ -90,8 +90,8 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 	dst, src := p.dst, p.src
 	defer p.release()
 	check := idle / idleChecks
-	quiet := time.Now() // when this direction last saw that nothing had moved
-	var seen int64      // both counts at the last look
+	quiet := time.Now() // the idle period runs from here: the start, then the last look that saw bytes moved
+	var seen int64      // both counts at that look
 	_ = src.SetReadDeadline(quiet.Add(check))
 	for {
 		n, err := p.step()
