@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"os"
@@ -114,14 +115,16 @@ type fastConn struct {
 	rw     net.Conn    // requests are read from it (past the framing guard), responses written to it
 	c      *clientConn // the accepted connection (shutdown state, the client watch); nil if unknown
 	tunnel *tunnel     // the intercepted tunnel; nil for plain HTTP
-	remote string
+	remote string      // the client's address, as RemoteAddr gives it
+	client netip.Addr  // its IP
 }
 
 // serveFast is the fast path over one accepted plain-HTTP connection.
 func (s *Server) serveFast(c *clientConn, l *fastListener) {
-	fc := &fastConn{rw: c, c: c, remote: c.RemoteAddr().String()}
+	remote := c.RemoteAddr().String()
+	fc := &fastConn{rw: c, c: c, remote: remote, client: clientAddr(remote)}
 	// Not an allowed client: net/http answers every request with 403.
-	if s.clientAllowed(clientAddr(fc.remote)) {
+	if s.clientAllowed(fc.client) {
 		rest, handOff := s.serveFastConn(fc)
 		if !handOff {
 			return
@@ -172,10 +175,6 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 			base = withPin(base, t.pin)
 		}
 	}
-	// Requests share one cancellable context, made at the first request
-	// that is not a CONNECT: a tunnel is never watched, and a context that
-	// nothing cancels costs nothing to derive from (the dial's deadline
-	// would otherwise register with it).
 	rc := &reqContext{base: base}
 	defer rc.stop()
 	var watch *clientWatch // made at the first request that needs it
@@ -210,11 +209,7 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 		}
 		var req *http.Request
 		if ok {
-			ctx := base
-			if !bytes.HasPrefix(head, []byte("CONNECT ")) {
-				ctx = rc.get()
-			}
-			req = s.simpleRequest(head, ctx, fc.remote, fc.tunnel)
+			req = s.simpleRequest(head, rc, fc.remote, fc.tunnel)
 		}
 		if req == nil {
 			_ = c.SetReadDeadline(time.Time{})
@@ -240,7 +235,7 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 		// tunnel carry the CONNECT's user.
 		if s.cfg.Authenticate != nil && fc.tunnel == nil {
 			fw := &fastWriter{c: c, h: make(http.Header)}
-			id, ok := s.authenticate(fw, req, clientAddr(fc.remote))
+			id, ok := s.authenticate(fw, req, fc.client)
 			if !ok {
 				if !fw.finish(req, !req.Close && !s.draining.Load()) {
 					c.Close()
@@ -278,14 +273,21 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 	}
 }
 
-// reqContext is the context of a fast-path connection's requests, made when
-// first needed; clientWatch cancels it when the client leaves.
+// reqContext is the context of a fast-path connection's requests. Requests
+// share one cancellable context, which clientWatch cancels when the client
+// leaves, made at the first request that is not a CONNECT: a tunnel is never
+// watched, and a context that nothing cancels costs nothing to derive from
+// (the dial's deadline would otherwise register with it).
 type reqContext struct {
 	base, ctx context.Context
 	cancel    context.CancelFunc
 }
 
-func (r *reqContext) get() context.Context {
+// forMethod is the context for a request with this method.
+func (r *reqContext) forMethod(method string) context.Context {
+	if method == http.MethodConnect {
+		return r.base
+	}
 	if r.ctx == nil {
 		r.ctx, r.cancel = context.WithCancel(r.base)
 	}
@@ -450,7 +452,7 @@ var crlfcrlf = []byte("\r\n\r\n")
 // GET or HEAD with an absolute http URL, or CONNECT; inside an intercepted
 // tunnel t, GET or HEAD in origin form for the tunnel's authority. HTTP/1.1
 // only.
-func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string, t *tunnel) *http.Request {
+func (s *Server) simpleRequest(head []byte, rc *reqContext, remote string, t *tunnel) *http.Request {
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	var method string
 	switch {
@@ -545,7 +547,7 @@ func (s *Server) simpleRequest(head []byte, ctx context.Context, remote string, 
 		Close:      closeConn,
 		RemoteAddr: remote,
 		RequestURI: uri,
-	}).WithContext(ctx)
+	}).WithContext(rc.forMethod(method))
 }
 
 // fastWriter is the response writer a fast-path CONNECT is decided on:

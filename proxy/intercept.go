@@ -83,7 +83,7 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 	gc := &guardedConn{Conn: tc, g: newFramingGuard(s.cfg.MaxHeaderBytes)}
 	it.guard = gc.g
 	cc, _ := conn.(*clientConn)
-	if rest, handOff := s.serveFastConn(&fastConn{rw: gc, c: cc, tunnel: &it, remote: gc.RemoteAddr().String()}); handOff {
+	if rest, handOff := s.serveFastConn(&fastConn{rw: gc, c: cc, tunnel: &it, remote: gc.RemoteAddr().String(), client: t.client}); handOff {
 		srv := s.newHTTPServer(s.innerHandler(&it), func(ctx context.Context, _ net.Conn) context.Context {
 			if cc != nil {
 				ctx = context.WithValue(ctx, connKey{}, cc)
