@@ -124,10 +124,10 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 }
 
 // pump moves one direction of a tunnel, one step at a time so that every
-// step shows progress to the idle clock. It holds a pipe or a buffer only
-// while bytes move: an idle tunnel holds neither (Go's io.Copy between two
-// sockets would hold a pipe, two descriptors, per direction for as long as
-// it waits).
+// step adds to the direction's byte count (the idle check). It holds a pipe
+// or a buffer only while bytes move: an idle tunnel holds neither (Go's
+// io.Copy between two sockets would hold a pipe, two descriptors, per
+// direction for as long as it waits).
 //
 // Between two sockets each step splices what src has into a pipe and on to
 // dst, the bytes never copied into Picket; a splice that finds src empty

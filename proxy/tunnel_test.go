@@ -69,6 +69,19 @@ func startTunnel(t testing.TB, opaque bool, idle time.Duration) (client, origin 
 	return client, origin, ended
 }
 
+// drainPipes closes the pipes the free list keeps.
+func drainPipes() {
+	for {
+		select {
+		case p := <-freePipes:
+			p.n = 1 // closed, not kept
+			putPipe(p)
+		default:
+			return
+		}
+	}
+}
+
 // A tunnel that moves bytes in one direction only stays open past the idle
 // timeout (a stream the client only listens to), and closes once nothing
 // moves for the idle timeout.
@@ -147,6 +160,7 @@ func TestSpliceBulkBothWays(t *testing.T) {
 }
 
 func testBulkBothWays(t *testing.T, opaque bool) {
+	drainPipes() // pipes kept by earlier tests must not pass for this one's
 	client, origin, _ := startTunnel(t, opaque, 10*time.Second)
 
 	const size = 24 << 20
@@ -201,17 +215,6 @@ func testBulkBothWays(t *testing.T, opaque bool) {
 // An idle tunnel holds no pipe (nor buffer), even after a bulk transfer:
 // descriptors open are the tunnels' sockets and nothing else.
 func TestSpliceIdleTunnelsHoldNoPipes(t *testing.T) {
-	drainPipes := func() {
-		for {
-			select {
-			case p := <-freePipes:
-				p.n = 1 // closed, not kept
-				putPipe(p)
-			default:
-				return
-			}
-		}
-	}
 	openFDs := func() int {
 		ents, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
