@@ -130,17 +130,18 @@ func run(bin string, dur time.Duration, only string) error {
 		cpu  func() time.Duration
 	}
 	var peersPlain, peersMitm []contestant
-	if bBin != "" || bEnv != "" {
-		b := bin
+	withB := bBin != "" || bEnv != ""
+	if withB {
+		b, env := bin, strings.TrimSpace(picketEnv+" "+bEnv)
 		if bBin != "" {
 			b = bBin
 		}
-		bt, err := startPicket(b, strings.TrimSpace(picketEnv+" "+bEnv), dir, "tunnel-b", tunnelCfg)
+		bt, err := startPicket(b, env, dir, "tunnel-b", tunnelCfg)
 		if err != nil {
 			return err
 		}
 		defer bt.stop()
-		bm, err := startPicket(b, strings.TrimSpace(picketEnv+" "+bEnv), dir, "mitm-b", mitmCfg)
+		bm, err := startPicket(b, env, dir, "mitm-b", mitmCfg)
 		if err != nil {
 			return err
 		}
@@ -187,7 +188,7 @@ func run(bin string, dur time.Duration, only string) error {
 	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request")
 	fmt.Printf(" (per MiB for 10 MiB rows: divide by 10).\n\n")
 	header := fmt.Sprintf("%-42s %10s | %-34s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99")
-	if bBin != "" || bEnv != "" {
+	if withB {
 		header += " | picket-b        "
 	}
 	if withPeers {
