@@ -362,3 +362,38 @@ func TestKeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// A peer's last bytes and its close often arrive together: the tunnel
+// carries both at once (a relay that stops reading after a short read
+// without noticing the close would hold the tunnel open until the idle
+// timeout).
+func TestSpliceCloseRightBehindData(t *testing.T) {
+	for _, mode := range tunnelModes {
+		t.Run(mode.name, func(t *testing.T) {
+			for i := range 100 {
+				client, origin, done := startTunnel(t, mode.opaque, time.Minute)
+				msg := bytes.Repeat([]byte{byte('a' + i%26)}, 1+i*37%3000)
+				from, to := origin, client
+				if i%2 == 1 {
+					from, to = client, origin
+				}
+				go func() {
+					from.Write(msg)
+					from.(*net.TCPConn).CloseWrite()
+				}()
+				_ = to.SetReadDeadline(time.Now().Add(10 * time.Second))
+				got, err := io.ReadAll(to)
+				if err != nil || !bytes.Equal(got, msg) {
+					t.Fatalf("round %d: read %d of %d bytes, %v", i, len(got), len(msg), err)
+				}
+				to.Close()
+				from.Close()
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("round %d: tunnel still open after both ends closed", i)
+				}
+			}
+		})
+	}
+}
