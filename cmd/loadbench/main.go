@@ -210,21 +210,28 @@ func run(bin string, dur time.Duration, only string) error {
 		field := append([]contestant{{"picket", pk.url, pk.cpu}}, others...)
 		tallies := make([]tally, len(field))
 		var directs []float64
+		var directT tally // this process's CPU and the machine's counters in the direct runs
 		// Rounds: each measures direct, then every contestant in an order
 		// rotated by one per round, so that a slow or fast stretch of the
 		// shared machine does not favour whoever runs at a fixed position.
 		for round := range rounds {
+			self0, m0 := procstat.CPU(os.Getpid()), procstat.ReadMachine()
 			direct := load(sc.scenario, target, nil, dur)
 			directs = append(directs, direct.rate())
+			directT.self += procstat.CPU(os.Getpid()) - self0
+			directT.n += direct.n
+			directT.machine(m0)
 			for k := range field {
 				i := (k + round) % len(field)
 				c := field[i]
 				if c.url == nil {
 					continue
 				}
-				cpu0 := c.cpu()
+				cpu0, self0, m0 := c.cpu(), procstat.CPU(os.Getpid()), procstat.ReadMachine()
 				r := load(sc.scenario, target, c.url, dur)
 				tallies[i].add(r, direct, c.cpu()-cpu0)
+				tallies[i].self += procstat.CPU(os.Getpid()) - self0
+				tallies[i].machine(m0)
 			}
 		}
 		row := fmt.Sprintf("%-42s %10.0f", sc.name, median(directs))
@@ -248,10 +255,13 @@ func run(bin string, dur time.Duration, only string) error {
 			fmt.Printf("  (errors: %s)\n", errs)
 		}
 		if verbose {
+			fmt.Printf("    %-10s client+origin CPU/req %s, %s\n", "direct", perReq(directT.self, directT.n), directT.machineString())
 			for i, c := range field {
 				if c.url != nil {
 					p50, p99 := tallies[i].latency()
-					fmt.Printf("    %-10s ratios per round %.2f, latency p50 %s p99 %s\n", c.name, tallies[i].ratios, p50, p99)
+					t := &tallies[i]
+					fmt.Printf("    %-10s ratios per round %.2f, latency p50 %s p99 %s, client+origin CPU/req %s, %s\n",
+						c.name, t.ratios, p50, p99, perReq(t.self, t.n), t.machineString())
 				}
 			}
 		}
@@ -425,6 +435,9 @@ type tally struct {
 	ratios  []float64 // throughput / direct, per round
 	n, errs int64
 	cpu     time.Duration
+	self    time.Duration // this process's (load generator and origin) CPU
+	idle    []float64     // the machine's idle share, per round
+	segs    uint64        // TCP segments sent on the machine
 	lat     []time.Duration
 }
 
@@ -440,15 +453,31 @@ func (t *tally) add(r, direct result, cpu time.Duration) {
 	t.lat = append(t.lat, r.lat...)
 }
 
+// machine adds the machine's idle share and TCP segments since m0.
+func (t *tally) machine(m0 procstat.Machine) {
+	idle, segs := procstat.ReadMachine().Since(m0)
+	t.idle = append(t.idle, idle)
+	t.segs += segs
+}
+
+func (t *tally) machineString() string {
+	if t.n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("machine idle %.0f%%, TCP segments/req %.1f", 100*median(t.idle), float64(t.segs)/float64(t.n))
+}
+
 // ratio is the median of the rounds' ratios to direct.
 func (t *tally) ratio() float64 { return median(t.ratios) }
 
 // perReq is the CPU time per request over all rounds.
-func (t *tally) perReq() string {
-	if t.n == 0 {
+func (t *tally) perReq() string { return perReq(t.cpu, t.n) }
+
+func perReq(cpu time.Duration, n int64) string {
+	if n == 0 {
 		return "-"
 	}
-	return (t.cpu / time.Duration(t.n)).Round(time.Microsecond).String()
+	return (cpu / time.Duration(n)).Round(time.Microsecond).String()
 }
 
 // latency returns the p50 and p99 latencies over all rounds.

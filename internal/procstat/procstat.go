@@ -50,3 +50,53 @@ func RSS(pid int) int64 { return Status(pid, "VmRSS:") }
 
 // HWM is the peak resident set size of pid in bytes.
 func HWM(pid int) int64 { return Status(pid, "VmHWM:") }
+
+// Machine is a snapshot of the machine-wide counters a load run is read
+// against: CPU ticks idle and in all (/proc/stat) and TCP segments sent
+// (/proc/net/snmp).
+type Machine struct {
+	Idle, Total uint64
+	TCPOutSegs  uint64
+}
+
+// ReadMachine reads the counters (zeros where unreadable).
+func ReadMachine() Machine {
+	var m Machine
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		for i, f := range strings.Fields(line)[1:] {
+			v, _ := strconv.ParseUint(f, 10, 64)
+			m.Total += v
+			if i == 3 || i == 4 { // idle, iowait
+				m.Idle += v
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/net/snmp"); err == nil {
+		var names []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(line, "Tcp: ") {
+				continue
+			}
+			if names == nil {
+				names = strings.Fields(line)
+				continue
+			}
+			for i, v := range strings.Fields(line) {
+				if i < len(names) && names[i] == "OutSegs" {
+					m.TCPOutSegs, _ = strconv.ParseUint(v, 10, 64)
+				}
+			}
+		}
+	}
+	return m
+}
+
+// Since returns the share of CPU time the machine was idle and the TCP
+// segments sent between m0 and m.
+func (m Machine) Since(m0 Machine) (idle float64, segs uint64) {
+	if t := m.Total - m0.Total; t > 0 {
+		idle = float64(m.Idle-m0.Idle) / float64(t)
+	}
+	return idle, m.TCPOutSegs - m0.TCPOutSegs
+}
