@@ -64,7 +64,8 @@ func ReadMachine() Machine {
 	var m Machine
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")
-		for i, f := range strings.Fields(line)[1:] {
+		fields := strings.Fields(line) // "cpu" and the ticks per state
+		for i, f := range fields[min(1, len(fields)):] {
 			v, _ := strconv.ParseUint(f, 10, 64)
 			m.Total += v
 			if i == 3 || i == 4 { // idle, iowait
