@@ -1,6 +1,8 @@
 package procstat
 
 import (
+	"io"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -26,5 +28,50 @@ func TestSelf(t *testing.T) {
 	}
 	if RSS(1<<30) != 0 || CPU(1<<30) != 0 {
 		t.Errorf("a missing process should read as zero")
+	}
+}
+
+// The machine's counters move with what happens on it: TCP segments sent
+// over loopback are counted, and the idle share is a share.
+func TestMachine(t *testing.T) {
+	m0 := ReadMachine()
+	if m0.Total == 0 {
+		t.Fatal("no CPU ticks read from /proc/stat")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const exchanges = 50
+	buf := make([]byte, 1)
+	for range exchanges { // one segment each way, at least
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // a tick or two
+	idle, segs := ReadMachine().Since(m0)
+	if segs < 2*exchanges {
+		t.Errorf("TCP segments sent: %d, want at least %d for %d loopback exchanges", segs, 2*exchanges, exchanges)
+	}
+	if idle < 0 || idle > 1 {
+		t.Errorf("idle share %v outside [0, 1]", idle)
 	}
 }
