@@ -122,7 +122,10 @@ type fastConn struct {
 // serveFast is the fast path over one accepted plain-HTTP connection.
 func (s *Server) serveFast(c *clientConn, l *fastListener) {
 	remote := c.RemoteAddr().String()
-	fc := &fastConn{rw: c, c: c, remote: remote, client: clientAddr(remote)}
+	fc := &fastConn{rw: c, c: c, remote: remote, client: c.client}
+	if !fc.client.IsValid() { // behind the PROXY protocol: known once its header is read
+		fc.client = clientAddr(remote)
+	}
 	// Not an allowed client: net/http answers every request with 403.
 	if s.clientAllowed(fc.client) {
 		rest, handOff := s.serveFastConn(fc)
