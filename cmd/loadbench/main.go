@@ -41,7 +41,7 @@ func main() {
 	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
 	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
 	flag.IntVar(&rounds, "rounds", 5, "rounds per scenario; each proxy's ratio is the median over them")
-	flag.BoolVar(&verbose, "v", false, "print every round's ratios")
+	flag.BoolVar(&verbose, "v", false, "print every round's ratios, and per contestant this process's CPU per request, the machine's idle share and TCP segments per request")
 	flag.StringVar(&picketEnv, "picket-env", "", "extra environment for picket (e.g. \"GOGC=200\")")
 	flag.StringVar(&bBin, "b-bin", "", "A/B: also measure this picket binary, as \"picket-b\", in the same rounds")
 	flag.StringVar(&bEnv, "b-env", "", "A/B: also measure picket with this extra environment, as \"picket-b\"")
@@ -215,23 +215,18 @@ func run(bin string, dur time.Duration, only string) error {
 		// rotated by one per round, so that a slow or fast stretch of the
 		// shared machine does not favour whoever runs at a fixed position.
 		for round := range rounds {
-			self0, m0 := procstat.CPU(os.Getpid()), procstat.ReadMachine()
-			direct := load(sc.scenario, target, nil, dur)
+			direct := directT.observe(func() result { return load(sc.scenario, target, nil, dur) })
 			directs = append(directs, direct.rate())
-			directT.self += procstat.CPU(os.Getpid()) - self0
 			directT.n += direct.n
-			directT.machine(m0)
 			for k := range field {
 				i := (k + round) % len(field)
 				c := field[i]
 				if c.url == nil {
 					continue
 				}
-				cpu0, self0, m0 := c.cpu(), procstat.CPU(os.Getpid()), procstat.ReadMachine()
-				r := load(sc.scenario, target, c.url, dur)
+				cpu0 := c.cpu()
+				r := tallies[i].observe(func() result { return load(sc.scenario, target, c.url, dur) })
 				tallies[i].add(r, direct, c.cpu()-cpu0)
-				tallies[i].self += procstat.CPU(os.Getpid()) - self0
-				tallies[i].machine(m0)
 			}
 		}
 		row := fmt.Sprintf("%-42s %10.0f", sc.name, median(directs))
@@ -453,11 +448,16 @@ func (t *tally) add(r, direct result, cpu time.Duration) {
 	t.lat = append(t.lat, r.lat...)
 }
 
-// machine adds the machine's idle share and TCP segments since m0.
-func (t *tally) machine(m0 procstat.Machine) {
+// observe runs one load run and adds what the rest of the machine did
+// meanwhile: this process's CPU, the machine's idle share, TCP segments.
+func (t *tally) observe(run func() result) result {
+	self0, m0 := procstat.CPU(os.Getpid()), procstat.ReadMachine()
+	r := run()
+	t.self += procstat.CPU(os.Getpid()) - self0
 	idle, segs := procstat.ReadMachine().Since(m0)
 	t.idle = append(t.idle, idle)
 	t.segs += segs
+	return r
 }
 
 func (t *tally) machineString() string {
