@@ -75,10 +75,11 @@ bench-compare:
 	  cd "$$tmp" && $(BENCHSTAT) base.txt working-tree.txt
 
 ## loadtest: picket (filtering on) against direct requests on loopback, each
-## scenario a few seconds; PEERS=1 adds squid, tinyproxy and bare goproxy
-## (installed from Debian when missing). Each scenario runs ROUNDS rounds of
-## DURATION per proxy (direct first, proxies in a rotated order); the table
-## shows each proxy's median ratio to direct.
+## scenario a few seconds; PEERS=1 adds squid, tinyproxy (installed from
+## Debian when missing) and bare goproxy; FLOOR=1 adds go-tunnel, the least a
+## Go CONNECT proxy does (the floor for the tunnel rows). Each scenario runs
+## ROUNDS rounds of DURATION per proxy (direct first, proxies in a rotated
+## order); the table shows each proxy's median ratio to direct.
 DURATION ?= 2s
 ROUNDS ?= 5
 loadtest: build
@@ -90,7 +91,7 @@ loadtest: build
 	  systemctl stop squid tinyproxy 2>/dev/null || true; \
 	fi
 	$(GO) build -o bin/loadbench ./cmd/loadbench
-	./bin/loadbench -bin $(BIN) -duration $(DURATION) -rounds $(ROUNDS) $(if $(PEERS),-peers)
+	./bin/loadbench -bin $(BIN) -duration $(DURATION) -rounds $(ROUNDS) $(if $(PEERS),-peers) $(if $(FLOOR),-floor)
 
 ## fuzz: every fuzz target for FUZZTIME each (their seed corpora also run in `make test`)
 FUZZTIME ?= 30s

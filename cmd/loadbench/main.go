@@ -39,6 +39,8 @@ func main() {
 	peers := flag.Bool("peers", false, "also measure squid, tinyproxy and a bare goproxy")
 	serveGP := flag.String("serve-goproxy", "", "internal: run as a bare goproxy on this address")
 	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
+	serveGT := flag.String("serve-gotunnel", "", "internal: run as the minimal Go CONNECT proxy on this address")
+	flag.BoolVar(&withFloor, "floor", false, "also measure go-tunnel, the least a Go CONNECT proxy does (tunnel rows only): the floor Go's runtime sets")
 	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
 	flag.IntVar(&rounds, "rounds", 5, "rounds per scenario; each proxy's ratio is the median over them")
 	flag.BoolVar(&verbose, "v", false, "print every round's ratios, and per contestant this process's CPU per request, the machine's idle share and TCP segments per request")
@@ -46,6 +48,13 @@ func main() {
 	flag.StringVar(&bBin, "b-bin", "", "A/B: also measure this picket binary, as \"picket-b\", in the same rounds")
 	flag.StringVar(&bEnv, "b-env", "", "A/B: also measure picket with this extra environment, as \"picket-b\"")
 	flag.Parse()
+	if *serveGT != "" {
+		if err := serveGoTunnel(*serveGT); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench go-tunnel:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *serveGP != "" {
 		if err := serveGoproxy(*serveGP, *gpMitm); err != nil {
 			fmt.Fprintln(os.Stderr, "loadbench goproxy:", err)
@@ -83,6 +92,9 @@ var bBin, bEnv string
 
 // withPeers adds squid, tinyproxy and bare goproxy columns.
 var withPeers bool
+
+// withFloor adds the go-tunnel column (tunnel rows only).
+var withFloor bool
 
 // scenario is one load shape.
 type scenario struct {
@@ -125,9 +137,10 @@ func run(bin string, dur time.Duration, only string) error {
 	defer mitm.stop()
 
 	type contestant struct {
-		name string
-		url  *url.URL
-		cpu  func() time.Duration
+		name        string
+		url         *url.URL
+		cpu         func() time.Duration
+		tunnelsOnly bool // CONNECT only: no column on plain HTTP rows
 	}
 	var peersPlain, peersMitm []contestant
 	withB := bBin != "" || bEnv != ""
@@ -146,8 +159,8 @@ func run(bin string, dur time.Duration, only string) error {
 			return err
 		}
 		defer bm.stop()
-		peersPlain = append(peersPlain, contestant{"picket-b", bt.url, bt.cpu})
-		peersMitm = append(peersMitm, contestant{"picket-b", bm.url, bm.cpu})
+		peersPlain = append(peersPlain, contestant{"picket-b", bt.url, bt.cpu, false})
+		peersMitm = append(peersMitm, contestant{"picket-b", bm.url, bm.cpu, false})
 	}
 	if withPeers {
 		for _, start := range []func() (*peer, error){
@@ -160,14 +173,23 @@ func run(bin string, dur time.Duration, only string) error {
 				return err
 			}
 			defer p.stop()
-			peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu})
+			peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu, false})
 		}
 		gm, err := startGoproxy(true)
 		if err != nil {
 			return err
 		}
 		defer gm.stop()
-		peersMitm = append(peersMitm, contestant{"squid", nil, nil}, contestant{"tinyproxy", nil, nil}, contestant{"goproxy", gm.url, gm.cpu})
+		peersMitm = append(peersMitm, contestant{"squid", nil, nil, false}, contestant{"tinyproxy", nil, nil, false}, contestant{"goproxy", gm.url, gm.cpu, false})
+	}
+	if withFloor {
+		p, err := startGoTunnel()
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu, true})
+		peersMitm = append(peersMitm, contestant{p.name, nil, nil, true})
 	}
 	scenarios := []struct {
 		scenario
@@ -192,7 +214,10 @@ func run(bin string, dur time.Duration, only string) error {
 		header += " | picket-b        "
 	}
 	if withPeers {
-		header += " | squid            | tinyproxy        | goproxy (bare)"
+		header += " | squid            | tinyproxy        | goproxy (bare)  "
+	}
+	if withFloor {
+		header += " | go-tunnel (floor)"
 	}
 	fmt.Println(header)
 	for _, sc := range scenarios {
@@ -207,7 +232,12 @@ func run(bin string, dur time.Duration, only string) error {
 		if sc.intercept {
 			pk, others = mitm, peersMitm
 		}
-		field := append([]contestant{{"picket", pk.url, pk.cpu}}, others...)
+		field := append([]contestant{{"picket", pk.url, pk.cpu, false}}, others...)
+		for i := range field { // a new slice: others keeps its URLs
+			if field[i].tunnelsOnly && !sc.https {
+				field[i].url = nil
+			}
+		}
 		tallies := make([]tally, len(field))
 		var directs []float64
 		var directT tally // this process's CPU and the machine's counters in the direct runs

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -162,4 +164,68 @@ func serveGoproxy(addr string, mitm bool) error {
 		gp.OnRequest().HandleConnect(goproxy.AlwaysMitm) // goproxy's own CA: a benchmark peer only
 	}
 	return http.ListenAndServe(addr, gp)
+}
+
+// startGoTunnel runs this program as go-tunnel (serveGoTunnel) in a child
+// process.
+func startGoTunnel() (*peer, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return startPeer("go-tunnel", addr, exec.Command(self, "-serve-gotunnel", addr))
+}
+
+// serveGoTunnel is go-tunnel, the child process of startGoTunnel: the least
+// a Go CONNECT proxy does — accept, read the request, dial, answer 200, then
+// io.Copy both ways (splice between the sockets) and half-close on EOF. No
+// filtering, logging, limits or timeouts: not a proxy for use, a measure of
+// what Go's runtime and net package cost per tunnel. It opens tunnels to
+// loopback only.
+func serveGoTunnel(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go goTunnel(c.(*net.TCPConn))
+	}
+}
+
+func goTunnel(c *net.TCPConn) {
+	defer c.Close()
+	req, err := http.ReadRequest(bufio.NewReader(c)) // the client waits for the 200: nothing is read ahead
+	if err != nil || req.Method != http.MethodConnect {
+		return
+	}
+	if host, _, err := net.SplitHostPort(req.Host); err != nil || !net.ParseIP(host).IsLoopback() {
+		c.Write([]byte("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"))
+		return
+	}
+	up, err := net.Dial("tcp", req.Host)
+	if err != nil {
+		c.Write([]byte("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"))
+		return
+	}
+	defer up.Close()
+	if _, err := c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		io.Copy(up, c)
+		up.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	io.Copy(c, up)
+	c.CloseWrite()
+	<-done
 }
