@@ -135,6 +135,15 @@ func startTinyproxy(dir string) (*peer, error) {
 // startGoproxy runs this program as a bare goproxy (the library Picket is
 // built on, with a tuned pool and no filtering) in a child process.
 func startGoproxy(mitm bool) (*peer, error) {
+	if mitm {
+		return startSelf("goproxy-mitm", "-serve-goproxy", "-goproxy-mitm")
+	}
+	return startSelf("goproxy", "-serve-goproxy")
+}
+
+// startSelf runs this program as a peer on a free loopback port: serve is
+// the flag that takes the address, extra further arguments.
+func startSelf(name, serve string, extra ...string) (*peer, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -143,12 +152,7 @@ func startGoproxy(mitm bool) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-serve-goproxy", addr}
-	name := "goproxy"
-	if mitm {
-		args = append(args, "-goproxy-mitm")
-		name = "goproxy-mitm"
-	}
+	args := append([]string{serve, addr}, extra...)
 	return startPeer(name, addr, exec.Command(self, args...))
 }
 
@@ -168,17 +172,7 @@ func serveGoproxy(addr string, mitm bool) error {
 
 // startGoTunnel runs this program as go-tunnel (serveGoTunnel) in a child
 // process.
-func startGoTunnel() (*peer, error) {
-	addr, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	return startPeer("go-tunnel", addr, exec.Command(self, "-serve-gotunnel", addr))
-}
+func startGoTunnel() (*peer, error) { return startSelf("go-tunnel", "-serve-gotunnel") }
 
 // serveGoTunnel is go-tunnel, the child process of startGoTunnel: the least
 // a Go CONNECT proxy does — accept, read the request, dial, answer 200, then
