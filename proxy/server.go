@@ -290,9 +290,7 @@ func headerSafe(s string) string {
 }
 
 // dialRaw opens a TCP connection for a CONNECT tunnel (no idle wrapper: the
-// tunnel's splice keeps its own idle clock).
+// tunnel's splice keeps its own idle clock). The dialer's Timeout bounds it.
 func (d *dialer) dialRaw(ctx context.Context, addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
 	return d.net.DialContext(ctx, "tcp", address(addr))
 }

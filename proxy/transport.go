@@ -47,16 +47,14 @@ func newTransport(cfg *Config, d *dialer) *http.Transport {
 // connection (forwarded requests and CONNECT tunnels) is made, so that
 // destination checks added later see the resolved address.
 type dialer struct {
-	net     net.Dialer
-	idle    time.Duration
-	timeout time.Duration
+	net  net.Dialer // Timeout: dial_timeout
+	idle time.Duration
 }
 
 func newDialer(cfg *Config, dest *destinations) *dialer {
 	return &dialer{
-		net:     net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: keepAliveFor(cfg.TCPKeepAlive), Control: dest.control},
-		idle:    cfg.TunnelIdleTimeout,
-		timeout: cfg.DialTimeout,
+		net:  net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: keepAliveFor(cfg.TCPKeepAlive), Control: dest.control},
+		idle: cfg.TunnelIdleTimeout,
 	}
 }
 
