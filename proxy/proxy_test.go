@@ -367,23 +367,29 @@ func TestUpstreamFailures(t *testing.T) {
 	}))
 	defer selfSigned.Close()
 
-	tp := startProxy(t, Config{ResponseHeaderTimeout: 300 * time.Millisecond})
+	unanswered := unansweredAddr(t)
+
+	tp := startProxy(t, Config{ResponseHeaderTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond})
 	for _, tc := range []struct {
 		name       string
-		url        string
+		request    string // method and target
 		wantStatus int
 		wantKind   string
 		maxTime    time.Duration
 	}{
-		{"upstream down", "http://" + refused + "/", 502, "refused", 5 * time.Second},
-		{"upstream slow", slow.URL + "/", 504, "timeout", 2 * time.Second}, // 300ms configured, origin waits 10s
-		{"invalid upstream certificate", selfSigned.URL + "/", 502, "tls", 5 * time.Second},
+		{"upstream down", "GET http://" + refused + "/", 502, "refused", 5 * time.Second},
+		{"upstream slow", "GET " + slow.URL + "/", 504, "timeout", 2 * time.Second}, // 300ms configured, origin waits 10s
+		{"invalid upstream certificate", "GET " + selfSigned.URL + "/", 502, "tls", 5 * time.Second},
+		// dial_timeout (300ms) bounds a handshake that is never answered,
+		// for forwarded requests and CONNECT tunnels alike.
+		{"upstream never answers the handshake", "GET http://" + unanswered + "/", 504, "timeout", 2 * time.Second},
+		{"CONNECT target never answers the handshake", "CONNECT " + unanswered, 504, "timeout", 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
 			// Absolute-form request for both schemes: the proxy itself
 			// makes the upstream connection.
-			status, rest := tp.rawRequest(t, "GET "+tc.url+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			status, rest := tp.rawRequest(t, tc.request+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 			took := time.Since(start)
 			if !strings.Contains(status, fmt.Sprint(tc.wantStatus)) {
 				t.Fatalf("status: got %q, want %d", status, tc.wantStatus)
