@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/rs/zerolog"
 )
 
 // benchOrigin serves 1 KiB bodies.
@@ -163,5 +166,21 @@ func benchConnect(b *testing.B, proxyAddr, target string) {
 			b.Fatal(err)
 		}
 		c.Close()
+	}
+}
+
+// BenchmarkAccessLine is one JSON access-log line for an allowed CONNECT
+// with a reputation verdict, on a logger made as cmd/picket makes it.
+func BenchmarkAccessLine(b *testing.B) {
+	s := &Server{}
+	s.cfg.AccessLog = zerolog.New(io.Discard).With().Timestamp().Str("log", "access").Logger()
+	x := &exchange{start: time.Now(), status: http.StatusOK, req: Request{
+		Client: netip.MustParseAddr("192.0.2.7"), Method: http.MethodConnect, Connect: true,
+		URL: &url.URL{Scheme: "https", Host: "example.com:443"},
+	}}
+	x.decision = Decision{Verdict: "clean", VerdictSource: "cache", Rule: "default"}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.jsonAccess(x)
 	}
 }
