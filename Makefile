@@ -33,7 +33,10 @@ fmt:
 
 ## tools: what the tests need from the system, installed (Debian, as root) only when missing:
 ## curl for the README flow, Chromium and NSS tools for the browser tests, iproute2 and iptables
-## for the transparent-gateway test (it runs as root only, in a network namespace it creates).
+## for the transparent-gateway test (it runs as root only, in a network namespace it creates),
+## and the real servers the end-to-end tests start on loopback: clamd and c-icap (anti-virus
+## engines), slapd (a directory), haproxy (a load balancer), squid (a parent proxy and a peer),
+## mitmproxy, h2load, wrk and hey (load peers and generators), dpkg-dev and lintian (the package).
 tools:
 	@missing=""; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
@@ -41,6 +44,18 @@ tools:
 	command -v certutil >/dev/null 2>&1 || missing="$$missing libnss3-tools"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v clamd >/dev/null 2>&1 || missing="$$missing clamav-daemon"; \
+	command -v c-icap >/dev/null 2>&1 || missing="$$missing c-icap libc-icap-mod-virus-scan"; \
+	command -v slapd >/dev/null 2>&1 || missing="$$missing slapd"; \
+	command -v ldapadd >/dev/null 2>&1 || missing="$$missing ldap-utils"; \
+	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	command -v squid >/dev/null 2>&1 || missing="$$missing squid"; \
+	command -v mitmdump >/dev/null 2>&1 || missing="$$missing mitmproxy"; \
+	command -v h2load >/dev/null 2>&1 || missing="$$missing nghttp2-client"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v hey >/dev/null 2>&1 || missing="$$missing hey"; \
+	command -v lintian >/dev/null 2>&1 || missing="$$missing lintian"; \
+	command -v dpkg-deb >/dev/null 2>&1 || missing="$$missing dpkg-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
