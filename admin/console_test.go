@@ -104,7 +104,7 @@ func TestConsoleBrowser(t *testing.T) {
 	for m := 40; m >= 1; m-- {
 		at := now.Add(-time.Duration(m) * time.Minute)
 		for k := range 20 + (m*7)%15 {
-			e := proxy.Event{Time: at, Method: "GET", Action: "allow", Verdict: "clean", Source: "cache", Host: "bg.example"}
+			e := proxy.Event{Time: at, Method: "GET", Action: "allow", Verdict: "clean", Source: "database", Host: "bg.example"}
 			switch {
 			case k%9 == 0:
 				e.Scan = &proxy.ScanEvent{Type: "zip", Result: "clean"}

@@ -129,7 +129,7 @@ func workload(base time.Time) []proxy.Event {
 	}
 	var out []proxy.Event
 	for range 5 {
-		out = append(out, ev("GET", "allow", "clean", "cache"))
+		out = append(out, ev("GET", "allow", "clean", "server"))
 	}
 	for range 2 {
 		out = append(out, ev("POST", "allow", "unknown", "server"))
@@ -146,7 +146,7 @@ func workload(base time.Time) []proxy.Event {
 	t := ev("CONNECT", "tunnel", "", "")
 	t.Tunnel, t.Duration = true, 3*time.Second
 	out = append(out, t)
-	i := ev("CONNECT", "intercept", "clean", "cache")
+	i := ev("CONNECT", "intercept", "clean", "server")
 	i.Tunnel = true
 	out = append(out, i)
 	e := ev("GET", "error", "", "")

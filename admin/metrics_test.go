@@ -118,7 +118,7 @@ func TestMetricsAddUp(t *testing.T) {
 		{"odd method is other", req("method", "other"), 1},
 		{"verdicts = requests with a verdict", verdicts, withVerdict},
 		{"phishing from the database", value(fams, "picket_verdicts_total", "kind", "phishing", "source", "database"), 3},
-		{"clean from the cache", value(fams, "picket_verdicts_total", "kind", "clean", "source", "cache"), 6},
+		{"clean from the server", value(fams, "picket_verdicts_total", "kind", "clean", "source", "server"), 6},
 		{"dns errors", value(fams, "picket_upstream_errors_total", "kind", "dns"), 1},
 		{"errors = error actions", value(fams, "picket_upstream_errors_total"), req("action", "error")},
 		{"pe malicious scans", value(fams, "picket_scans_total", "type", "pe", "result", "malicious"), 1},

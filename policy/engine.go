@@ -281,10 +281,12 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 		var p Decision
 		if prot != nil {
 			p = Decision{Action: prot.action, Stage: StageProtection, Rule: prot.name, Reason: ruleReason(prot)}
-		} else if rule := adminVerdictRule(q.verdict); rule != "" {
-			// The administrator's own block list, and the fail-closed
-			// policy, override the table: they always block.
-			p = Decision{Action: Block, Stage: StageProtection, Rule: rule, Reason: verdictReason(q.verdict, Block)}
+		} else if rule, a, ok := adminVerdict(q.verdict); ok {
+			// The administrator's own lists, and the fail-closed policy,
+			// override the table: the block list and fail = "closed"
+			// always block, the allow list always allows. The verdict's
+			// Source says which, also when a cache answered.
+			p = Decision{Action: a, Stage: StageProtection, Rule: rule, Reason: verdictWhy(q.verdict)}
 		} else {
 			k := q.verdict.Kind
 			if int(k) >= len(e.table) {
@@ -457,21 +459,22 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// adminVerdictRule names the administrator's setting behind a verdict that
-// must block whatever the protection table says: the block list
-// ("reputation.block") or fail = "closed" ("reputation.fail"). It returns ""
-// for verdicts of the reputation service.
-func adminVerdictRule(v reputation.Verdict) string {
-	if v.Kind <= reputation.KindClean {
-		return ""
+// adminVerdict names the administrator's setting behind a verdict that
+// decides whatever the protection table says, and its action: the block
+// list ("reputation.block", block), the allow list ("reputation.allow",
+// allow) or fail = "closed" ("reputation.fail", block). ok is false for
+// verdicts of the reputation service and for fail = "open" (the table
+// decides those).
+func adminVerdict(v reputation.Verdict) (rule string, a Action, ok bool) {
+	switch {
+	case v.Source == reputation.SourceLocal && v.Kind.Blocks():
+		return "reputation.block", Block, true
+	case v.Source == reputation.SourceLocal && v.Kind == reputation.KindClean:
+		return "reputation.allow", Allow, true
+	case v.Source == reputation.SourceFailure && v.Kind.Blocks():
+		return "reputation.fail", Block, true
 	}
-	switch v.Source {
-	case reputation.SourceLocal:
-		return "reputation.block"
-	case reputation.SourceFailure:
-		return "reputation.fail"
-	}
-	return ""
+	return "", Allow, false
 }
 
 func ruleReason(r *rule) string {
@@ -489,7 +492,14 @@ func verdictReason(v reputation.Verdict, a Action) string {
 	if a == Allow {
 		return ""
 	}
+	return verdictWhy(v)
+}
+
+// verdictWhy says in plain words who gave a verdict, or what it means.
+func verdictWhy(v reputation.Verdict) string {
 	switch {
+	case v.Source == reputation.SourceLocal && v.Kind == reputation.KindClean:
+		return "on the administrator's allow list"
 	case v.Source == reputation.SourceLocal:
 		return "on the administrator's block list"
 	case v.Source == reputation.SourceFailure:

@@ -343,48 +343,68 @@ func TestTimeWindows(t *testing.T) {
 }
 
 // TestLocalListsOverrideReputation uses a real reputation client whose
-// backend knows every host below as malware: the administrator's lists win.
+// backend knows every host below as malware: the administrator's lists win
+// over the service and over the protection table, on the first lookup, on
+// the second (answered by the client's cache) and after the cache entry
+// expired.
 func TestLocalListsOverrideReputation(t *testing.T) {
 	backend := &fakeBackend{known: map[reputation.Hash]reputation.Verdict{}}
-	for _, h := range []string{"evil.example/", "good.example/", "fine.example/"} {
+	for _, h := range []string{"evil.example/", "good.example/", "fine.example/", "blocked.example/"} {
 		backend.known[reputation.HashExpression(h)] = reputation.Verdict{Kind: reputation.KindMalware, Category: "malware", TTL: time.Hour}
 	}
+	backend.known[reputation.HashExpression("ads.example/")] = reputation.Verdict{Kind: reputation.KindUnwanted, TTL: time.Hour}
+	clk := &clock{}
+	clk.set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	rep, err := reputation.New(reputation.Config{
 		Backend: backend,
 		Allow:   []string{"good.example"},
 		Block:   []string{"blocked.example"},
+		Now:     clk.now,
 	}, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("reputation.New: %v", err)
 	}
 	defer rep.Close()
-	e := newEngine(t, Config{}, rep, nil)
+	// A table that would allow unwanted and block clean: the lists still win.
+	odd := map[reputation.Kind]Action{reputation.KindUnwanted: Allow, reputation.KindClean: Block}
 	tests := []struct {
+		name   string
+		table  map[reputation.Kind]Action
 		url    string
 		want   want
 		source reputation.Source
 		reason string
 	}{
-		{"https://evil.example/x", want{Block, StageProtection, "protection.malware"}, reputation.SourceDatabase, "known malware site"},
-		{"https://good.example/x", want{Allow, StageProtection, "protection.clean"}, reputation.SourceLocal, ""},
-		{"https://blocked.example/x", want{Block, StageProtection, "reputation.block"}, reputation.SourceLocal, "on the administrator's block list"},
-		{"https://clean.example/", want{Allow, StageProtection, "protection.unknown"}, reputation.SourceDatabase, ""},
+		{"service", nil, "https://evil.example/x", want{Block, StageProtection, "protection.malware"}, reputation.SourceDatabase, "known malware site"},
+		{"allow list", nil, "https://good.example/x", want{Allow, StageProtection, "reputation.allow"}, reputation.SourceLocal, "on the administrator's allow list"},
+		{"block list", nil, "https://blocked.example/x", want{Block, StageProtection, "reputation.block"}, reputation.SourceLocal, "on the administrator's block list"},
+		{"service unknown", nil, "https://clean.example/", want{Allow, StageProtection, "protection.unknown"}, reputation.SourceDatabase, ""},
+		{"service unwanted", nil, "https://ads.example/", want{Warn, StageProtection, "protection.unwanted"}, reputation.SourceDatabase, "unwanted or risky site"},
+		{"allow list, odd table", odd, "https://good.example/y", want{Allow, StageProtection, "reputation.allow"}, reputation.SourceLocal, "on the administrator's allow list"},
+		{"block list, odd table", odd, "https://blocked.example/y", want{Block, StageProtection, "reputation.block"}, reputation.SourceLocal, "on the administrator's block list"},
+		{"service unwanted, odd table", odd, "https://ads.example/y", want{Allow, StageProtection, "protection.unwanted"}, reputation.SourceDatabase, ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.url, func(t *testing.T) {
-			d := decide(t, e, req("GET", tt.url))
-			check(t, d, tt.want)
-			if d.Verdict.Source != tt.source {
-				t.Errorf("verdict source = %v, want %v", d.Verdict.Source, tt.source)
-			}
-			if d.Reason != tt.reason {
-				t.Errorf("reason = %q, want %q", d.Reason, tt.reason)
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, Config{Protection: tt.table}, rep, nil)
+			for i, cached := range []bool{false, true, false} {
+				if i == 2 {
+					clk.add(reputation.LocalTTL + time.Hour) // every entry expired
+				}
+				d := decide(t, e, req("GET", tt.url))
+				check(t, d, tt.want)
+				if d.Verdict.Source != tt.source || d.Verdict.Cached != cached {
+					t.Errorf("lookup %d: verdict source = %v (cached %v), want %v (cached %v)", i+1, d.Verdict.Source, d.Verdict.Cached, tt.source, cached)
+				}
+				if d.Reason != tt.reason {
+					t.Errorf("lookup %d: reason = %q, want %q", i+1, d.Reason, tt.reason)
+				}
 			}
 		})
 	}
-	// The block list is "unwanted": an administrator who wants it to block
-	// says so in the protection table or with a rule on its category.
-	e = newEngine(t, Config{Rules: []Rule{{Name: "admin-list", Stage: "protection", Action: "block", Categories: []string{"blocklist"}}}}, rep, nil)
+	// The block list is "unwanted" with category "blocklist": a protection
+	// rule on that category, written by the administrator, comes first.
+	e := newEngine(t, Config{Rules: []Rule{{Name: "admin-list", Stage: "protection", Action: "block", Categories: []string{"blocklist"}}}}, rep, nil)
 	check(t, decide(t, e, req("GET", "https://blocked.example/")), want{Block, StageProtection, "admin-list"})
 }
 

@@ -178,7 +178,7 @@ func BenchmarkAccessLine(b *testing.B) {
 		Client: netip.MustParseAddr("192.0.2.7"), Method: http.MethodConnect, Connect: true,
 		URL: &url.URL{Scheme: "https", Host: "example.com:443"},
 	}}
-	x.decision = Decision{Verdict: "clean", VerdictSource: "cache", Rule: "default"}
+	x.decision = Decision{Verdict: "clean", VerdictSource: "database", VerdictCached: true, Rule: "default"}
 	b.ReportAllocs()
 	for b.Loop() {
 		s.jsonAccess(x)

@@ -64,9 +64,11 @@ type Decision struct {
 	Bypass bool
 	// Verdict is the reputation verdict behind the decision ("" if none).
 	Verdict string
-	// VerdictSource says where the verdict came from (local, cache,
-	// database, server, failure).
+	// VerdictSource says who gave the verdict (local, database, server,
+	// failure), also when the reputation cache answered.
 	VerdictSource string
+	// VerdictCached is true when the reputation client's cache answered.
+	VerdictCached bool
 	// Category is the verdict's category, shown on block pages.
 	Category string
 	// Threat is the threat name of the verdict, if any.

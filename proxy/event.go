@@ -28,7 +28,7 @@ type Event struct {
 	Action   string // allow, block, warn, tunnel, intercept, error
 	Verdict  string // reputation verdict kind, "" if none
 	Category string
-	Source   string // verdict source: local, cache, database, server, failure
+	Source   string // who gave the verdict: local, database, server, failure
 	Rule     string
 	Stage    string
 	Incident string

@@ -133,6 +133,9 @@ func (s *Server) jsonAccess(x *exchange) {
 			if x.decision.VerdictSource != "" {
 				ev = ev.Str(fSource, x.decision.VerdictSource)
 			}
+			if x.decision.VerdictCached {
+				ev = ev.Bool(fCached, true)
+			}
 		}
 		if x.decision.Rule != "" {
 			ev = ev.Str(fRule, x.decision.Rule)

@@ -16,6 +16,7 @@ const (
 	fVerdict    = "verdict"
 	fCategory   = "category"
 	fSource     = "source"
+	fCached     = "cached"
 	fRule       = "rule"
 	fStage      = "stage"
 	fScanType   = "scan_type"

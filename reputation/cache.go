@@ -16,10 +16,19 @@ type resultKey struct {
 	has    uint8 // bit 0 sha256, 1 sha1, 2 md5
 }
 
-// resultEntry is a final verdict and when it expires.
+// resultEntry is a final verdict, with the Source that gave it, and when
+// it expires.
 type resultEntry struct {
 	verdict Verdict
 	expires time.Time
+}
+
+// answer is the entry as a lookup's answer at now: its provenance (Source)
+// unchanged, marked Cached, with the TTL left.
+func (e resultEntry) answer(now time.Time) Verdict {
+	v := e.verdict
+	v.Cached, v.TTL = true, e.expires.Sub(now)
+	return v
 }
 
 // cachedMatch is one full hash under a cached prefix.
@@ -35,6 +44,7 @@ type cachedMatch struct {
 type prefixEntry struct {
 	matches    []cachedMatch
 	negExpires time.Time
+	source     Source // the backend that answered
 }
 
 // cacheResult is the three-way outcome of looking a full hash up in the

@@ -76,6 +76,9 @@ type Config struct {
 	// BreakerCooldown is how long the breaker stays open before a probe;
 	// 0 means DefaultBreakerCooldown.
 	BreakerCooldown time.Duration
+	// Now is the clock of cache expiry and of the breaker's cooldown; nil
+	// means time.Now. Tests set it to move past a TTL without sleeping.
+	Now func() time.Time
 }
 
 // Defaults of Config.
@@ -140,8 +143,11 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		timeout: cfg.Timeout,
 		fail:    cfg.Fail,
 		log:     log.With().Str(LogComponent, "reputation").Logger(),
-		now:     time.Now,
+		now:     cfg.Now,
 		breaker: breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown},
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -212,9 +218,7 @@ func (c *Client) Lookup(ctx context.Context, q Query) (Verdict, error) {
 	now := c.now()
 	if e, ok := c.caches.results.Get(key); ok && now.Before(e.expires) {
 		c.hits.Add(1)
-		v := e.verdict
-		v.Source, v.TTL = SourceCache, e.expires.Sub(now)
-		return v, nil
+		return e.answer(now), nil
 	}
 	c.misses.Add(1)
 	// Concurrent lookups of one query share one resolution; it runs on a
@@ -238,9 +242,7 @@ func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, 
 	// 0. A lookup that just finished may have answered this already.
 	now := c.now()
 	if e, ok := c.caches.results.Peek(key); ok && now.Before(e.expires) {
-		v := e.verdict
-		v.Source, v.TTL = SourceCache, e.expires.Sub(now)
-		return v, nil
+		return e.answer(now), nil
 	}
 	// 1. The full hashes to look for.
 	targets, err := q.hashes()
@@ -252,10 +254,11 @@ func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, 
 		c.local.Add(1)
 		return c.store(key, v, now.Add(LocalTTL), now), nil
 	}
-	// 3. The prefix cache.
+	// 3. The prefix cache: every prefix fresh means every expression is
+	// answered (the verdict keeps its backend's Source).
 	v, expires, missing := c.evaluate(targets, now, nil)
 	if len(missing) == 0 {
-		v.Source = SourceCache
+		v.Cached = true
 		return c.store(key, v, expires, now), nil
 	}
 	if c.backend == nil {
@@ -270,7 +273,7 @@ func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, 
 	now = c.now()
 	fresh := c.fill(missing, ans, now)
 	v, expires, _ = c.evaluate(targets, now, fresh)
-	v.Source = ans.Source
+	v.Source, v.Cached = ans.Source, false
 	return c.store(key, v, expires, now), nil
 }
 
@@ -289,7 +292,8 @@ func (c *Client) checkLists(targets []Hash) (Verdict, bool) {
 }
 
 // evaluate matches targets against fresh answers (may be nil) and the
-// prefix cache. It returns the most severe verdict found, when it expires,
+// prefix cache. It returns the most severe verdict found (its Source is
+// the backend's that answered, also for "nothing known"), when it expires,
 // and the prefixes that must be asked for.
 func (c *Client) evaluate(targets []Hash, now time.Time, fresh map[Prefix]prefixEntry) (Verdict, time.Time, []Prefix) {
 	var (
@@ -318,6 +322,9 @@ func (c *Client) evaluate(targets []Hash, now time.Time, fresh map[Prefix]prefix
 				v = m.verdict
 			}
 		}
+		if v.Source == SourceNone {
+			v.Source = e.source
+		}
 		if expires.IsZero() || exp.Before(expires) {
 			expires = exp
 		}
@@ -338,7 +345,7 @@ func containsPrefix(ps []Prefix, p Prefix) bool {
 func (c *Client) fill(asked []Prefix, ans Answer, now time.Time) map[Prefix]prefixEntry {
 	fresh := make(map[Prefix]prefixEntry, len(asked))
 	for _, p := range asked {
-		fresh[p] = prefixEntry{negExpires: now.Add(ans.NegativeTTL)}
+		fresh[p] = prefixEntry{negExpires: now.Add(ans.NegativeTTL), source: ans.Source}
 	}
 	for _, m := range ans.Matches {
 		p := m.Hash.Prefix()
@@ -382,11 +389,14 @@ func (c *Client) fetch(ctx context.Context, prefixes []Prefix) (Answer, error) {
 }
 
 // failed applies the fail policy; a blocking verdict already known from the
-// cache still stands.
+// prefix cache still stands (with its backend's Source). Neither is stored
+// in the result cache: the next lookup asks the backend again (or the open
+// breaker answers at once), so a fail-policy verdict lasts exactly as long
+// as the outage and never outlives it as a cached "unwanted" verdict.
 func (c *Client) failed(known Verdict) Verdict {
 	c.failures.Add(1)
 	if known.Blocks() {
-		known.Source = SourceCache
+		known.Cached = true
 		return known
 	}
 	if c.fail == FailClosed {

@@ -90,15 +90,15 @@ func TestClientCacheAndTTL(t *testing.T) {
 	c, clk := newTestClient(t, Config{Backend: fb})
 
 	v := mustLookup(t, c, Query{URL: "http://evil.test/a/b.html?x=1"})
-	if v.Kind != KindMalware || v.Source != SourceServer || v.TTL != time.Minute {
-		t.Fatalf("first lookup = %+v, want malware from server with TTL 1m", v)
+	if v.Kind != KindMalware || v.Source != SourceServer || v.Cached || v.TTL != time.Minute {
+		t.Fatalf("first lookup = %+v, want malware from server, not cached, with TTL 1m", v)
 	}
 	if got := len(fb.asked[0]); got != 4 {
 		t.Errorf("first request had %d prefixes, want 4 (all expressions in one batch)", got)
 	}
 	v = mustLookup(t, c, Query{URL: "http://evil.test/a/b.html?x=1"})
-	if v.Kind != KindMalware || v.Source != SourceCache || fb.calls.Load() != 1 {
-		t.Errorf("second lookup = %+v after %d requests; want malware from cache after 1", v, fb.calls.Load())
+	if v.Kind != KindMalware || v.Source != SourceServer || !v.Cached || fb.calls.Load() != 1 {
+		t.Errorf("second lookup = %+v after %d requests; want malware from server, cached, after 1", v, fb.calls.Load())
 	}
 	// Another URL on the same host: only its new expression is asked for.
 	mustLookup(t, c, Query{URL: "http://evil.test/a/c.html"})
@@ -108,8 +108,8 @@ func TestClientCacheAndTTL(t *testing.T) {
 	// The positive TTL expires: a new request.
 	clk.advance(61 * time.Second)
 	v = mustLookup(t, c, Query{URL: "http://evil.test/a/b.html?x=1"})
-	if fb.calls.Load() != 3 || v.Source != SourceServer {
-		t.Errorf("after TTL: %d requests, source %v; want 3, server", fb.calls.Load(), v.Source)
+	if fb.calls.Load() != 3 || v.Source != SourceServer || v.Cached {
+		t.Errorf("after TTL: %d requests, source %v, cached %v; want 3, server, not cached", fb.calls.Load(), v.Source, v.Cached)
 	}
 	// Negative caching: an unknown URL is asked for once per negative TTL.
 	mustLookup(t, c, Query{URL: "http://good.test/"})
@@ -274,6 +274,81 @@ func TestClientLocalLists(t *testing.T) {
 	}
 }
 
+// TestClientProvenanceSurvivesCache: whoever gave a verdict — the block
+// list, the allow list, the fail policy or the service — a lookup answers
+// the same kind and the same Source on the 1st request, the 2nd (from the
+// result cache), after the entry's TTL and after Reload; only Cached tells
+// the cache hits apart. Fail-policy verdicts are never cached, and the
+// first lookup after an outage gets the service's verdict.
+func TestClientProvenanceSurvivesCache(t *testing.T) {
+	var down atomic.Bool
+	answer := knows(time.Minute, time.Minute, map[string]Kind{
+		"blocked.test/": KindMalware, "allowed.test/": KindMalware, "unwanted.test/": KindUnwanted,
+	})
+	fb := &fakeBackend{find: func(ctx context.Context, p []Prefix) (Answer, error) {
+		if down.Load() {
+			return Answer{}, errors.New("down")
+		}
+		return answer(ctx, p)
+	}}
+	for _, tt := range []struct {
+		name       string
+		url        string
+		fail       FailPolicy
+		down       bool
+		kind       Kind
+		source     Source
+		cachedOn2n bool // the 2nd lookup is a cache hit
+	}{
+		{"block list", "http://blocked.test/x", FailOpen, false, KindUnwanted, SourceLocal, true},
+		{"allow list", "http://allowed.test/x", FailOpen, false, KindClean, SourceLocal, true},
+		{"block list, service down", "http://blocked.test/x", FailClosed, true, KindUnwanted, SourceLocal, true},
+		{"fail closed", "http://other.test/x", FailClosed, true, KindUnwanted, SourceFailure, false},
+		{"fail open", "http://other.test/x", FailOpen, true, KindUnknown, SourceFailure, false},
+		{"service verdict", "http://unwanted.test/x", FailClosed, false, KindUnwanted, SourceServer, true},
+		{"service, nothing known", "http://other.test/x", FailClosed, false, KindUnknown, SourceServer, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			down.Store(tt.down)
+			c, clk := newTestClient(t, Config{Backend: fb, Fail: tt.fail, BreakerFailures: 100,
+				Block: []string{"blocked.test"}, Allow: []string{"allowed.test"}})
+			for i, step := range []struct {
+				name   string
+				before func()
+				cached bool
+			}{
+				{"1st", func() {}, false},
+				{"2nd", func() {}, tt.cachedOn2n},
+				{"3rd", func() {}, tt.cachedOn2n},
+				{"after TTL", func() { clk.advance(LocalTTL + time.Second) }, false},
+				{"after Reload", func() {
+					if err := c.Reload(); err != nil {
+						t.Fatal(err)
+					}
+				}, false},
+				{"after Reload, 2nd", func() {}, tt.cachedOn2n},
+			} {
+				step.before()
+				v := mustLookup(t, c, Query{URL: tt.url})
+				if v.Kind != tt.kind || v.Source != tt.source || v.Cached != step.cached {
+					t.Errorf("%d. %s: got %v (cached %v), want %v source=%v (cached %v)", i+1, step.name, v, v.Cached, tt.kind, tt.source, step.cached)
+				}
+			}
+		})
+	}
+	// The outage ends: the next lookup gets the service's verdict, not a
+	// remembered fail-closed block.
+	down.Store(true)
+	c, _ := newTestClient(t, Config{Backend: fb, Fail: FailClosed, BreakerFailures: 100})
+	if v := mustLookup(t, c, Query{URL: "http://other.test/"}); v.Source != SourceFailure || !v.Blocks() {
+		t.Fatalf("during the outage: got %v, want the fail-closed block", v)
+	}
+	down.Store(false)
+	if v := mustLookup(t, c, Query{URL: "http://other.test/"}); v.Source != SourceServer || v.Kind != KindUnknown {
+		t.Errorf("after the outage: got %v, want unknown from the server", v)
+	}
+}
+
 func TestClientBadQueries(t *testing.T) {
 	c, _ := newTestClient(t, Config{})
 	for _, q := range []Query{{}, {SHA256: []byte{1, 2}}, {URL: "http://"}} {
@@ -293,7 +368,7 @@ func BenchmarkLookupCached(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if v, _ := c.Lookup(ctx, q); v.Source != SourceCache {
+		if v, _ := c.Lookup(ctx, q); !v.Cached {
 			b.Fatal(v)
 		}
 	}

@@ -5,23 +5,32 @@
 //
 //	Query{URL | SHA256 | SHA1 | MD5}
 //	  │
-//	  ├─ result cache ─── hit ──────────────────────────────▶ Verdict (cache)
-//	  │   (raw query → final verdict, until the shortest TTL)
+//	  ├─ result cache ─── hit ──────────────────────────────▶ Verdict (as cached)
+//	  │   (raw query → final verdict and its Source, until the shortest TTL)
 //	  ├─ canonicalize URL, build ≤30 expressions, SHA-256 each (urls.go, hash.go)
 //	  ├─ administrator's block, then allow list ── match ─────▶ Verdict (local)
 //	  ├─ prefix cache (4-byte prefix → full hashes + negative TTL)
-//	  │   all prefixes fresh ───────────────────────────────────▶ Verdict (cache)
+//	  │   all prefixes fresh ───────────────────────────────────▶ Verdict (as cached)
 //	  └─ Backend: one batched request of the missing 4-byte prefixes,
 //	      singleflight-collapsed, with a timeout and a circuit breaker
 //	      ├─ Remote (KSN cloud or KPSN private server, api.go) ▶ Verdict (server)
 //	      ├─ embedded database (package reputation/db) ─────────▶ Verdict (database)
-//	      └─ failure ── fail-open: unknown / fail-closed: block ─▶ Verdict (failure)
+//	      └─ failure ── fail-open: unknown / fail-closed: block ─▶ Verdict (failure, never cached)
 //
-// The local lists are fixed for the life of a Client, so caching their
-// answers in the result cache keeps the order "local lists, then cache, then
-// backend" while letting a cache hit skip canonicalization (≈0.3 µs, no
-// allocation). Client.Reload empties both caches.
-//
+// Provenance. A verdict's Source says who gave it — the administrator's
+// lists (local), a reputation service (database, server) or the fail policy
+// (failure) — and the policy decides by it: the lists win over the
+// protection table, fail = "closed" always blocks. So a cached verdict keeps
+// its Source; Verdict.Cached alone says that a cache answered. The local
+// lists are fixed for the life of a Client (a reload that changes them
+// builds a new Client; Client.Reload and Client.Flush empty both caches),
+// so a cached list verdict is exactly what the lists would answer now:
+// caching it keeps the order "local lists, then cache, then backend" while
+// letting a cache hit skip canonicalization (≈0.3 µs, no allocation). A
+// fail-policy verdict is never cached: each lookup during an outage asks
+// again (or meets the open breaker), gets the fail policy's verdict with
+// Source failure, and the first lookup after the outage gets the service's.
+
 // The proxy depends on the Lookuper interface; *Client implements it.
 //
 // Only 4-byte prefixes of SHA-256 hashes ever leave the process; full hashes

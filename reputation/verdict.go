@@ -53,20 +53,26 @@ func (k *Kind) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Source says where a verdict came from, for logs and metrics.
+// Source says who gave a verdict: the administrator's lists, a reputation
+// service (embedded database or server), or the fail policy. It is the
+// verdict's provenance and travels with it through the client's caches: a
+// verdict answered from a cache keeps the Source it was given (Verdict.Cached
+// says that a cache answered), so that whatever decides by the Source (the
+// administrator's lists win over the protection table, fail = "closed"
+// always blocks) decides the same on the first request and on every later
+// one.
 type Source uint8
 
 // The verdict sources.
 const (
-	SourceNone     Source = iota // no source answered (zero Verdict)
+	SourceNone     Source = iota // no source answered (zero Verdict, or a client with no backend)
 	SourceLocal                  // administrator's allow or block list
-	SourceCache                  // the client's cache
 	SourceDatabase               // the embedded database (KPSN mode without a server)
 	SourceServer                 // a KSN or KPSN reputation server
 	SourceFailure                // the fail-open or fail-closed policy
 )
 
-var sourceNames = [...]string{"none", "local", "cache", "database", "server", "failure"}
+var sourceNames = [...]string{"none", "local", "database", "server", "failure"}
 
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
@@ -88,8 +94,12 @@ type Verdict struct {
 	ThreatName string
 	// TTL is how long the verdict may be cached; 0 means do not cache.
 	TTL time.Duration
-	// Source is where the verdict came from.
+	// Source is who gave the verdict; a cached verdict keeps it.
 	Source Source
+	// Cached is true when the client answered from its caches rather than
+	// from its lists or its backend just now (for logs; decisions never
+	// depend on it).
+	Cached bool
 }
 
 // Blocks reports whether the verdict's kind blocks.
@@ -103,7 +113,11 @@ func (v Verdict) String() string {
 	if v.ThreatName != "" {
 		s += " threat=" + v.ThreatName
 	}
-	return s + " source=" + v.Source.String()
+	s += " source=" + v.Source.String()
+	if v.Cached {
+		s += " cached"
+	}
+	return s
 }
 
 // Worse reports whether v is more severe than w. Between equal kinds, the

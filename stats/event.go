@@ -11,7 +11,7 @@ type Event struct {
 	Action   string // allow, block, warn, tunnel, intercept, error
 	Verdict  string // reputation verdict kind, "" if none
 	Category string
-	Source   string // verdict source: local, cache, database, server, failure
+	Source   string // who gave the verdict: local, database, server, failure
 	Stage    string // policy stage that decided
 	Tunnel   bool
 	URL      string

@@ -47,7 +47,7 @@ func exeHash(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 // executable download and a detected file.
 func traffic(p *Participation, client string) {
 	a := netip.MustParseAddr(client)
-	p.Observe(Event{Action: "allow", Verdict: "clean", Source: "cache", URL: "http://clean.example/page?q=1", Client: a})
+	p.Observe(Event{Action: "allow", Verdict: "clean", Source: "server", URL: "http://clean.example/page?q=1", Client: a})
 	p.Observe(Event{Action: "block", Verdict: "phishing", Category: "phishing", Source: "server", Stage: "protection",
 		URL: "http://phishing.picket.test/login?user=alice", Client: a})
 	p.Observe(Event{Action: "allow", Verdict: "unknown", Source: "server", URL: "http://dl.example/tool.exe", Client: a,

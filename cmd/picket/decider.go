@@ -53,6 +53,7 @@ func toProxyDecision(pd policy.Decision) proxy.Decision {
 		out.Category = v.Category
 		out.Threat = v.ThreatName
 		out.VerdictSource = v.Source.String()
+		out.VerdictCached = v.Cached
 	}
 	// The protection table's reasons are short phrases; the proxy words the
 	// verdict's reason for people itself. Rules and the administrator's

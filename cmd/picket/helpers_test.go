@@ -35,7 +35,13 @@ func startPicket(t *testing.T, extra string) *picketUnderTest {
 // startPicketWith also adds keys to [proxy].
 func startPicketWith(t *testing.T, proxyKeys, extra string) *picketUnderTest {
 	t.Helper()
-	path := writeConfigWith(t, proxyKeys, extra)
+	return startPicketAt(t, writeConfigWith(t, proxyKeys, extra))
+}
+
+// startPicketAt runs serve() with the config file at path until the test
+// ends.
+func startPicketAt(t *testing.T, path string) *picketUnderTest {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)

@@ -2,12 +2,18 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/reputation/db"
 	"github.com/rs/zerolog"
 )
+
+// reputationClock is the reputation clients' clock (verdict TTLs, the
+// circuit breaker's cooldown); nil means the wall clock. Only tests set it,
+// before serve starts, to move past a TTL without sleeping.
+var reputationClock func() time.Time
 
 // newReputationClient maps [reputation] into a reputation.Client: ksn →
 // the cloud server; kpsn → the private server, or the embedded database
@@ -22,6 +28,7 @@ func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client
 		CacheSize:       r.CacheSize,
 		BreakerFailures: r.BreakerFailures,
 		BreakerCooldown: r.BreakerCooldown.D(),
+		Now:             reputationClock,
 	}
 	if r.Fail == "closed" {
 		cfg.Fail = reputation.FailClosed
