@@ -264,7 +264,7 @@ func (s *Server) seriesPoints(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"step_seconds": 60, "points": s.series.points(n)})
+	writeJSON(w, http.StatusOK, map[string]any{"step_seconds": 60, "points": s.series.points(n), "last_minute": s.series.lastMinute()})
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -403,6 +404,60 @@ func TestSeries(t *testing.T) {
 		if got := do(s, "GET", "/api/v1/series"+q, loop, "", "").StatusCode; got != 400 {
 			t.Errorf("%s: got %d, want 400", q, got)
 		}
+	}
+}
+
+// TestSeriesLastMinute: last_minute counts the requests that finished in
+// the last 60 seconds, across a calendar minute's boundary: a burst is
+// counted at once (the last full calendar minute still reads 0), a request
+// 59 s old still counts, one 60 s old no longer does.
+func TestSeriesLastMinute(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 30, 20, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	s, err := New((&fakeParts{}).config(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		Points     []Point `json:"points"`
+		LastMinute Point   `json:"last_minute"`
+	}
+	get := func() answer { return decode[answer](t, do(s, "GET", "/api/v1/series?minutes=2", loop, "", "")) }
+
+	at := clock()
+	s.Observe(proxy.Event{Time: at.Add(-60 * time.Second), Action: "block"}) // 12:29:20: out of the window
+	s.Observe(proxy.Event{Time: at.Add(-59 * time.Second), Action: "block"}) // 12:29:21: in it
+	for i := range 61 {
+		e := proxy.Event{Time: at.Add(-time.Second), Duration: time.Second, Action: "allow"} // finished now
+		if i%10 == 0 {
+			e.Action = "block"
+		}
+		if i%20 == 0 {
+			e.Scan = &proxy.ScanEvent{Result: "clean"}
+		}
+		s.Observe(e)
+	}
+	a := get()
+	if w := a.LastMinute; w.Requests != 62 || w.Blocks != 8 || w.Scans != 4 || w.Time != at.Unix()-59 {
+		t.Errorf("last minute: got %+v, want 62 requests, 8 blocks, 4 scans from %d", w, at.Unix()-59)
+	}
+	if p := a.Points; p[1].Requests != 61 || p[0].Requests != 2 {
+		t.Errorf("points: got %+v, want 2 in 12:29 and 61 in 12:30", p)
+	}
+	advance(59 * time.Second) // 12:31:19: the burst (12:30:20) is 59 s old
+	if w := get().LastMinute; w.Requests != 61 || w.Blocks != 7 {
+		t.Errorf("59 s later: got %+v, want the burst's 61 requests, 7 blocks", w)
+	}
+	advance(time.Second) // 60 s old: gone
+	if w := get().LastMinute; w.Requests != 0 || w.Blocks != 0 || w.Scans != 0 {
+		t.Errorf("60 s later: got %+v, want nothing", w)
+	}
+	// A slot reused 60 s later counts only its new second.
+	s.Observe(proxy.Event{Action: "warn"})
+	if w := get().LastMinute; w.Requests != 1 || w.Warns != 1 {
+		t.Errorf("after reuse: got %+v, want 1 warning", w)
 	}
 }
 

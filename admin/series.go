@@ -26,38 +26,82 @@ type Totals struct {
 	Verdicts map[string]uint64 `json:"verdicts"`
 }
 
-// series keeps one Point per minute for the last len(slots) minutes, and
-// the totals, with bounded keys (the metrics' label values).
+// series keeps one Point per minute for the last len(slots) minutes (the
+// chart's calendar minutes), one Point per second for the last 60 seconds
+// (the console's "last minute" tiles: a rolling window, so that a burst is
+// counted at once, not only when its calendar minute is over), and the
+// totals, with bounded keys (the metrics' label values).
 type series struct {
 	now func() time.Time
 
 	mu       sync.Mutex
 	slots    []Point
-	actions  []uint64 // by actionLabels
-	verdicts []uint64 // by kindLabels
+	seconds  [windowSeconds]Point // Time is the second, not its minute
+	actions  []uint64             // by actionLabels
+	verdicts []uint64             // by kindLabels
 }
+
+// windowSeconds is the length of the rolling "last minute" window.
+const windowSeconds = 60
 
 func newSeries(minutes int, now func() time.Time) *series {
 	return &series{now: now, slots: make([]Point, minutes),
 		actions: make([]uint64, len(actionLabels)), verdicts: make([]uint64, len(kindLabels))}
 }
 
-// add counts e in the minute it finished (Time + Duration), or in the
-// current minute when that is unknown or outside the ring.
+// add counts e in the minute and the second it finished (Time + Duration),
+// or in the current ones when that is unknown or outside the rings.
 func (s *series) add(e *proxy.Event) {
-	now := s.now().Unix() / 60
-	min := now
+	nowSec := s.now().Unix()
+	sec := nowSec
 	if !e.Time.IsZero() {
-		if m := e.Time.Add(e.Duration).Unix() / 60; m <= now && m > now-int64(len(s.slots)) {
-			min = m
+		if t := e.Time.Add(e.Duration).Unix(); t <= nowSec && t/60 > nowSec/60-int64(len(s.slots)) {
+			sec = t
 		}
 	}
+	min := sec / 60
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := &s.slots[min%int64(len(s.slots))]
 	if p.Time != min*60 {
 		*p = Point{Time: min * 60}
 	}
+	p.count(e)
+	if sec > nowSec-windowSeconds {
+		q := &s.seconds[sec%windowSeconds]
+		if q.Time != sec {
+			*q = Point{Time: sec}
+		}
+		q.count(e)
+	}
+	s.actions[label(actionLabels, e.Action)]++
+	if e.Verdict != "" {
+		s.verdicts[label(kindLabels, e.Verdict)]++
+	}
+}
+
+// lastMinute counts the requests that finished in the last 60 seconds (the
+// current second included); its Time is the first second of that window.
+func (s *series) lastMinute() Point {
+	nowSec := s.now().Unix()
+	out := Point{Time: nowSec - windowSeconds + 1}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.seconds {
+		if q.Time > nowSec-windowSeconds && q.Time <= nowSec {
+			out.Requests += q.Requests
+			out.Blocks += q.Blocks
+			out.Warns += q.Warns
+			out.Errors += q.Errors
+			out.Scans += q.Scans
+			out.Threats += q.Threats
+		}
+	}
+	return out
+}
+
+// count adds one finished request to p.
+func (p *Point) count(e *proxy.Event) {
 	p.Requests++
 	switch e.Action {
 	case "block":
@@ -72,10 +116,6 @@ func (s *series) add(e *proxy.Event) {
 		if e.Scan.Result == "malicious" || e.Scan.Result == "bomb" {
 			p.Threats++
 		}
-	}
-	s.actions[label(actionLabels, e.Action)]++
-	if e.Verdict != "" {
-		s.verdicts[label(kindLabels, e.Verdict)]++
 	}
 }
 

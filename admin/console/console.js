@@ -237,12 +237,17 @@
     root.append(svg("path", { class: "l-scan", d: line("scans") }));
     root.append(svg("path", { class: "l-blk", d: line("blocks") }));
     box.replaceChildren(root);
+  }
 
-    // The tiles show the last full minute.
-    const last = points.length > 1 ? points[points.length - 2] : points[points.length - 1] || {};
-    $("t-rpm").textContent = fmtInt(last.requests || 0);
-    $("t-bpm").textContent = fmtInt(last.blocks || 0);
-    $("t-spm").textContent = fmtInt(last.scans || 0);
+  // renderTiles fills the "last minute" tiles: the requests that finished in
+  // the last 60 seconds, a rolling window the server keeps (the chart's
+  // points are calendar minutes: the last full one is up to two minutes
+  // old, the current one only partial).
+  function renderTiles(w) {
+    w = w || {};
+    $("t-rpm").textContent = fmtInt(w.requests || 0);
+    $("t-bpm").textContent = fmtInt(w.blocks || 0);
+    $("t-spm").textContent = fmtInt(w.scans || 0);
   }
 
   // niceStep is the smallest 1, 2 or 5 times a power of ten at least v.
@@ -298,6 +303,7 @@
       ]);
       renderStatus(st);
       renderSeries(se.points);
+      renderTiles(se.last_minute);
       renderBlocks(de.decisions);
       banner("");
     } catch (e) {
