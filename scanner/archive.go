@@ -31,6 +31,7 @@ type finding struct {
 	chain  []string // the enclosing archives' paths, then path
 	threat string
 	source Source
+	engine string // the engine's name, for SourceEngine
 	sums   Sums
 }
 

@@ -3,23 +3,26 @@
 // in one pass) while it arrives, buffers it in memory or in a private temp
 // file, and then judges it. It never touches the network: the reputation of a
 // file hash is asked through the small Reputation interface the caller hands
-// in.
+// in, and external anti-virus engines (clamd, ICAP servers: the clients are
+// in scanner/clamd and scanner/icap) through the Engine interface.
 //
 // The order of a scan:
 //
 //	Classify(head, type, name, size) ── not scannable ──▶ stream untouched
 //	        │ scannable
 //	        ▼
-//	Scanner.New ──▶ Scan.Write / ReadFrom   hash ×3, buffer (memory ▸ temp file), ≤ MaxSize
-//	        │
+//	Scanner.New ──▶ Scan.Write / ReadFrom   hash ×3, buffer (memory ▸ temp file), ≤ MaxSize,
+//	        │                               and stream to each Engine as it arrives (not encoded)
 //	        ▼
-//	Scan.Finish(ctx)      (at most MaxConcurrent at once)
+//	Scan.Finish(ctx)      (at most MaxConcurrent at once for steps 1-5)
 //	   1. oversize?                 ──▶ VerdictOversize
 //	   2. decode Content-Encoding   (gzip, deflate, br; bounded)
 //	   3. EICAR, hash signatures    (.hdb, .hsb; the file and archive members)
 //	   4. archives                  (zip, gzip, tar; depth, members, expansion, ratio ▸ VerdictBomb)
 //	   5. known good                (.fp overrides local detections)
-//	   6. reputation of the hashes  (clean ▸ false alarm; malware ▸ block)
+//	   6. engines                   (unless 3-5 decided: verdict cache by SHA-256 ▸ clamd, ICAP;
+//	                                 a failure is fail-open or an *EngineError; partial scans marked)
+//	   7. reputation of the hashes  (clean ▸ false alarm; malware ▸ block)
 //	        │
 //	        ▼
 //	Result{Verdict, Threat, Sums, Type, Source, FalseAlarm, Blocked}
@@ -30,5 +33,6 @@
 // Files are in this package by concern: sniff.go (types), hash.go, spool.go
 // (memory and temp-file buffering with the memory budget), signatures.go
 // (ClamAV hash databases), eicar.go, archive.go, encoding.go, scan.go (the
-// scan object and the verdict merge), trickle.go (the trickle-mode helper).
+// scan object and the verdict merge), trickle.go (the trickle-mode helper),
+// engines.go (the Engine interface, the verdict cache, per-engine counters).
 package scanner

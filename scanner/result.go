@@ -42,9 +42,10 @@ const (
 	SourceKnownGood                // a .fp entry
 	SourceReputation               // the reputation service
 	SourceLimits                   // size or archive limits
+	SourceEngine                   // an external engine (clamd, ICAP)
 )
 
-var sourceNames = [...]string{"none", "eicar", "signature", "known-good", "reputation", "limits"}
+var sourceNames = [...]string{"none", "eicar", "signature", "known-good", "reputation", "limits", "engine"}
 
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
@@ -70,6 +71,13 @@ type Result struct {
 	Member string `json:"member,omitempty"`
 	// Source is what decided the verdict.
 	Source Source `json:"source"`
+	// Engine names the external engine that found the threat (Source
+	// engine), or that failed with the fail-closed policy.
+	Engine string `json:"engine,omitempty"`
+	// Partial says an engine saw only the first part of the body (clamd's
+	// StreamMaxLength); nothing was found in that part. Such a body is
+	// blocked only when oversize bodies are (BlockOversize).
+	Partial bool `json:"partial,omitempty"`
 	// FalseAlarm is set when a local detection was overridden by a .fp entry
 	// or a reputation verdict of clean; the body passes and it is logged.
 	FalseAlarm bool `json:"false_alarm,omitempty"`

@@ -25,6 +25,11 @@ type Meta struct {
 	ContentEncoding string
 	// Size is the declared length in bytes, -1 if unknown.
 	Size int64
+	// Method, URL (without its query), Name (the file name) and
+	// ContentType describe the body to the engines (an ICAP server sees
+	// them); Upload marks a request body. Local checks ignore them.
+	Method, URL, Name, ContentType string
+	Upload                         bool
 }
 
 // Scan is one body being scanned: write it (Write or ReadFrom) as it
@@ -41,7 +46,8 @@ type Scan struct {
 	headN    int
 	over     []byte // bytes accepted past MaxSize
 	oversize bool
-	err      error // sticky write error
+	err      error   // sticky write error
+	feeds    []*feed // the engines' streams, fed as the body arrives (engines.go)
 }
 
 // NewScan starts a scan of a body described by m.
@@ -53,6 +59,7 @@ func (s *Scanner) NewScan(m Meta) *Scan {
 	if m.Size > s.cfg.MaxSize {
 		sc.oversize = true
 	}
+	sc.openFeeds()
 	return sc
 }
 
@@ -72,10 +79,14 @@ func (sc *Scan) Write(p []byte) (int, error) {
 		sc.oversize = true
 	}
 	if sc.oversize {
+		sc.closeFeeds() // an oversize body is not scanned
 		sc.over = append(make([]byte, 0, len(p)), p...)
 		return len(p), ErrTooLarge
 	}
 	n, err := sc.sp.Write(p)
+	if sc.feeds != nil {
+		sc.feedEngines(p[:n])
+	}
 	if sc.headN < HeadSize {
 		sc.headN += copy(sc.head[sc.headN:], p[:n])
 	}
@@ -136,6 +147,7 @@ func (sc *Scan) WriteTo(w io.Writer) (int64, error) {
 
 // Close frees the scan's memory and temp file. It is idempotent.
 func (sc *Scan) Close() error {
+	sc.closeFeeds()
 	sc.over = nil
 	return sc.sp.Close()
 }
@@ -238,9 +250,23 @@ func (sc *Scan) finish(ctx context.Context) (Result, error) {
 	res.Scanned = in.scanned
 	res.Incomplete = in.incomplete
 
-	// 6. Reputation, and the merge; the slot bounds CPU work, not lookups.
+	// The slot bounds CPU work, not waiting for engines or lookups.
 	release()
-	return s.merge(ctx, res, in)
+
+	// 6. The engines (engines.go), unless the local checks decided.
+	if err := sc.runEngines(ctx, &res, in, file, size); err != nil {
+		res.Scanned, res.Incomplete = in.scanned, in.incomplete
+		return res, err
+	}
+	res.Incomplete = in.incomplete
+
+	// 7. Reputation, and the merge.
+	res, err = s.merge(ctx, res, in)
+	if err == nil && res.Partial && !res.Blocked && s.cfg.BlockOversize && res.Verdict != VerdictClean {
+		res.Blocked = true
+		res.Reason = "only partly scanned by an engine, and oversize bodies are blocked"
+	}
+	return res, err
 }
 
 // decode removes the Content-Encoding into a new spool, bounded by MaxSize
@@ -351,9 +377,9 @@ func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result,
 		res.Verdict, res.Source = VerdictClean, SourceReputation
 		switch {
 		case len(active) > 0:
-			res.FalseAlarm, res.Threat, res.Member = true, active[0].threat, active[0].path
+			res.FalseAlarm, res.Threat, res.Member, res.Engine = true, active[0].threat, active[0].path, active[0].engine
 		case dropped != nil:
-			res.FalseAlarm, res.Threat, res.Member = true, dropped.threat, dropped.path
+			res.FalseAlarm, res.Threat, res.Member, res.Engine = true, dropped.threat, dropped.path, dropped.engine
 		case in.bomb != "":
 			res.FalseAlarm, res.Threat, res.Reason = true, "Archive-Bomb", in.bomb
 		}
@@ -361,6 +387,7 @@ func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result,
 	case len(active) > 0:
 		f := active[0]
 		res.Verdict, res.Blocked, res.Threat, res.Member, res.Source = VerdictMalicious, true, f.threat, f.path, f.source
+		res.Engine = f.engine
 		return res, nil
 	}
 	for i, v := range verdicts {
@@ -385,7 +412,7 @@ func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result,
 		res.Verdict = VerdictUnknown
 	}
 	if dropped != nil {
-		res.FalseAlarm, res.Threat, res.Member = true, dropped.threat, dropped.path
+		res.FalseAlarm, res.Threat, res.Member, res.Engine = true, dropped.threat, dropped.path, dropped.engine
 		if res.Source == SourceNone {
 			res.Source = SourceKnownGood
 		}

@@ -1,12 +1,14 @@
 package scanner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/picket-proxy/picket/reputation"
 )
@@ -89,6 +91,15 @@ type Config struct {
 	// TrickleHoldPercent, if positive, holds back that percentage of a body
 	// of known size when it is more than TrickleHold.
 	TrickleHoldPercent int
+	// Engines are the external anti-virus engines (clamd, ICAP), asked in
+	// this order after the local checks and before reputation; nil means
+	// none (engines.go).
+	Engines []EngineConfig
+	// CacheTTL is how long an engine's verdict on a file (by SHA-256) is
+	// reused; 0 means DefaultCacheTTL, negative turns the cache off.
+	CacheTTL time.Duration
+	// CacheSize bounds the cached verdicts; 0 means DefaultCacheSize.
+	CacheSize int
 }
 
 // Stats are a Scanner's counters since it was created.
@@ -102,14 +113,18 @@ type Stats struct {
 	Spills      uint64 // bodies (and archive members) spilled to disk
 	Bytes       uint64 // bytes inspected, archive expansion included
 	MemoryInUse int64  // bytes of the memory budget in use now
+	// Engines are the external engines' counters and health, in order.
+	Engines []EngineStats
 }
 
 // Scanner judges bodies. It is safe for concurrent use; create one per
 // process, since it owns the memory budget and the concurrency limit.
 type Scanner struct {
-	cfg    Config
-	budget budget
-	sem    chan struct{}
+	cfg     Config
+	budget  budget
+	sem     chan struct{}
+	engines []*engineState
+	cache   *resultCache // nil when off
 
 	scans, errs, malicious, bombs, oversize, falseAlarms, spills, bytes atomic.Uint64
 }
@@ -117,6 +132,14 @@ type Scanner struct {
 // New checks cfg, fills in defaults and returns a Scanner.
 func New(cfg Config) (*Scanner, error) {
 	var errs []error
+	for i, e := range cfg.Engines {
+		if e.Engine == nil {
+			errs = append(errs, fmt.Errorf("scanner: engine %d is nil", i))
+		}
+	}
+	if cfg.CacheSize < 0 {
+		errs = append(errs, errors.New("scanner: negative cache size"))
+	}
 	if cfg.MaxSize < 0 || cfg.MemoryThreshold < 0 || cfg.MemoryBudget < 0 || cfg.MaxConcurrent < 0 ||
 		cfg.TrickleHold < 0 || cfg.TrickleHoldPercent < 0 || cfg.TrickleHoldPercent > 100 {
 		errs = append(errs, errors.New("scanner: negative size or count, or hold percentage over 100"))
@@ -147,6 +170,12 @@ func New(cfg Config) (*Scanner, error) {
 	}
 	s := &Scanner{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrent)}
 	s.budget.limit = cfg.MemoryBudget
+	for _, e := range cfg.Engines {
+		s.engines = append(s.engines, newEngineState(e))
+	}
+	if len(s.engines) > 0 && cfg.CacheTTL >= 0 {
+		s.cache = newResultCache(cmp.Or(cfg.CacheSize, DefaultCacheSize), cmp.Or(cfg.CacheTTL, DefaultCacheTTL), time.Now)
+	}
 	return s, nil
 }
 
@@ -174,8 +203,18 @@ func (s *Scanner) Stats() Stats {
 	return Stats{
 		Scans: s.scans.Load(), Errors: s.errs.Load(), Malicious: s.malicious.Load(), Bombs: s.bombs.Load(),
 		Oversize: s.oversize.Load(), FalseAlarms: s.falseAlarms.Load(), Spills: s.spills.Load(),
-		Bytes: s.bytes.Load(), MemoryInUse: s.budget.used.Load(),
+		Bytes: s.bytes.Load(), MemoryInUse: s.budget.used.Load(), Engines: s.EngineStats(),
 	}
+}
+
+// EngineStats returns the engines' counters and health, in order (nil
+// without engines).
+func (s *Scanner) EngineStats() []EngineStats {
+	var out []EngineStats
+	for _, e := range s.engines {
+		out = append(out, e.stats())
+	}
+	return out
 }
 
 // acquire waits for a scan slot or for ctx to end.
