@@ -83,6 +83,10 @@ type Status struct {
 	Recent          int             `json:"recent_capacity"`
 	HistoryMinutes  int             `json:"history_minutes"`
 	Extra           map[string]bool `json:"endpoints"` // which optional endpoints work
+
+	// Parents are the parent proxies in failover order ([upstream]); empty
+	// without them.
+	Parents []proxy.ParentStatus `json:"parents"`
 }
 
 // CAStatus is the interception CA and its leaf cache.
@@ -139,7 +143,7 @@ func (s *Server) Status() Status {
 	now := c.Now()
 	st := Status{
 		Version: c.Version, Started: c.Started.UTC(), UptimeSeconds: int64(now.Sub(c.Started) / time.Second),
-		Mode: c.Mode, Statement: c.ParticipationStatement, Ready: true, Listeners: []Listener{}, Databases: []Database{}, AutoBypassed: []string{},
+		Mode: c.Mode, Statement: c.ParticipationStatement, Ready: true, Listeners: []Listener{}, Databases: []Database{}, AutoBypassed: []string{}, Parents: []proxy.ParentStatus{},
 		Totals: s.series.totals(), Recent: s.recent.size(), HistoryMinutes: len(s.series.slots),
 		Extra: map[string]bool{
 			"reload":            c.Reload != nil,
@@ -194,6 +198,9 @@ func (s *Server) Status() Status {
 	}
 	if c.Sources.AutoBypassed != nil {
 		st.AutoBypassed = append(st.AutoBypassed, c.Sources.AutoBypassed()...)
+	}
+	if c.Sources.Parents != nil {
+		st.Parents = append(st.Parents, c.Sources.Parents()...)
 	}
 	return st
 }

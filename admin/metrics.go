@@ -25,6 +25,8 @@ type Sources struct {
 	AutoBypassed func() []string // hosts auto-bypassed now
 	// ParticipationQueue is the number of reports waiting to be sent ([P6]).
 	ParticipationQueue func() int
+	// Parents are the parent proxies' states (proxy.Server.Parents).
+	Parents func() []proxy.ParentStatus
 }
 
 // The label values. Every label has a closed set of values, the last one
@@ -33,7 +35,7 @@ var (
 	methodLabels = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "other"}
 	actionLabels = []string{"allow", "block", "warn", "tunnel", "intercept", "error", "other"}
 	errorLabels  = []string{"denied", "canceled", "dns", "timeout", "tls", "refused", "reset", "unreachable",
-		"handshake", "decide", "upgrade", "hijack", "continue-token", "other"}
+		"handshake", "decide", "upgrade", "hijack", "continue-token", "parent", "other"}
 	resultLabels = []string{"clean", "malicious", "unknown", "bomb", "oversize", "error", "other"}
 	kindLabels   = enumNames(func(i int) string { return reputation.Kind(i).String() }, "Kind(")
 	sourceLabels = enumNames(func(i int) string { return reputation.Source(i).String() }, "Source(")
@@ -240,12 +242,15 @@ var (
 	openConns     = desc("picket_open_connections", "Open client connections of the proxy.")
 	autoBypassed  = desc("picket_auto_bypassed_hosts", "Hosts tunnelled untouched after repeated handshake failures.")
 	partQueue     = desc("picket_participation_queue_length", "Participation reports waiting to be sent.")
+	parentUp      = desc("picket_parent_up", "1 while the parent proxy is used, 0 while it is skipped after a failure.", "parent")
+	parentReqs    = desc("picket_parent_requests_total", "Requests and tunnels sent through the parent proxy.", "parent")
+	parentFails   = desc("picket_parent_failures_total", "Failed attempts to reach the parent proxy (connect, CONNECT answer, credentials).", "parent")
 )
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{repLookups, repCache, repLocal, repRequests, repFailures, repFallback,
 		repBreaker, repEntries, certMints, certCache, certEvictions, certEntries, scanScans, scanSpills,
-		scanBytes, scanMemory, openConns, autoBypassed, partQueue} {
+		scanBytes, scanMemory, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails} {
 		ch <- d
 	}
 }
@@ -301,6 +306,13 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.ParticipationQueue != nil {
 		gauge(partQueue, float64(c.src.ParticipationQueue()))
+	}
+	if c.src.Parents != nil {
+		for _, p := range c.src.Parents() {
+			gauge(parentUp, b2f(p.Up), p.Proxy)
+			counter(parentReqs, p.Requests, p.Proxy)
+			counter(parentFails, p.Failures, p.Proxy)
+		}
 	}
 }
 

@@ -32,6 +32,8 @@ type File struct {
 	Transparent Transparent `toml:"transparent"`
 	PAC         PAC         `toml:"pac"`
 	Auth        Auth        `toml:"auth"`
+	// Upstream holds the parent proxies (upstream.go).
+	Upstream Upstream `toml:"upstream"`
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `toml:"-"`
@@ -53,6 +55,7 @@ func Default() *File {
 	f.Transparent.defaults()
 	f.PAC.defaults()
 	f.Auth.defaults()
+	f.Upstream.defaults()
 	return f
 }
 
@@ -144,6 +147,7 @@ func (f *File) validate(p *problems) {
 	f.Transparent.validate(p)
 	f.PAC.validate(p)
 	f.Auth.validate(p)
+	f.Upstream.validate(p)
 }
 
 // Resolve makes a path from the file relative to the file's directory.

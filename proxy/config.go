@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -62,6 +63,24 @@ type Config struct {
 
 	// RootCAs verifies upstream certificates; nil means the system roots.
 	RootCAs *x509.CertPool
+
+	// Parents are the parent proxies, http://[user:password@]host:port,
+	// that forwarded requests and tunnels go through, in failover order
+	// (upstream.go); empty: Picket connects to every destination itself.
+	Parents []*url.URL
+	// DirectHosts reports whether a host (a name or an IP address, without
+	// port) is reached directly rather than through the parents; nil: none.
+	DirectHosts func(host string) bool
+	// DirectNetworks are reached directly: IP addresses in them, and names
+	// that resolve into them.
+	DirectNetworks []netip.Prefix
+	// ParentBackoff is how long a parent that failed is skipped (default
+	// 5s); it doubles with each failure in a row up to ParentMaxBackoff
+	// (default 2m).
+	ParentBackoff, ParentMaxBackoff time.Duration
+	// Upstream, if not nil, is the way out to use (shared with Picket's own
+	// requests, NewUpstream); nil builds one from the fields above.
+	Upstream *Upstream
 
 	// Decider decides every request and CONNECT; nil allows everything and
 	// tunnels CONNECTs untouched.
@@ -144,6 +163,8 @@ func (c *Config) setDefaults() {
 	setDefault(&c.UpstreamIdleTimeout, 90*time.Second)
 	setDefault(&c.MaxIdleConnsPerHost, 256)
 	setDefault(&c.WarnFor, time.Hour)
+	setDefault(&c.ParentBackoff, 5*time.Second)
+	setDefault(&c.ParentMaxBackoff, 2*time.Minute)
 	if c.Decider == nil {
 		c.Decider = allowAll
 	}
@@ -163,6 +184,11 @@ func (c *Config) validate() error {
 	for _, p := range c.Clients {
 		if !p.IsValid() {
 			errs = append(errs, errors.New("proxy: invalid client prefix"))
+		}
+	}
+	for _, u := range c.Parents {
+		if u == nil || u.Scheme != "http" || u.Port() == "" {
+			errs = append(errs, errors.New("proxy: a parent proxy must be http://host:port"))
 		}
 	}
 	return errors.Join(errs...)

@@ -19,7 +19,8 @@
 //	  ├── proxy authentication ───────────► 407 / 429 (auth.go)                    │
 //	  ├── CONNECT ─► handleConnect: port allowed? Decide(host)                     │
 //	  │                 ├── block/warn, not interceptable ─► 403 + reason header   │
-//	  │                 ├── tunnel ─────────► dial (destination policy), splice (tunnel.go)
+//	  │                 ├── tunnel ─────────► dial (destination policy; direct or CONNECT on a
+//	  │                 │                      parent, upstream.go), splice (tunnel.go)
 //	  │                 └── intercept ──────► TLS with a minted leaf; the fast path
 //	  │                                       serves the requests inside (origin
 //	  │                                       form, the tunnel's authority), net/http
@@ -30,8 +31,8 @@
 //	                                                                               ▼
 //	                   roundTrip: warn "continue" link? Decide(URL) ── block/warn ─► page (blockpage.go)
 //	                      │ strip hop-by-hop, Via, X-Forwarded-For
-//	                      │ upstream transport (transport.go; dialer checks the dialled IP,
-//	                      │   destinations.go) ── error ─► 502/504/403 page
+//	                      │ Upstream (upstream.go): direct, the dialer checking the dialled IP
+//	                      │   (destinations.go), or through a parent proxy ── error ─► 502/504/403 page
 //	                      │ download scanning (scan.go): classify, buffer or trickle
 //	                      ▼
 //	                   response to client; access-log line and Event when the body closes

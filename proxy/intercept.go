@@ -139,11 +139,7 @@ func (s *Server) innerHandler(t *tunnel) http.Handler {
 
 // passThrough tunnels a non-TLS protocol untouched to the CONNECT target.
 func (s *Server) passThrough(pc *peekConn, t *tunnel) (up, down int64, err error) {
-	target := t.host
-	if t.pin != "" {
-		target = t.pin
-	}
-	upstream, err := s.dialer.dialRaw(context.Background(), target)
+	upstream, err := s.up.dialTunnel(context.Background(), t.host, t.pin)
 	if err != nil {
 		return 0, 0, err
 	}

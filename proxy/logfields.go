@@ -29,4 +29,5 @@ const (
 	fComplete   = "complete"
 	fTunnel     = "tunnel"
 	fListen     = "listen"
+	fParent     = "parent"
 )

@@ -139,7 +139,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 	}
 
 	// 4. Tunnel: dial first, so that a failure is still an HTTP answer.
-	upstream, err := s.dialer.dialRaw(r.Context(), host)
+	upstream, err := s.up.dialTunnel(r.Context(), host, "")
 	if err != nil {
 		ue := classify(host, err)
 		x.status, x.errKind = ue.Status, ue.Kind
@@ -226,7 +226,7 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 
 	// 4. Forward over the pooled upstream transport.
 	upStart := time.Now()
-	resp, err := s.transport.RoundTrip(out)
+	resp, err := s.up.RoundTrip(out)
 	x.upstream = time.Since(upStart)
 	if err != nil && x.body != nil && x.body.err != nil {
 		// The client's own body was bad (malformed chunks) or never came.

@@ -23,7 +23,8 @@ import (
 type Server struct {
 	cfg       Config
 	gp        *goproxy.ProxyHttpServer
-	transport *http.Transport
+	up        *Upstream       // the way out: direct or through the parents (upstream.go)
+	transport *http.Transport // up's direct transport
 	dialer    *dialer
 	dest      *destinations
 	local     http.Handler
@@ -53,7 +54,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		dest:      newDestinations(&cfg),
 		conns:     newConns(cfg.MaxConns, cfg.MaxConnsPerClient),
 		selfPorts: make(map[string]bool),
 
@@ -62,9 +62,13 @@ func New(cfg Config) (*Server, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		},
 	}
-	s.dialer = newDialer(&cfg, s.dest)
-	s.transport = newTransport(&cfg, s.dialer)
 	var err error
+	if s.up = cfg.Upstream; s.up == nil {
+		if s.up, err = newUpstream(&s.cfg); err != nil {
+			return nil, err
+		}
+	}
+	s.dest, s.dialer, s.transport = s.up.dest, s.up.dialer, s.up.direct
 	if s.pages, err = newPages(&s.cfg); err != nil {
 		return nil, err
 	}
@@ -158,7 +162,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if derr := s.conns.drain(ctx); err == nil {
 		err = derr
 	}
-	s.transport.CloseIdleConnections()
+	s.up.CloseIdleConnections()
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.cfg.Log.Warn().Msg("shutdown grace period over: closed the remaining connections")
 	}
@@ -176,7 +180,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = s.conns.drain(ctx)
-	s.transport.CloseIdleConnections()
+	s.up.CloseIdleConnections()
 	return err
 }
 
@@ -204,6 +208,12 @@ func (s *Server) closeExtra() {
 
 // OpenConns returns the number of open client connections.
 func (s *Server) OpenConns() int { return s.conns.count() }
+
+// Upstream is the server's way out to origins and parent proxies.
+func (s *Server) Upstream() *Upstream { return s.up }
+
+// Parents reports the parent proxies' state; nil without parents.
+func (s *Server) Parents() []ParentStatus { return s.up.Parents() }
 
 // clientAllowed reports whether a may use the proxy.
 func (s *Server) clientAllowed(a netip.Addr) bool {

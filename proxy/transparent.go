@@ -154,7 +154,7 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 		return
 	}
 	// 3. Tunnel to the original destination, never to the name.
-	upstream, err := s.dialer.dialRaw(context.Background(), dst.String())
+	upstream, err := s.up.dialTunnel(context.Background(), host, dst.String())
 	if err != nil {
 		ue := classify(host, err)
 		x.status, x.errKind = ue.Status, ue.Kind

@@ -17,15 +17,15 @@ import (
 // resumption.
 const upstreamSessions = 1024
 
-// newTransport builds the upstream transport. Unlike goproxy's default it
+// newTransport builds an upstream transport over dial. Unlike goproxy's default it
 // verifies certificates (system roots plus cfg.RootCAs), never follows
 // HTTP(S)_PROXY from the environment, bounds every phase with a timeout and
 // keeps the client's Accept-Encoding (no transparent decompression inside the
 // proxy: see GOPROXY-NOTES, "Bodies").
-func newTransport(cfg *Config, d *dialer) *http.Transport {
+func newTransport(cfg *Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	return &http.Transport{
 		Proxy:       nil,
-		DialContext: d.DialContext,
+		DialContext: dial,
 		// Sessions are resumed towards origins (the cache is keyed by
 		// server name; a resumed session still checks the name and expiry
 		// of the certificate verified when it began).
@@ -120,6 +120,10 @@ func classify(host string, err error) *upstreamError {
 		netErr  net.Error
 	)
 	e := &upstreamError{Status: http.StatusBadGateway, Kind: "other"}
+	var pe *parentError
+	if errors.As(err, &pe) {
+		return classifyParent(host, pe)
+	}
 	switch {
 	case isDeniedErr(err):
 		e.Status, e.Kind, e.Msg = http.StatusForbidden, "denied", fmt.Sprintf("Picket does not connect to %s: it is an internal or special-purpose address", host)
@@ -145,6 +149,34 @@ func classify(host string, err error) *upstreamError {
 		e.Status, e.Kind, e.Msg = http.StatusGatewayTimeout, "timeout", fmt.Sprintf("%s did not answer in time", host)
 	default:
 		e.Msg = fmt.Sprintf("The request to %s failed", host)
+	}
+	return e
+}
+
+// classifyParent maps a failure through the parent proxy named in pe.
+func classifyParent(host string, pe *parentError) *upstreamError {
+	e := &upstreamError{Status: http.StatusBadGateway, Kind: "parent"}
+	var netErr net.Error
+	switch {
+	case pe.status == http.StatusProxyAuthRequired:
+		e.Msg = fmt.Sprintf("The parent proxy %s refused Picket's credentials", pe.parent)
+	case pe.status == http.StatusForbidden:
+		e.Status, e.Kind = http.StatusForbidden, "denied"
+		e.Msg = fmt.Sprintf("The parent proxy %s refused to connect to %s", pe.parent, host)
+	case pe.status == http.StatusGatewayTimeout:
+		e.Status, e.Kind = http.StatusGatewayTimeout, "timeout"
+		e.Msg = fmt.Sprintf("%s did not answer the parent proxy %s in time", host, pe.parent)
+	case pe.status != 0:
+		e.Kind = "other"
+		e.Msg = fmt.Sprintf("The parent proxy %s could not connect to %s (%d %s)", pe.parent, host, pe.status, http.StatusText(pe.status))
+	case isDeniedErr(pe.err):
+		e.Kind = "denied"
+		e.Msg = fmt.Sprintf("Picket does not connect to the parent proxy %s: its address is an internal or special-purpose address", pe.parent)
+	case errors.Is(pe.err, context.DeadlineExceeded), errors.Is(pe.err, os.ErrDeadlineExceeded), errors.As(pe.err, &netErr) && netErr.Timeout():
+		e.Status, e.Kind = http.StatusGatewayTimeout, "timeout"
+		e.Msg = fmt.Sprintf("The parent proxy %s did not answer in time", pe.parent)
+	default:
+		e.Msg = fmt.Sprintf("The parent proxy %s could not be reached", pe.parent)
 	}
 	return e
 }

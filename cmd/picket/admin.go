@@ -9,6 +9,7 @@ import (
 	"github.com/picket-proxy/picket/admin"
 	"github.com/picket-proxy/picket/certs"
 	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/proxy"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/scanner"
 	"github.com/picket-proxy/picket/stats"
@@ -49,6 +50,8 @@ type adminParts struct {
 	ParticipationQueue func() int
 	// FlushCache empties the verdict and certificate caches.
 	FlushCache func() error
+	// Parents reports the parent proxies (proxy.Server.Parents).
+	Parents func() []proxy.ParentStatus
 }
 
 // newAdmin builds the admin server from [admin] (listen in f.Admin, the
@@ -97,6 +100,7 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 			AutoBypassed:       parts.AutoBypassed,
 			OpenConns:          parts.OpenConns,
 			ParticipationQueue: parts.ParticipationQueue,
+			Parents:            parts.Parents,
 		},
 	}
 	if len(parts.Listeners) > 0 {

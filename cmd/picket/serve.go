@@ -141,6 +141,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 			ReputationStats: func() reputation.Stats { return fs.current().rep.Stats() },
 			AutoBypassed:    func() []string { return fs.current().engine.AutoBypassed() },
 			OpenConns:       func() int { return srv.OpenConns() },
+			Parents:         func() []proxy.ParentStatus { return srv.Parents() },
 			Ready: func() error {
 				if stopping.Load() {
 					return errors.New("shutting down")
@@ -402,6 +403,9 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		return c, fmt.Errorf("proxy.deny_destinations: %w", err)
 	}
 	c.DenyPrivateDestinations = !p.AllowPrivateDestinations
+	if err := upstreamConfig(f.Upstream, &c); err != nil {
+		return c, err
+	}
 	for _, r := range p.AllowPorts {
 		pr, err := proxy.ParsePortRange(r)
 		if err != nil {
