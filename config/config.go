@@ -39,7 +39,20 @@ type File struct {
 	Path string `toml:"-"`
 	// Dir is the directory relative paths in the file are resolved against.
 	Dir string `toml:"-"`
+
+	lines map[string]int  // the line each key is set on, for Problem
+	set   map[string]bool // the keys the file sets, for IsSet
 }
+
+// Problem is an *Error about key in this file, with the key's line when the
+// file sets it, for problems found after parsing (a directory that does
+// not exist).
+func (f *File) Problem(key, format string, args ...any) error {
+	return &Error{File: f.Path, Line: f.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// IsSet reports whether the file sets key (dotted, e.g. "reputation.kpsn.database").
+func (f *File) IsSet(key string) bool { return f.set[key] }
 
 // Default returns the configuration used when a key is absent from the file.
 func Default() *File {
@@ -125,6 +138,10 @@ func Parse(path string, data []byte) (*File, error) {
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
 	p := &problems{file: path, lines: keyLines(data)}
+	f.lines, f.set = p.lines, make(map[string]bool)
+	for _, k := range md.Keys() {
+		f.set[k.String()] = true
+	}
 	for _, k := range md.Undecoded() {
 		p.add(k.String(), "unknown key")
 	}

@@ -49,7 +49,14 @@ func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client
 		if poll == 0 {
 			poll = -1 // SIGHUP only
 		}
-		st, err := db.Open(db.Config{Dir: f.Resolve(r.KPSN.Database), Poll: poll}, log)
+		dir, created, err := feedDir(f)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info().Str("dir", dir).Msg("created the feed directory with Picket's built-in demo feeds")
+		}
+		st, err := db.Open(db.Config{Dir: dir, Poll: poll}, log)
 		if err != nil {
 			return nil, fmt.Errorf("embedded reputation database: %w", err)
 		}

@@ -357,6 +357,11 @@ func newScanner(f *config.File, fs *filters, log zerolog.Logger) (*scanner.Scann
 	if !f.Scanner.Enabled {
 		return nil, nil
 	}
+	if dir, err := seedSignatures(f); err != nil {
+		return nil, err
+	} else if dir != "" {
+		log.Info().Str("dir", dir).Msg("created the signature directory with Picket's built-in demo signatures")
+	}
 	scfg, report, err := scannerConfig(f.Scanner, f.Resolve)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
