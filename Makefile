@@ -112,6 +112,7 @@ loadtest: build
 FUZZTIME ?= 30s
 FUZZ_TARGETS ?= \
 	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage ./proxy:FuzzFramingGuard \
+	./proxy:FuzzH2Guard ./proxy:FuzzAltSvc \
 	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
 	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash \
 	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \

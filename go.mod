@@ -18,7 +18,12 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
-require golang.org/x/crypto v0.58.0
+require (
+	golang.org/x/crypto v0.58.0
+	google.golang.org/grpc v1.85.0
+)
+
+require google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

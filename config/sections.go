@@ -44,6 +44,12 @@ type Proxy struct {
 	TCPKeepalive Duration `toml:"tcp_keepalive"`
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool per origin.
 	MaxIdleConnsPerHost int `toml:"max_idle_conns_per_host"`
+	// HTTP2 speaks HTTP/2 with intercepted clients and with origins that
+	// offer it (ALPN); default true. False keeps both sides on HTTP/1.1.
+	HTTP2 bool `toml:"http2"`
+	// HTTP2MaxStreams bounds the concurrent streams of one intercepted
+	// HTTP/2 client connection; default 100.
+	HTTP2MaxStreams int `toml:"http2_max_streams"`
 	// MaxConns and MaxConnsPerClient bound open client connections
 	// overall and per client address (503 beyond); 0 means no limit.
 	MaxConns          int `toml:"max_conns"`
@@ -73,6 +79,8 @@ func (c *Proxy) defaults() {
 	c.ResponseHeaderTimeout = Duration(60 * time.Second)
 	c.UpstreamIdleTimeout = Duration(90 * time.Second)
 	c.MaxIdleConnsPerHost = 256
+	c.HTTP2 = true
+	c.HTTP2MaxStreams = 100
 	c.MaxConns = 20000
 	c.MaxConnsPerClient = 2000
 	c.ShutdownGrace = Duration(15 * time.Second)
@@ -119,6 +127,9 @@ func (c *Proxy) validate(p *problems) {
 	}
 	if c.MaxConnsPerClient < 0 {
 		p.add("proxy.max_conns_per_client", "must not be negative, got %d", c.MaxConnsPerClient)
+	}
+	if c.HTTP2MaxStreams < 1 || c.HTTP2MaxStreams > 1000 {
+		p.add("proxy.http2_max_streams", "must be between 1 and 1000, got %d", c.HTTP2MaxStreams)
 	}
 	if c.MaxIdleConnsPerHost < 0 {
 		p.add("proxy.max_idle_conns_per_host", "must not be negative, got %d", c.MaxIdleConnsPerHost)

@@ -43,6 +43,13 @@ type Config struct {
 	TCPKeepAlive time.Duration
 	// MaxIdleConnsPerHost sizes the upstream keep-alive pool (default 256).
 	MaxIdleConnsPerHost int
+	// DisableHTTP2 keeps every connection on HTTP/1.1: intercepted clients
+	// are offered only http/1.1 by ALPN and origins are asked for it. By
+	// default HTTP/2 is spoken on either side whose peer offers it (h2.go).
+	DisableHTTP2 bool
+	// HTTP2MaxStreams bounds the concurrent streams of one intercepted
+	// HTTP/2 client connection (default DefaultHTTP2MaxStreams).
+	HTTP2MaxStreams int
 	// MaxConns and MaxConnsPerClient bound the open client connections,
 	// overall and per client address; beyond them a connection gets 503
 	// and is closed. 0 means no limit.
@@ -162,6 +169,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.ResponseHeaderTimeout, 60*time.Second)
 	setDefault(&c.UpstreamIdleTimeout, 90*time.Second)
 	setDefault(&c.MaxIdleConnsPerHost, 256)
+	setDefault(&c.HTTP2MaxStreams, DefaultHTTP2MaxStreams)
 	setDefault(&c.WarnFor, time.Hour)
 	setDefault(&c.ParentBackoff, 5*time.Second)
 	setDefault(&c.ParentMaxBackoff, 2*time.Minute)
@@ -180,6 +188,9 @@ func (c *Config) validate() error {
 	var errs []error
 	if c.MaxHeaderBytes < 0 {
 		errs = append(errs, errors.New("proxy: MaxHeaderBytes must not be negative"))
+	}
+	if c.HTTP2MaxStreams < 0 {
+		errs = append(errs, errors.New("proxy: HTTP2MaxStreams must not be negative"))
 	}
 	for _, p := range c.Clients {
 		if !p.IsValid() {

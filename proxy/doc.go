@@ -21,21 +21,30 @@
 //	  │                 ├── block/warn, not interceptable ─► 403 + reason header   │
 //	  │                 ├── tunnel ─────────► dial (destination policy; direct or CONNECT on a
 //	  │                 │                      parent, upstream.go), splice (tunnel.go)
-//	  │                 └── intercept ──────► TLS with a minted leaf; the fast path
-//	  │                                       serves the requests inside (origin
-//	  │                                       form, the tunnel's authority), net/http
-//	  │                                       from the first it declines (intercept.go) ─┐
+//	  │                 └── intercept ──────► TLS with a minted leaf (intercept.go);
+//	  │                                       ALPN h2: our HTTP/2 server, each stream
+//	  │                                       to innerHandler (h2.go: stream limits,
+//	  │                                       frame guard) ──────────────────────────────┐
+//	  │                                       http/1.1: the fast path serves the
+//	  │                                       requests inside (origin form, the
+//	  │                                       tunnel's authority), net/http from the
+//	  │                                       first it declines; innerHandler: 421,
+//	  │                                       405 for CONNECT ───────────────────────────┐
 //	  └── absolute form ─► goproxy ────────────────────────────────────────────────┤
 //	                                                                               │
 //	  transparent listeners (transparent.go): Host/SNI + SO_ORIGINAL_DST ──────────┤
 //	                                                                               ▼
 //	                   roundTrip: warn "continue" link? Decide(URL) ── block/warn ─► page (blockpage.go)
-//	                      │ strip hop-by-hop, Via, X-Forwarded-For
+//	                      │ strip hop-by-hop (TE: trailers kept), Via, X-Forwarded-For
 //	                      │ Upstream (upstream.go): direct, the dialer checking the dialled IP
-//	                      │   (destinations.go), or through a parent proxy ── error ─► 502/504/403 page
-//	                      │ download scanning (scan.go): classify, buffer or trickle
+//	                      │   (destinations.go), or through a parent proxy; HTTP/2 when the
+//	                      │   origin offers it, else HTTP/1.1 (transport.go) ── error ─► 502/504/403 page
+//	                      │ response: hop-by-hop out, QUIC alternatives out of Alt-Svc (altsvc.go)
+//	                      │ download scanning (scan.go): classify, buffer or trickle (not gRPC)
 //	                      ▼
-//	                   response to client; access-log line and Event when the body closes
+//	                   response to client (a failed body closes an HTTP/1.1 connection,
+//	                   resets an HTTP/2 stream); access-log line (with proto) and Event
+//	                   when the body closes
 //
 // Per-request state is one *exchange (exchange.go); CONNECT-level facts live
 // in an immutable *tunnel shared by the requests inside an intercepted tunnel

@@ -20,6 +20,7 @@ type Event struct {
 	Client   netip.Addr
 	User     string // authenticated user; local logs and admin only, never statistics
 	Method   string
+	Proto    string // the client's protocol: HTTP/1.1, HTTP/2.0; "" for a transparent TLS connection
 	URL      string // scheme://host/path, query only when access_log_query is on
 	Host     string // host without port
 	Status   int
@@ -53,7 +54,7 @@ type ScanEvent struct {
 // event builds the Event of a finished exchange.
 func (s *Server) event(x *exchange) Event {
 	e := Event{
-		Time: x.start, Duration: time.Since(x.start), Added: x.added, Client: x.req.Client, User: x.req.User, Method: x.req.Method,
+		Time: x.start, Duration: time.Since(x.start), Added: x.added, Client: x.req.Client, User: x.req.User, Method: x.req.Method, Proto: x.proto,
 		URL: logURL(x.req.URL, s.cfg.LogQuery), Status: x.status,
 		BytesIn: x.bytesIn.Load(), BytesOut: x.bytesOut.Load(), Action: x.action(),
 		Verdict: x.decision.Verdict, Category: x.decision.Category, Source: x.decision.VerdictSource,

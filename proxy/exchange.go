@@ -35,6 +35,7 @@ type tunnel struct {
 type exchange struct {
 	start    time.Time
 	req      Request
+	proto    string  // the client's protocol: "HTTP/1.1", "HTTP/2.0"; "" for a transparent TLS connection
 	tunnel   *tunnel // non-nil inside an intercepted tunnel
 	decision Decision
 	status   int
@@ -120,6 +121,7 @@ func (s *Server) jsonAccess(x *exchange) {
 			Str(fUser, userOrDash(x.req.User)).
 			Str(fMethod, x.req.Method).
 			Str(fURL, logURL(x.req.URL, s.cfg.LogQuery)).
+			Str(fProto, x.proto).
 			Int(fStatus, x.status).
 			Int64(fBytesIn, x.bytesIn.Load()).
 			Int64(fBytesOut, x.bytesOut.Load()).
@@ -189,15 +191,25 @@ func (x *exchange) action() string {
 // announced a body and stops sending it cannot hold the request forever.
 type countingBody struct {
 	io.ReadCloser
-	n    *atomic.Int64
-	rc   *http.ResponseController // nil inside goproxy-less paths
-	idle time.Duration
-	err  error // first read error other than EOF
+	n     *atomic.Int64
+	rc    readDeadliner // the client's connection or HTTP/2 stream; nil inside goproxy-less paths
+	idle  time.Duration
+	err   error     // first read error other than EOF
+	setAt time.Time // when the read deadline was last moved
+}
+
+// readDeadliner bounds reads of a request body: an *http.ResponseController
+// over HTTP/1.1, an *h2Stream over HTTP/2.
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
-	if b.rc != nil && b.idle > 0 {
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	// Moved at most every eighth of the idle time: over HTTP/2 each move
+	// is a message to the connection's serving goroutine.
+	if b.rc != nil && b.idle > 0 && time.Since(b.setAt) > b.idle/8 {
+		b.setAt = time.Now()
+		_ = b.rc.SetReadDeadline(b.setAt.Add(b.idle))
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
@@ -223,18 +235,18 @@ type logBody struct {
 	io.ReadCloser
 	x     *exchange
 	s     *Server
-	conn  *clientConn // the client's connection, to abort on a failed body
-	setAt time.Time   // when the write deadline was last moved
+	end   clientEnd // the client's connection or HTTP/2 stream (h2.go), to abort on a failed body; nil if unknown
+	setAt time.Time // when the write deadline was last moved
 }
 
 func (b *logBody) Read(p []byte) (int, error) {
 	// The copy writes what this returns to the client: a client that stops
-	// reading must not hold the connection, so the write is bounded by the
-	// idle timeout (moved at most every eighth of it).
-	if b.conn != nil {
+	// reading must not hold the connection (or the stream), so the write is
+	// bounded by the idle timeout (moved at most every eighth of it).
+	if b.end != nil {
 		if idle := b.s.cfg.TunnelIdleTimeout; time.Since(b.setAt) > idle/8 {
 			b.setAt = time.Now()
-			_ = b.conn.SetWriteDeadline(b.setAt.Add(idle))
+			_ = b.end.SetWriteDeadline(b.setAt.Add(idle))
 		}
 	}
 	n, err := b.ReadCloser.Read(p)
@@ -242,19 +254,20 @@ func (b *logBody) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.x.complete.Store(true)
-	case err != nil && b.conn != nil:
+	case err != nil && b.end != nil:
 		// The body failed mid-way (upstream cut off, or a trickled download
-		// blocked): close the client's connection so that the response
-		// ends in an error, never in a clean end of a chunked body that
-		// would pass a truncated file off as complete.
-		b.conn.Close()
+		// blocked): close the client's connection (reset its HTTP/2
+		// stream) so that the response ends in an error, never in a clean
+		// end of a chunked body that would pass a truncated file off as
+		// complete.
+		b.end.abort()
 	}
 	return n, err
 }
 
 func (b *logBody) Close() error {
-	if b.conn != nil && !b.setAt.IsZero() {
-		_ = b.conn.SetWriteDeadline(time.Time{})
+	if b.end != nil && !b.setAt.IsZero() {
+		_ = b.end.SetWriteDeadline(time.Time{})
 	}
 	err := b.ReadCloser.Close()
 	b.s.logAccess(b.x)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,63 @@ func FuzzBlockPage(f *testing.F) {
 		tr := p.render(in, x, warn, "")
 		if ct := tr.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") || tr.Header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Fatalf("text answer: Content-Type %q, X-Content-Type-Options %q", ct, tr.Header.Get("X-Content-Type-Options"))
+		}
+	})
+}
+
+// FuzzH2Guard feeds arbitrary client bytes to the HTTP/2 frame guard, whole
+// and in pieces: it must never panic, and must reach the same verdict
+// whichever way the bytes are split across reads.
+func FuzzH2Guard(f *testing.F) {
+	f.Add([]byte(http2ClientPreface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00"), uint8(3))
+	f.Add([]byte(http2ClientPreface+"\x00\x00\x02\x01\x00\x00\x00\x00\x01\x82\x87\x00\x00\x00\x09\x00\x00\x00\x00\x01"), uint8(1))
+	f.Add([]byte(http2ClientPreface+"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08"), uint8(5))
+	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		verdict := func(step int) (error, bool, uint32) {
+			c1, c2 := net.Pipe()
+			defer c1.Close()
+			defer c2.Close()
+			g := newH2Guard(c1, 4<<10, time.Minute)
+			var err error
+			for b := data; len(b) > 0 && err == nil; b = b[min(step, len(b)):] {
+				err = g.scan(b[:min(step, len(b))])
+			}
+			return err, g.inBlock, g.remain
+		}
+		e1, b1, r1 := verdict(len(data) + 1)
+		e2, b2, r2 := verdict(int(step%16) + 1)
+		if e1 != e2 || b1 != b2 || r1 != r2 {
+			t.Fatalf("whole: %v %v %d; in steps of %d: %v %v %d", e1, b1, r1, step%16+1, e2, b2, r2)
+		}
+	})
+}
+
+const http2ClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// FuzzAltSvc feeds arbitrary Alt-Svc values to stripQUIC: it must never
+// panic, never keep an alternative that is not HTTP over TCP, and give the
+// same result when applied twice.
+func FuzzAltSvc(f *testing.F) {
+	for _, s := range []string{`h3=":443"; ma=86400, h2=":443"`, `clear`, `h3="a,b:1", http%2F1.1=":80"; p="x\"y"`, `quic=":443"; v="46,43"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		h := http.Header{"Alt-Svc": {v}}
+		stripQUIC(h)
+		for _, kept := range h["Alt-Svc"] {
+			if kept == "clear" {
+				continue
+			}
+			for _, alt := range splitAltSvc(kept) {
+				if p := altProtocol(alt); !tcpAlternatives[p] {
+					t.Fatalf("kept %q (protocol %q) from %q", alt, p, v)
+				}
+			}
+		}
+		again := http.Header{"Alt-Svc": slices.Clone(h["Alt-Svc"])}
+		stripQUIC(again)
+		if !slices.Equal(again["Alt-Svc"], h["Alt-Svc"]) {
+			t.Fatalf("not idempotent: %q then %q", h["Alt-Svc"], again["Alt-Svc"])
 		}
 	})
 }

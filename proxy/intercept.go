@@ -52,8 +52,8 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 		return 0, 0, err
 	}
 	var certSent bool
+	tcfg = s.h2.withALPN(tcfg.Clone()) // h2 first when HTTP/2 is on (h2.go)
 	if get := tcfg.GetCertificate; get != nil {
-		tcfg = tcfg.Clone()
 		tcfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, err := get(hello)
 			certSent = err == nil
@@ -77,9 +77,16 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 	it.authority = authority(t.host, it.sni)
 	it.urlHost = strings.TrimSuffix(it.authority, ":443") // https URLs leave the default port out
 
-	// 3. Serve the requests inside: on the fast path (fastpath.go) and,
-	// from the first request it declines, with net/http (innerHandler);
-	// Serve returns when the connection closes.
+	// 3a. A client that chose h2 by ALPN: every stream through innerHandler
+	// (h2.go).
+	if tc.ConnectionState().NegotiatedProtocol == "h2" && s.h2 != nil {
+		s.serveH2(tc, &it)
+		return pc.read.Load(), pc.wrote.Load(), nil
+	}
+
+	// 3b. HTTP/1.1: serve the requests inside on the fast path
+	// (fastpath.go) and, from the first request it declines, with net/http
+	// (innerHandler); Serve returns when the connection closes.
 	gc := &guardedConn{Conn: tc, g: newFramingGuard(s.cfg.MaxHeaderBytes)}
 	it.guard = gc.g
 	cc, _ := conn.(*clientConn)
@@ -116,8 +123,17 @@ func (c *replayConn) Read(p []byte) (int, error) {
 func (s *Server) innerHandler(t *tunnel) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A request head the framing guard refused: its status, then close.
-		if status := t.guard.refused(); r.URL.Path == rejectPath && status != 0 {
-			refuseHead(w, status)
+		if t.guard != nil && r.URL.Path == rejectPath && t.guard.refused() != 0 {
+			refuseHead(w, t.guard.refused())
+			return
+		}
+		// A CONNECT inside the tunnel would open a raw tunnel past
+		// inspection (and over HTTP/2 it would be a WebSocket by RFC 8441,
+		// which Picket does not offer).
+		if r.Method == http.MethodConnect {
+			w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+			writePage(w, page{Status: http.StatusMethodNotAllowed, Title: "Method not allowed",
+				Msg: "Picket does not open tunnels inside an inspected connection."})
 			return
 		}
 		// A request for another authority than the tunnel's must not reach

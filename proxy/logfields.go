@@ -7,6 +7,7 @@ const (
 	fUser       = "user"
 	fMethod     = "method"
 	fURL        = "url"
+	fProto      = "proto"
 	fHost       = "host"
 	fStatus     = "status"
 	fBytesIn    = "bytes_in"

@@ -83,7 +83,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // handleConnect decides a CONNECT and carries the decision out.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client netip.Addr) {
-	x := &exchange{start: time.Now(), req: Request{Client: client, Method: http.MethodConnect, Connect: true}}
+	x := &exchange{start: time.Now(), req: Request{Client: client, Method: http.MethodConnect, Connect: true}, proto: r.Proto}
 	x.req.User, x.req.Groups = identityFrom(r.Context())
 	defer s.logAccess(x)
 
@@ -245,8 +245,11 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		return s.respond(x, in, pageResponse(in, errorPage(ue, in.URL.Hostname())))
 	}
 
-	// 5. The response goes back with its own hop-by-hop headers removed.
+	// 5. The response goes back with its own hop-by-hop headers removed,
+	// and without QUIC alternatives (altsvc.go): clients stay on TCP,
+	// through Picket.
 	removeHopHeaders(resp.Header)
+	stripQUIC(resp.Header)
 	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.cfg.Via)
 	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols {
 		// Unknown length: stream chunk by chunk. The header makes goproxy
@@ -283,7 +286,7 @@ func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*h
 		x.complete.Store(true)
 		s.logAccess(x)
 	default:
-		resp.Body = &logBody{ReadCloser: resp.Body, x: x, s: s, conn: connFrom(in.Context())}
+		resp.Body = &logBody{ReadCloser: resp.Body, x: x, s: s, end: clientEndOf(in.Context())}
 	}
 	return resp, nil
 }
@@ -293,6 +296,7 @@ func (s *Server) newExchange(in *http.Request, ctx *goproxy.ProxyCtx) *exchange 
 	x := &exchange{
 		start: time.Now(),
 		req:   Request{Client: clientAddr(in.RemoteAddr), Method: in.Method, URL: in.URL},
+		proto: in.Proto,
 	}
 	x.req.User, x.req.Groups = identityFrom(in.Context())
 	if t, ok := in.Context().Value(tunnelKey{}).(*tunnel); ok {
@@ -309,6 +313,12 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 	out.Host = "" // the URL's host wins over the Host header (RFC 9112 §3.2.2)
 	out.Close = false
 	removeHopHeaders(out.Header)
+	if headerHasToken(in.Header, "Te", "trailers") {
+		// "TE: trailers" is the one TE an HTTP/2 request may carry, and
+		// gRPC servers expect it: it says the client (through us) takes
+		// trailers, which both our sides forward.
+		out.Header["Te"] = []string{"trailers"}
+	}
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = nil // do not let Go add its own
 	}
@@ -318,7 +328,9 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 	}
 	if in.Body != nil && in.Body != http.NoBody {
 		x.body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn, idle: s.cfg.TunnelIdleTimeout}
-		if w, ok := in.Context().Value(writerKey{}).(http.ResponseWriter); ok {
+		if st, ok := in.Context().Value(clientEndKey{}).(*h2Stream); ok {
+			x.body.rc = st // usable after the handler returned, unlike the ResponseWriter
+		} else if w, ok := in.Context().Value(writerKey{}).(http.ResponseWriter); ok {
 			x.body.rc = http.NewResponseController(w)
 		}
 		out.Body = x.body

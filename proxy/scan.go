@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strings"
 
 	"github.com/picket-proxy/picket/scanner"
 )
@@ -45,7 +46,7 @@ var errBlockedDownload = errors.New("picket: download blocked by the scanner")
 func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response) *http.Response {
 	sc := s.cfg.Scanner
 	if sc == nil || x.decision.Bypass || in.Method == http.MethodHead || resp.StatusCode != http.StatusOK ||
-		resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+		resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 || isGRPC(resp.Header) {
 		return resp
 	}
 	// 1. The first bytes, and the true type behind any Content-Encoding.
@@ -205,6 +206,15 @@ func (b *trickleBody) Read(p []byte) (int, error) {
 func (b *trickleBody) Close() error {
 	b.st.Close()
 	return b.src.Close()
+}
+
+// isGRPC reports whether a response is a gRPC stream: a sequence of framed
+// RPC messages, not a download. It is never held for classification, which
+// waits for the first bytes: a bidirectional stream whose server answers a
+// short message and then waits for the client would wait for ever.
+func isGRPC(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return len(ct) >= 16 && strings.EqualFold(ct[:16], "application/grpc")
 }
 
 // readHead reads from r until it has minHead bytes of the body (decoded,

@@ -34,6 +34,8 @@ type Server struct {
 	draining  atomic.Bool
 	sweepOnce sync.Once   // starts watchSweep (fastpath.go)
 	stdLog    *log.Logger // zerolog for net/http's and goproxy's own messages
+	h2        *h2         // HTTP/2 towards intercepted clients (h2.go); nil when off
+	h2Errors  h2ErrorCounts
 
 	// Transparent HTTP (transparent.go): Host names recently seen to
 	// resolve to a connection's original destination, and the lookup.
@@ -73,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.stdLog = newStdLogger(cfg.Log)
+	s.h2 = newH2(&s.cfg, s.stdLog, s.h2Errors.count)
 	s.local = s.localHandler()
 	s.gp = s.newGoproxy()
 	s.http = s.newHTTPServer(s, func(ctx context.Context, c net.Conn) context.Context {
@@ -155,6 +158,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.closeExtra()
 	s.conns.closeIdleFast()
+	s.shutdownH2()
 	for _, srv := range s.extraServers() {
 		_ = srv.Shutdown(ctx)
 	}

@@ -21,7 +21,10 @@ const upstreamSessions = 1024
 // verifies certificates (system roots plus cfg.RootCAs), never follows
 // HTTP(S)_PROXY from the environment, bounds every phase with a timeout and
 // keeps the client's Accept-Encoding (no transparent decompression inside the
-// proxy: see GOPROXY-NOTES, "Bodies").
+// proxy: see GOPROXY-NOTES, "Bodies"). It speaks HTTP/2 to origins that
+// offer it by ALPN — one connection carries the concurrent requests of every
+// client to that origin — and HTTP/1.1 to the others and for WebSocket
+// upgrades. Both go through dial.
 func newTransport(cfg *Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	return &http.Transport{
 		Proxy:       nil,
@@ -39,7 +42,13 @@ func newTransport(cfg *Config, dial func(ctx context.Context, network, addr stri
 		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerHost,
 		MaxResponseHeaderBytes: int64(cfg.MaxHeaderBytes),
 		DisableCompression:     true,
-		ForceAttemptHTTP2:      false,
+		ForceAttemptHTTP2:      !cfg.DisableHTTP2, // needed with our own DialContext and TLS config
+		HTTP2: &http.HTTP2Config{
+			MaxReceiveBufferPerStream: upstreamStreamWindow,
+			SendPingTimeout:           cfg.UpstreamIdleTimeout,
+			PingTimeout:               h2PingTimeout,
+			WriteByteTimeout:          cfg.TunnelIdleTimeout,
+		},
 	}
 }
 

@@ -394,6 +394,8 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		UpstreamIdleTimeout:   p.UpstreamIdleTimeout.D(),
 		TCPKeepAlive:          p.TCPKeepalive.D(),
 		MaxIdleConnsPerHost:   p.MaxIdleConnsPerHost,
+		DisableHTTP2:          !p.HTTP2,
+		HTTP2MaxStreams:       p.HTTP2MaxStreams,
 		MaxConns:              p.MaxConns,
 		MaxConnsPerClient:     p.MaxConnsPerClient,
 	}
