@@ -395,6 +395,9 @@ func TestSeries(t *testing.T) {
 	// Three hours later the old minutes have left the ring.
 	now = now.Add(3 * time.Hour)
 	a = decode[answer](t, do(s, "GET", "/api/v1/series?minutes=180", loop, "", ""))
+	if len(a.Points) != 180 {
+		t.Fatalf("got %d points, want 180", len(a.Points))
+	}
 	for _, pt := range a.Points {
 		if pt.Requests != 0 {
 			t.Errorf("got %+v, want no requests after 3h", pt)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,9 +30,6 @@ func TestTransparentGateway(t *testing.T) {
 			t.Fatalf("%s is needed (make test installs it): %v", tool, err)
 		}
 	}
-	n := os.Getpid()%200 + 20
-	ns, vh, vc := fmt.Sprintf("picket-t%d", n), fmt.Sprintf("pkh%d", n), fmt.Sprintf("pkc%d", n)
-	gw, cl := fmt.Sprintf("10.77.%d.1", n), fmt.Sprintf("10.77.%d.2", n)
 	var undo [][]string
 	sh := func(args ...string) {
 		t.Helper()
@@ -44,7 +42,27 @@ func TestTransparentGateway(t *testing.T) {
 			exec.Command(undo[i][0], undo[i][1:]...).Run()
 		}
 	})
-	sh("ip", "netns", "add", ns)
+	// Random names and /24, retried when taken: other test processes (other
+	// packages, other worktrees) build namespaces at the same time, and a
+	// PID modulo a small number collides between them.
+	var ns, vh, vc, gw, cl string
+	addrs, _ := exec.Command("ip", "-o", "-4", "addr").Output()
+	for attempt := 0; ; attempt++ {
+		if attempt == 20 {
+			t.Fatalf("no free network namespace name or subnet after %d attempts", attempt)
+		}
+		id := rand.Uint32()
+		prefix := fmt.Sprintf("10.%d.%d.", 78+id%48, id>>8%256)
+		if strings.Contains(string(addrs), " "+prefix) {
+			continue
+		}
+		ns = fmt.Sprintf("picket-t%06x", id>>8)
+		if exec.Command("ip", "netns", "add", ns).Run() != nil {
+			continue
+		}
+		vh, vc, gw, cl = fmt.Sprintf("pkh%06x", id>>8), fmt.Sprintf("pkc%06x", id>>8), prefix+"1", prefix+"2"
+		break
+	}
 	undo = append(undo, []string{"ip", "netns", "del", ns})
 	sh("ip", "link", "add", vh, "type", "veth", "peer", "name", vc)
 	undo = append(undo, []string{"ip", "link", "del", vh})
@@ -85,7 +103,7 @@ func TestTransparentGateway(t *testing.T) {
 		}),
 		Intercept: func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil },
 		RootCAs:   poolOf(tlsOrigin.Certificate()),
-		Clients:   []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16")},
+		Clients:   []netip.Prefix{netip.MustParsePrefix(cl + "/32")},
 	})
 	l80, _ := net.Listen("tcp", gw+":0")
 	l443, _ := net.Listen("tcp", gw+":0")
@@ -121,7 +139,7 @@ func TestTransparentGateway(t *testing.T) {
 		{"https intercepted", []string{"--cacert", caFile, "--resolve", "example.com:443:" + gw, "https://example.com/hi"}, "200", "origin saw example.com /hi"},
 		{"http blocked", []string{"http://" + gw + "/blocked"}, "403", "Access blocked"},
 		{"https blocked host", []string{"--cacert", caFile, "--resolve", "phishing.example:443:" + gw, "https://phishing.example/"}, "403", "phishing"},
-		{"forged Host refused", []string{"-H", "Host: 10.77.0.99", "http://" + gw + "/"}, "409", "does not name the server"},
+		{"forged Host refused", []string{"-H", "Host: 192.0.2.99", "http://" + gw + "/"}, "409", "does not name the server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body, status := curl(tc.args...)

@@ -92,55 +92,63 @@ func TestSpliceOneWayTrafficIsNotIdle(t *testing.T) {
 }
 
 func testOneWayTraffic(t *testing.T, opaque bool) {
-	const idle = 200 * time.Millisecond
+	// A byte every idle/8: the writer may stall for most of an idle period
+	// on a loaded machine before the tunnel rightly counts as idle.
+	const idle = time.Second
 	client, origin, done := startTunnel(t, opaque, idle)
 
-	const beats = 24 // 6 idle timeouts' worth, a byte every idle/4
+	const beats = 16 // 2 idle timeouts' worth
+	lastWrite := make(chan time.Time, 1)
 	go func() {
+		var last time.Time
+		defer func() { lastWrite <- last }()
 		for i := 0; i < beats; i++ {
 			if _, err := origin.Write([]byte{'.'}); err != nil {
 				return
 			}
-			time.Sleep(idle / 4)
+			last = time.Now()
+			if i < beats-1 {
+				time.Sleep(idle / 8)
+			}
 		}
 	}()
-	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
 	buf := make([]byte, beats)
 	if n, err := io.ReadFull(client, buf); err != nil {
 		t.Fatalf("client got %d of %d bytes streamed one way: %v (tunnel closed as idle while bytes moved)", n, beats, err)
 	}
+	last := <-lastWrite
 
-	start := time.Now()
+	// Closed at last (the guard only tells "never" from "late"), and not
+	// sooner than the idle timeout after the last byte was written: a
+	// bound that load can only make easier to meet.
 	select {
 	case <-done:
 	case <-time.After(10 * idle):
 		t.Fatalf("tunnel still open %v after the last byte (idle %v)", 10*idle, idle)
 	}
-	if waited := time.Since(start); waited < idle/2 {
+	if waited := time.Since(last); waited < idle-idle/20 {
 		t.Errorf("tunnel closed %v after the last byte, before the idle timeout %v", waited, idle)
 	}
 }
 
 // A tunnel where nothing moves closes at the idle timeout: not sooner, and
-// not much later (each direction looks every idle/idleChecks).
+// at last. (How late — each direction looks every idle/idleChecks — is not
+// asserted against the wall clock: on a loaded machine that would time the
+// machine, not the tunnel. The guard only tells "never" from "late".)
 func TestSpliceSilentTunnelCloses(t *testing.T) {
 	for _, mode := range tunnelModes {
 		t.Run(mode.name, func(t *testing.T) {
 			const idle = 400 * time.Millisecond
+			start := time.Now() // before the relay starts: load can only lengthen waited
 			client, _, done := startTunnel(t, mode.opaque, idle)
-			start := time.Now()
 			select {
 			case <-done:
 			case <-time.After(10 * idle):
 				t.Fatalf("silent tunnel still open after %v (idle %v)", 10*idle, idle)
 			}
-			waited := time.Since(start)
-			if waited < idle-idle/20 {
+			if waited := time.Since(start); waited < idle-idle/20 {
 				t.Errorf("silent tunnel closed after %v, before the idle timeout %v", waited, idle)
-			}
-			// Generous for a loaded machine.
-			if late := idle + idle/idleChecks + idle; waited > late {
-				t.Errorf("silent tunnel closed after %v, want at most %v", waited, late)
 			}
 			// And the client sees the close.
 			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -66,8 +66,18 @@ func TestMachine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(20 * time.Millisecond) // a tick or two
-	idle, segs := ReadMachine().Since(m0)
+	// The CPU counters move by ticks: poll until one passed (without one
+	// the idle share reads 0 and its check below could not fail).
+	var m Machine
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if m = ReadMachine(); m.Total > m0.Total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the machine's CPU tick counters did not move in 10s")
+		}
+	}
+	idle, segs := m.Since(m0)
 	if segs < 2*exchanges {
 		t.Errorf("TCP segments sent: %d, want at least %d for %d loopback exchanges", segs, 2*exchanges, exchanges)
 	}
