@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/picket-proxy/picket/proxy"
+	"github.com/picket-proxy/picket/scanner"
 )
 
 func (s *Server) routeTable() map[string]map[string]http.HandlerFunc {
@@ -128,6 +129,20 @@ type ScannerStatus struct {
 	Spills      uint64 `json:"spills"`
 	Bytes       uint64 `json:"bytes"`
 	MemoryInUse int64  `json:"memory_in_use"`
+	// Engines are the external anti-virus engines (clamd, ICAP), in the
+	// scanning order.
+	Engines []EngineStatus `json:"engines"`
+}
+
+// EngineStatus is one anti-virus engine's health and counters.
+type EngineStatus struct {
+	Name string `json:"name"`
+	scanner.EngineHealth
+	Scans      uint64 `json:"scans"`
+	Detections uint64 `json:"detections"`
+	Errors     uint64 `json:"errors"`
+	Partial    uint64 `json:"partial"`
+	CacheHits  uint64 `json:"cache_hits"`
 }
 
 func ratio(hits, misses uint64) float64 {
@@ -190,7 +205,11 @@ func (s *Server) Status() Status {
 		ss := c.Sources.Scanner()
 		st.Scanner = &ScannerStatus{Scans: ss.Scans, Errors: ss.Errors, Malicious: ss.Malicious, Bombs: ss.Bombs,
 			Oversize: ss.Oversize, FalseAlarms: ss.FalseAlarms, Spills: ss.Spills, Bytes: ss.Bytes,
-			MemoryInUse: ss.MemoryInUse}
+			MemoryInUse: ss.MemoryInUse, Engines: []EngineStatus{}}
+		for _, e := range ss.Engines {
+			st.Scanner.Engines = append(st.Scanner.Engines, EngineStatus{Name: e.Name, EngineHealth: e.Health, Scans: e.Scans,
+				Detections: e.Detections, Errors: e.Errors, Partial: e.Partial, CacheHits: e.CacheHits})
+		}
 	}
 	if c.Sources.OpenConns != nil {
 		n := c.Sources.OpenConns()

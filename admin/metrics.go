@@ -239,6 +239,13 @@ var (
 	scanSpills    = desc("picket_scanner_spills_total", "Bodies and archive members spilled to disk.")
 	scanBytes     = desc("picket_scanner_bytes_total", "Bytes inspected, archive expansion included.")
 	scanMemory    = desc("picket_scanner_memory_bytes", "Bytes of the scanner's memory budget in use.")
+	engineUp      = desc("picket_scanner_engine_up", "1 when the anti-virus engine answered its last health check or scan, 0 when it failed.", "engine", "kind")
+	engineScans   = desc("picket_scanner_engine_scans_total", "Verdicts given by the anti-virus engine.", "engine")
+	engineDetects = desc("picket_scanner_engine_detections_total", "Verdicts of the anti-virus engine naming a threat.", "engine")
+	engineErrors  = desc("picket_scanner_engine_errors_total", "Bodies the anti-virus engine could not judge (down, slow, garbage), after one retry.", "engine")
+	enginePartial = desc("picket_scanner_engine_partial_total", "Verdicts on the first part of a body only (clamd's StreamMaxLength).", "engine")
+	engineCache   = desc("picket_scanner_engine_cache_hits_total", "Bodies judged from the verdict cache (by SHA-256) instead of the engine.", "engine")
+	engineLatency = desc("picket_scanner_engine_duration_seconds", "Time from a body's last byte to the engine's verdict.", "engine")
 	openConns     = desc("picket_open_connections", "Open client connections of the proxy.")
 	autoBypassed  = desc("picket_auto_bypassed_hosts", "Hosts tunnelled untouched after repeated handshake failures.")
 	partQueue     = desc("picket_participation_queue_length", "Participation reports waiting to be sent.")
@@ -250,7 +257,8 @@ var (
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{repLookups, repCache, repLocal, repRequests, repFailures, repFallback,
 		repBreaker, repEntries, certMints, certCache, certEvictions, certEntries, scanScans, scanSpills,
-		scanBytes, scanMemory, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails} {
+		scanBytes, scanMemory, engineUp, engineScans, engineDetects, engineErrors, enginePartial, engineCache,
+		engineLatency, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails} {
 		ch <- d
 	}
 }
@@ -297,6 +305,21 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(scanSpills, s.Spills)
 		counter(scanBytes, s.Bytes)
 		gauge(scanMemory, float64(s.MemoryInUse))
+		for _, e := range s.Engines {
+			gauge(engineUp, b2f(e.Health.Healthy), e.Name, e.Health.Kind)
+			counter(engineScans, e.Scans, e.Name)
+			counter(engineDetects, e.Detections, e.Name)
+			counter(engineErrors, e.Errors, e.Name)
+			counter(enginePartial, e.Partial, e.Name)
+			counter(engineCache, e.CacheHits, e.Name)
+			buckets := make(map[float64]uint64, len(scanner.LatencyBounds))
+			var cum uint64
+			for i, b := range scanner.LatencyBounds {
+				cum += e.Latency.Counts[i]
+				buckets[b] = cum
+			}
+			ch <- prometheus.MustNewConstHistogram(engineLatency, e.Latency.Count, e.Latency.Sum, buckets, e.Name)
+		}
 	}
 	if c.src.OpenConns != nil {
 		gauge(openConns, float64(c.src.OpenConns()))

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ScannerSection is the [scanner] section: download scanning ([P5]). It
@@ -45,6 +46,15 @@ type ScannerSection struct {
 	TrickleHold TrickleHold `toml:"trickle_hold"`
 	// Archive bounds archive inspection.
 	Archive ScannerArchive `toml:"archive"`
+	// Clamd and ICAP are the external anti-virus engines (engines.go),
+	// asked after the local checks and before reputation.
+	Clamd ScannerClamd `toml:"clamd"`
+	ICAP  ScannerICAP  `toml:"icap"`
+	// CacheTTL is how long an engine's verdict on a file (by SHA-256) is
+	// reused; default 1h; "0s" turns the cache off. CacheSize bounds the
+	// verdicts kept; default 10000.
+	CacheTTL  Duration `toml:"cache_ttl"`
+	CacheSize int      `toml:"cache_size"`
 }
 
 // ScannerArchive is [scanner.archive].
@@ -112,6 +122,10 @@ func (c *ScannerSection) defaults() {
 	c.BlockArchiveBombs = true
 	c.TrickleHold = TrickleHold{Bytes: 64 << 10}
 	c.Archive = ScannerArchive{MaxDepth: 3, MaxMembers: 20000, MaxExpanded: 512 << 20, MaxRatio: 200}
+	c.Clamd.defaults()
+	c.ICAP.defaults()
+	c.CacheTTL = Duration(time.Hour)
+	c.CacheSize = 10000
 }
 
 func (c *ScannerSection) validate(p *problems) {
@@ -159,6 +173,11 @@ func (c *ScannerSection) validate(p *problems) {
 		p.add("scanner.trickle_hold", "must hold back at least 1 byte")
 	case h.Bytes > c.MaxSize:
 		p.add("scanner.trickle_hold", "must not exceed max_size (%d bytes), got %d", c.MaxSize, h.Bytes)
+	}
+	c.Clamd.validate(p)
+	c.ICAP.validate(p)
+	if c.CacheSize < 1 || c.CacheSize > 10000000 {
+		p.add("scanner.cache_size", "must be between 1 and 10000000, got %d", c.CacheSize)
 	}
 	a := c.Archive
 	if a.MaxDepth < 1 || a.MaxDepth > 16 {

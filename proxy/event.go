@@ -49,6 +49,11 @@ type ScanEvent struct {
 	Size       int64
 	Executable bool
 	FalseAlarm bool
+	// Engine names the external engine that found Threat (clamd, icap),
+	// or that failed with the fail-closed policy; "" otherwise.
+	Engine string
+	// Partial says an engine saw only the first part of the body.
+	Partial bool
 }
 
 // event builds the Event of a finished exchange.

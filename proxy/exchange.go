@@ -156,6 +156,12 @@ func (s *Server) jsonAccess(x *exchange) {
 			if sc.Threat != "" {
 				ev = ev.Str(fThreat, sc.Threat)
 			}
+			if sc.Engine != "" {
+				ev = ev.Str(fEngine, sc.Engine)
+			}
+			if sc.Partial {
+				ev = ev.Bool(fPartial, true)
+			}
 		}
 		if x.tunnel != nil {
 			ev = ev.Str(fTunnel, x.tunnel.host)

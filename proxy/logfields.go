@@ -23,6 +23,8 @@ const (
 	fScanType   = "scan_type"
 	fScanResult = "scan_result"
 	fThreat     = "threat"
+	fEngine     = "engine"
+	fPartial    = "scan_partial"
 	fIncident   = "incident"
 	fReason     = "reason"
 	fError      = "error"

@@ -60,7 +60,8 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 	}
 
 	// 2. Scan: buffered or trickled.
-	st := sc.NewScan(scanner.Meta{ContentEncoding: enc, Size: resp.ContentLength})
+	st := sc.NewScan(scanner.Meta{ContentEncoding: enc, Size: resp.ContentLength, Method: in.Method,
+		URL: logURL(in.URL, false), Name: fileName(in, resp), ContentType: resp.Header.Get("Content-Type")})
 	x.scan = &ScanEvent{Type: typ.String(), Executable: typ.Executable()}
 	if s.cfg.ScanMode == ScanTrickle {
 		resp.Body = &trickleBody{s: s, in: in, x: x, st: st, src: body, enc: enc,
@@ -109,10 +110,11 @@ func (s *Server) offerSample(x *exchange, st *scanner.Scan, enc string) {
 }
 
 // scanBlocks applies the verdict, or the fail policy when the scanner could
-// not decide.
+// not decide: an engine's own (fail closed: an *scanner.EngineError), else
+// ScanFailClosed.
 func (s *Server) scanBlocks(res scanner.Result, err error) bool {
 	if err != nil {
-		return s.cfg.ScanFailClosed
+		return scanner.IsEngineError(err) || s.cfg.ScanFailClosed
 	}
 	return res.Blocked
 }
@@ -121,6 +123,7 @@ func (s *Server) scanBlocks(res scanner.Result, err error) bool {
 func (s *Server) noteScan(x *exchange, res scanner.Result, err error) {
 	e := x.scan
 	e.Type, e.Threat, e.Size, e.FalseAlarm = res.Type.String(), res.Threat, res.Size, res.FalseAlarm
+	e.Engine, e.Partial = res.Engine, res.Partial
 	e.Executable = res.Type.Executable()
 	e.SHA256 = res.Sums.SHA256[:]
 	e.Result = res.Verdict.String()
@@ -129,8 +132,12 @@ func (s *Server) noteScan(x *exchange, res scanner.Result, err error) {
 		s.cfg.Log.Warn().Err(err).Str(fURL, logURL(x.req.URL, false)).Msg("download scan could not decide")
 	}
 	if res.FalseAlarm {
-		s.cfg.Log.Info().Str(fURL, logURL(x.req.URL, false)).Str("threat", res.Threat).
+		s.cfg.Log.Info().Str(fURL, logURL(x.req.URL, false)).Str("threat", res.Threat).Str(fEngine, res.Engine).
 			Msg("local detection overridden as a false alarm")
+	}
+	if err == nil && res.Incomplete != "" && strings.Contains(res.Incomplete, "(fail open)") {
+		s.cfg.Log.Warn().Str(fURL, logURL(x.req.URL, false)).Str(fReason, res.Incomplete).
+			Msg("an anti-virus engine could not scan a download; it went on without that engine (fail open)")
 	}
 }
 
@@ -139,9 +146,17 @@ func (s *Server) blockDownload(x *exchange, res scanner.Result, err error) {
 	d := &x.decision
 	d.Action, d.Stage, d.Threat = Block, "scan", res.Threat
 	d.Rule = "scanner." + res.Source.String()
+	if res.Engine != "" {
+		d.Rule = "scanner." + res.Engine
+	}
 	switch {
+	case scanner.IsEngineError(err):
+		d.Verdict = "unknown"
+		d.Reason = "The download could not be checked by the anti-virus engine (" + res.Engine + "), and your organisation blocks what cannot be checked."
 	case err != nil:
 		d.Verdict, d.Reason = "unknown", "The download could not be checked, and your organisation blocks what cannot be checked."
+	case res.Verdict != scanner.VerdictMalicious && res.Partial:
+		d.Verdict, d.Reason = "unknown", "This download is larger than your organisation's anti-virus engine can check whole."
 	case res.Verdict == scanner.VerdictBomb:
 		d.Verdict, d.Reason = "malware", "This archive is built to exhaust the systems that open it (an archive bomb)."
 	case res.Verdict == scanner.VerdictOversize:
@@ -149,7 +164,10 @@ func (s *Server) blockDownload(x *exchange, res scanner.Result, err error) {
 	default:
 		d.Verdict = "malware"
 		d.Reason = "This download contains malware"
-		if res.Threat != "" {
+		switch {
+		case res.Threat != "" && res.Engine != "":
+			d.Reason += " (" + res.Threat + ", found by " + res.Engine + ")"
+		case res.Threat != "":
 			d.Reason += " (" + res.Threat + ")"
 		}
 		d.Reason += ". It was not delivered."

@@ -164,6 +164,12 @@
       rows.push(["Scanner", fmtInt(s.scans) + " scans · " + fmtInt(s.malicious) + " malicious · " + fmtInt(s.errors) + " errors",
         s.errors ? "warn" : "ok"]);
       rows.push(["Scan memory", fmtBytes(s.memory_in_use)]);
+      for (const e of s.engines || []) {
+        const sigs = e.signatures ? " · signatures " + e.signatures + (e.signature_date ? " (" + e.signature_date.slice(0, 10) + ")" : "") : "";
+        rows.push(["Engine " + e.name, e.healthy
+          ? "healthy · " + (e.version || e.kind) + sigs + " · " + fmtInt(e.scans) + " scans · " + fmtInt(e.detections) + " detections · " + fmtInt(e.errors) + " errors"
+          : "unhealthy: " + (e.error || "no answer") + " · " + e.address, e.healthy ? (e.errors ? "warn" : "ok") : "bad"]);
+      }
     }
     rows.push(["Auto-bypassed", st.auto_bypassed.length ? st.auto_bypassed.join(", ") : "none", st.auto_bypassed.length ? "warn" : ""]);
     kv($("health-list"), rows);

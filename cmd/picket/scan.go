@@ -30,7 +30,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("scan", "scan [-config FILE] [-json] [-local] [-encoding CODING] FILE...", stderr)
 	path := fs.String("config", "config.toml", "configuration file")
 	asJSON := fs.Bool("json", false, "print one JSON object a line")
-	local := fs.Bool("local", false, "local signatures only: do not ask the reputation service")
+	local := fs.Bool("local", false, "local signatures only: do not ask the anti-virus engines or the reputation service")
 	encoding := fs.String("encoding", "", "the files' Content-Encoding (gzip, br, deflate), as a proxy would see it")
 	verbose := fs.Bool("v", false, "log to stderr")
 	if code, ok := parseFlags(fs, args, true); !ok {
@@ -61,6 +61,13 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "picket scan: warning: skipped signature line %s\n", b)
 	}
 	if !*local {
+		engines, closeEngines, err := newEngines(f.Scanner, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "picket scan: %v (use -local to scan without the engines)\n", err)
+			return 1
+		}
+		defer closeEngines()
+		cfg.Engines = engines
 		c, err := newReputationClient(f, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "picket scan: %v (use -local to scan without it)\n", err)
@@ -140,6 +147,10 @@ func scanText(l scanLine) string {
 	if r.Source != scanner.SourceNone {
 		add("source", r.Source.String())
 	}
+	add("engine", r.Engine)
+	if r.Partial {
+		add("partial", "true")
+	}
 	if r.FalseAlarm {
 		add("false_alarm", "true")
 	}
@@ -177,6 +188,8 @@ func scannerConfig(c config.ScannerSection, resolve func(string) string) (scanne
 		PassArchiveBombs:   !c.BlockArchiveBombs,
 		TrickleHold:        int64(c.TrickleHold.Bytes),
 		TrickleHoldPercent: c.TrickleHold.Percent,
+		CacheTTL:           cacheTTL(c.CacheTTL.D()),
+		CacheSize:          c.CacheSize,
 		Archive: scanner.ArchiveLimits{
 			MaxDepth:    c.Archive.MaxDepth,
 			MaxMembers:  c.Archive.MaxMembers,
@@ -184,4 +197,13 @@ func scannerConfig(c config.ScannerSection, resolve func(string) string) (scanne
 			MaxRatio:    c.Archive.MaxRatio,
 		},
 	}, rep, nil
+}
+
+// cacheTTL maps cache_ttl to scanner.Config.CacheTTL: "0s" turns the cache
+// off (negative there).
+func cacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

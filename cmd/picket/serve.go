@@ -125,10 +125,11 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 
 	// 6. Download scanning: local signatures, then the file's reputation
 	// through whichever reputation client is in force.
-	scan, err := newScanner(f, fs, lg.app)
+	scan, closeEngines, err := newScanner(f, fs, lg.app)
 	if err != nil {
 		return err
 	}
+	defer closeEngines()
 
 	// 7. The admin API and console, fed by every finished request.
 	var srv *proxy.Server
@@ -352,29 +353,33 @@ func (l *listeners) names() []admin.Listener {
 	return out
 }
 
-// newScanner builds the download scanner from [scanner] (nil when off).
-func newScanner(f *config.File, fs *filters, log zerolog.Logger) (*scanner.Scanner, error) {
+// newScanner builds the download scanner from [scanner] (nil when off) and
+// its engines; closeEngines stops them.
+func newScanner(f *config.File, fs *filters, log zerolog.Logger) (s *scanner.Scanner, closeEngines func(), err error) {
 	if !f.Scanner.Enabled {
-		return nil, nil
+		return nil, func() {}, nil
 	}
 	if dir, err := seedSignatures(f); err != nil {
-		return nil, err
+		return nil, func() {}, err
 	} else if dir != "" {
 		log.Info().Str("dir", dir).Msg("created the signature directory with Picket's built-in demo signatures")
 	}
 	scfg, report, err := scannerConfig(f.Scanner, f.Resolve)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Path, err)
+		return nil, func() {}, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	for _, b := range report.Bad {
 		log.Warn().Str("line", b.String()).Msg("skipped a bad signature line")
 	}
 	scfg.Reputation = reputationOf{fs}
-	s, err := scanner.New(scfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	if scfg.Engines, closeEngines, err = newEngines(f.Scanner, log); err != nil {
+		return nil, closeEngines, fmt.Errorf("%s: %w", f.Path, err)
 	}
-	return s, nil
+	if s, err = scanner.New(scfg); err != nil {
+		closeEngines()
+		return nil, func() {}, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return s, closeEngines, nil
 }
 
 // proxyConfig maps the file's [proxy] and [tls] sections into proxy.Config.
