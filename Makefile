@@ -90,8 +90,10 @@ bench-compare:
 	  cd "$$tmp" && $(BENCHSTAT) base.txt working-tree.txt
 
 ## loadtest: picket (filtering on) against direct requests on loopback, each
-## scenario a few seconds; PEERS=1 adds squid, tinyproxy (installed from
-## Debian when missing) and bare goproxy; FLOOR=1 adds go-tunnel, the least a
+## scenario a few seconds (HTTP/1.1 rows, and an intercepted HTTP/2 row of
+## many streams over few connections); PEERS=1 adds squid, tinyproxy (installed
+## from Debian when missing), bare goproxy and, on intercepted rows, mitmproxy
+## (make tools installs it); FLOOR=1 adds go-tunnel, the least a
 ## Go CONNECT proxy does (the floor for the tunnel rows). Each scenario runs
 ## ROUNDS rounds of DURATION per proxy (direct first, proxies in a rotated
 ## order); the table shows each proxy's median ratio to direct.

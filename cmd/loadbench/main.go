@@ -36,7 +36,7 @@ func main() {
 	bin := flag.String("bin", "bin/picket", "picket binary to measure")
 	dur := flag.Duration("duration", 4*time.Second, "length of each measured run")
 	only := flag.String("only", "", "run only scenarios whose name contains this (alternatives separated by |)")
-	peers := flag.Bool("peers", false, "also measure squid, tinyproxy and a bare goproxy")
+	peers := flag.Bool("peers", false, "also measure squid, tinyproxy, a bare goproxy and (intercepted rows) mitmproxy")
 	serveGP := flag.String("serve-goproxy", "", "internal: run as a bare goproxy on this address")
 	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
 	serveGT := flag.String("serve-gotunnel", "", "internal: run as the minimal Go CONNECT proxy on this address")
@@ -90,7 +90,7 @@ var picketEnv string
 // a change is compared with the code before it under the same load.
 var bBin, bEnv string
 
-// withPeers adds squid, tinyproxy and bare goproxy columns.
+// withPeers adds squid, tinyproxy, bare goproxy and mitmproxy columns.
 var withPeers bool
 
 // withFloor adds the go-tunnel column (tunnel rows only).
@@ -104,12 +104,18 @@ type scenario struct {
 	fresh  bool   // a new connection per request
 	resume bool   // the client resumes TLS sessions (as browsers do)
 	path   string // origin path
+	// h2: the client speaks HTTP/2 (inside the tunnel when proxied) over
+	// conns connections, each carrying streams concurrent requests; a
+	// response over anything else counts as an error.
+	h2      bool
+	streams int
 }
 
 func run(bin string, dur time.Duration, only string) error {
-	origin, tlsOrigin := startOrigins()
+	origin, tlsOrigin, h2Origin := startOrigins()
 	defer origin.Close()
 	defer tlsOrigin.Close()
+	defer h2Origin.Close()
 	dir, err := os.MkdirTemp("", "picket-loadbench")
 	if err != nil {
 		return err
@@ -141,6 +147,7 @@ func run(bin string, dur time.Duration, only string) error {
 		url         *url.URL
 		cpu         func() time.Duration
 		tunnelsOnly bool // CONNECT only: no column on plain HTTP rows
+		noH2        bool // does not offer HTTP/2 to intercepted clients: no column on HTTP/2 rows
 	}
 	var peersPlain, peersMitm []contestant
 	withB := bBin != "" || bEnv != ""
@@ -159,8 +166,8 @@ func run(bin string, dur time.Duration, only string) error {
 			return err
 		}
 		defer bm.stop()
-		peersPlain = append(peersPlain, contestant{"picket-b", bt.url, bt.cpu, false})
-		peersMitm = append(peersMitm, contestant{"picket-b", bm.url, bm.cpu, false})
+		peersPlain = append(peersPlain, contestant{"picket-b", bt.url, bt.cpu, false, false})
+		peersMitm = append(peersMitm, contestant{"picket-b", bm.url, bm.cpu, false, false})
 	}
 	if withPeers {
 		for _, start := range []func() (*peer, error){
@@ -173,14 +180,25 @@ func run(bin string, dur time.Duration, only string) error {
 				return err
 			}
 			defer p.stop()
-			peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu, false})
+			peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu, false, false})
 		}
 		gm, err := startGoproxy(true)
 		if err != nil {
 			return err
 		}
 		defer gm.stop()
-		peersMitm = append(peersMitm, contestant{"squid", nil, nil, false}, contestant{"tinyproxy", nil, nil, false}, contestant{"goproxy", gm.url, gm.cpu, false})
+		// goproxy's MITM answers http/1.1 only (its HTTP/2 path would skip
+		// per-request handlers): no column on the HTTP/2 row.
+		peersMitm = append(peersMitm, contestant{"squid", nil, nil, false, false}, contestant{"tinyproxy", nil, nil, false, false}, contestant{"goproxy", gm.url, gm.cpu, false, true})
+		// mitmproxy intercepts (HTTP/1.1 and HTTP/2 on both sides); it does
+		// not forward plain rows here.
+		mp, err := startMitmproxy(dir)
+		if err != nil {
+			return err
+		}
+		defer mp.stop()
+		peersPlain = append(peersPlain, contestant{"mitmproxy", nil, nil, false, false})
+		peersMitm = append(peersMitm, contestant{mp.name, mp.url, mp.cpu, false, false})
 	}
 	if withFloor {
 		p, err := startGoTunnel()
@@ -188,8 +206,8 @@ func run(bin string, dur time.Duration, only string) error {
 			return err
 		}
 		defer p.stop()
-		peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu, true})
-		peersMitm = append(peersMitm, contestant{p.name, nil, nil, true})
+		peersPlain = append(peersPlain, contestant{p.name, p.url, p.cpu, true, false})
+		peersMitm = append(peersMitm, contestant{p.name, nil, nil, true, false})
 	}
 	scenarios := []struct {
 		scenario
@@ -204,6 +222,7 @@ func run(bin string, dur time.Duration, only string) error {
 		{scenario{name: "HTTPS new conns, intercepted, resumed", conns: 16, https: true, fresh: true, resume: true, path: "/1k"}, true},
 		{scenario{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k"}, true},
 		{scenario{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m"}, true},
+		{scenario{name: "HTTP/2 intercepted, 4 conns x 32 streams", conns: 4, streams: 32, https: true, h2: true, path: "/1k"}, true},
 	}
 	fmt.Printf("loadbench: %d rounds of %s per proxy and scenario; origin and load generator in this process; 2 cores shared by all.\n", rounds, dur)
 	fmt.Printf("Each round measures direct, then every proxy in a rotated order. Each proxy column: the median over the rounds\n")
@@ -214,7 +233,7 @@ func run(bin string, dur time.Duration, only string) error {
 		header += " | picket-b        "
 	}
 	if withPeers {
-		header += " | squid            | tinyproxy        | goproxy (bare)  "
+		header += " | squid            | tinyproxy        | goproxy (bare)   | mitmproxy       "
 	}
 	if withFloor {
 		header += " | go-tunnel (floor)"
@@ -225,16 +244,19 @@ func run(bin string, dur time.Duration, only string) error {
 			continue
 		}
 		target := origin.URL
-		if sc.https {
-			target = tlsOrigin.URL
+		switch {
+		case sc.h2:
+			target = h2Origin.URL // offers h2: direct runs are HTTP/2 too
+		case sc.https:
+			target = tlsOrigin.URL // http/1.1 only, as before
 		}
 		pk, others := tunnel, peersPlain
 		if sc.intercept {
 			pk, others = mitm, peersMitm
 		}
-		field := append([]contestant{{"picket", pk.url, pk.cpu, false}}, others...)
+		field := append([]contestant{{"picket", pk.url, pk.cpu, false, false}}, others...)
 		for i := range field { // a new slice: others keeps its URLs
-			if field[i].tunnelsOnly && !sc.https {
+			if field[i].tunnelsOnly && !sc.https || field[i].noH2 && sc.h2 {
 				field[i].url = nil
 			}
 		}
@@ -531,6 +553,9 @@ func median(v []float64) float64 {
 
 // load runs sc against target for dur, through proxy when not nil.
 func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result {
+	if sc.h2 {
+		return loadH2(sc, target, proxy, dur)
+	}
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: sc.conns,
 		DisableKeepAlives:   sc.fresh,
@@ -590,7 +615,81 @@ func load(sc scenario, target string, proxy *url.URL, dur time.Duration) result 
 	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat}
 }
 
-func startOrigins() (*httptest.Server, *httptest.Server) {
+// loadH2 is load for HTTP/2 scenarios: sc.conns clients, each with one
+// HTTP/2 connection (through a CONNECT tunnel when proxied) opened by a
+// first request, then sc.streams goroutines per connection issuing
+// requests as concurrent streams. A response that is not HTTP/2 is an
+// error.
+func loadH2(sc scenario, target string, proxy *url.URL, dur time.Duration) result {
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var n, errs atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var lat []time.Duration
+	start := time.Now()
+	for range sc.conns {
+		tr := &http.Transport{
+			ForceAttemptHTTP2:  true,
+			TLSClientConfig:    &tls.Config{InsecureSkipVerify: true}, // our own loopback origin, or the proxy's CA
+			DisableCompression: true,
+		}
+		if proxy != nil {
+			tr.Proxy = http.ProxyURL(proxy)
+		}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		get := func() (time.Duration, bool) {
+			t0 := time.Now()
+			req, _ := http.NewRequestWithContext(ctx, "GET", target+sc.path, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				return 0, false
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return time.Since(t0), err == nil && resp.StatusCode == 200 && resp.ProtoMajor == 2
+		}
+		// One request opens the connection: concurrent first requests
+		// would each open one.
+		if _, ok := get(); !ok {
+			if ctx.Err() == nil {
+				errs.Add(1)
+			}
+			continue
+		}
+		n.Add(1)
+		for range sc.streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []time.Duration
+				defer func() {
+					mu.Lock()
+					lat = append(lat, mine...)
+					mu.Unlock()
+				}()
+				for ctx.Err() == nil {
+					d, ok := get()
+					switch {
+					case ok:
+						n.Add(1)
+						if len(mine) < 20000 {
+							mine = append(mine, d)
+						}
+					case ctx.Err() == nil:
+						errs.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat}
+}
+
+func startOrigins() (plain, secure, h2 *httptest.Server) {
 	small := make([]byte, 1024)
 	big := make([]byte, 10<<20)
 	var seed [32]byte
@@ -618,11 +717,13 @@ func startOrigins() (*httptest.Server, *httptest.Server) {
 		io.Copy(w, r.Body)
 	})
 	quiet := log.New(io.Discard, "", 0) // clients cut at the end of a run are not news
-	plain, secure := httptest.NewUnstartedServer(mux), httptest.NewUnstartedServer(mux)
-	plain.Config.ErrorLog, secure.Config.ErrorLog = quiet, quiet
+	plain, secure, h2 = httptest.NewUnstartedServer(mux), httptest.NewUnstartedServer(mux), httptest.NewUnstartedServer(mux)
+	plain.Config.ErrorLog, secure.Config.ErrorLog, h2.Config.ErrorLog = quiet, quiet, quiet
+	h2.EnableHTTP2 = true
 	plain.Start()
 	secure.StartTLS()
-	return plain, secure
+	h2.StartTLS()
+	return plain, secure, h2
 }
 
 // stream64 posts 64 MiB through the proxy and reads the echo.

@@ -43,12 +43,18 @@ func freePort() (string, error) {
 
 // startPeer runs a command that listens on addr and waits until it does.
 func startPeer(name, addr string, cmd *exec.Cmd) (*peer, error) {
+	return startPeerWithin(name, addr, cmd, 15*time.Second)
+}
+
+// startPeerWithin is startPeer for a peer that may take up to limit to
+// start listening.
+func startPeerWithin(name, addr string, cmd *exec.Cmd, limit time.Duration) (*peer, error) {
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := &peer{name: name, url: &url.URL{Scheme: "http", Host: addr}, cmd: cmd}
-	if err := waitListening(name, addr, 15*time.Second); err != nil {
+	if err := waitListening(name, addr, limit); err != nil {
 		p.stop()
 		return nil, err
 	}
@@ -130,6 +136,30 @@ func startTinyproxy(dir string) (*peer, error) {
 		return nil, err
 	}
 	return startPeer("tinyproxy", addr, exec.Command(bin, "-d", "-c", path))
+}
+
+// startMitmproxy runs Debian's mitmdump, intercepting every CONNECT with
+// its own CA (written into its directory on first start) and speaking
+// HTTP/2 on both sides where offered, as Picket does. It does not verify
+// the loopback origin's self-signed certificate (--ssl-insecure); the load
+// generator does not verify mitmproxy's.
+func startMitmproxy(dir string) (*peer, error) {
+	bin, err := exec.LookPath("mitmdump")
+	if err != nil {
+		return nil, errors.New("mitmdump not installed (make tools installs mitmproxy)")
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	d := filepath.Join(dir, "mitmproxy")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return nil, err
+	}
+	// Python starts slowly: about 10 s on a busy 2-core machine.
+	return startPeerWithin("mitmproxy", addr, exec.Command(bin, "--quiet", "--listen-host", host, "-p", port,
+		"--set", "confdir="+d, "--ssl-insecure", "--set", "stream_large_bodies=1m"), time.Minute)
 }
 
 // startGoproxy runs this program as a bare goproxy (the library Picket is
