@@ -328,7 +328,7 @@ func (s *Server) flushCache(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"flushed": true})
 }
 
-// Participation is the participation state ([P6]): whether Picket reports
+// Participation is the participation state (docs/ksn.md): whether Picket reports
 // verdict statistics, and which file samples it may send. POST takes only
 // the first two fields; the others are what GET and the status report.
 type Participation struct {

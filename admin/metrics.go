@@ -23,7 +23,8 @@ type Sources struct {
 	Scanner      func() scanner.Stats
 	OpenConns    func() int      // open client connections of the proxy
 	AutoBypassed func() []string // hosts auto-bypassed now
-	// ParticipationQueue is the number of reports waiting to be sent ([P6]).
+	// ParticipationQueue is the number of participation reports (statistics
+	// batches) waiting to be sent to the cloud.
 	ParticipationQueue func() int
 	// Parents are the parent proxies' states (proxy.Server.Parents).
 	Parents func() []proxy.ParentStatus

@@ -53,7 +53,7 @@ type Config struct {
 	Ready func() error
 	// Reload re-reads the configuration; nil answers POST reload with 501.
 	Reload func(context.Context) error
-	// Participation returns the participation state ([P6]); nil answers the
+	// Participation returns the participation state (docs/ksn.md); nil answers the
 	// participation endpoints with 501.
 	Participation func() (Participation, error)
 	// ParticipationStatement is the statement's summary the console shows

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// AdminExtra holds the [admin] keys beyond listen ([P8]): the bearer token,
+// AdminExtra holds the [admin] keys beyond listen (docs/operations.md, "The
+// admin listener"): the bearer token,
 // who may reach the listener and how much history the console keeps. It is
 // embedded in Admin, so its keys sit directly under [admin].
 type AdminExtra struct {

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Auth is the [auth] section ([P7]): proxy authentication with HTTP Basic
-// against an htpasswd file. Off unless htpasswd is set.
+// Auth is the [auth] section: proxy authentication with HTTP Basic against
+// an htpasswd file (docs/deployment.md, "Proxy authentication"). Off unless htpasswd is set.
 type Auth struct {
 	// Htpasswd is the htpasswd file of bcrypt entries ("htpasswd -B"),
 	// relative to the config file; re-read when it changes. Default

@@ -7,8 +7,9 @@ import (
 	"github.com/picket-proxy/picket/policy"
 )
 
-// PAC is the [pac] section ([P7]): the proxy auto-configuration file
-// served at /proxy.pac and /wpad.dat on the proxy listener.
+// PAC is the [pac] section: the proxy auto-configuration file served at
+// /proxy.pac and /wpad.dat on the proxy listener (docs/deployment.md, "PAC
+// and WPAD").
 type PAC struct {
 	// Enabled serves the PAC file; default true.
 	Enabled bool `toml:"enabled"`

@@ -3,7 +3,8 @@ package config
 import "time"
 
 // Participation is the part of [reputation.ksn] that says what Picket may
-// tell the cloud ([P6]): nothing unless the administrator opts in. It is
+// tell the cloud (docs/ksn.md, docs/privacy.md): nothing unless the
+// administrator opts in. It is
 // embedded in ReputationKSN, so its keys sit in [reputation.ksn]. cmd/picket
 // maps it into stats.Config. In kpsn mode nothing is ever sent, whatever
 // these keys say.

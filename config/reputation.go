@@ -9,7 +9,8 @@ import (
 )
 
 // Reputation is the [reputation] section: where verdicts for URLs and file
-// hashes come from ([P3]). cmd/picket maps it into reputation.Config.
+// hashes come from (docs/configuration.md, "[reputation]"). cmd/picket maps
+// it into reputation.Config.
 type Reputation struct {
 	// Mode is "kpsn" (a private server, or the embedded database when
 	// [reputation.kpsn] server is empty; the default) or "ksn" (the cloud).
@@ -35,14 +36,15 @@ type Reputation struct {
 	KPSN ReputationKPSN `toml:"kpsn"`
 }
 
-// ReputationKSN is [reputation.ksn]: the cloud service. Participation
-// switches ([P6]) will live here too.
+// ReputationKSN is [reputation.ksn]: the cloud service, and whether Picket
+// participates in it (statistics and samples: docs/ksn.md).
 type ReputationKSN struct {
 	// Server is the cloud reputation server's base URL; required in ksn mode.
 	Server string `toml:"server"`
 	// Token is the bearer token sent to the server; "" sends none.
 	Token string `toml:"token"`
-	// Participation holds the [P6] switches (config/participation.go).
+	// Participation holds the participation switches
+	// (config/participation.go).
 	Participation
 }
 

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// ScannerSection is the [scanner] section: download scanning ([P5]). It
-// replaces the Scanner placeholder in sections.go.
+// ScannerSection is the [scanner] section: download scanning
+// (docs/scanning.md). It replaces the Scanner placeholder in sections.go.
 type ScannerSection struct {
 	// Enabled turns download scanning on; default true.
 	Enabled bool `toml:"enabled"`

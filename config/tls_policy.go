@@ -6,8 +6,9 @@ import (
 	"github.com/picket-proxy/picket/policy"
 )
 
-// TLSPolicy is the inspection part of the [tls] section ([P2]): which
-// CONNECT tunnels are intercepted. It is embedded in TLS, so its keys sit
+// TLSPolicy is the inspection part of the [tls] section: which CONNECT
+// tunnels are intercepted (docs/tls-interception.md, "Which connections are
+// intercepted"). It is embedded in TLS, so its keys sit
 // directly under [tls].
 type TLSPolicy struct {
 	// Intercept turns TLS interception on; default true.

@@ -18,9 +18,9 @@ import (
 
 // HTTP/2 towards clients. An intercepted client that offers h2 in its TLS
 // ClientHello gets it (ALPN), and its connection is served by our own
-// golang.org/x/net/http2 server — never by goproxy's AllowHTTP2 path, on
-// which per-request filters do not run (GOPROXY-NOTES, "Requests inside a
-// MITM tunnel"). Each stream is one request through innerHandler, exactly as
+// golang.org/x/net/http2 server — never by goproxy's AllowHTTP2 path, which
+// hands whole h2 sessions to a shared http2.Server on which per-request
+// filters (and so decisions) do not run. Each stream is one request through innerHandler, exactly as
 // a request read over HTTP/1.1: decision, block and warn pages, scanning,
 // one access-log line (proto "HTTP/2.0") and one Event.
 //

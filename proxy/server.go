@@ -117,8 +117,10 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	// Every request, plain or inside an intercepted tunnel, goes through
 	// roundTrip. CONNECT never reaches goproxy: handleConnect and
 	// intercept.go do tunnels and TLS themselves, with deadlines and limits
-	// goproxy's MITM loop lacks (GOPROXY-NOTES, "Requests inside a MITM
-	// tunnel").
+	// goproxy's MITM loop lacks (v1.9's https.go handshakes with the client
+	// on context.Background(), reads the inner requests with no header-size
+	// limit and no deadline, and closes the client connection on an upstream
+	// error instead of answering it).
 	rt := goproxy.RoundTripperFunc(s.roundTrip)
 	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		ctx.RoundTripper = rt

@@ -20,8 +20,10 @@ const upstreamSessions = 1024
 // newTransport builds an upstream transport over dial. Unlike goproxy's default it
 // verifies certificates (system roots plus cfg.RootCAs), never follows
 // HTTP(S)_PROXY from the environment, bounds every phase with a timeout and
-// keeps the client's Accept-Encoding (no transparent decompression inside the
-// proxy: see GOPROXY-NOTES, "Bodies"). It speaks HTTP/2 to origins that
+// keeps the client's Accept-Encoding: goproxy v1.9 deletes it unless
+// KeepAcceptEncoding is set (removeProxyHeaders, proxy.go), and Go's
+// transport would then ask for gzip and decompress inside the proxy, where
+// a gzip bomb would expand in our process. It speaks HTTP/2 to origins that
 // offer it by ALPN — one connection carries the concurrent requests of every
 // client to that origin — and HTTP/1.1 to the others and for WebSocket
 // upgrades. Both go through dial.

@@ -46,8 +46,8 @@ const (
 	PathLookup  = "/v1/lookup"
 	PathUpdate  = "/v1/update"
 	PathHealth  = "/healthz"
-	PathStats   = "/v1/stats"   // [P6], cloud role only
-	PathSamples = "/v1/samples" // [P6], cloud role only
+	PathStats   = "/v1/stats"   // participation statistics (docs/privacy.md), cloud role only
+	PathSamples = "/v1/samples" // participation samples (docs/privacy.md), cloud role only
 )
 
 // MaxPrefixesPerRequest bounds a lookup request.

@@ -43,7 +43,8 @@ type adminParts struct {
 	Ready func() error
 	// Reload re-reads config.toml and swaps it in, or keeps the old one.
 	Reload func(context.Context) error
-	// Participation and SetParticipation read and change [P6]'s switches;
+	// Participation and SetParticipation read and change the participation
+	// switches (docs/ksn.md);
 	// ParticipationQueue counts the reports waiting to be sent.
 	Participation      func() (admin.Participation, error)
 	SetParticipation   func(ctx context.Context, p admin.Participation, who string) error
@@ -116,7 +117,7 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 	return admin.New(cfg)
 }
 
-// adminParticipation adapts [P6]'s switches to the admin API: the
+// adminParticipation adapts the participation switches to the admin API: the
 // Participation, SetParticipation and ParticipationQueue fields of
 // adminParts.
 func adminParticipation(p *stats.Participation) (

@@ -73,7 +73,8 @@ func TestNewAdmin(t *testing.T) {
 	}
 }
 
-// TestAdminParticipation drives [P6]'s switches through the admin API.
+// TestAdminParticipation drives the participation switches through the admin
+// API.
 func TestAdminParticipation(t *testing.T) {
 	dir := t.TempDir()
 	p, err := stats.New(stats.Config{QueueDir: filepath.Join(dir, "queue"), StateFile: filepath.Join(dir, "state.json")}, zerolog.Nop())

@@ -13,10 +13,10 @@ import (
 // gateway is a client host in a network namespace of its own, routed
 // through this (the gateway's) namespace, whose traffic to chosen ports is
 // redirected with iptables to a local port, as an administrator sets up a
-// transparent proxy (TESTING-NOTES.md). The namespace, the interface names
-// and the 10.x.y.0/24 are random, so that tests running at the same time
-// (other packages, other worktrees) do not collide; everything is undone
-// in the test's cleanup.
+// transparent proxy (docs/deployment.md, "Transparent gateway"). The
+// namespace, the interface names and the 10.x.y.0/24 are random, so that
+// tests running at the same time (other packages, other worktrees) do not
+// collide; everything is undone in the test's cleanup.
 type gateway struct {
 	ns, hostIf  string
 	gw, client  string // the gateway's and the client's address

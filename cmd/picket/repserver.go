@@ -37,7 +37,7 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 	syncEvery := fs.Duration("sync", server.DefaultSyncEvery, "private: how often to ask the upstream for updates")
 	poll := fs.Duration("poll", 5*time.Second, "cloud: how often to check the feeds for changes (0: SIGHUP only)")
 	verbose := fs.Bool("v", false, "log every request (debug level)")
-	data := fs.String("data", "", "cloud: directory where participating installations' statistics and samples are stored ([P6]); empty: not accepted")
+	data := fs.String("data", "", "cloud: directory where participating installations' statistics and samples are stored (see docs/privacy.md); empty: not accepted")
 	if code, ok := parseFlags(fs, args, false); !ok {
 		return code
 	}

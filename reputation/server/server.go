@@ -2,7 +2,7 @@
 // lookup protocol of docs/protocol.md over HTTP/JSON, in two roles.
 //
 //	role cloud (KSN)    feeds dir ──▶ db.Store ──▶ /v1/lookup, /v1/update
-//	                                              [/v1/stats, /v1/samples: P6 Intake]
+//	                                              [/v1/stats, /v1/samples: participation Intake]
 //	role private (KPSN) upstream /v1/update ──▶ mirror DB (+ snapshot) ──▶ /v1/lookup
 //
 // A private server sends nothing upstream but update requests, has no
@@ -84,7 +84,8 @@ type Config struct {
 	// History is how many updates a cloud server keeps for incremental
 	// downloads; 0 means DefaultHistory.
 	History int
-	// Intake receives statistics and samples ([P6]); cloud role only. Nil
+	// Intake receives participating installations' statistics and samples
+	// (docs/privacy.md); cloud role only. Nil
 	// means those endpoints answer 404.
 	Intake http.Handler
 	// HTTPClient is used upstream; nil means one with sane timeouts.
