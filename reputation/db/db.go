@@ -25,6 +25,7 @@ type DB struct {
 	vidx     []uint32             // verdict of hashes[i]: verdicts[vidx[i]]
 	verdicts []reputation.Verdict // distinct verdicts
 	index    []uint32             // len 65537: hashes with first two bytes b start at index[b]
+	nets     *Networks            // address lists (nets.go); nil when none
 }
 
 // Version is the database's version: increasing with every change.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -241,7 +242,13 @@ func FuzzFeedLine(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		n := 0
-		p := parser{add: func(reputation.Hash, reputation.Verdict) { n++ }, bad: func(int, string, ...any) {}}
+		p := parser{add: func(reputation.Hash, reputation.Verdict) { n++ }, bad: func(int, string, ...any) {},
+			addNet: func(netip.Prefix, reputation.Verdict) { n++ }}
+		for _, f := range Formats {
+			if f != "urlhaus-csv" {
+				p.lineFunc(f)(line, 1)
+			}
+		}
 		p.urlLine(line, 1)
 		p.hostsLine(line, 1)
 		p.clamavLine(line, 1)

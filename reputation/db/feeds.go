@@ -13,83 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/BurntSushi/toml"
 	"github.com/picket-proxy/picket/reputation"
 )
-
-// ManifestName is the feed directory's list of sources.
-const ManifestName = "feeds.toml"
-
-// Source is one [[source]] of feeds.toml.
-type Source struct {
-	// Path is the feed file, relative to the feed directory.
-	Path string `toml:"path"`
-	// Format is urls, hosts, urlhaus-csv, clamav or jsonl.
-	Format string `toml:"format"`
-	// Verdict is the verdict of entries that carry none; default
-	// "malware" ("clean" for ClamAV .fp files).
-	Verdict string `toml:"verdict"`
-	// Category is the category of entries that carry none.
-	Category string `toml:"category"`
-	// Threat is the threat name of entries that carry none.
-	Threat string `toml:"threat"`
-}
-
-// Manifest is feeds.toml.
-type Manifest struct {
-	Sources []Source `toml:"source"`
-}
-
-// Formats are the known feed formats.
-var Formats = []string{"urls", "hosts", "urlhaus-csv", "clamav", "jsonl"}
-
-// ReadManifest reads and checks dir/feeds.toml.
-func ReadManifest(dir string) (*Manifest, error) {
-	path := filepath.Join(dir, ManifestName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("feeds: %w", err)
-	}
-	var m Manifest
-	md, err := toml.Decode(string(data), &m)
-	if err != nil {
-		return nil, fmt.Errorf("feeds: %s: %w", path, err)
-	}
-	var errs []error
-	for _, k := range md.Undecoded() {
-		errs = append(errs, fmt.Errorf("feeds: %s: unknown key %s", path, k))
-	}
-	if len(m.Sources) == 0 {
-		errs = append(errs, fmt.Errorf("feeds: %s: no [[source]]", path))
-	}
-	for i, s := range m.Sources {
-		if s.Path == "" {
-			errs = append(errs, fmt.Errorf("feeds: %s: source %d: missing path", path, i+1))
-		}
-		if !knownFormat(s.Format) {
-			errs = append(errs, fmt.Errorf("feeds: %s: source %d (%s): unknown format %q (want one of %s)",
-				path, i+1, s.Path, s.Format, strings.Join(Formats, ", ")))
-		}
-		if s.Verdict != "" {
-			if _, err := reputation.ParseKind(s.Verdict); err != nil {
-				errs = append(errs, fmt.Errorf("feeds: %s: source %d (%s): %w", path, i+1, s.Path, err))
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return &m, nil
-}
-
-func knownFormat(f string) bool {
-	for _, g := range Formats {
-		if f == g {
-			return true
-		}
-	}
-	return false
-}
 
 // BadLine is a feed line that could not be used.
 type BadLine struct {
@@ -106,9 +31,13 @@ const MaxBadLinesKept = 20
 
 // SourceReport is what loading one source found.
 type SourceReport struct {
-	Path     string
-	Format   string
-	Entries  int
+	Name   string
+	Path   string // the file read (a download's cached copy), relative to the feed directory when inside it
+	URL    string // a download's URL without its query; "" for a local file
+	Format string
+	// Missing is true for a download with no copy yet (never fetched).
+	Missing  bool
+	Entries  int // hashes and networks read, duplicates included
 	BadLines int
 	Bad      []BadLine // the first MaxBadLinesKept
 }
@@ -136,69 +65,149 @@ func (r *Report) BadLines() int {
 	return n
 }
 
+// Source returns the report of the source called name.
+func (r *Report) Source(name string) (SourceReport, bool) {
+	if r == nil {
+		return SourceReport{}, false
+	}
+	for _, s := range r.Sources {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return SourceReport{}, false
+}
+
 // Load reads every source of dir/feeds.toml into a DB at version. A missing
-// file or a bad feeds.toml is an error; bad lines are counted in the Report.
+// local file or a bad feeds.toml is an error; a download without a copy yet
+// is reported Missing; bad lines are counted in the Report.
 func Load(dir string, version uint64) (*DB, *Report, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, nil, err
 	}
+	return m.load(version)
+}
+
+func (m *Manifest) load(version uint64) (*DB, *Report, error) {
 	b := NewBuilder(0)
+	nb := newNetBuilder()
 	r := &Report{}
-	for _, s := range m.Sources {
-		sr, err := loadSource(b, dir, s)
+	for i := range m.Sources {
+		s := &m.Sources[i]
+		sr, err := m.loadSource(s, sink{add: b.Add, addNet: func(p netip.Prefix, v reputation.Verdict) { nb.add(p, v, s.Name) }})
 		if err != nil {
 			return nil, nil, err
 		}
 		r.Sources = append(r.Sources, sr)
 	}
-	return b.Build(version), r, nil
+	d := b.Build(version)
+	d.nets = nb.build()
+	return d, r, nil
 }
 
-func loadSource(b *Builder, dir string, s Source) (SourceReport, error) {
-	f, err := os.Open(filepath.Join(dir, s.Path))
+// loadSource reads one source's file into sk.
+func (m *Manifest) loadSource(s *Source, sk sink) (SourceReport, error) {
+	path := m.File(s)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) && s.Remote() {
+		return SourceReport{Name: s.Name, Path: m.rel(path), URL: s.DisplayURL(), Format: s.Format, Missing: true}, nil
+	}
 	if err != nil {
-		return SourceReport{}, fmt.Errorf("feeds: source %s: %w", s.Path, err)
+		return SourceReport{}, fmt.Errorf("feeds: source %s: %w", s.Name, err)
 	}
 	defer f.Close()
+	sr, err := ParseSource(f, s, m.rel(path), sk)
+	if err != nil {
+		return SourceReport{}, fmt.Errorf("feeds: source %s: %w", s.Name, err)
+	}
+	return sr, nil
+}
+
+// rel is path relative to the feed directory when it is inside it.
+func (m *Manifest) rel(path string) string {
+	if r, err := filepath.Rel(m.dir, path); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return path
+}
+
+// sink receives a source's entries: full hashes, and networks from the
+// address-list formats.
+type sink struct {
+	add    func(reputation.Hash, reputation.Verdict)
+	addNet func(netip.Prefix, reputation.Verdict)
+}
+
+// countingSink counts entries and keeps nothing (checking a download
+// before it replaces the last good copy).
+func countingSink() sink {
+	return sink{add: func(reputation.Hash, reputation.Verdict) {}, addNet: func(netip.Prefix, reputation.Verdict) {}}
+}
+
+// ParseSource reads one source's content in its format. file names it in
+// bad lines. Only a read error is an error.
+func ParseSource(r io.Reader, s *Source, file string, sk sink) (SourceReport, error) {
 	def := reputation.Verdict{Kind: reputation.KindMalware, Category: s.Category, ThreatName: s.Threat}
-	if s.Format == "clamav" && strings.HasSuffix(s.Path, ".fp") {
+	if s.Format == "clamav" && strings.HasSuffix(s.origin(), ".fp") {
 		def.Kind = reputation.KindClean
 	}
 	if s.Verdict != "" {
 		def.Kind, _ = reputation.ParseKind(s.Verdict)
 	}
-	sr := SourceReport{Path: s.Path, Format: s.Format}
-	add := func(h reputation.Hash, v reputation.Verdict) {
-		b.Add(h, v)
-		sr.Entries++
+	sr := SourceReport{Name: s.Name, Path: file, URL: s.DisplayURL(), Format: s.Format}
+	p := parser{
+		def: def,
+		add: func(h reputation.Hash, v reputation.Verdict) { sk.add(h, v); sr.Entries++ },
+		addNet: func(n netip.Prefix, v reputation.Verdict) {
+			sk.addNet(n, v)
+			sr.Entries++
+		},
+		bad: func(line int, format string, args ...any) {
+			sr.BadLines++
+			if len(sr.Bad) < MaxBadLinesKept {
+				sr.Bad = append(sr.Bad, BadLine{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+			}
+		},
 	}
-	bad := func(line int, format string, args ...any) {
-		sr.BadLines++
-		if len(sr.Bad) < MaxBadLinesKept {
-			sr.Bad = append(sr.Bad, BadLine{File: s.Path, Line: line, Msg: fmt.Sprintf(format, args...)})
-		}
+	var err error
+	if s.Format == "urlhaus-csv" {
+		err = p.urlhaus(r)
+	} else {
+		err = p.lines(r, p.lineFunc(s.Format))
 	}
-	p := parser{def: def, add: add, bad: bad}
-	switch s.Format {
-	case "urlhaus-csv":
-		err = p.urlhaus(f)
-	default:
-		err = p.lines(f, map[string]func(string, int){
-			"urls": p.urlLine, "hosts": p.hostsLine, "clamav": p.clamavLine, "jsonl": p.jsonLine,
-		}[s.Format])
+	return sr, err
+}
+
+// lineFunc is the line parser of a line-oriented format.
+func (p parser) lineFunc(format string) func(string, int) {
+	switch format {
+	case "urls":
+		return p.urlLine
+	case "hosts":
+		return p.hostsLine
+	case "clamav":
+		return p.clamavLine
+	case "jsonl":
+		return p.jsonLine
+	case "domains":
+		return p.domainLine
+	case "hashes":
+		return p.hashLine
+	case "ips":
+		return p.ipLine
+	case "spamhaus-drop":
+		return p.dropLine
 	}
-	if err != nil {
-		return SourceReport{}, fmt.Errorf("feeds: source %s: %w", s.Path, err)
-	}
-	return sr, nil
+	panic("db: no line parser for format " + format)
 }
 
 // parser turns lines into entries.
 type parser struct {
-	def reputation.Verdict
-	add func(reputation.Hash, reputation.Verdict)
-	bad func(line int, format string, args ...any)
+	def    reputation.Verdict
+	add    func(reputation.Hash, reputation.Verdict)
+	addNet func(netip.Prefix, reputation.Verdict)
+	bad    func(line int, format string, args ...any)
 }
 
 // maxLineBytes bounds one feed line.
@@ -306,6 +315,7 @@ type jsonRecord struct {
 	SHA256   string `json:"sha256"`
 	SHA1     string `json:"sha1"`
 	MD5      string `json:"md5"`
+	CIDR     string `json:"cidr"` // an address or a network: a destination address list
 	Verdict  string `json:"verdict"`
 	Category string `json:"category"`
 	Name     string `json:"name"`
@@ -354,8 +364,12 @@ func (p parser) jsonLine(line string, n int) {
 		h, _ := reputation.FileKey(sum)
 		p.add(h, v)
 	}
+	if r.CIDR != "" {
+		found = true
+		p.addNetwork(r.CIDR, v, n)
+	}
 	if !found {
-		p.bad(n, "no url, host, sha256, sha1 or md5")
+		p.bad(n, "no url, host, sha256, sha1, md5 or cidr")
 	}
 }
 

@@ -2,6 +2,7 @@ package db
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,12 +23,17 @@ func FuzzFeedFile(f *testing.F) {
 	f.Add(uint8(4), []byte(`{"url":"http://a.test/","verdict":"phishing"}`+"\n"+`{"hash":"x"}`+"\n"))
 	f.Add(uint8(2), []byte(strings.Repeat("x", 70<<10)+"\n\"1\",\"d\",\"http://a.test/\",\"o\",\"d\",\"t\",\"g\",\"l\",\"r\"\n"))
 	f.Add(uint8(0), []byte(strings.Repeat("a", 70<<10)))
+	f.Add(uint8(5), []byte("evil.test\n*.wild.test\n<html>\n"))
+	f.Add(uint8(6), []byte("# sha256\n275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f\n"))
+	f.Add(uint8(7), []byte("192.0.2.0/24 ; SBL1\n2001:db8::/32\n::ffff:1.2.3.4\n"))
+	f.Add(uint8(8), []byte(`{"cidr":"192.0.2.0/24","sblid":"SBL1","rir":"arin"}`+"\n"+`{"type":"metadata"}`+"\n"))
 	f.Fuzz(func(t *testing.T, format uint8, data []byte) {
 		var n int
 		p := parser{
-			def: reputation.Verdict{Kind: reputation.KindMalware},
-			add: func(reputation.Hash, reputation.Verdict) { n++ },
-			bad: func(int, string, ...any) {},
+			def:    reputation.Verdict{Kind: reputation.KindMalware},
+			add:    func(reputation.Hash, reputation.Verdict) { n++ },
+			addNet: func(netip.Prefix, reputation.Verdict) { n++ },
+			bad:    func(int, string, ...any) {},
 		}
 		lines := bytes.Count(data, []byte("\n")) + 1
 		var err error
@@ -40,8 +46,8 @@ func FuzzFeedFile(f *testing.F) {
 			err = p.urlhaus(bytes.NewReader(data))
 		case "clamav":
 			err = p.lines(bytes.NewReader(data), p.clamavLine)
-		case "jsonl":
-			err = p.lines(bytes.NewReader(data), p.jsonLine)
+		default:
+			err = p.lines(bytes.NewReader(data), p.lineFunc(Formats[int(format)%len(Formats)]))
 		}
 		if err != nil {
 			t.Fatalf("reading from memory failed: %v", err)
@@ -55,12 +61,14 @@ func FuzzFeedFile(f *testing.F) {
 }
 
 // FuzzManifest reads arbitrary feeds.toml files: a manifest that is
-// accepted names only known formats and non-empty paths.
+// accepted names only known formats, and a path or a URL for each named
+// source.
 func FuzzManifest(f *testing.F) {
 	f.Add("[[source]]\npath = \"urls.txt\"\nformat = \"urls\"\nverdict = \"phishing\"\n")
 	f.Add("[[source]]\npath = \"a.fp\"\nformat = \"clamav\"\ncategory = \"c\"\nthreat = \"t\"\n")
 	f.Add("[[source]]\nformat = \"nope\"\n[[source]]\npath = 3\n")
 	f.Add("source = [ { path = \"x\", format = \"hosts\" } ]\n")
+	f.Add("cache_dir = \"dl\"\n[[source]]\nname = \"u\"\nurl = \"https://a.example/x.gz\"\nformat = \"hashes\"\nrefresh = \"2h\"\nmax_size = \"1MiB\"\nheaders = { A = \"v\" }\n")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, manifest string) {
 		dir := t.TempDir()
@@ -75,7 +83,7 @@ func FuzzManifest(f *testing.F) {
 			t.Fatal("accepted a manifest without sources")
 		}
 		for _, s := range m.Sources {
-			if s.Path == "" || !knownFormat(s.Format) {
+			if (s.Path == "") == (s.URL == "") || s.Name == "" || !knownFormat(s.Format) {
 				t.Fatalf("accepted source %+v", s)
 			}
 		}

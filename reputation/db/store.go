@@ -3,7 +3,9 @@ package db
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -180,12 +182,17 @@ func (s *Store) fingerprintNow() ([32]byte, error) {
 	h := sha256.New()
 	data, _ := os.ReadFile(filepath.Join(s.dir, ManifestName))
 	h.Write(data)
-	for _, src := range m.Sources {
-		fi, err := os.Stat(filepath.Join(s.dir, src.Path))
-		if err != nil {
-			return [32]byte{}, fmt.Errorf("feeds: source %s: %w", src.Path, err)
+	for i := range m.Sources {
+		src := &m.Sources[i]
+		fi, err := os.Stat(m.File(src))
+		if errors.Is(err, fs.ErrNotExist) && src.Remote() {
+			fmt.Fprintf(h, "\x00%s\x00missing", src.Name) // not downloaded yet
+			continue
 		}
-		fmt.Fprintf(h, "\x00%s\x00%d\x00%d", src.Path, fi.Size(), fi.ModTime().UnixNano())
+		if err != nil {
+			return [32]byte{}, fmt.Errorf("feeds: source %s: %w", src.Name, err)
+		}
+		fmt.Fprintf(h, "\x00%s\x00%d\x00%d", src.Name, fi.Size(), fi.ModTime().UnixNano())
 	}
 	var fp [32]byte
 	h.Sum(fp[:0])
