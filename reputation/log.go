@@ -22,4 +22,9 @@ const (
 	LogTLS       = "tls"       // whether a listener serves TLS
 	LogMode      = "mode"      // client mode: "ksn" or "kpsn"
 	LogBackend   = "backend"   // client backend: cloud server, private server, embedded database
+	LogFeed      = "feed"      // name of a feed source (feeds.toml)
+	LogFailures  = "failures"  // consecutive failed downloads of a feed
+	LogNext      = "next"      // when a feed is next downloaded
+	LogBytes     = "bytes"     // size of a downloaded feed
+	LogOutcome   = "outcome"   // of a feed download: updated, unchanged, failed
 )

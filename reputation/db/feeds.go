@@ -239,7 +239,17 @@ func (p parser) addExpr(raw string, v reputation.Verdict, n int) {
 		p.bad(n, "%v", err)
 		return
 	}
+	if host, _, _ := strings.Cut(e, "/"); !isDomain(host) && !isIPLiteral(host) {
+		p.bad(n, "%q is not a host name", host) // an HTML error page, a changed format
+		return
+	}
 	p.add(reputation.HashExpression(e), v)
+}
+
+// isIPLiteral accepts a canonical host that is an IP address ("[v6]").
+func isIPLiteral(h string) bool {
+	_, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	return err == nil
 }
 
 // urlLine: one URL or host expression a line.

@@ -31,6 +31,8 @@ type Config struct {
 	// OnChange, if set, is called after each reload that replaced the
 	// database (not for the initial load), with the old and the new DB.
 	OnChange func(old, new *DB)
+	// Fetch configures the downloads of URL sources (store_feeds.go).
+	Fetch FetchConfig
 }
 
 // Defaults of Config.
@@ -52,6 +54,9 @@ type Store struct {
 	mu          sync.Mutex // serialises reloads
 	fingerprint [32]byte
 	report      *Report
+	manifest    *Manifest // of the DB in force
+
+	fetch *fetchLoop // downloads of URL sources (store_feeds.go)
 
 	onChange func(old, new *DB)
 
@@ -79,6 +84,7 @@ func Open(cfg Config, log zerolog.Logger) (*Store, error) {
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
+	startFetchLoop(s, cfg.Dir, cfg.Fetch, log)
 	poll := cfg.Poll
 	if poll == 0 {
 		poll = DefaultPoll
@@ -151,12 +157,16 @@ func (s *Store) reloadLocked(fp [32]byte) error {
 	if old != nil && version <= old.Version() {
 		version = old.Version() + 1
 	}
-	d, r, err := Load(s.dir, version)
+	m, err := ReadManifest(s.dir)
+	if err != nil {
+		return err
+	}
+	d, r, err := m.load(version)
 	if err != nil {
 		return err
 	}
 	s.cur.Store(d)
-	s.fingerprint, s.report = fp, r
+	s.fingerprint, s.report, s.manifest = fp, r, m
 	for _, src := range r.Sources {
 		for _, b := range src.Bad {
 			s.log.Warn().Str(reputation.LogFile, b.File).Int(reputation.LogLine, b.Line).Msg("bad feed line: " + b.Msg)
@@ -219,9 +229,10 @@ func Answer(d *DB, prefixes []reputation.Prefix, ttl, negTTL time.Duration, src 
 	return a
 }
 
-// Close stops the watcher. It is idempotent.
+// Close stops the watcher and the downloads. It is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.done
+	s.fetch.stop()
 	return nil
 }
