@@ -137,7 +137,7 @@ type SourceStatus struct {
 	// LastSuccess is the last download or check that confirmed the copy
 	// (a local file: its modification time); LastChange when the copy last
 	// changed.
-	LastSuccess, LastChange time.Time
+	LastSuccess, LastChange  time.Time
 	LastAttempt, NextAttempt time.Time
 	LastError                string
 	LastErrorAt              time.Time
