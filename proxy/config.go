@@ -67,6 +67,11 @@ type Config struct {
 	// ConnectPorts are the ports CONNECT may reach; nil means 80, 443,
 	// 8080 and 8443.
 	ConnectPorts []PortRange
+	// BlockAddresses refuses destination addresses (the threat feeds'
+	// address lists), checked on every address about to be dialled for
+	// CONNECT, plain and transparent traffic alike: the client gets a block
+	// page (or 403) showing its Decision. Nil checks nothing.
+	BlockAddresses AddressBlocker
 
 	// RootCAs verifies upstream certificates; nil means the system roots.
 	RootCAs *x509.CertPool

@@ -62,13 +62,14 @@ var privateRanges = []netip.Prefix{
 type destinations struct {
 	deny, allow []netip.Prefix
 	ports       []PortRange
+	block       AddressBlocker // Config.BlockAddresses
 
 	mu   sync.RWMutex
 	self map[uint16]bool // ports of our own listeners (proxy, admin)
 }
 
 func newDestinations(cfg *Config) *destinations {
-	d := &destinations{allow: cfg.AllowDestinations, ports: cfg.ConnectPorts, self: make(map[uint16]bool)}
+	d := &destinations{allow: cfg.AllowDestinations, ports: cfg.ConnectPorts, block: cfg.BlockAddresses, self: make(map[uint16]bool)}
 	d.deny = append(append([]netip.Prefix{}, builtinDeny...), cfg.DenyDestinations...)
 	if cfg.DenyPrivateDestinations {
 		d.deny = append(d.deny, privateRanges...)
@@ -87,6 +88,37 @@ type errDenied struct {
 
 func (e *errDenied) Error() string { return "destination " + e.addr + " not allowed: " + e.reason }
 
+// AddressBlocker refuses destination addresses. Blocked is asked about
+// every address about to be dialled, in the dialer: it must be fast and
+// must not block. Version changes whenever Blocked's answers may have
+// changed: upstream connections kept open for reuse are then checked again
+// before they carry another request (tunnels already open run on, like a
+// firewall's established connections).
+type AddressBlocker interface {
+	Blocked(ip netip.Addr) (Decision, bool)
+	Version() uint64
+}
+
+// errListed is the error of a destination a threat feed lists: the
+// request is blocked with the decision, not failed.
+type errListed struct {
+	addr     string
+	decision Decision
+}
+
+func (e *errListed) Error() string {
+	return "destination " + e.addr + " blocked: " + blockReason(e.decision)
+}
+
+// listed returns the decision of a dial refused by BlockAddress.
+func listed(err error) (Decision, bool) {
+	var l *errListed
+	if errors.As(err, &l) {
+		return l.decision, true
+	}
+	return Decision{}, false
+}
+
 // protect adds one of our own listening ports: no request may be sent to it
 // on a local address, whatever the allow lists say (no loops, no admin API
 // through the proxy).
@@ -104,6 +136,13 @@ func (d *destinations) check(ap netip.AddrPort) error {
 	d.mu.RUnlock()
 	if self && (ip.IsLoopback() || ip.IsUnspecified() || isLocalIP(ip)) {
 		return &errDenied{ap.String(), "that is this proxy itself"}
+	}
+	// Threat feeds' address lists apply whatever the allow list says: it
+	// opens internal ranges, not listed ones.
+	if d.block != nil {
+		if dec, ok := d.block.Blocked(ip); ok {
+			return &errListed{ap.String(), dec}
+		}
 	}
 	for _, p := range d.allow {
 		if p.Contains(ip) {

@@ -19,8 +19,9 @@
 //	  ├── proxy authentication ───────────► 407 / 429 (auth.go)                    │
 //	  ├── CONNECT ─► handleConnect: port allowed? Decide(host)                     │
 //	  │                 ├── block/warn, not interceptable ─► 403 + reason header   │
-//	  │                 ├── tunnel ─────────► dial (destination policy; direct or CONNECT on a
-//	  │                 │                      parent, upstream.go), splice (tunnel.go)
+//	  │                 ├── tunnel ─────────► dial (destination policy, address lists: listed
+//	  │                 │                      ─► 403; direct or CONNECT on a parent,
+//	  │                 │                      upstream.go), splice (tunnel.go)
 //	  │                 └── intercept ──────► TLS with a minted leaf (intercept.go);
 //	  │                                       ALPN h2: our HTTP/2 server, each stream
 //	  │                                       to innerHandler (h2.go: stream limits,
@@ -37,8 +38,10 @@
 //	                   roundTrip: warn "continue" link? Decide(URL) ── block/warn ─► page (blockpage.go)
 //	                      │ strip hop-by-hop (TE: trailers kept), Via, X-Forwarded-For
 //	                      │ Upstream (upstream.go): direct, the dialer checking the dialled IP
-//	                      │   (destinations.go), or through a parent proxy; HTTP/2 when the
-//	                      │   origin offers it, else HTTP/1.1 (transport.go) ── error ─► 502/504/403 page
+//	                      │   (destinations.go: destination policy, then the feeds' address
+//	                      │   lists), or through a parent proxy; HTTP/2 when the origin offers
+//	                      │   it, else HTTP/1.1 (transport.go) ── listed ─► block page;
+//	                      │   error ─► 502/504/403 page
 //	                      │ response: hop-by-hop out, QUIC alternatives out of Alt-Svc (altsvc.go)
 //	                      │ download scanning (scan.go): classify, buffer or trickle (not gRPC)
 //	                      ▼

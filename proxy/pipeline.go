@@ -118,11 +118,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 	// A block or a warning can only be shown inside an intercepted tunnel;
 	// otherwise the CONNECT is refused with the reason in a header.
 	if d.Action != Allow && !(d.Intercept && s.cfg.Intercept != nil) {
-		x.status, x.incident = http.StatusForbidden, newIncident()
-		w.Header().Set("X-Picket-Reason", headerSafe(blockReason(d)))
-		w.Header().Set("X-Picket-Incident", x.incident)
-		writePage(w, page{Status: http.StatusForbidden, Title: "Blocked", Msg: plainReason(d, false),
-			Host: stripPort(host), Detail: "Incident " + x.incident, Rule: d.Rule})
+		refuseConnect(w, x, host)
 		return
 	}
 
@@ -140,6 +136,11 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 
 	// 4. Tunnel: dial first, so that a failure is still an HTTP answer.
 	upstream, err := s.up.dialTunnel(r.Context(), host, "")
+	if d, ok := listed(err); ok { // the address dialled is on a threat feed's list
+		x.decision = d
+		refuseConnect(w, x, host)
+		return
+	}
 	if err != nil {
 		ue := classify(host, err)
 		x.status, x.errKind = ue.Status, ue.Kind
@@ -154,6 +155,18 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client ne
 	defer conn.Close()
 	// Bytes the client sent right behind the CONNECT go first.
 	s.tunnelFor(x, conn, upstream, buffered)
+}
+
+// refuseConnect answers a CONNECT blocked by x.decision with 403 and the
+// reason in a header (nothing else can be shown outside an intercepted
+// tunnel).
+func refuseConnect(w http.ResponseWriter, x *exchange, host string) {
+	d := x.decision
+	x.status, x.incident = http.StatusForbidden, newIncident()
+	w.Header().Set("X-Picket-Reason", headerSafe(blockReason(d)))
+	w.Header().Set("X-Picket-Incident", x.incident)
+	writePage(w, page{Status: http.StatusForbidden, Title: "Blocked", Msg: plainReason(d, false),
+		Host: stripPort(host), Detail: "Incident " + x.incident, Rule: d.Rule})
 }
 
 // connectEstablished answers a CONNECT that opened a tunnel (a []byte: a
@@ -212,10 +225,7 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	x.decision = d
 	switch d.Action {
 	case Block:
-		x.incident = newIncident()
-		resp := s.pages.render(in, x, false, "")
-		resp.Header.Set("X-Picket-Reason", headerSafe(blockReason(d)))
-		return s.respond(x, in, resp)
+		return s.respond(x, in, s.blockPage(in, x))
 	case Warn:
 		x.incident = newIncident()
 		return s.respond(x, in, s.pages.render(in, x, true, s.pages.continueURL(x)))
@@ -235,6 +245,10 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 			Msg: "The request body could not be read."})
 		resp.Close = true
 		return s.respond(x, in, resp)
+	}
+	if d, ok := listed(err); ok { // the address dialled is on a threat feed's list
+		x.decision = d
+		return s.respond(x, in, s.blockPage(in, x))
 	}
 	if err != nil {
 		ue := classify(in.URL.Host, err)
@@ -262,6 +276,14 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 
 	// 6. Downloads whose true type calls for it are scanned (scan.go).
 	return s.respond(x, in, s.scanResponse(in, x, resp))
+}
+
+// blockPage answers a request blocked by x.decision.
+func (s *Server) blockPage(in *http.Request, x *exchange) *http.Response {
+	x.incident = newIncident()
+	resp := s.pages.render(in, x, false, "")
+	resp.Header.Set("X-Picket-Reason", headerSafe(blockReason(x.decision)))
+	return resp
 }
 
 // respond attaches the access-log line to resp's body and returns it.

@@ -155,6 +155,10 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 	}
 	// 3. Tunnel to the original destination, never to the name.
 	upstream, err := s.up.dialTunnel(context.Background(), host, dst.String())
+	if d, ok := listed(err); ok { // on a threat feed's address list: close
+		x.decision, x.status, x.incident = d, http.StatusForbidden, newIncident()
+		return
+	}
 	if err != nil {
 		ue := classify(host, err)
 		x.status, x.errKind = ue.Status, ue.Kind

@@ -94,7 +94,9 @@ func TestTransparentGateway(t *testing.T) {
 	defer tlsOrigin.Close()
 
 	ca := testCA(t)
+	list := &listedNets{nets: []netip.Prefix{netip.MustParsePrefix(gw + "/32")}}
 	tp := startProxy(t, Config{
+		BlockAddresses: list,
 		Decider: DeciderFunc(func(_ context.Context, r *Request) (Decision, error) {
 			if strings.Contains(r.URL.Host, "phishing") || strings.Contains(r.URL.Path, "blocked") {
 				return Decision{Action: Block, Verdict: "phishing", Intercept: true}, nil
@@ -151,6 +153,22 @@ func TestTransparentGateway(t *testing.T) {
 	l := tp.waitAccess(t, func(l map[string]any) bool { return l[fURL] == "http://"+gw+"/hello" })
 	if l[fClient] != cl {
 		t.Errorf("logged client: got %v, want %s", l[fClient], cl)
+	}
+
+	// A threat feed lists the origin's network: the address actually
+	// dialled (the original destination) is refused, plain and intercepted.
+	list.set(true)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"http to a listed network", []string{"http://" + gw + "/hello"}},
+		{"https to a listed network", []string{"--cacert", caFile, "--resolve", "example.com:443:" + gw, "https://example.com/hi"}},
+	} {
+		body, status := curl(tc.args...)
+		if status != "403" || !strings.Contains(body, "spread malware") {
+			t.Errorf("%s: got %s %q, want a 403 block", tc.name, status, body)
+		}
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -60,12 +62,14 @@ func newTransport(cfg *Config, dial func(ctx context.Context, network, addr stri
 type dialer struct {
 	net  net.Dialer // Timeout: dial_timeout
 	idle time.Duration
+	dest *destinations
 }
 
 func newDialer(cfg *Config, dest *destinations) *dialer {
 	return &dialer{
 		net:  net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: keepAliveFor(cfg.TCPKeepAlive), Control: dest.control},
 		idle: cfg.TunnelIdleTimeout,
+		dest: dest,
 	}
 }
 
@@ -101,13 +105,46 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if p, ok := pinned(ctx); ok {
 		addr = p // transparent mode: always the original destination
 	}
+	var version uint64
+	if d.dest.block != nil {
+		version = d.dest.block.Version() // before the check: a change during the dial is seen later
+	}
 	c, err := d.net.DialContext(ctx, network, address(addr))
 	if err != nil {
 		return nil, err
 	}
 	ic := &idleConn{Conn: c}
 	ic.idle(d.idle)
+	if d.dest.block != nil {
+		rc := &recheckedConn{idleConn: ic, block: d.dest.block}
+		rc.version.Store(version)
+		return rc, nil
+	}
 	return ic, nil
+}
+
+// recheckedConn is a pooled upstream connection that checks its address
+// against the address lists again, before it writes, whenever they changed
+// since it was dialled: a request on a connection to an address listed
+// meanwhile fails before a byte is sent (the transport then dials anew,
+// and the dialer refuses).
+type recheckedConn struct {
+	*idleConn
+	block   AddressBlocker
+	version atomic.Uint64
+}
+
+func (c *recheckedConn) Write(p []byte) (int, error) {
+	if v := c.block.Version(); v != c.version.Load() {
+		c.version.Store(v)
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			if dec, ok := c.block.Blocked(ap.Addr().Unmap()); ok {
+				c.Close()
+				return 0, &errListed{ap.String(), dec}
+			}
+		}
+	}
+	return c.idleConn.Write(p)
 }
 
 // upstreamError classifies an upstream failure into the status the client
