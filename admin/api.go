@@ -59,6 +59,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Stale threat feeds: still serving, with old data (feeds.go).
+	if s.cfg.Sources.Feeds != nil {
+		if d := degraded(s.cfg.Sources.Feeds()); len(d) > 0 {
+			writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "degraded": d})
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
@@ -76,6 +83,8 @@ type Status struct {
 	Listeners       []Listener      `json:"listeners"`
 	CA              *CAStatus       `json:"ca"`
 	Databases       []Database      `json:"databases"`
+	Feeds           []Feed          `json:"feeds"`              // threat-feed sources (feeds.go)
+	Degraded        []string        `json:"degraded,omitempty"` // why Picket is degraded (stale feeds)
 	Reputation      *RepStatus      `json:"reputation"`
 	Scanner         *ScannerStatus  `json:"scanner"`
 	OpenConnections *int            `json:"open_connections"`
@@ -158,7 +167,7 @@ func (s *Server) Status() Status {
 	now := c.Now()
 	st := Status{
 		Version: c.Version, Started: c.Started.UTC(), UptimeSeconds: int64(now.Sub(c.Started) / time.Second),
-		Mode: c.Mode, Statement: c.ParticipationStatement, Ready: true, Listeners: []Listener{}, Databases: []Database{}, AutoBypassed: []string{}, Parents: []proxy.ParentStatus{},
+		Mode: c.Mode, Statement: c.ParticipationStatement, Ready: true, Listeners: []Listener{}, Databases: []Database{}, Feeds: []Feed{}, AutoBypassed: []string{}, Parents: []proxy.ParentStatus{},
 		Totals: s.series.totals(), Recent: s.recent.size(), HistoryMinutes: len(s.series.slots),
 		Extra: map[string]bool{
 			"reload":            c.Reload != nil,
@@ -182,6 +191,10 @@ func (s *Server) Status() Status {
 	}
 	if c.Databases != nil {
 		st.Databases = append(st.Databases, c.Databases()...)
+	}
+	if c.Sources.Feeds != nil {
+		st.Feeds = append(st.Feeds, c.Sources.Feeds()...)
+		st.Degraded = degraded(st.Feeds)
 	}
 	if c.Fingerprint != "" || c.Sources.Certs != nil {
 		st.CA = &CAStatus{Fingerprint: c.Fingerprint}

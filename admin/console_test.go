@@ -153,6 +153,12 @@ func TestConsoleBrowser(t *testing.T) {
 		{"#t-conns", "7"},
 		{"#participation-state", "off"},
 		{"#statement", "Never client addresses"},
+		{"#feeds-summary", "3 sources · 13,747 entries"},
+		{"#feeds-body", "urlhaus-csv"},
+		{"#feeds-body", "12,345"},
+		{"#feeds-body", "10m 0s ago"},
+		{"#feeds-body", "failing, serving the last good copy"},
+		{"#feeds-body", "4× feed server answered with an error: 503"},
 	}
 	for _, c := range checks {
 		if got := text(c.sel); !strings.Contains(got, c.want) {

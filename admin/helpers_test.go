@@ -48,6 +48,7 @@ func (f *fakeParts) config(now func() time.Time) Config {
 			Scanner:      func() scanner.Stats { return scanner.Stats{Scans: 3, Malicious: 1, Bytes: 4096} },
 			OpenConns:    func() int { return 7 },
 			AutoBypassed: func() []string { return []string{"pinned.example"} },
+			Feeds:        func() []Feed { return testFeeds(now()) },
 		},
 		Listeners: func() []Listener { return []Listener{{"proxy", "127.0.0.1:3128"}, {"admin", "127.0.0.1:9090"}} },
 		Databases: func() []Database { return []Database{{Name: "feeds", Version: 4, Entries: 1200}} },
@@ -82,6 +83,20 @@ func (f *fakeParts) config(now func() time.Time) Config {
 			f.flushes++
 			return nil
 		},
+	}
+}
+
+// testFeeds are a fresh local file, a fresh download and a download that
+// keeps failing but is not stale yet.
+func testFeeds(now time.Time) []Feed {
+	age := func(d time.Duration) *int64 { s := int64(d / time.Second); return &s }
+	return []Feed{
+		{Name: "phishing.txt", Format: "urls", Path: "phishing.txt", Entries: 2, LastSuccess: now.Add(-48 * time.Hour), AgeSeconds: age(48 * time.Hour)},
+		{Name: "urlhaus", Format: "urlhaus-csv", URL: "https://urlhaus.example/csv/", Path: "cache/urlhaus.feed", Entries: 12345, BadLines: 3,
+			LastSuccess: now.Add(-10 * time.Minute), NextAttempt: now.Add(50 * time.Minute), AgeSeconds: age(10 * time.Minute), StaleAfterSeconds: 3 * 3600},
+		{Name: "drop", Format: "spamhaus-drop", URL: "https://drop.example/drop_v4.json", Path: "cache/drop.feed", Entries: 1400,
+			LastSuccess: now.Add(-2 * time.Hour), AgeSeconds: age(2 * time.Hour), StaleAfterSeconds: 3 * 86400, Failures: 4, Errors: 9,
+			LastError: "feed server answered with an error: 503 Service Unavailable", NextAttempt: now.Add(8 * time.Minute)},
 	}
 }
 

@@ -28,6 +28,9 @@ type Sources struct {
 	ParticipationQueue func() int
 	// Parents are the parent proxies' states (proxy.Server.Parents).
 	Parents func() []proxy.ParentStatus
+	// Feeds reports the threat-feed sources of the embedded database and
+	// their freshness (feeds.go).
+	Feeds func() []Feed
 }
 
 // The label values. Every label has a closed set of values, the last one
@@ -143,7 +146,7 @@ func NewMetrics(version string, src Sources) *Metrics {
 	start.Set(float64(time.Now().UnixNano()) / 1e9)
 	reg.MustRegister(requests, verdicts, scans, errs, latency, added, tunnels, bytes, reloads, build, start,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&sourceCollector{src: src})
+		&sourceCollector{src: src}, feedCollector{feeds: src.Feeds})
 
 	m.requests = grid(requests, methodLabels, actionLabels)
 	m.verdicts = grid(verdicts, kindLabels, sourceLabels)

@@ -85,6 +85,8 @@ type Database struct {
 	Version uint64 `json:"version"`
 	Entries int    `json:"entries"`
 	Bytes   int    `json:"bytes,omitempty"`
+	// Networks counts the address lists' networks (feeds.go).
+	Networks int `json:"networks,omitempty"`
 }
 
 // Timeouts of the admin listener.

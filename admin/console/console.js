@@ -139,9 +139,10 @@
   function renderStatus(st) {
     lastStatus = st;
     $("version").textContent = st.version;
-    $("ready").textContent = st.ready ? "ready" : "not ready";
-    $("ready").className = "pill " + (st.ready ? "ok" : "bad");
-    $("ready").title = st.not_ready || "";
+    const degraded = st.ready && st.degraded && st.degraded.length;
+    $("ready").textContent = !st.ready ? "not ready" : degraded ? "degraded" : "ready";
+    $("ready").className = "pill " + (!st.ready ? "bad" : degraded ? "warn" : "ok");
+    $("ready").title = st.not_ready || (degraded ? st.degraded.join("\n") : "");
     $("uptime").textContent = "up " + fmtDuration(st.uptime_seconds);
     $("t-conns").textContent = st.open_connections === null ? "–" : fmtInt(st.open_connections);
 
@@ -178,7 +179,9 @@
     for (const l of st.listeners) sys.push(["Listener " + l.name, l.addr]);
     if (st.ca) sys.push(["CA fingerprint (SHA-256)", st.ca.fingerprint || "–"]);
     if (!st.ready) sys.push(["Not ready", st.not_ready, "bad"]);
+    for (const d of st.degraded || []) sys.push(["Degraded", d, "warn"]);
     kv($("system-list"), sys);
+    renderFeeds(st.feeds || []);
 
     $("flush-button").disabled = !st.endpoints.cache_flush;
     $("reload-button").disabled = !st.endpoints.reload;
@@ -201,6 +204,51 @@
     $("participation-state").textContent = p.participation ? "on" : "off";
     $("samples").value = p.samples;
     $("samples").disabled = !settable || !p.participation;
+  }
+
+  // --- databases: the threat-feed sources and their freshness ------------
+  function fmtAge(iso) {
+    const s = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+    return s < 60 ? "just now" : fmtDuration(s) + " ago";
+  }
+  function fmtIn(iso) {
+    const s = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
+    return s <= 0 ? "due" : "in " + fmtDuration(s);
+  }
+
+  function renderFeeds(feeds) {
+    const body = $("feeds-body");
+    body.replaceChildren();
+    const stale = feeds.filter((f) => f.stale).length;
+    const entries = feeds.reduce((n, f) => n + f.entries, 0);
+    $("feeds-summary").textContent = feeds.length
+      ? feeds.length + " sources · " + fmtInt(entries) + " entries" + (stale ? " · " + stale + " stale" : "") : "";
+    if (!feeds.length) {
+      const tr = el("tr");
+      tr.append(el("td", { colspan: "7", class: "muted" }, "No feed sources (the reputation service is remote)."));
+      body.append(tr);
+      return;
+    }
+    for (const f of feeds) {
+      const tr = el("tr", { class: "feed-row" });
+      const src = el("td", { class: "src" });
+      src.append(el("div", {}, f.name), el("div", { class: "u" }, f.url || f.path));
+      tr.append(src);
+      tr.append(el("td", { "data-label": "Format" }, f.format));
+      tr.append(el("td", { class: "num", "data-label": "Entries" }, fmtInt(f.entries)));
+      tr.append(el("td", { class: "num", "data-label": "Bad lines" }, fmtInt(f.bad_lines)));
+      tr.append(el("td", { "data-label": "Last success" }, f.last_success ? fmtAge(f.last_success) : "never"));
+      tr.append(el("td", { "data-label": "Next check" }, f.url && f.next_attempt ? fmtIn(f.next_attempt) : "–"));
+      const state = el("td", { class: "state" });
+      let word = "ok", dot = "ok";
+      if (f.missing) { word = "no copy yet"; dot = "bad"; }
+      else if (f.stale) { word = "stale"; dot = "bad"; }
+      else if (f.failures) { word = "failing, serving the last good copy"; dot = "warn"; }
+      state.append(el("span", { class: "dot " + dot }), document.createTextNode(word));
+      if (f.failures && f.last_error) state.append(el("div", { class: "err" }, f.failures + "× " + f.last_error));
+      tr.append(state);
+      body.append(tr);
+    }
   }
 
   // --- chart -------------------------------------------------------------

@@ -39,6 +39,8 @@ type adminParts struct {
 	OpenConns func() int
 	// Databases reports the reputation databases' versions and sizes.
 	Databases func() []admin.Database
+	// Feeds reports the embedded database's sources and their freshness.
+	Feeds func() []admin.Feed
 	// Ready says why Picket is not ready (CA, database, listeners), nil when it is.
 	Ready func() error
 	// Reload re-reads config.toml and swaps it in, or keeps the old one.
@@ -102,6 +104,7 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 			OpenConns:          parts.OpenConns,
 			ParticipationQueue: parts.ParticipationQueue,
 			Parents:            parts.Parents,
+			Feeds:              parts.Feeds,
 		},
 	}
 	if len(parts.Listeners) > 0 {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,6 +25,7 @@ type picketUnderTest struct {
 	ca     *x509.Certificate
 	stdout *lockedBuffer // access log
 	stderr *lockedBuffer // application log
+	stop   func()        // shuts serve() down and waits (idempotent)
 }
 
 // startPicket runs serve() with writeConfig(extra) until the test ends.
@@ -39,7 +41,7 @@ func startPicketWith(t *testing.T, proxyKeys, extra string) *picketUnderTest {
 }
 
 // startPicketAt runs serve() with the config file at path until the test
-// ends.
+// ends or stop is called.
 func startPicketAt(t *testing.T, path string) *picketUnderTest {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,12 +55,16 @@ func startPicketAt(t *testing.T, path string) *picketUnderTest {
 		cancel()
 		t.Fatalf("serve: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(p.stop)
 	p.caFile = filepath.Join(p.dir, "data", "ca", "picket-ca.pem")
 	b, err := os.ReadFile(p.caFile)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/policy"
 	"github.com/picket-proxy/picket/reputation"
+	"github.com/picket-proxy/picket/reputation/db"
 	"github.com/rs/zerolog"
 )
 
@@ -65,7 +66,7 @@ func cmdLookup(args []string, stdout, stderr io.Writer) int {
 	if *verbose {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: stderr}).With().Timestamp().Logger()
 	}
-	c, err := newReputationClient(f, log)
+	c, err := newReputationClient(f, log, db.FetchConfig{Manual: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "picket lookup: %v\n", err)
 		return 1

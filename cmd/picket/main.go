@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"scan":      {"scan files for malware as downloads are scanned", cmdScan},
 	"stats":     {"print the next participation statistics batch (stats preview)", cmdStats},
 	"init":      {"prepare a new installation: participation choice, config.toml, CA", cmdInit},
+	"feeds":     {"list, download now or check the threat feeds (feeds list|update|check)", cmdFeeds},
 	// more subcommands: add them here
 }
 

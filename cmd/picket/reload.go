@@ -14,6 +14,7 @@ import (
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/policy"
 	"github.com/picket-proxy/picket/reputation"
+	"github.com/picket-proxy/picket/reputation/db"
 )
 
 // filter is what a reload swaps as one piece: the reputation client and the
@@ -32,6 +33,9 @@ type filters struct {
 	mu   sync.Mutex // one reload at a time
 	path string
 	log  zerolog.Logger
+	// fetch is how the embedded database downloads its URL sources, for
+	// every reputation client a reload builds.
+	fetch db.FetchConfig
 
 	// onReload, if set, is told each newly applied file (participation
 	// settings follow the file).
@@ -46,8 +50,8 @@ type filters struct {
 const retireAfter = 30 * time.Second
 
 // newFilters builds the first filter from f.
-func newFilters(f *config.File, log zerolog.Logger) (*filters, error) {
-	rep, err := newReputationClient(f, log)
+func newFilters(f *config.File, log zerolog.Logger, fetch db.FetchConfig) (*filters, error) {
+	rep, err := newReputationClient(f, log, fetch)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +60,7 @@ func newFilters(f *config.File, log zerolog.Logger) (*filters, error) {
 		rep.Close()
 		return nil, err
 	}
-	fs := &filters{path: f.Path, log: log}
+	fs := &filters{path: f.Path, log: log, fetch: fetch}
 	fs.cur.Store(fl)
 	return fs, nil
 }
@@ -105,7 +109,7 @@ func (fs *filters) swap() error {
 	rep := old.rep
 	newRep := !reflect.DeepEqual(old.file.Reputation, f.Reputation)
 	if newRep {
-		if rep, err = newReputationClient(f, fs.log); err != nil {
+		if rep, err = newReputationClient(f, fs.log, fs.fetch); err != nil {
 			return err
 		}
 	} else if err := rep.Reload(); err != nil { // feeds re-read, caches cleared

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/picket-proxy/picket/config"
@@ -17,9 +18,11 @@ var reputationClock func() time.Time
 
 // newReputationClient maps [reputation] into a reputation.Client: ksn →
 // the cloud server; kpsn → the private server, or the embedded database
-// loaded from kpsn.database when no server is set. The caller owns the
-// client and must Close it (that stops the embedded database's watcher).
-func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client, error) {
+// loaded from kpsn.database when no server is set, its URL sources
+// downloaded as fetch says (one-shot commands pass Manual: they use the
+// last good copies). The caller owns the client and must Close it (that
+// stops the embedded database's watcher and downloads).
+func newReputationClient(f *config.File, log zerolog.Logger, fetch db.FetchConfig) (*reputation.Client, error) {
 	r := f.Reputation
 	cfg := reputation.Config{
 		Allow:           r.Allow,
@@ -33,6 +36,7 @@ func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client
 	if r.Fail == "closed" {
 		cfg.Fail = reputation.FailClosed
 	}
+	var client atomic.Pointer[reputation.Client] // for the embedded database's OnChange
 	server, token := r.KPSN.Server, r.KPSN.Token
 	if r.Mode == "ksn" {
 		server, token = r.KSN.Server, r.KSN.Token
@@ -56,7 +60,16 @@ func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client
 		if created {
 			log.Info().Str("dir", dir).Msg("created the feed directory with Picket's built-in demo feeds")
 		}
-		st, err := db.Open(db.Config{Dir: dir, Poll: poll}, log)
+		// New data (a feed downloaded or edited): verdicts cached from the
+		// old database must not outlive it. (A lookup that read the old
+		// database just before the swap may still cache its answer for
+		// its TTL.)
+		onChange := func(_, _ *db.DB) {
+			if c := client.Load(); c != nil {
+				c.Flush()
+			}
+		}
+		st, err := db.Open(db.Config{Dir: dir, Poll: poll, Fetch: fetch, OnChange: onChange}, log)
 		if err != nil {
 			return nil, fmt.Errorf("embedded reputation database: %w", err)
 		}
@@ -69,6 +82,7 @@ func newReputationClient(f *config.File, log zerolog.Logger) (*reputation.Client
 		}
 		return nil, err
 	}
+	client.Store(c)
 	log.Info().Str(reputation.LogMode, r.Mode).Str(reputation.LogBackend, backendName(r.Mode, server)).Str(reputation.LogPolicy, r.Fail).
 		Msg("reputation client ready")
 	return c, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/reputation/db"
 	"github.com/picket-proxy/picket/scanner"
 	"github.com/rs/zerolog"
 )
@@ -68,7 +69,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 		}
 		defer closeEngines()
 		cfg.Engines = engines
-		c, err := newReputationClient(f, log)
+		c, err := newReputationClient(f, log, db.FetchConfig{Manual: true})
 		if err != nil {
 			fmt.Fprintf(stderr, "picket scan: %v (use -local to scan without it)\n", err)
 			return 1

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -101,12 +102,28 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	}
 
 	// 4. Reputation (KPSN on the embedded database by default) and the
-	// administrator's rules, swapped as one on reload.
-	fs, err := newFilters(f, lg.app)
+	// administrator's rules, swapped as one on reload. The embedded
+	// database's URL sources download through the proxy's own way out
+	// (one proxy.Upstream, shared with the proxy below): the destination
+	// policy, the feeds' address lists and the parent proxies apply to
+	// Picket's downloads as to user traffic.
+	pcfg, err := proxyConfig(f)
+	if err != nil {
+		return err
+	}
+	lists := &addressLists{}
+	pcfg.BlockAddresses = lists
+	pcfg.Log = lg.app
+	up, err := proxy.NewUpstream(pcfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	fs, err := newFilters(f, lg.app, db.FetchConfig{HTTPClient: &http.Client{Transport: up}, UserAgent: "Picket/" + version})
 	if err != nil {
 		return err
 	}
 	defer fs.close()
+	lists.use(fs)
 	dec := decider{filters: fs, log: lg.app}
 
 	// 5. Participation (KSN only, and only when the administrator said
@@ -160,8 +177,10 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 				if d == nil {
 					return nil
 				}
-				return []admin.Database{{Name: "embedded", Version: d.Version(), Entries: d.Len(), Bytes: d.Bytes()}}
+				return []admin.Database{{Name: "embedded", Version: d.Version(), Entries: d.Len(), Bytes: d.Bytes(),
+					Networks: d.Networks().Len()}}
 			},
+			Feeds: func() []admin.Feed { return feedStatus(fs) },
 		}
 		parts.Participation, parts.SetParticipation, parts.ParticipationQueue = adminParticipation(part)
 		if scan != nil {
@@ -174,11 +193,8 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	}
 
 	// 8. The proxy.
-	pcfg, err := proxyConfig(f)
-	if err != nil {
-		return err
-	}
 	pcfg.Log, pcfg.AccessLog = lg.app, lg.access
+	pcfg.Upstream = up
 	if f.Log.AccessFormat == "squid" {
 		pcfg.AccessFormat, pcfg.AccessWriter = proxy.AccessSquid, lg.accessOut
 	}

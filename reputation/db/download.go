@@ -51,9 +51,13 @@ func (d *downloaded) remove() {
 func download(ctx context.Context, hc *http.Client, userAgent, dir, cache string, s *Source, cond *fetchState) (*downloaded, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout.D())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+	u, err := ExpandURL(dir, s.URL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, errors.New("url: invalid") // the expanded URL may hold a key: not in the message
 	}
 	var secret []string // header names not to follow a redirect to another host
 	for k, v := range s.Headers {

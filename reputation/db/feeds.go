@@ -124,6 +124,12 @@ func (m *Manifest) loadSource(s *Source, sk sink) (SourceReport, error) {
 	return sr, nil
 }
 
+// Count reads one source's file and counts its entries and bad lines,
+// keeping nothing ("picket feeds check" and "feeds list").
+func (m *Manifest) Count(s *Source) (SourceReport, error) {
+	return m.loadSource(s, countingSink())
+}
+
 // rel is path relative to the feed directory when it is inside it.
 func (m *Manifest) rel(path string) string {
 	if r, err := filepath.Rel(m.dir, path); err == nil && !strings.HasPrefix(r, "..") {

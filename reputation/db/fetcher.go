@@ -196,7 +196,9 @@ func lockSource(cache, name string) (func(), error) {
 	if err := os.MkdirAll(cache, 0o750); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(cache, name+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	// Read-only is enough for flock, and works for a lock file another
+	// user (root running "picket feeds update") created.
+	f, err := os.OpenFile(filepath.Join(cache, name+".lock"), os.O_CREATE|os.O_RDONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}

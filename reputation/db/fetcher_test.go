@@ -444,10 +444,11 @@ func TestFetchHeaders(t *testing.T) {
 	t.Setenv("PICKET_TEST_AUTH_KEY", "s3cret")
 	other := newFeedServer(t, "moved.test\n")
 	var got http.Header
+	var gotQuery string
 	var mu sync.Mutex
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		got = r.Header.Clone()
+		got, gotQuery = r.Header.Clone(), r.URL.RawQuery
 		mu.Unlock()
 		if r.URL.Path == "/moved" {
 			http.Redirect(w, r, other.URL+"/list", http.StatusFound)
@@ -468,7 +469,11 @@ name = "moved"
 url = %q
 format = "urls"
 headers = { "Auth-Key" = "env:PICKET_TEST_AUTH_KEY" }
-`, origin.URL+"/list", origin.URL+"/moved"),
+[[source]]
+name = "keyed"
+url = %q
+format = "urls"
+`, origin.URL+"/list", origin.URL+"/moved", origin.URL+"/export.txt?auth-key={env:PICKET_TEST_AUTH_KEY}"),
 		"team.txt": "blue\n",
 	})
 	s, err := Open(Config{Dir: dir, Poll: -1, Fetch: FetchConfig{Manual: true, UserAgent: "Picket/test"}}, zerolog.Nop())
@@ -493,6 +498,19 @@ headers = { "Auth-Key" = "env:PICKET_TEST_AUTH_KEY" }
 	if r, _ := s.Fetch(context.Background(), "moved", false); r.Outcome != Updated || !has(s, t, "moved.test") {
 		t.Fatalf("moved: %+v", r)
 	}
+	if r, _ := s.Fetch(context.Background(), "keyed", false); r.Outcome != Updated {
+		t.Fatalf("keyed: %+v", r)
+	}
+	mu.Lock()
+	if gotQuery != "auth-key=s3cret" {
+		t.Errorf("key in the URL: the server got query %q", gotQuery)
+	}
+	mu.Unlock()
+	for _, st := range s.Sources() {
+		if strings.Contains(fmt.Sprint(st), "s3cret") {
+			t.Errorf("the status shows the key: %+v", st)
+		}
+	}
 	if k := other.last().Header.Get("Auth-Key"); k != "" {
 		t.Errorf("the key followed a redirect to another host: %q", k)
 	}
@@ -504,7 +522,11 @@ headers = { "Auth-Key" = "env:PICKET_TEST_AUTH_KEY" }
 		t.Errorf("unknown source: %v", err)
 	}
 	// The cache holds the copies and their state, nothing of the key.
-	b, _ := os.ReadFile(filepath.Join(dir, "cache", "direct.state.json"))
+	b, _ := os.ReadFile(filepath.Join(dir, "cache", "keyed.state.json"))
+	if strings.Contains(string(b), "s3cret") {
+		t.Errorf("the state file holds the key: %s", b)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "cache", "direct.state.json"))
 	if !strings.Contains(string(b), `"entries": 1`) || strings.Contains(string(b), "s3cret") || strings.Contains(string(b), origin.URL) {
 		t.Errorf("state file: %s", b)
 	}

@@ -196,11 +196,23 @@ headers = { "Auth-Key" = "env:PICKET_TEST_KEY", "X-From-File" = "file:key.txt", 
 path = "local.txt"
 format = "domains"
 stale_after = "48h"
+[[source]]
+name = "catalogue"
+enabled = false
+url = "https://feeds.example/x?key={env:PICKET_TEST_UNSET_VAR}"
+format = "hashes"
+headers = { "Auth-Key" = "env:PICKET_TEST_UNSET_VAR" }
 `
 	dir := writeFeeds(t, map[string]string{"feeds.toml": ok, "key.txt": "from-file\n", "local.txt": "a.test\n"})
 	m, err := ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(m.Sources) != 2 || len(m.Disabled) != 1 || m.Disabled[0].Name != "catalogue" {
+		t.Errorf("enabled %d, disabled %+v; want 2 and the catalogue entry (its unset variable not resolved)", len(m.Sources), m.Disabled)
+	}
+	if _, ok := m.Source("catalogue"); ok {
+		t.Error("a disabled source is among the sources")
 	}
 	u, _ := m.Source("urlhaus")
 	if u.Refresh.D().Minutes() != 30 || u.StaleAfter.D().Minutes() != 90 || u.MaxSize != 64<<20 || u.Timeout.D() != DefaultTimeout ||
@@ -212,6 +224,10 @@ stale_after = "48h"
 	}
 	if got := u.DisplayURL(); strings.Contains(got, "secret") {
 		t.Errorf("DisplayURL %q shows the query", got)
+	}
+	if got, err := ExpandURL(dir, "https://a.example/{file:key.txt}/x?auth-key={env:PICKET_TEST_KEY}&t=a+b"); err != nil ||
+		got != "https://a.example/from-file/x?auth-key=k3y&t=a+b" {
+		t.Errorf("ExpandURL: %q %v", got, err)
 	}
 	for k, want := range map[string]string{"Auth-Key": "k3y", "X-From-File": "from-file", "User-Agent": "picket"} {
 		if v, err := HeaderValue(dir, u.Headers[k]); err != nil || v != want {
@@ -244,9 +260,11 @@ stale_after = "48h"
 		{"size", "[[source]]\nname=\"x\"\nurl=\"https://a.example/\"\nformat=\"urls\"\nmax_size=\"lots\"\n", "invalid size"},
 		{"compression", "[[source]]\nname=\"x\"\nurl=\"https://a.example/\"\nformat=\"urls\"\ncompression=\"xz\"\n", "compression: unknown"},
 		{"ratio", "[[source]]\nname=\"x\"\nurl=\"https://a.example/\"\nformat=\"urls\"\nmin_ratio=2.0\n", "min_ratio"},
+		{"url placeholder", "[[source]]\nname=\"x\"\nurl=\"https://a.example/x?key={env:PICKET_TEST_UNSET_VAR}\"\nformat=\"urls\"\n", "url: {env:PICKET_TEST_UNSET_VAR}: environment variable PICKET_TEST_UNSET_VAR is not set"},
 		{"env", "[[source]]\nname=\"x\"\nurl=\"https://a.example/\"\nformat=\"urls\"\nheaders={K=\"env:PICKET_TEST_UNSET_VAR\"}\n", "headers.K: environment variable PICKET_TEST_UNSET_VAR is not set"},
 		{"file", "[[source]]\nname=\"x\"\nurl=\"https://a.example/\"\nformat=\"urls\"\nheaders={K=\"file:nope.txt\"}\n", "headers.K: open"},
 		{"header name", "[[source]]\nname=\"x\"\nurl=\"https://a.example/\"\nformat=\"urls\"\nheaders={\"Bad Name\"=\"v\"}\n", "not a valid header name"},
+		{"disabled still checked", "[[source]]\nname=\"x\"\nenabled=false\nurl=\"ftp://a.example/\"\nformat=\"urls\"\n", "url: invalid URL"},
 		{"url key on a file", "[[source]]\npath=\"a\"\nformat=\"urls\"\nrefresh=\"1h\"\n", "source 1 (a): refresh: only for a source with url"},
 	}
 	for _, tt := range bad {

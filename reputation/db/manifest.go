@@ -25,7 +25,11 @@ type Manifest struct {
 	// their fetch state, relative to the feed directory; default
 	// DefaultCacheDir.
 	CacheDir string   `toml:"cache_dir"`
-	Sources  []Source `toml:"source"`
+	Sources  []Source `toml:"source"` // the enabled sources, after ReadManifest
+
+	// Disabled are the sources with enabled = false: listed, never loaded
+	// or downloaded.
+	Disabled []Source `toml:"-"`
 
 	dir string // the feed directory
 }
@@ -33,6 +37,9 @@ type Manifest struct {
 // Source is one [[source]] of feeds.toml: a local file (Path) or a
 // download (URL) kept fresh by the Store's fetcher.
 type Source struct {
+	// Enabled = false keeps a source in feeds.toml without loading or
+	// downloading it (the shipped catalogue of public feeds); default true.
+	Enabled *bool `toml:"enabled"`
 	// Name names the source in the status, the metrics, the logs and the
 	// CLI; default the path. Required with url (it also names the cached
 	// copy): letters, digits, '.', '_' and '-'.
@@ -40,7 +47,8 @@ type Source struct {
 	// Path is the feed file, relative to the feed directory.
 	Path string `toml:"path"`
 	// URL is where the feed is downloaded from (http or https), instead of
-	// a Path.
+	// a Path. "{env:NAME}" and "{file:PATH}" in it are replaced at each
+	// download (query-escaped), for keys that a provider wants in the URL.
 	URL string `toml:"url"`
 	// Format is one of Formats.
 	Format string `toml:"format"`
@@ -124,6 +132,7 @@ func ReadManifest(dir string) (*Manifest, error) {
 		m.CacheDir = DefaultCacheDir
 	}
 	names := make(map[string]int)
+	var enabled []Source
 	for i := range m.Sources {
 		s := &m.Sources[i]
 		if s.Name == "" {
@@ -133,7 +142,8 @@ func ReadManifest(dir string) (*Manifest, error) {
 		if s.Name != "" {
 			where += " (" + s.Name + ")"
 		}
-		for _, e := range s.check(dir) {
+		on := s.Enabled == nil || *s.Enabled
+		for _, e := range s.check(dir, on) {
 			errs = append(errs, fmt.Errorf("%s: %w", where, e))
 		}
 		if j, dup := names[s.Name]; dup && s.Name != "" {
@@ -141,15 +151,23 @@ func ReadManifest(dir string) (*Manifest, error) {
 		}
 		names[s.Name] = i + 1
 		s.setDefaults()
+		if on {
+			enabled = append(enabled, *s)
+		} else {
+			m.Disabled = append(m.Disabled, *s)
+		}
 	}
+	m.Sources = enabled
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return &m, nil
 }
 
-// check validates one source; the errors name the key.
-func (s *Source) check(dir string) []error {
+// check validates one source; the errors name the key. Header and URL
+// values from the environment or files are resolved only for an enabled
+// source (resolve).
+func (s *Source) check(dir string, resolve bool) []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -189,6 +207,8 @@ func (s *Source) check(dir string) []error {
 	}
 	if err := checkFeedURL(s.URL); err != nil {
 		bad("url", "%v", err)
+	} else if _, err := ExpandURL(dir, s.URL); err != nil && resolve {
+		bad("url", "%v", err)
 	}
 	if s.Refresh != 0 && s.Refresh.D() < MinRefresh {
 		bad("refresh", "%s is too often (at least %s; most providers ask for an hour or more)", s.Refresh.D(), MinRefresh)
@@ -212,7 +232,7 @@ func (s *Source) check(dir string) []error {
 			bad("headers."+k, "not a valid header name")
 			continue
 		}
-		if _, err := HeaderValue(dir, v); err != nil {
+		if _, err := HeaderValue(dir, v); err != nil && resolve {
 			bad("headers."+k, "%v", err)
 		}
 	}
@@ -256,6 +276,22 @@ func checkFeedURL(s string) error {
 		return fmt.Errorf("invalid URL: no user info (send credentials with headers = { Authorization = \"file:...\" })")
 	}
 	return nil
+}
+
+var urlPlaceholder = regexp.MustCompile(`\{((?:env|file):[^{}]+)\}`)
+
+// ExpandURL replaces the {env:NAME} and {file:PATH} placeholders of a
+// source URL by their values, query-escaped.
+func ExpandURL(dir, raw string) (string, error) {
+	var err error
+	out := urlPlaceholder.ReplaceAllStringFunc(raw, func(m string) string {
+		v, e := HeaderValue(dir, m[1:len(m)-1])
+		if e != nil && err == nil {
+			err = fmt.Errorf("%s: %w", m, e)
+		}
+		return url.QueryEscape(v)
+	})
+	return out, err
 }
 
 func validHeaderName(k string) bool {

@@ -110,10 +110,12 @@ func (s *Store) Fetch(ctx context.Context, name string, force bool) (Result, err
 	return r, err
 }
 
+// reloadIfUpdated reloads after a new copy, unless the watcher already
+// did (Check compares the files' fingerprint: one load per new copy).
 func (s *Store) reloadIfUpdated(rs ...Result) {
 	for _, r := range rs {
 		if r.Outcome == Updated {
-			if err := s.Reload(); err != nil {
+			if _, err := s.Check(); err != nil {
 				s.log.Error().Err(err).Msg("feed downloaded but the reload failed; keeping the current database")
 			}
 			return
