@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,8 +57,12 @@ func TestBlockAddress(t *testing.T) {
 	defer origin.Close()
 	// The TLS origin's certificate names localhost (httptest's does not).
 	originCA := testCA(t)
-	tlsOrigin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls origin") }))
-	tlsOrigin.TLS = originCA.TLSConfig("localhost")
+	tlsOrigin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "tls origin over %s", r.Proto)
+	}))
+	tlsOrigin.TLS = originCA.TLSConfig("localhost").Clone()
+	tlsOrigin.TLS.NextProtos = []string{"h2", "http/1.1"}
+	tlsOrigin.EnableHTTP2 = true // the pooled connection is an HTTP/2 one
 	tlsOrigin.StartTLS()
 	defer tlsOrigin.Close()
 	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
@@ -99,7 +105,7 @@ func TestBlockAddress(t *testing.T) {
 	if code, body, _ := get(plain, byName); code != 200 || body != "origin" {
 		t.Fatalf("plain GET before listing: %d %q", code, body)
 	}
-	if code, body, _ := get(trusting, tlsByName); code != 200 || body != "tls origin" {
+	if code, body, _ := get(trusting, tlsByName); code != 200 || body != "tls origin over HTTP/2.0" {
 		t.Fatalf("intercepted GET before listing: %d %q", code, body)
 	}
 	if s := connect(); !strings.Contains(s, " 200 ") {
@@ -119,7 +125,7 @@ func TestBlockAddress(t *testing.T) {
 		t.Errorf("access line of the listed GET: %v", l)
 	}
 	if code, body, _ := get(trusting, tlsByName); code != http.StatusForbidden || !strings.Contains(body, "SBL1") {
-		t.Errorf("intercepted GET to a listed address: got %d %q, want 403 naming SBL1", code, body)
+		t.Errorf("intercepted GET to a listed address: got %d %q, want 403 naming SBL1\n%s", code, body, tp.app.buf.String())
 	}
 	if s := connect(); !strings.Contains(s, " 403 ") {
 		t.Errorf("CONNECT to a listed address: got %q, want 403", s)
@@ -173,4 +179,65 @@ func upstreamClient(t *testing.T, cfg Config) *http.Client {
 	}
 	t.Cleanup(u.CloseIdleConnections)
 	return &http.Client{Transport: u}
+}
+
+// TestBlockAddressBusyConnection: a pooled HTTP/1.1 connection that was
+// carrying a request when its address was listed finishes that request,
+// and is never used again: the next request on it fails before a byte is
+// written and is dialled anew, which the dialer refuses.
+func TestBlockAddressBusyConnection(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		io.WriteString(w, "origin "+r.URL.Path)
+	}))
+	defer origin.Close()
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	base := "http://localhost:" + port
+	var list listedNets
+	tp := startProxy(t, Config{BlockAddresses: &list})
+	c := tp.client(t)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	slow := make(chan string, 1)
+	go func() {
+		code, body := get("/slow")
+		slow <- fmt.Sprint(code, " ", body)
+	}()
+	<-entered
+	list.set(true)
+	// While the first connection is busy, a new request dials: refused.
+	if code, _ := get("/b"); code != http.StatusForbidden {
+		t.Errorf("request while the pooled connection is busy: %d, want 403", code)
+	}
+	close(release)
+	if got := <-slow; got != "200 origin /slow" {
+		t.Errorf("the request in flight when the address was listed: %q, want it finished", got)
+	}
+	// The connection is idle in the pool again, its address now listed.
+	if code, body := get("/c"); code != http.StatusForbidden || !strings.Contains(body, "malware") {
+		t.Errorf("request after the busy connection went idle: %d %q, want a block", code, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["/b"] != 0 || seen["/c"] != 0 || seen["/slow"] != 1 {
+		t.Errorf("the origin saw %v, want /slow only", seen)
+	}
 }

@@ -126,8 +126,11 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // recheckedConn is a pooled upstream connection that checks its address
 // against the address lists again, before it writes, whenever they changed
 // since it was dialled: a request on a connection to an address listed
-// meanwhile fails before a byte is sent (the transport then dials anew,
-// and the dialer refuses).
+// meanwhile fails before a byte is sent. Over HTTP/1.1 the transport then
+// dials anew, and the dialer refuses (a block page); over HTTP/2 the
+// request fails (502). Idle connections are closed when the lists change
+// (Upstream.recheckLists), so this is the rare path of a connection busy
+// at that moment.
 type recheckedConn struct {
 	*idleConn
 	block   AddressBlocker

@@ -51,6 +51,8 @@ type Upstream struct {
 	names   *expirable.LRU[string, []netip.Addr]
 	lookup  func(ctx context.Context, host string) ([]netip.Addr, error)
 	now     func() time.Time
+
+	lists atomic.Uint64 // Config.BlockAddresses version the pooled connections were checked against
 }
 
 // NewUpstream builds the way out from the upstream settings of cfg: the
@@ -100,6 +102,7 @@ const resolveTTL = 30 * time.Second
 // RoundTrip sends req to its origin, directly or through the parents. It
 // is the http.RoundTripper of every forwarded request.
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	u.recheckLists()
 	if len(u.parents) == 0 {
 		return u.direct.RoundTrip(req)
 	}
@@ -119,6 +122,21 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		return u.viaTLS.RoundTrip(req)
 	}
 	return u.viaHTTP(req)
+}
+
+// recheckLists closes the idle pooled connections to origins when the
+// address lists changed since the last request, so that the next request
+// dials again and the dialer checks the address (a connection busy at that
+// moment is checked before its next write: recheckedConn).
+func (u *Upstream) recheckLists() {
+	b := u.cfg.BlockAddresses
+	if b == nil {
+		return
+	}
+	v := b.Version()
+	if old := u.lists.Load(); old != v && u.lists.CompareAndSwap(old, v) {
+		u.direct.CloseIdleConnections()
+	}
 }
 
 // CloseIdleConnections closes the pooled connections to origins and parents.
