@@ -35,8 +35,10 @@ type SourceReport struct {
 	Path   string // the file read (a download's cached copy), relative to the feed directory when inside it
 	URL    string // a download's URL without its query; "" for a local file
 	Format string
-	// Missing is true for a download with no copy yet (never fetched).
+	// Missing is true for a download with no copy yet (never fetched),
+	// or one that cannot be read (Error says why).
 	Missing  bool
+	Error    string
 	Entries  int // hashes and networks read, duplicates included
 	BadLines int
 	Bad      []BadLine // the first MaxBadLinesKept
@@ -110,14 +112,24 @@ func (m *Manifest) load(version uint64) (*DB, *Report, error) {
 func (m *Manifest) loadSource(s *Source, sk sink) (SourceReport, error) {
 	path := m.File(s)
 	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) && s.Remote() {
-		return SourceReport{Name: s.Name, Path: m.rel(path), URL: s.DisplayURL(), Format: s.Format, Missing: true}, nil
+	if err != nil && s.Remote() {
+		// A download without a usable copy never stops the others: it is
+		// reported, and the next download replaces it.
+		sr := SourceReport{Name: s.Name, Path: m.rel(path), URL: s.DisplayURL(), Format: s.Format, Missing: true}
+		if !errors.Is(err, os.ErrNotExist) {
+			sr.Error = err.Error()
+		}
+		return sr, nil
 	}
 	if err != nil {
 		return SourceReport{}, fmt.Errorf("feeds: source %s: %w", s.Name, err)
 	}
 	defer f.Close()
 	sr, err := ParseSource(f, s, m.rel(path), sk)
+	if err != nil && s.Remote() {
+		sr.Error = err.Error() // what was read before stays; the next download replaces the copy
+		return sr, nil
+	}
 	if err != nil {
 		return SourceReport{}, fmt.Errorf("feeds: source %s: %w", s.Name, err)
 	}

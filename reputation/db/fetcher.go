@@ -178,6 +178,9 @@ func writeState(cache, name string, st fetchState) error {
 		return err
 	}
 	_, err = tmp.Write(append(b, '\n'))
+	if err == nil {
+		err = tmp.Chmod(0o644) // no secret in it: URLs are hashed
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -230,7 +233,8 @@ func (f *Fetcher) Update(ctx context.Context, name string, force bool) (Result, 
 	if !ok || !s.Remote() {
 		return Result{}, fmt.Errorf("feeds: %q: %w", name, ErrUnknownSource)
 	}
-	return f.attempt(ctx, m, s, force), nil
+	r, _ := f.attempt(ctx, m, s, force, false)
+	return r, nil
 }
 
 // RunDue downloads every URL source that is due (never downloaded, or
@@ -253,8 +257,10 @@ func (f *Fetcher) RunDue(ctx context.Context) ([]Result, time.Time, error) {
 		}
 		due := f.dueAt(m, s, readState(m.Cache(), s.Name))
 		if !due.After(f.now()) {
-			r := f.attempt(ctx, m, s, false)
-			out = append(out, r)
+			r, tried := f.attempt(ctx, m, s, false, true)
+			if tried {
+				out = append(out, r)
+			}
 			due = r.Next
 		}
 		if next.IsZero() || due.Before(next) {
@@ -303,8 +309,11 @@ func (f *Fetcher) backoff(s *Source, n int) time.Duration {
 }
 
 // attempt downloads one source, checks the new copy and commits it, and
-// records the outcome in the state file.
-func (f *Fetcher) attempt(ctx context.Context, m *Manifest, s *Source, force bool) Result {
+// records the outcome in the state file. A scheduled attempt first checks,
+// under the source's lock, that another process (or another Store during a
+// configuration reload) did not just do it: then it returns false and when
+// the source is next due.
+func (f *Fetcher) attempt(ctx context.Context, m *Manifest, s *Source, force, scheduled bool) (Result, bool) {
 	f.attemptMu.Lock()
 	defer f.attemptMu.Unlock()
 	start := time.Now()
@@ -312,10 +321,13 @@ func (f *Fetcher) attempt(ctx context.Context, m *Manifest, s *Source, force boo
 	log := f.log.With().Str(reputation.LogFeed, s.Name).Logger()
 	unlock, err := lockSource(cache, s.Name)
 	if err != nil {
-		return f.failed(log, s, fetchState{}, cache, fmt.Errorf("cache directory: %w", err), false)
+		return f.failed(log, s, fetchState{}, cache, fmt.Errorf("cache directory: %w", err), false), true
 	}
 	defer unlock()
 	st := readState(cache, s.Name)
+	if due := f.dueAt(m, s, st); scheduled && due.After(f.now()) {
+		return Result{Source: s.Name, Outcome: Unchanged, Entries: st.Entries, Next: due}, false
+	}
 	st.LastAttempt = f.now()
 	file := m.File(s)
 	_, statErr := os.Stat(file)
@@ -328,12 +340,12 @@ func (f *Fetcher) attempt(ctx context.Context, m *Manifest, s *Source, force boo
 
 	d, err := download(ctx, f.hc, f.ua, m.Dir(), cache, s, cond)
 	if err != nil {
-		return f.failed(log, s, st, cache, err, true)
+		return f.failed(log, s, st, cache, err, true), true
 	}
 	defer d.remove()
 	if d.notModified || (haveCopy && sameURL && d.sha256 == st.SHA256) {
 		st.ETag, st.LastModified = firstNonEmpty(d.etag, st.ETag), firstNonEmpty(d.lastModified, st.LastModified)
-		return f.succeeded(log, s, st, cache, Unchanged, start)
+		return f.succeeded(log, s, st, cache, Unchanged, start), true
 	}
 	prev := 0
 	if haveCopy && sameURL {
@@ -341,16 +353,16 @@ func (f *Fetcher) attempt(ctx context.Context, m *Manifest, s *Source, force boo
 	}
 	rep, err := checkCopy(d.tmp, s, prev)
 	if err != nil {
-		return f.failed(log, s, st, cache, err, true)
+		return f.failed(log, s, st, cache, err, true), true
 	}
 	if err := commitFile(d.tmp, file); err != nil {
-		return f.failed(log, s, st, cache, fmt.Errorf("storing the copy: %w", err), true)
+		return f.failed(log, s, st, cache, fmt.Errorf("storing the copy: %w", err), true), true
 	}
 	d.tmp = ""
 	st.URLHash, st.ETag, st.LastModified = sourceURLHash(s.URL), d.etag, d.lastModified
 	st.Entries, st.BadLines, st.Size, st.SHA256 = rep.Entries, rep.BadLines, d.size, d.sha256
 	st.LastChange = st.LastAttempt
-	return f.succeeded(log, s, st, cache, Updated, start)
+	return f.succeeded(log, s, st, cache, Updated, start), true
 }
 
 // checkCopy parses a download (counting only) and refuses one that is
@@ -375,13 +387,17 @@ func checkCopy(path string, s *Source, prev int) (SourceReport, error) {
 	return rep, nil
 }
 
-// commitFile makes tmp the copy at file, durably.
+// commitFile makes tmp the copy at file, durably. The copy is public data,
+// readable by all: a copy "picket feeds update" wrote as root is still
+// read by the service's user.
 func commitFile(tmp, file string) error {
 	fh, err := os.Open(tmp)
 	if err != nil {
 		return err
 	}
-	err = fh.Sync()
+	if err = fh.Chmod(0o644); err == nil {
+		err = fh.Sync()
+	}
 	fh.Close()
 	if err != nil {
 		return err

@@ -553,3 +553,63 @@ func TestFetchLoop(t *testing.T) {
 		t.Errorf("%d downloads, want 1", n)
 	}
 }
+
+// TestFetchSharedCache: two Stores on one feed directory (a configuration
+// reload's old and new one, or the daemon and "picket feeds update") share
+// the copies and the schedule: the second does not download again what the
+// first just did, even when it decided before the first took the lock.
+func TestFetchSharedCache(t *testing.T) {
+	srv := newFeedServer(t, "shared.test\n")
+	dir := writeFeeds(t, map[string]string{"feeds.toml": fmt.Sprintf("[[source]]\nname = \"x\"\nurl = %q\nformat = \"urls\"\n", srv.URL)})
+	clk := newFakeClock()
+	s1, s2 := openManual(t, dir, clk), openManual(t, dir, clk)
+	if rs, _, _ := s1.FetchDue(context.Background()); len(rs) != 1 || rs[0].Outcome != Updated {
+		t.Fatalf("first store: %+v", rs)
+	}
+	if rs, _, _ := s2.FetchDue(context.Background()); len(rs) != 0 {
+		t.Errorf("second store downloaded again: %+v", rs)
+	}
+	// A scheduled attempt that was decided before the first one ran finds,
+	// under the lock, that it is not due any more.
+	m, _ := ReadManifest(dir)
+	r, tried := s2.fetch.f.attempt(context.Background(), m, &m.Sources[0], false, true)
+	if tried || !r.Next.Equal(clk.Now().Add(time.Hour)) || len(srv.requests) != 1 {
+		t.Errorf("late scheduled attempt: tried %v, %+v, %d requests", tried, r, len(srv.requests))
+	}
+	if !has(s2, t, "shared.test") {
+		// The second store loads the copy at its next check.
+		if _, err := s2.Check(); err != nil || !has(s2, t, "shared.test") {
+			t.Errorf("the second store does not load the shared copy: %v", err)
+		}
+	}
+}
+
+// TestFetchBrokenCopy: a cached copy that cannot be read stops neither the
+// load nor the other sources; the status says why; a copy without its
+// state file is dated by its modification time.
+func TestFetchBrokenCopy(t *testing.T) {
+	dir := writeFeeds(t, map[string]string{
+		"feeds.toml": "[[source]]\nname = \"broken\"\nurl = \"http://127.0.0.1:1/\"\nformat = \"urls\"\n" +
+			"[[source]]\nname = \"orphan\"\nurl = \"http://127.0.0.1:1/\"\nformat = \"urls\"\n" +
+			"[[source]]\npath = \"l.txt\"\nformat = \"urls\"\n",
+		"l.txt": "local.test\n",
+	})
+	os.MkdirAll(filepath.Join(dir, "cache", "broken.feed"), 0o755) // a directory where the copy should be
+	os.WriteFile(filepath.Join(dir, "cache", "orphan.feed"), []byte("orphan.test\n"), 0o644)
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(filepath.Join(dir, "cache", "orphan.feed"), old, old)
+	s, err := Open(Config{Dir: dir, Poll: -1, Fetch: FetchConfig{Manual: true}}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("a broken copy stopped the load: %v", err)
+	}
+	defer s.Close()
+	if !has(s, t, "local.test") || !has(s, t, "orphan.test") {
+		t.Error("the other sources were not loaded")
+	}
+	if st := sourceStatus(t, s, "broken"); !strings.Contains(st.LastError, "the copy cannot be read") {
+		t.Errorf("broken copy: %+v", st)
+	}
+	if st := sourceStatus(t, s, "orphan"); st.Missing || st.Entries != 1 || st.Age < time.Hour || st.Stale {
+		t.Errorf("copy without a state file: %+v", st)
+	}
+}

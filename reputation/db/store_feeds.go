@@ -182,14 +182,19 @@ func Statuses(m *Manifest, r *Report, f *Fetcher, now time.Time) []SourceStatus 
 			st.LastSuccess, st.LastChange, st.LastAttempt, st.NextAttempt = fs.LastSuccess, fs.LastChange, fs.LastAttempt, fs.NextAttempt
 			st.LastError, st.LastErrorAt, st.Failures, st.Errors = fs.LastError, fs.LastErrorAt, fs.Failures, fs.Errors
 			st.Entries, st.BadLines = fs.Entries, fs.BadLines
-			if _, err := os.Stat(m.File(src)); err != nil {
+			if fi, err := os.Stat(m.File(src)); err != nil {
 				st.Missing = true
+			} else if st.LastSuccess.IsZero() {
+				st.LastSuccess, st.LastChange = fi.ModTime(), fi.ModTime() // a copy without its state file
 			}
 		} else if fi, err := os.Stat(m.File(src)); err == nil {
 			st.LastSuccess, st.LastChange = fi.ModTime(), fi.ModTime()
 		}
 		if loaded {
 			st.Entries, st.BadLines, st.Missing = rep.Entries, rep.BadLines, rep.Missing
+			if rep.Error != "" && st.LastError == "" {
+				st.LastError = "the copy cannot be read: " + rep.Error
+			}
 		}
 		if !st.LastSuccess.IsZero() {
 			st.Age = max(now.Sub(st.LastSuccess), 0)
