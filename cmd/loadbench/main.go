@@ -356,7 +356,7 @@ func scanning(bin, dir, origin string) error {
 	}
 	defer trickle.stop()
 
-	fmt.Printf("\n%-52s %14s %14s\n", "download scanning (median of 5)", "first byte", "last byte")
+	fmt.Printf("\n%-52s %14s %14s %14s\n", "download scanning (median of 5)", "first byte", "last byte", "picket CPU")
 	for _, c := range []struct {
 		name, path string
 		p          *picket
@@ -368,11 +368,13 @@ func scanning(bin, dir, origin string) error {
 		{"100 MiB executable, buffer (32 MiB scanned)", "/100m.exe", buffer},
 		{"100 MiB executable, trickle (32 MiB scanned)", "/100m.exe", trickle},
 	} {
+		cpu0 := c.p.cpu()
 		first, last, err := timeDownload(origin+c.path, c.p.url, 5)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
-		fmt.Printf("%-52s %14s %14s\n", c.name, first.Round(10*time.Microsecond), last.Round(100*time.Microsecond))
+		cpu := (c.p.cpu() - cpu0) / 5
+		fmt.Printf("%-52s %14s %14s %14s\n", c.name, first.Round(10*time.Microsecond), last.Round(100*time.Microsecond), cpu.Round(100*time.Microsecond))
 	}
 
 	// 20 concurrent 100 MiB scanned downloads, memory_budget 64 MiB.
@@ -395,7 +397,7 @@ func scanning(bin, dir, origin string) error {
 	}
 	fmt.Printf("\n20 concurrent 100 MiB scanned downloads (buffer, memory_budget 64 MiB): RSS before %.1f MiB, peak %.1f MiB\n",
 		mib(rss0), mib(buffer.hwm()))
-	return nil
+	return engineRows(bin, dir, origin)
 }
 
 // timeDownload fetches url through proxy n times and returns the median
@@ -754,6 +756,12 @@ type picket struct {
 }
 
 func startPicket(bin, env, base, name, extra string) (*picket, error) {
+	return startPicketTail(bin, env, base, name, extra, "")
+}
+
+// startPicketTail is startPicket with tail appended after the [scanner]
+// keys (sub-tables such as [scanner.clamd]).
+func startPicketTail(bin, env, base, name, extra, tail string) (*picket, error) {
 	dir := filepath.Join(base, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -792,7 +800,7 @@ database = %q
 	if !strings.Contains(extra, "[scanner]") {
 		cfg += "[scanner]\n"
 	}
-	cfg += fmt.Sprintf("signatures = [%q, %q]\n", filepath.Join(sigs, "*.hsb"), filepath.Join(sigs, "*.fp"))
+	cfg += fmt.Sprintf("signatures = [%q, %q]\n", filepath.Join(sigs, "*.hsb"), filepath.Join(sigs, "*.fp")) + tail
 	path := filepath.Join(dir, "picket.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err

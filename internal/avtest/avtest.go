@@ -4,7 +4,8 @@
 // the test's own temporary directory, on a Unix socket or a free loopback
 // port, is waited for by polling its socket with a deadline, and is stopped
 // by its own PID (its process group for c-icap) in t.Cleanup. Several tests
-// may run them at once.
+// may run them at once; cmd/loadbench runs them the same way for its engine
+// rows.
 package avtest
 
 import (
@@ -20,9 +21,19 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
+
+// TB is what avtest needs of a test; TB has it, and cmd/loadbench
+// passes its own.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+}
 
 // startTimeout is how long a server may take to answer its first request.
 const startTimeout = 60 * time.Second
@@ -41,7 +52,7 @@ func NDB(name string, pattern []byte) string {
 
 // need fails (in CI, where .ci/run installs the servers) or skips the test
 // when bin is not installed.
-func need(t testing.TB, bin string) string {
+func need(t TB, bin string) string {
 	t.Helper()
 	p, err := exec.LookPath(bin)
 	if err == nil {
@@ -65,7 +76,7 @@ func isExec(p string) bool {
 }
 
 // FreePort returns a loopback port that was free a moment ago.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,12 +103,12 @@ type Clamd struct {
 	TCPAddr string // 127.0.0.1:port with ClamdOptions.TCP, else ""
 	cmd     *exec.Cmd
 	exited  chan struct{}
-	t       testing.TB
+	t       TB
 }
 
 // StartClamd starts clamd with the signatures and waits until it answers
 // PING.
-func StartClamd(t testing.TB, o ClamdOptions) *Clamd {
+func StartClamd(t TB, o ClamdOptions) *Clamd {
 	t.Helper()
 	bin := need(t, "clamd")
 	// Unix socket paths are short (108 bytes): use a short directory.
@@ -246,7 +257,7 @@ type CICAPOptions struct {
 
 // StartCICAP starts c-icap scanning through the clamd at clamdSocket and
 // waits until it answers OPTIONS.
-func StartCICAP(t testing.TB, clamdSocket string, o CICAPOptions) *CICAP {
+func StartCICAP(t TB, clamdSocket string, o CICAPOptions) *CICAP {
 	t.Helper()
 	bin := need(t, "c-icap")
 	mods := "/usr/lib/x86_64-linux-gnu/c_icap"
