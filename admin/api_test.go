@@ -182,6 +182,9 @@ func TestStatus(t *testing.T) {
 		{"databases", len(st.Databases) == 1 && st.Databases[0].Version == 4 && st.Databases[0].Entries == 1200},
 		{"reputation", st.Reputation != nil && st.Reputation.Healthy && st.Reputation.Breaker == "closed" && st.Reputation.HitRatio == 0.6},
 		{"scanner", st.Scanner != nil && st.Scanner.Scans == 3 && st.Scanner.Malicious == 1},
+		{"engines", st.Scanner != nil && len(st.Scanner.Engines) == 2 && st.Scanner.Engines[0].Healthy &&
+			st.Scanner.Engines[0].Version == "ClamAV 1.4.6" && st.Scanner.Engines[0].Detections == 1 &&
+			!st.Scanner.Engines[1].Healthy && strings.Contains(st.Scanner.Engines[1].Error, "connection refused")},
 		{"open connections", st.OpenConnections != nil && *st.OpenConnections == 7},
 		{"auto-bypassed", len(st.AutoBypassed) == 1 && st.AutoBypassed[0] == "pinned.example"},
 		{"action totals", st.Totals.Actions["block"] == 4 && st.Totals.Actions["allow"] == 9},

@@ -44,8 +44,10 @@ func (f *fakeParts) config(now func() time.Time) Config {
 			Reputation: func() reputation.Stats {
 				return reputation.Stats{Lookups: 10, CacheHits: 6, CacheMisses: 4, Requests: 4, Failures: 1, CachedURLs: 6, CachedPrefix: 3}
 			},
-			Certs:        func() certs.Stats { return certs.Stats{Mints: 2, Hits: 8, Misses: 2, Size: 2} },
-			Scanner:      func() scanner.Stats { return scanner.Stats{Scans: 3, Malicious: 1, Bytes: 4096} },
+			Certs: func() certs.Stats { return certs.Stats{Mints: 2, Hits: 8, Misses: 2, Size: 2} },
+			Scanner: func() scanner.Stats {
+				return scanner.Stats{Scans: 3, Malicious: 1, Bytes: 4096, Engines: testEngines()}
+			},
 			OpenConns:    func() int { return 7 },
 			AutoBypassed: func() []string { return []string{"pinned.example"} },
 			Feeds:        func() []Feed { return testFeeds(now()) },
@@ -204,4 +206,18 @@ func do(s *Server, method, target, remote, token string, body string, hdr ...str
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, req)
 	return rec.Result()
+}
+
+// testEngines are a healthy clamd and an ICAP service that is down.
+func testEngines() []scanner.EngineStats {
+	lat := scanner.Histogram{Counts: make([]uint64, len(scanner.LatencyBounds)), Count: 3, Sum: 0.3}
+	lat.Counts[6] = 3 // 0.1 s
+	return []scanner.EngineStats{
+		{Name: "clamd", Scans: 3, Detections: 1, CacheHits: 2, Latency: lat, Health: scanner.EngineHealth{Healthy: true, Kind: "clamd",
+			Address: "unix:/run/clamav/clamd.ctl", Version: "ClamAV 1.4.6", Signatures: "27000",
+			SignatureDate: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}},
+		{Name: "icap", Errors: 2, Latency: scanner.Histogram{Counts: make([]uint64, len(scanner.LatencyBounds))},
+			Health: scanner.EngineHealth{Kind: "icap", Address: "icap://127.0.0.1:1344/avscan",
+				Error: "icap: dial tcp 127.0.0.1:1344: connect: connection refused"}},
+	}
 }

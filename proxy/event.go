@@ -54,6 +54,9 @@ type ScanEvent struct {
 	Engine string
 	// Partial says an engine saw only the first part of the body.
 	Partial bool
+	// Source is what decided the result: eicar, signature, known-good,
+	// reputation, limits, engine ("none" when nothing did).
+	Source string
 }
 
 // event builds the Event of a finished exchange.

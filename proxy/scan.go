@@ -123,7 +123,7 @@ func (s *Server) scanBlocks(res scanner.Result, err error) bool {
 func (s *Server) noteScan(x *exchange, res scanner.Result, err error) {
 	e := x.scan
 	e.Type, e.Threat, e.Size, e.FalseAlarm = res.Type.String(), res.Threat, res.Size, res.FalseAlarm
-	e.Engine, e.Partial = res.Engine, res.Partial
+	e.Engine, e.Partial, e.Source = res.Engine, res.Partial, res.Source.String()
 	e.Executable = res.Type.Executable()
 	e.SHA256 = res.Sums.SHA256[:]
 	e.Result = res.Verdict.String()

@@ -26,6 +26,7 @@ type scanKey struct{ typ, result string }
 type entry struct {
 	Verdict  string   `json:"verdict"`
 	Type     string   `json:"type,omitempty"`
+	Threat   string   `json:"threat,omitempty"`
 	Category string   `json:"category,omitempty"`
 	Count    uint64   `json:"count"`
 	Clients  int      `json:"clients"` // distinct clients counted before a restart
@@ -110,15 +111,15 @@ func (g *aggregate) add(e *Event, urlHash [32]byte, client uint64, k int) {
 	if s := e.Scan; s != nil {
 		typ := oneOf(typeNames, s.Type)
 		g.scans[scanKey{typ, oneOf(resultNames, s.Result)}]++
-		var verdict string
+		var verdict, threat string
 		switch {
 		case s.Result == "malicious":
-			verdict = "detected"
+			verdict, threat = "detected", threatName(s.Source, s.Threat)
 		case s.Result == "unknown" && s.Executable:
 			verdict = "unknown"
 		}
 		if verdict != "" && len(s.SHA256) == 32 {
-			g.count(g.files, [32]byte(s.SHA256), maxFiles, &g.overflow.Files, entry{Verdict: verdict, Type: typ}, client, k)
+			g.count(g.files, [32]byte(s.SHA256), maxFiles, &g.overflow.Files, entry{Verdict: verdict, Type: typ, Threat: threat}, client, k)
 		}
 	}
 }
@@ -179,7 +180,7 @@ func (g *aggregate) batch(k int, interval time.Duration) Batch {
 			b.Withheld.Files++
 			continue
 		}
-		b.Files = append(b.Files, FileCount{hex.EncodeToString(h[:]), e.Verdict, e.Type, e.Count})
+		b.Files = append(b.Files, FileCount{SHA256: hex.EncodeToString(h[:]), Verdict: e.Verdict, Type: e.Type, Threat: e.Threat, Count: e.Count})
 	}
 	sort.Slice(b.Files, func(i, j int) bool { return b.Files[i].SHA256 < b.Files[j].SHA256 })
 	for h, e := range g.urls {

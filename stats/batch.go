@@ -91,7 +91,10 @@ type FileCount struct {
 	SHA256  string `json:"sha256"`  // 64 hex digits
 	Verdict string `json:"verdict"` // "detected" or "unknown"
 	Type    string `json:"type"`
-	Count   uint64 `json:"count"`
+	// Threat is a detected file's threat name (see threatName); "" for
+	// unknown files.
+	Threat string `json:"threat,omitempty"`
+	Count  uint64 `json:"count"`
 }
 
 // URLCount is one hashed URL expression of a detection.

@@ -1,6 +1,9 @@
 package stats
 
-import "net/netip"
+import (
+	"net/netip"
+	"strings"
+)
 
 // Event is what statistics take of one finished request or tunnel. It has
 // no field for user names, cookies, headers or bodies; URL is read only for
@@ -27,6 +30,10 @@ type Scan struct {
 	SHA256     []byte
 	Size       int64 // bytes
 	Executable bool
+	// Threat is the detection's name and Source what found it (eicar,
+	// signature, engine, reputation); statistics send the name of a
+	// detected file only in the shape threatName allows.
+	Threat, Source string
 }
 
 // Sample describes a scanned file the proxy could offer as a sample.
@@ -83,6 +90,31 @@ func category(s string) string {
 		}
 	}
 	return s
+}
+
+// threatName is what a batch says of a detection's name: the name an
+// anti-virus engine, the EICAR check or the reputation service gave it
+// (they name malware, never people or sites), if it has the shape of a
+// signature name (at most 64 letters, digits and . _ - : /); "local" for
+// the administrator's own signatures (Picket's hash lists, and clamd's
+// ".UNOFFICIAL" databases), whose names are the site's own words; "other"
+// for anything else.
+func threatName(source, name string) string {
+	switch {
+	case name == "":
+		return ""
+	case source == "signature" || strings.HasSuffix(name, ".UNOFFICIAL"):
+		return "local"
+	case len(name) > 64:
+		return "other"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._-:/", c) >= 0) {
+			return "other"
+		}
+	}
+	return name
 }
 
 // detection reports whether a verdict kind is one the cloud learns from:

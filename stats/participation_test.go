@@ -55,7 +55,7 @@ func traffic(p *Participation, client string) {
 	p.Observe(Event{Action: "allow", Verdict: "unknown", Source: "server", URL: "http://dl.example/tool.exe", Client: a,
 		Scan: &Scan{Type: "pe", Result: "unknown", SHA256: exeHash("tool"), Size: 100, Executable: true}})
 	p.Observe(Event{Action: "block", Verdict: "malware", Source: "local", Stage: "protection", URL: "http://dl.example/eicar.com", Client: a,
-		Scan: &Scan{Type: "text", Result: "malicious", SHA256: exeHash("eicar"), Size: 68}})
+		Scan: &Scan{Type: "text", Result: "malicious", SHA256: exeHash("eicar"), Size: 68, Threat: "EICAR-Test-File", Source: "eicar"}})
 }
 
 func TestParticipationOffSendsOnlyLookups(t *testing.T) {
@@ -158,6 +158,11 @@ func TestParticipationSendsBatchesEqualToPreview(t *testing.T) {
 	}
 	if len(b.Files) != 2 {
 		t.Errorf("files: got %+v, want the unknown executable and the detected file", b.Files)
+	}
+	for _, f := range b.Files {
+		if want := map[string]string{"detected": "EICAR-Test-File", "unknown": ""}[f.Verdict]; f.Threat != want {
+			t.Errorf("files: %s file with threat %q, want %q (a detection's name, nothing for unknown files)", f.Verdict, f.Threat, want)
+		}
 	}
 	// The intake stored it.
 	s, err := Summarize(c.dir, 10)

@@ -69,7 +69,8 @@ func observeEvent(p *stats.Participation) func(proxy.Event) {
 		se := stats.Event{Action: e.Action, Verdict: e.Verdict, Category: e.Category, Source: e.Source,
 			Stage: e.Stage, Tunnel: e.Tunnel, URL: e.URL, Client: e.Client}
 		if s := e.Scan; s != nil {
-			se.Scan = &stats.Scan{Type: s.Type, Result: s.Result, SHA256: s.SHA256, Size: s.Size, Executable: s.Executable}
+			se.Scan = &stats.Scan{Type: s.Type, Result: s.Result, SHA256: s.SHA256, Size: s.Size, Executable: s.Executable,
+				Threat: s.Threat, Source: s.Source}
 		}
 		p.Observe(se)
 	}
