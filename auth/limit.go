@@ -8,14 +8,15 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// limiter is a token bucket of failed attempts per client: each client may
-// fail burst times, and earns one attempt back every window/burst. Buckets
-// live in a bounded LRU; a client evicted from it starts afresh.
-type limiter struct {
+// limiter is a token bucket of failed attempts per key (a client address or
+// a user name): each key may fail burst times, and earns one attempt back
+// every window/burst. Buckets live in a bounded LRU; a key evicted from it
+// starts afresh.
+type limiter[K comparable] struct {
 	burst float64
 	rate  float64 // attempts earned per second
 	mu    sync.Mutex
-	lru   *lru.Cache[netip.Addr, *bucket]
+	lru   *lru.Cache[K, *bucket]
 }
 
 type bucket struct {
@@ -23,9 +24,9 @@ type bucket struct {
 	at     time.Time
 }
 
-func newLimiter(burst int, window time.Duration, size int) *limiter {
-	c, _ := lru.New[netip.Addr, *bucket](size) // size > 0
-	return &limiter{burst: float64(burst), rate: float64(burst) / window.Seconds(), lru: c}
+func newLimiter[K comparable](burst int, window time.Duration, size int) *limiter[K] {
+	c, _ := lru.New[K, *bucket](size) // size > 0
+	return &limiter[K]{burst: float64(burst), rate: float64(burst) / window.Seconds(), lru: c}
 }
 
 // clientKey is the address failures are counted against: an IPv4 address,
@@ -40,16 +41,16 @@ func clientKey(a netip.Addr) netip.Addr {
 }
 
 // refill brings b up to now; the caller holds l.mu.
-func (l *limiter) refill(b *bucket, now time.Time) {
+func (l *limiter[K]) refill(b *bucket, now time.Time) {
 	if d := now.Sub(b.at).Seconds(); d > 0 {
 		b.tokens = min(l.burst, b.tokens+d*l.rate)
 		b.at = now
 	}
 }
 
-// wait returns how long the client must wait before its next attempt, 0 if
-// it may try now.
-func (l *limiter) wait(key netip.Addr, now time.Time) time.Duration {
+// wait returns how long the key must wait before its next attempt, 0 if it
+// may try now.
+func (l *limiter[K]) wait(key K, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.lru.Peek(key)
@@ -63,8 +64,8 @@ func (l *limiter) wait(key netip.Addr, now time.Time) time.Duration {
 	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 }
 
-// fail takes one attempt from the client's bucket.
-func (l *limiter) fail(key netip.Addr, now time.Time) {
+// fail takes one attempt from the key's bucket.
+func (l *limiter[K]) fail(key K, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.lru.Get(key)
