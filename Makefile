@@ -121,7 +121,8 @@ FUZZ_TARGETS ?= \
 	./reputation/db:FuzzManifest ./reputation/db:FuzzSnapshot \
 	./config:FuzzParse ./pac:FuzzScript \
 	./policy:FuzzHostSetMatch ./policy:FuzzDecide \
-	./scanner:FuzzClassify ./scanner:FuzzScan ./scanner:FuzzSignatures
+	./scanner:FuzzClassify ./scanner:FuzzScan ./scanner:FuzzSignatures \
+	./auth:FuzzParseBasic ./auth:FuzzUserFilter
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -263,9 +263,9 @@ func (a *Authenticator) Check(client netip.Addr, header string) (user string, gr
 	var k key
 	switch {
 	case local:
-		k = a.keys.of(keyLocal, user, password, string(hash))
+		k = a.keys.credentials(keyLocal, user, password, hash)
 	case a.dir != nil:
-		k = a.keys.of(keyDirectory, user, password)
+		k = a.keys.credentials(keyDirectory, user, password, nil)
 	}
 	// 5. Remembered verification.
 	if local || a.dir != nil {

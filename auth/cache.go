@@ -1,21 +1,19 @@
 package auth
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"hash"
+	"encoding/binary"
 	"strings"
-	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// key is a salted hash (HMAC-SHA-256 under a per-process random salt) of
-// what it identifies: credentials for the cache, a user name for the
-// limiter. Nothing outside this process can compute or test one, and no
-// password is kept beside it.
+// key is a salted hash (SHA-256 of a per-process random salt and the
+// parts, each preceded by its length) of what it identifies: credentials for
+// the cache, a user name for the limiter. Nothing outside this process can
+// compute or test one, and no password is kept beside it.
 type key [sha256.Size]byte
 
 // What a key is of; the tag is hashed first, so keys of different kinds
@@ -28,40 +26,44 @@ const (
 
 // keyer makes keys under one salt.
 type keyer struct {
-	pool sync.Pool // of hash.Hash (HMAC-SHA-256 under the salt)
+	salt [32]byte
 }
 
 func newKeyer() *keyer {
-	var salt [32]byte
-	_, _ = rand.Read(salt[:]) // never fails (crypto/rand panics rather)
 	k := &keyer{}
-	k.pool.New = func() any { return hmac.New(sha256.New, salt[:]) }
+	_, _ = rand.Read(k.salt[:]) // never fails (crypto/rand panics rather)
 	return k
 }
 
-// of hashes the tag and the parts, each preceded by its length so that no
-// two lists of parts collide by concatenation.
-func (k *keyer) of(tag byte, parts ...string) key {
-	h := k.pool.Get().(hash.Hash)
-	h.Reset()
-	var b [5]byte
-	b[0] = tag
-	h.Write(b[:1])
-	for _, s := range parts {
-		n := len(s)
-		b[0], b[1], b[2], b[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-		h.Write(b[:4])
-		h.Write([]byte(s))
-	}
-	var out key
-	h.Sum(out[:0])
-	k.pool.Put(h)
+// credentials is the key of a user, a password and, for local users, the
+// user's htpasswd entry (nil for the directory's). The buffer the password
+// is copied into is cleared before returning.
+func (k *keyer) credentials(tag byte, user, password string, entry []byte) key {
+	var buf [256]byte // on the stack unless the parts are long
+	b := append(buf[:0], k.salt[:]...)
+	b = append(b, tag)
+	b = appendPart(b, user)
+	b = appendPart(b, password)
+	b = appendPart(b, entry)
+	out := key(sha256.Sum256(b))
+	clear(b)
 	return out
 }
 
 // user is the rate-limiting key of a user name as typed, case folded (the
 // directories compare user names without case).
-func (k *keyer) user(name string) key { return k.of(keyUser, strings.ToLower(name)) }
+func (k *keyer) user(name string) key {
+	var buf [128]byte
+	b := append(buf[:0], k.salt[:]...)
+	b = append(b, keyUser)
+	b = appendPart(b, strings.ToLower(name))
+	return key(sha256.Sum256(b))
+}
+
+// appendPart appends the length of s (4 bytes, big-endian) and s.
+func appendPart[T string | []byte](b []byte, s T) []byte {
+	return append(binary.BigEndian.AppendUint32(b, uint32(len(s))), s...)
+}
 
 // verified is one successful verification.
 type verified struct {

@@ -499,7 +499,7 @@ func (d *directory) bindService(c *conn) error {
 
 // findUser returns the one entry the user filter finds for the typed name.
 func (d *directory) findUser(c *conn, typed string) (*ldap.Entry, error) {
-	filter := strings.ReplaceAll(d.cfg.UserFilter, placeholderUser, ldap.EscapeFilter(typed))
+	filter := d.userFilter(typed)
 	attrs := []string{"uid", "sAMAccountName"}
 	if d.cfg.UserAttribute != "" {
 		attrs = []string{d.cfg.UserAttribute}
@@ -522,6 +522,12 @@ func (d *directory) findUser(c *conn, typed string) (*ldap.Entry, error) {
 		return nil, fmt.Errorf("%w: the user filter finds several entries", ErrBadCredentials)
 	}
 	return res.Entries[0], nil
+}
+
+// userFilter is the user filter for the name typed, escaped (RFC 4515):
+// whatever the name, the filter keeps its structure.
+func (d *directory) userFilter(typed string) string {
+	return strings.ReplaceAll(d.cfg.UserFilter, placeholderUser, ldap.EscapeFilter(typed))
 }
 
 // timeLimit is the search time limit sent to the server, in whole seconds.

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/rs/zerolog"
 
 	"github.com/picket-proxy/picket/internal/slapdtest"
@@ -682,3 +683,24 @@ func TestLDAPNoSecretsInErrors(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// FuzzUserFilter: whatever the user name, the user filter compiles and keeps
+// its structure: decompiled, it is the filter built, so the name stayed a
+// value (RFC 4515 escaping) and added no filter component.
+func FuzzUserFilter(f *testing.F) {
+	for _, s := range []string{"alice", "*)(uid=*", "*", `\2a`, "a\x00b", "(|(uid=*))", "é", "\xff\xfe"} {
+		f.Add(s)
+	}
+	d := &directory{cfg: LDAPConfig{}.withDefaults()}
+	f.Fuzz(func(t *testing.T, user string) {
+		filter := d.userFilter(user)
+		p, err := ldap.CompileFilter(filter)
+		if err != nil {
+			t.Fatalf("%q: %v", user, err)
+		}
+		back, err := ldap.DecompileFilter(p)
+		if err != nil || back != filter {
+			t.Fatalf("%q: got %q, %v back from %q", user, back, err, filter)
+		}
+	})
+}

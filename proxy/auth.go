@@ -16,6 +16,12 @@ type RateLimited struct{ RetryAfter time.Duration }
 
 func (e *RateLimited) Error() string { return "too many failed proxy logins" }
 
+// ErrAuthUnavailable is the error (matched with errors.Is) an Authenticate
+// func returns when it could not check the credentials, e.g. the directory
+// that holds the passwords is down: the client gets 503 without a challenge,
+// since typing the password again would not help.
+var ErrAuthUnavailable = errors.New("proxy: the credentials cannot be checked now")
+
 type identityKey struct{}
 
 type identity struct {
@@ -45,6 +51,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client net
 		writePage(w, page{Status: http.StatusTooManyRequests, Title: "Too many attempts",
 			Msg: "Too many failed logins from your address. Wait a moment and try again."})
 		s.cfg.Log.Warn().Str(fClient, client.String()).Msg("proxy login rate-limited")
+		return identity{}, false
+	}
+	if errors.Is(err, ErrAuthUnavailable) {
+		writePage(w, page{Status: http.StatusServiceUnavailable, Title: "Sign-in unavailable",
+			Msg: "The directory that checks passwords cannot be reached. Try again in a minute; if this goes on, tell your administrator."})
+		s.cfg.Log.Warn().Str(fClient, client.String()).Str(fError, err.Error()).Msg("proxy login: the credentials cannot be checked")
 		return identity{}, false
 	}
 	w.Header().Set("Proxy-Authenticate", s.cfg.AuthChallenge)

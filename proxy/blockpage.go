@@ -41,6 +41,7 @@ type blockData struct {
 	Rule        string
 	Incident    string
 	Time        string
+	User        string // the signed-in user, "" without proxy authentication
 	Contact     string
 	Mailto      template.URL
 	ContinueURL string
@@ -136,7 +137,7 @@ func (p *pages) render(in *http.Request, x *exchange, warn bool, continueURL str
 	data := blockData{
 		Warn: warn, Title: "Access blocked", Reason: plainReason(d, warn), URL: full, DisplayURL: shorten(full, 90),
 		Category: d.Category, Threat: d.Threat, Rule: d.Rule, Incident: x.incident,
-		Time: p.now().UTC().Format("2006-01-02 15:04:05 UTC"), Contact: p.contact, ContinueURL: continueURL,
+		Time: p.now().UTC().Format("2006-01-02 15:04:05 UTC"), User: x.req.User, Contact: p.contact, ContinueURL: continueURL,
 		WarnFor: p.warnFor.String(),
 	}
 	if warn {
@@ -154,6 +155,9 @@ func (p *pages) render(in *http.Request, x *exchange, warn bool, continueURL str
 	}
 	if !wantsHTML(in) {
 		text := fmt.Sprintf("%s: %s\nURL: %s\nIncident: %s\n", data.Title, data.Reason, full, x.incident)
+		if data.User != "" {
+			text += "Signed in as: " + data.User + "\n"
+		}
 		return textResponse(in, status, text)
 	}
 	var buf bytes.Buffer

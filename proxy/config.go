@@ -112,8 +112,9 @@ type Config struct {
 
 	// Authenticate checks a request's Proxy-Authorization header and
 	// returns the user and groups; nil means no authentication. An error
-	// that is a *RateLimited gets 429 with Retry-After; any other error 407
-	// with AuthChallenge in Proxy-Authenticate.
+	// that is a *RateLimited gets 429 with Retry-After, one that is
+	// ErrAuthUnavailable 503; any other error 407 with AuthChallenge in
+	// Proxy-Authenticate.
 	Authenticate  func(client netip.Addr, header string) (user string, groups []string, err error)
 	AuthChallenge string
 	// PAC, if not nil, serves /proxy.pac and /wpad.dat to clients that ask

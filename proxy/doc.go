@@ -10,13 +10,13 @@
 //	accept (conn.go: connection limits, tracking, idle deadlines after hijack)
 //	  │  framing guard (framing.go): ambiguous heads → 400/414/431, closed
 //	fast path (fastpath.go): GET/HEAD, absolute http URL, HTTP/1.1, no body,
-//	  │  allowed client; proxy auth → 407/429 there ─► roundTrip directly,
+//	  │  allowed client; proxy auth → 407/429/503 there ─► roundTrip directly,
 //	  │  response written by Picket ───────────────────────────────────────────────┐
 //	  │  CONNECT: ServeHTTP on a writer the tunnel hijacks
 //	  │  anything else: the connection and its buffered bytes go to net/http       │
 //	ServeHTTP ── client not allowed ───────► 403                                   │
 //	  ├── origin form / the proxy itself ─► local pages (info, CA, PAC)            │
-//	  ├── proxy authentication ───────────► 407 / 429 (auth.go)                    │
+//	  ├── proxy authentication ───────────► 407 / 429 / 503 (auth.go)              │
 //	  ├── CONNECT ─► handleConnect: port allowed? Decide(host)                     │
 //	  │                 ├── block/warn, not interceptable ─► 403 + reason header   │
 //	  │                 ├── tunnel ─────────► dial (destination policy, address lists: listed

@@ -127,6 +127,9 @@ func (s *Server) jsonAccess(x *exchange) {
 			Int64(fBytesOut, x.bytesOut.Load()).
 			Float64(fDuration, float64(time.Since(x.start).Microseconds())/1000).
 			Str(fAction, x.action())
+		if len(x.req.Groups) > 0 {
+			ev = ev.Strs(fGroups, x.req.Groups)
+		}
 		if x.decision.Verdict != "" {
 			ev = ev.Str(fVerdict, x.decision.Verdict)
 			if x.decision.Category != "" {

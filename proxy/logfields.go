@@ -5,6 +5,7 @@ package proxy
 const (
 	fClient     = "client"
 	fUser       = "user"
+	fGroups     = "groups"
 	fMethod     = "method"
 	fURL        = "url"
 	fProto      = "proto"

@@ -38,20 +38,25 @@ func newPAC(f *config.File, c config.PAC, log zerolog.Logger) (*pac.Handler, err
 }
 
 // newAuthenticator builds proxy authentication from [auth] (c, which is
-// f.Auth), or returns nil, nil when it is off (no htpasswd). The caller
-// Closes it. It answers auth.ErrNoCredentials and auth.ErrBadCredentials with
-// 407 and Proxy-Authenticate: Challenge(), auth.ErrRateLimited with 429 and
-// Retry-After.
+// f.Auth), or returns nil, nil when it is off (no htpasswd, no directory).
+// The caller Closes it. It answers auth.ErrNoCredentials and
+// auth.ErrBadCredentials with 407 and Proxy-Authenticate: Challenge(),
+// auth.ErrRateLimited with 429 and Retry-After, auth.ErrUnavailable with 503.
 func newAuthenticator(f *config.File, c config.Auth, log zerolog.Logger) (*auth.Authenticator, error) {
 	if !c.Enabled() {
 		return nil, nil
 	}
-	return auth.New(auth.Config{
-		Htpasswd:      f.Resolve(c.Htpasswd),
-		Groups:        f.Resolve(c.Groups),
-		Realm:         c.Realm,
-		MaxFailures:   c.MaxFailures,
-		FailureWindow: c.FailureWindow.D(),
-		CacheTTL:      c.CacheTTL.D(),
-	}, log)
+	cfg := auth.Config{
+		Htpasswd:        f.Resolve(c.Htpasswd),
+		Groups:          f.Resolve(c.Groups),
+		Realm:           c.Realm,
+		MaxFailures:     c.MaxFailures,
+		MaxUserFailures: c.MaxUserFailures,
+		FailureWindow:   c.FailureWindow.D(),
+		CacheTTL:        c.CacheTTL.D(),
+	}
+	if c.LDAP.Enabled() {
+		cfg.LDAP = ldapConfig(f, c.LDAP, log)
+	}
+	return auth.New(cfg, log)
 }

@@ -122,14 +122,14 @@ func TestObserveEventSendsNoPersonalData(t *testing.T) {
 		"cleanhost-secret", "clean-path-secret", "body-secret"}
 	exe := sha256.Sum256([]byte("unknown tool"))
 	for i := 0; i < 20; i++ {
-		observe(proxy.Event{Client: netip.MustParseAddr("198.51.100.23"), Method: "GET",
+		observe(proxy.Event{Client: netip.MustParseAddr("198.51.100.23"), User: "alice-user", Method: "GET",
 			URL:  "http://alice-user:pw@cleanhost-secret.example/clean-path-secret?session=cookie-secret&q=query-secret",
 			Host: "cleanhost-secret.example", Status: 200, Action: "allow", Verdict: "clean", Source: "server",
 			Rule: "rule-secret", Incident: "incident-secret", Category: "body-secret here"})
-		observe(proxy.Event{Client: netip.MustParseAddr("198.51.100.23"), URL: "http://phishing.picket.test/login?user=alice-user",
+		observe(proxy.Event{Client: netip.MustParseAddr("198.51.100.23"), User: "alice-user", URL: "http://phishing.picket.test/login?user=alice-user",
 			Host: "phishing.picket.test", Action: "block", Verdict: "phishing", Category: "phishing", Source: "server",
 			Stage: "protection", Rule: "rule-secret", Incident: "incident-secret"})
-		observe(proxy.Event{Client: netip.MustParseAddr("198.51.100.23"), URL: "http://dl.example/tool.exe?query-secret=1",
+		observe(proxy.Event{Client: netip.MustParseAddr("198.51.100.23"), User: "alice-user", URL: "http://dl.example/tool.exe?query-secret=1",
 			Action: "allow", Verdict: "unknown", Source: "server",
 			Scan: &proxy.ScanEvent{Type: "pe", Result: "unknown", SHA256: exe[:], Size: 10, Executable: true, Threat: "rule-secret"}})
 	}

@@ -143,6 +143,7 @@ func restartOnly(a, b *config.File) []string {
 		"admin":   {a.Admin, b.Admin},
 		"log":     {a.Log, b.Log},
 		"scanner": {a.Scanner, b.Scanner},
+		"auth":    {a.Auth, b.Auth}, // the htpasswd and groups files reload themselves
 		"tls (certificate authority, roots)": {
 			[]any{a.TLS.CACert, a.TLS.CAKey, a.TLS.CAName, a.TLS.LeafValidity, a.TLS.CertCacheSize, a.TLS.ExtraRoots},
 			[]any{b.TLS.CACert, b.TLS.CAKey, b.TLS.CAName, b.TLS.LeafValidity, b.TLS.CertCacheSize, b.TLS.ExtraRoots},

@@ -227,8 +227,11 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		pcfg.Authenticate = func(client netip.Addr, header string) (string, []string, error) {
 			user, groups, err := authn.Check(client, header)
 			var rl *auth.RateLimitedError
-			if errors.As(err, &rl) {
+			switch {
+			case errors.As(err, &rl):
 				return "", nil, &proxy.RateLimited{RetryAfter: rl.RetryAfter}
+			case errors.Is(err, auth.ErrUnavailable):
+				return "", nil, fmt.Errorf("%w: %w", proxy.ErrAuthUnavailable, err)
 			}
 			return user, groups, err
 		}
