@@ -26,43 +26,11 @@ import (
 	"github.com/picket-proxy/picket/internal/slapdtest"
 )
 
-// The test directory: a service account; alice (also known by AD's
-// sAMAccountName and userPrincipalName) in a group of names, a group of
-// unique names and a POSIX group; bob in no group; carol in students, which
-// is in gamers, which is in arcade, which is in gamers again (a cycle), and
-// arcade in halls; a user whose uid holds filter metacharacters; dave,
-// alone in the contractors unit.
-const directoryLDIF = `dn: cn=picket,ou=services,dc=picket,dc=test
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: picket
-userPassword: service-pw
-
-dn: uid=alice,ou=people,dc=picket,dc=test
-objectClass: inetOrgPerson
-objectClass: picketTestADUser
-uid: alice
-cn: Alice Archer
-sn: Archer
-sAMAccountName: alice
-userPrincipalName: alice@picket.test
-userPassword: alice-pw
-
-dn: uid=bob,ou=people,dc=picket,dc=test
-objectClass: inetOrgPerson
-uid: bob
-cn: Bob Baker
-sn: Baker
-userPassword: bob-pw
-
-dn: uid=carol,ou=people,dc=picket,dc=test
-objectClass: inetOrgPerson
-uid: carol
-cn: Carol Cook
-sn: Cook
-userPassword: carol-pw
-
-dn: uid=star*(user),ou=people,dc=picket,dc=test
+// directoryLDIF is added to slapdtest.People: alice also in a group of
+// unique names and a POSIX group; gamers in arcade, arcade in gamers again
+// (a cycle) and in halls; a user whose uid holds filter metacharacters;
+// dave, alone in the contractors unit.
+const directoryLDIF = `dn: uid=star*(user),ou=people,dc=picket,dc=test
 objectClass: inetOrgPerson
 uid: star*(user)
 cn: Star User
@@ -80,11 +48,6 @@ cn: Dave Dunn
 sn: Dunn
 userPassword: dave-pw
 
-dn: cn=staff,ou=groups,dc=picket,dc=test
-objectClass: groupOfNames
-cn: staff
-member: uid=alice,ou=people,dc=picket,dc=test
-
 dn: cn=finance,ou=groups,dc=picket,dc=test
 objectClass: groupOfUniqueNames
 cn: finance
@@ -96,16 +59,6 @@ cn: unixusers
 gidNumber: 5000
 memberUid: alice
 
-dn: cn=students,ou=groups,dc=picket,dc=test
-objectClass: groupOfNames
-cn: students
-member: uid=carol,ou=people,dc=picket,dc=test
-
-dn: cn=gamers,ou=groups,dc=picket,dc=test
-objectClass: groupOfNames
-cn: gamers
-member: cn=students,ou=groups,dc=picket,dc=test
-
 dn: cn=arcade,ou=groups,dc=picket,dc=test
 objectClass: groupOfNames
 cn: arcade
@@ -115,8 +68,10 @@ dn: cn=halls,ou=groups,dc=picket,dc=test
 objectClass: groupOfNames
 cn: halls
 member: cn=arcade,ou=groups,dc=picket,dc=test
+`
 
-dn: cn=gamers,ou=groups,dc=picket,dc=test
+// cycle makes gamers a member of arcade, which is a member of gamers.
+const cycle = `dn: cn=gamers,ou=groups,dc=picket,dc=test
 changetype: modify
 add: member
 member: cn=arcade,ou=groups,dc=picket,dc=test
@@ -125,17 +80,16 @@ member: cn=arcade,ou=groups,dc=picket,dc=test
 const (
 	peopleBase = "ou=people,dc=picket,dc=test"
 	groupBase  = "ou=groups,dc=picket,dc=test"
-	serviceDN  = "cn=picket,ou=services,dc=picket,dc=test"
+	serviceDN  = slapdtest.ServiceDN
 	aliceDN    = "uid=alice,ou=people,dc=picket,dc=test"
 )
 
-// startDirectory starts a slapd holding directoryLDIF. The LDIF's last
-// record is a change (the cycle), which ldapadd cannot apply: it is split.
+// startDirectory starts a slapd holding slapdtest.People and
+// directoryLDIF, with the cycle.
 func startDirectory(t *testing.T) *slapdtest.Server {
 	t.Helper()
-	adds, change, _ := strings.Cut(directoryLDIF, "dn: cn=gamers,ou=groups,dc=picket,dc=test\nchangetype")
-	s := slapdtest.Start(t, adds)
-	s.Modify(t, "dn: cn=gamers,ou=groups,dc=picket,dc=test\nchangetype"+change)
+	s := slapdtest.Start(t, slapdtest.People+"\n"+directoryLDIF)
+	s.Modify(t, cycle)
 	return s
 }
 

@@ -75,7 +75,7 @@ func TestDeploymentLDAPExamples(t *testing.T) {
 	})
 
 	t.Run("OpenLDAP", func(t *testing.T) {
-		s := slapdtest.Start(t, e2eDirectory)
+		s := slapdtest.Start(t, slapdtest.People)
 		text := deploymentExample(t, "#### OpenLDAP")
 		text = regexp.MustCompile(`(?m)^url = .*$`).ReplaceAllString(text, `url = "`+s.URL+`"`)
 		text = strings.NewReplacer("dc=example,dc=org", "dc=picket,dc=test",

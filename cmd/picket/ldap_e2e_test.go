@@ -16,54 +16,6 @@ import (
 	"github.com/picket-proxy/picket/internal/slapdtest"
 )
 
-// e2eDirectory: a service account, alice in staff, carol in students,
-// students in gamers.
-const e2eDirectory = `dn: cn=picket,ou=services,dc=picket,dc=test
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: picket
-userPassword: service-pw
-
-dn: uid=alice,ou=people,dc=picket,dc=test
-objectClass: inetOrgPerson
-objectClass: picketTestADUser
-uid: alice
-cn: Alice Archer
-sn: Archer
-sAMAccountName: alice
-userPrincipalName: alice@picket.test
-userPassword: alice-pw
-
-dn: uid=bob,ou=people,dc=picket,dc=test
-objectClass: inetOrgPerson
-uid: bob
-cn: Bob Baker
-sn: Baker
-userPassword: bob-pw
-
-dn: uid=carol,ou=people,dc=picket,dc=test
-objectClass: inetOrgPerson
-uid: carol
-cn: Carol Cook
-sn: Cook
-userPassword: carol-pw
-
-dn: cn=staff,ou=groups,dc=picket,dc=test
-objectClass: groupOfNames
-cn: staff
-member: uid=alice,ou=people,dc=picket,dc=test
-
-dn: cn=students,ou=groups,dc=picket,dc=test
-objectClass: groupOfNames
-cn: students
-member: uid=carol,ou=people,dc=picket,dc=test
-
-dn: cn=gamers,ou=groups,dc=picket,dc=test
-objectClass: groupOfNames
-cn: gamers
-member: cn=students,ou=groups,dc=picket,dc=test
-`
-
 // TestLDAPEndToEnd runs Picket against a real OpenLDAP (StartTLS, a test
 // CA, a service account whose password is in a file): right and wrong
 // passwords, an AD-style login name, an injection attempt in the user name,
@@ -88,7 +40,7 @@ func TestLDAPEndToEnd(t *testing.T) {
 	pwFile := filepath.Join(dir, "ldap-password")
 	os.WriteFile(pwFile, []byte("service-pw\n"), 0o600)
 
-	s := slapdtest.Start(t, e2eDirectory)
+	s := slapdtest.Start(t, slapdtest.People)
 	p := startPicket(t, fmt.Sprintf(`[auth]
 cache_ttl = "10m"
 [auth.ldap]

@@ -126,6 +126,62 @@ objectClass: organizationalUnit
 ou: services
 `
 
+// The service account of People.
+const (
+	ServiceDN       = "cn=picket,ou=services,dc=picket,dc=test"
+	ServicePassword = "service-pw"
+)
+
+// People is a small organisation the tests share: the service account;
+// alice (also known by AD's sAMAccountName and userPrincipalName "alice" and
+// "alice@picket.test") in staff; bob in no group; carol in students, and
+// students in gamers. Each user's password is their uid and "-pw".
+const People = `dn: cn=picket,ou=services,dc=picket,dc=test
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: picket
+userPassword: service-pw
+
+dn: uid=alice,ou=people,dc=picket,dc=test
+objectClass: inetOrgPerson
+objectClass: picketTestADUser
+uid: alice
+cn: Alice Archer
+sn: Archer
+sAMAccountName: alice
+userPrincipalName: alice@picket.test
+userPassword: alice-pw
+
+dn: uid=bob,ou=people,dc=picket,dc=test
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob Baker
+sn: Baker
+userPassword: bob-pw
+
+dn: uid=carol,ou=people,dc=picket,dc=test
+objectClass: inetOrgPerson
+uid: carol
+cn: Carol Cook
+sn: Cook
+userPassword: carol-pw
+
+dn: cn=staff,ou=groups,dc=picket,dc=test
+objectClass: groupOfNames
+cn: staff
+member: uid=alice,ou=people,dc=picket,dc=test
+
+dn: cn=students,ou=groups,dc=picket,dc=test
+objectClass: groupOfNames
+cn: students
+member: uid=carol,ou=people,dc=picket,dc=test
+
+dn: cn=gamers,ou=groups,dc=picket,dc=test
+objectClass: groupOfNames
+cn: gamers
+member: cn=students,ou=groups,dc=picket,dc=test
+`
+
 // Start writes a directory into a new temporary directory, starts slapd on
 // free loopback ports, waits until it answers (polling, with a deadline) and
 // adds Base and then ldif. The server is stopped when the test ends.
