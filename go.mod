@@ -19,6 +19,7 @@ require (
 )
 
 require (
+	github.com/go-ldap/ldap/v3 v3.4.15
 	golang.org/x/crypto v0.58.0
 	google.golang.org/grpc v1.85.0
 )
@@ -28,7 +29,6 @@ require google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec9
 require (
 	github.com/Azure/go-ntlmssp v0.1.1 // indirect
 	github.com/go-asn1-ber/asn1-ber v1.5.8 // indirect
-	github.com/go-ldap/ldap/v3 v3.4.15 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 )
 
