@@ -382,7 +382,9 @@ func (sc *Scan) askEngine(ctx context.Context, e *engineState, f *feed, file io.
 		res, err = sc.streamFile(ctx, e, file, size)
 	}
 	if err != nil {
-		e.errs.Add(1)
+		if ctx.Err() == nil { // a client that went away is not the engine's failure
+			e.errs.Add(1)
+		}
 		return engineVerdict{err: err}
 	}
 	if res.Skipped == "" {
