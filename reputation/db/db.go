@@ -25,7 +25,11 @@ type DB struct {
 	vidx     []uint32             // verdict of hashes[i]: verdicts[vidx[i]]
 	verdicts []reputation.Verdict // distinct verdicts
 	index    []uint32             // len 65537: hashes with first two bytes b start at index[b]
-	nets     *Networks            // address lists (nets.go); nil when none
+	// nets are the feeds' address lists (nets.go), built by Load beside
+	// the hashes; nil when none. Diff, Apply and snapshot files do not
+	// carry them (a repserver serves hashes only): a DB the embedded Store
+	// restores from a file must get them from the feeds again.
+	nets *Networks
 }
 
 // Version is the database's version: increasing with every change.
