@@ -613,3 +613,32 @@ func TestFetchBrokenCopy(t *testing.T) {
 		t.Errorf("copy without a state file: %+v", st)
 	}
 }
+
+// TestFetchIfModifiedSince: a server with Last-Modified only (no ETag) is
+// asked with If-Modified-Since, and its 304 costs no reload.
+func TestFetchIfModifiedSince(t *testing.T) {
+	mod := time.Date(2025, 2, 1, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	var ims []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ims = append(ims, r.Header.Get("If-Modified-Since"))
+		mu.Unlock()
+		http.ServeContent(w, r, "list.txt", mod, strings.NewReader("dated.test\n")) // answers 304 itself
+	}))
+	defer srv.Close()
+	dir := writeFeeds(t, map[string]string{"feeds.toml": fmt.Sprintf("[[source]]\nname = \"x\"\nurl = %q\nformat = \"urls\"\n", srv.URL)})
+	s := openManual(t, dir, newFakeClock())
+	if r, _ := s.Fetch(context.Background(), "x", false); r.Outcome != Updated || !has(s, t, "dated.test") {
+		t.Fatalf("first download: %+v", r)
+	}
+	v := s.DB().Version()
+	if r, _ := s.Fetch(context.Background(), "x", false); r.Outcome != Unchanged || s.DB().Version() != v {
+		t.Errorf("second download: %+v, version %d → %d", r, v, s.DB().Version())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ims) != 2 || ims[0] != "" || ims[1] != mod.Format(http.TimeFormat) {
+		t.Errorf("If-Modified-Since sent: %q, want none then %q", ims, mod.Format(http.TimeFormat))
+	}
+}
