@@ -165,5 +165,32 @@ install: build
 	  echo "installed: systemctl enable --now picket; the admin token appears in $(DATADIR)/admin.token on first start"; \
 	fi
 
+## deb: the Debian package $(DEBOUT)/picket_<version>_amd64.deb, built by nfpm
+## (a Go tool of this module: go tool nfpm): /usr/bin/picket,
+## /etc/picket/config.toml (a conffile), /var/lib/picket (the CA, the feeds,
+## the state; /etc/picket/data links to it), the systemd unit and the
+## sysusers file; postinst makes the picket user. The version is the tag
+## (v1.2.3 -> 1.2.3) or 0.0~git<date>.<commit>. DEBBUILD is the staging
+## directory. See docs/operations.md#install-the-debian-package.
+DEBVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v#v}" | sed 's/-\([0-9]*\)-g/+\1.g/' || \
+	echo "0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || date +%Y%m%d).$$(git rev-parse --short=8 HEAD 2>/dev/null || echo 0)$$(git diff --quiet HEAD 2>/dev/null || echo .dirty)")
+DEBOUT   ?= bin
+DEBBUILD ?= bin/deb-stage
+deb:
+	@rm -rf $(DEBBUILD) && mkdir -p $(DEBBUILD) $(DEBOUT)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -buildmode=pie \
+	  -ldflags '-s -w -X main.version=$(DEBVERSION)' -o $(DEBBUILD)/picket ./cmd/picket
+	sed -e 's#/usr/local/bin/picket#/usr/bin/picket#' \
+	  -e 's#Installed by `make install` to /etc/systemd/system/picket.service#Installed by the picket package#' \
+	  deploy/picket.service > $(DEBBUILD)/picket.service
+	@{ echo "picket ($(DEBVERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * Built from commit $$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)."; echo; \
+	  echo " -- Picket maintainers <maintainers@picket-proxy.org>  $$(git log -1 --format=%cD 2>/dev/null || date -R)"; \
+	} | gzip -9n > $(DEBBUILD)/changelog.gz
+	gzip -9n < deploy/deb/picket.8 > $(DEBBUILD)/picket.8.gz
+	sed 's#@STAGE@#$(abspath $(DEBBUILD))#g' deploy/nfpm.yaml > $(DEBBUILD)/nfpm.yaml
+	DEBVERSION='$(DEBVERSION)' $(GO) tool nfpm package --config $(DEBBUILD)/nfpm.yaml --packager deb \
+	  --target $(DEBOUT)/picket_$(DEBVERSION)_amd64.deb
+
 clean:
 	rm -rf bin
