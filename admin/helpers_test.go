@@ -48,7 +48,10 @@ func (f *fakeParts) config(now func() time.Time) Config {
 			Scanner: func() scanner.Stats {
 				return scanner.Stats{Scans: 3, Malicious: 1, Bytes: 4096, Engines: testEngines()}
 			},
-			OpenConns:    func() int { return 7 },
+			OpenConns: func() int { return 7 },
+			HTTP2Errors: func() map[string]int64 {
+				return map[string]int64{"rapid_reset": 1, "conn_ENHANCE_YOUR_CALM_too_many_early_resets": 2, "bad_path_method": 3, "headers_body": 1}
+			},
 			AutoBypassed: func() []string { return []string{"pinned.example"} },
 			Feeds:        func() []Feed { return testFeeds(now()) },
 		},

@@ -31,6 +31,9 @@ type Sources struct {
 	// Feeds reports the threat-feed sources of the embedded database and
 	// their freshness (feeds.go).
 	Feeds func() []Feed
+	// HTTP2Errors counts HTTP/2 client errors by kind
+	// (proxy.Server.HTTP2Errors).
+	HTTP2Errors func() map[string]int64
 }
 
 // The label values. Every label has a closed set of values, the last one
@@ -256,13 +259,26 @@ var (
 	parentUp      = desc("picket_parent_up", "1 while the parent proxy is used, 0 while it is skipped after a failure.", "parent")
 	parentReqs    = desc("picket_parent_requests_total", "Requests and tunnels sent through the parent proxy.", "parent")
 	parentFails   = desc("picket_parent_failures_total", "Failed attempts to reach the parent proxy (connect, CONNECT answer, credentials).", "parent")
+	h2Errors      = desc("picket_http2_client_errors_total", "HTTP/2 client connections closed or streams refused for misbehaving, by kind (rapid_reset, early_resets, continuation_flood, header_timeout, other protocol errors).", "kind")
 )
+
+// h2ErrorLabels are the kinds of picket_http2_client_errors_total.
+var h2ErrorLabels = []string{"rapid_reset", "early_resets", "continuation_flood", "header_timeout", "other"}
+
+// h2ErrorKind maps a kind from proxy.Server.HTTP2Errors (Picket's own, or
+// golang.org/x/net's CountError names) to a label.
+func h2ErrorKind(k string) string {
+	if strings.HasSuffix(k, "too_many_early_resets") {
+		return "early_resets"
+	}
+	return h2ErrorLabels[label(h2ErrorLabels, k)]
+}
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{repLookups, repCache, repLocal, repRequests, repFailures, repFallback,
 		repBreaker, repEntries, certMints, certCache, certEvictions, certEntries, scanScans, scanSpills,
 		scanBytes, scanMemory, engineUp, engineScans, engineDetects, engineErrors, enginePartial, engineCache,
-		engineLatency, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails} {
+		engineLatency, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails, h2Errors} {
 		ch <- d
 	}
 }
@@ -333,6 +349,15 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.ParticipationQueue != nil {
 		gauge(partQueue, float64(c.src.ParticipationQueue()))
+	}
+	if c.src.HTTP2Errors != nil {
+		byKind := make(map[string]uint64, len(h2ErrorLabels))
+		for k, n := range c.src.HTTP2Errors() {
+			byKind[h2ErrorKind(k)] += uint64(n)
+		}
+		for _, k := range h2ErrorLabels {
+			counter(h2Errors, byKind[k], k)
+		}
 	}
 	if c.src.Parents != nil {
 		for _, p := range c.src.Parents() {

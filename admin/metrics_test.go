@@ -145,6 +145,9 @@ func TestMetricsAddUp(t *testing.T) {
 		{"clamd cache hits", value(fams, "picket_scanner_engine_cache_hits_total", "engine", "clamd"), 2},
 		{"clamd latency samples", value(fams, "picket_scanner_engine_duration_seconds", "engine", "clamd"), 3},
 		{"open connections", value(fams, "picket_open_connections"), 7},
+		{"HTTP/2 rapid resets", value(fams, "picket_http2_client_errors_total", "kind", "rapid_reset"), 1},
+		{"HTTP/2 early resets", value(fams, "picket_http2_client_errors_total", "kind", "early_resets"), 2},
+		{"HTTP/2 other errors", value(fams, "picket_http2_client_errors_total", "kind", "other"), 4},
 		{"auto-bypassed hosts", value(fams, "picket_auto_bypassed_hosts"), 1},
 		{"build info", value(fams, "picket_build_info", "version", "v-test"), 1},
 	}

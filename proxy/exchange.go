@@ -121,7 +121,6 @@ func (s *Server) jsonAccess(x *exchange) {
 			Str(fUser, userOrDash(x.req.User)).
 			Str(fMethod, x.req.Method).
 			Str(fURL, logURL(x.req.URL, s.cfg.LogQuery)).
-			Str(fProto, x.proto).
 			Int(fStatus, x.status).
 			Int64(fBytesIn, x.bytesIn.Load()).
 			Int64(fBytesOut, x.bytesOut.Load()).
@@ -129,6 +128,9 @@ func (s *Server) jsonAccess(x *exchange) {
 			Str(fAction, x.action())
 		if len(x.req.Groups) > 0 {
 			ev = ev.Strs(fGroups, x.req.Groups)
+		}
+		if x.proto != "" { // none for a redirected TLS connection
+			ev = ev.Str(fProto, x.proto)
 		}
 		if x.decision.Verdict != "" {
 			ev = ev.Str(fVerdict, x.decision.Verdict)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,11 @@ type h2 struct {
 	srv  *http2.Server
 	base *http.Server // limits and timeouts; Shutdown sends GOAWAY to every connection
 }
+
+// xconnectForced reports whether GODEBUG turns on x/net's extended CONNECT
+// (http2xconnect=1), which would advertise WebSockets over HTTP/2 that
+// Picket refuses (405): browsers would not fall back to HTTP/1.1.
+func xconnectForced() bool { return strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1") }
 
 // newH2 configures the HTTP/2 server from cfg; nil when HTTP/2 is off.
 // countError is told the kind of every protocol error x/net sees.

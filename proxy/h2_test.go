@@ -851,3 +851,56 @@ func TestH2Guard(t *testing.T) {
 		})
 	}
 }
+
+// Shutdown sends GOAWAY to HTTP/2 clients: a stream in flight completes,
+// and the client opens no new stream on that connection.
+func TestHTTP2GracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	o, _ := h2Origin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "done")
+	}))
+	ca := testCA(t)
+	tp := startInterceptingWith(t, ca, Config{}, o.Certificate())
+	host := strings.TrimPrefix(o.URL, "https://")
+	r := dialRawH2(t, tp, ca, host)
+	r.settle()
+	if err := r.request(1, "GET", host, "/slow"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		shut <- tp.Shutdown(ctx)
+	}()
+	var goaway *http2.GoAwayFrame
+	if err := r.readUntil(10*time.Second, func(f http2.Frame) bool {
+		goaway, _ = f.(*http2.GoAwayFrame)
+		return goaway != nil
+	}); err != nil {
+		t.Fatalf("no GOAWAY after Shutdown: %v", err)
+	}
+	if goaway.ErrCode != http2.ErrCodeNo {
+		t.Errorf("GOAWAY: got %v, want NO_ERROR", goaway.ErrCode)
+	}
+	close(release)
+	var body []byte
+	if err := r.readUntil(10*time.Second, func(f http2.Frame) bool {
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
+			body = append(body, d.Data()...)
+			return d.StreamEnded()
+		}
+		return false
+	}); err != nil || string(body) != "done" {
+		t.Fatalf("the stream in flight: got %q (%v), want it completed", body, err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}

@@ -76,6 +76,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.stdLog = newStdLogger(cfg.Log)
 	s.h2 = newH2(&s.cfg, s.stdLog, s.h2Errors.count)
+	if s.h2 != nil && xconnectForced() {
+		cfg.Log.Warn().Msg("GODEBUG=http2xconnect=1 makes HTTP/2 clients try WebSockets over HTTP/2, which Picket refuses: remove it so that they use HTTP/1.1")
+	}
 	s.local = s.localHandler()
 	s.gp = s.newGoproxy()
 	s.http = s.newHTTPServer(s, func(ctx context.Context, c net.Conn) context.Context {

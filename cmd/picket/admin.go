@@ -55,6 +55,8 @@ type adminParts struct {
 	FlushCache func() error
 	// Parents reports the parent proxies (proxy.Server.Parents).
 	Parents func() []proxy.ParentStatus
+	// HTTP2Errors counts HTTP/2 client errors (proxy.Server.HTTP2Errors).
+	HTTP2Errors func() map[string]int64
 }
 
 // newAdmin builds the admin server from [admin] (listen in f.Admin, the
@@ -105,6 +107,7 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 			ParticipationQueue: parts.ParticipationQueue,
 			Parents:            parts.Parents,
 			Feeds:              parts.Feeds,
+			HTTP2Errors:        parts.HTTP2Errors,
 		},
 	}
 	if len(parts.Listeners) > 0 {
