@@ -512,16 +512,24 @@ func goroutinesSettle(max int, within time.Duration) int {
 var _ = context.Background
 
 // misbehavingOrigin serves /big (8 MiB, written in pieces), /slow (until
-// the request is cancelled) and /ok, and counts the /slow requests.
+// the request is cancelled) and /ok, and counts the /slow requests and the
+// /big bytes written.
 func misbehavingOrigin(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	o, slow, _ := misbehavingOriginBytes(t)
+	return o, slow
+}
+
+func misbehavingOriginBytes(t *testing.T) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
 	t.Helper()
-	var slow atomic.Int64
+	var slow, written atomic.Int64
 	piece := make([]byte, 64<<10)
 	o, _ := h2Origin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/big":
 			for range 128 {
-				if _, err := w.Write(piece); err != nil {
+				n, err := w.Write(piece)
+				written.Add(int64(n))
+				if err != nil {
 					return
 				}
 			}
@@ -535,7 +543,7 @@ func misbehavingOrigin(t *testing.T) (*httptest.Server, *atomic.Int64) {
 			io.WriteString(w, "ok")
 		}
 	}))
-	return o, &slow
+	return o, &slow, &written
 }
 
 // fetchAll GETs each URL with c and checks the whole body arrived.
@@ -570,7 +578,7 @@ func heapInUse() int64 {
 // once the write deadline (tunnel idle timeout) passes.
 func TestHTTP2StreamWindowNeverOpened(t *testing.T) {
 	const streams = 16
-	o, _ := misbehavingOrigin(t)
+	o, _, written := misbehavingOriginBytes(t)
 	host := strings.TrimPrefix(o.URL, "https://")
 	ca := testCA(t)
 
@@ -578,7 +586,7 @@ func TestHTTP2StreamWindowNeverOpened(t *testing.T) {
 		tp := startInterceptingWith(t, ca, Config{HTTP2MaxStreams: streams, TunnelIdleTimeout: time.Minute}, o.Certificate())
 		good := h2Client(t, tp, ca)
 		fetchAll(t, good, o.URL+"/ok") // the good client's tunnel and the upstream connection exist
-		g0, h0 := runtime.NumGoroutine(), heapInUse()
+		g0, h0, w0 := runtime.NumGoroutine(), heapInUse(), written.Load()
 
 		bad := dialRawH2(t, tp, ca, host, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 		for i := range streams {
@@ -605,12 +613,34 @@ func TestHTTP2StreamWindowNeverOpened(t *testing.T) {
 		if maxStreams != streams {
 			t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS: got %d, want %d", maxStreams, streams)
 		}
-		// Every stream's upstream response has filled its window by now
-		// (Picket reads it while the client does not): give the reads a
-		// moment, then measure.
-		time.Sleep(300 * time.Millisecond)
+		// Measure once every stream's upstream window is full: the origin
+		// has written at least a window's worth for each (Picket's
+		// transport took it in while the client reads nothing) and writes
+		// no more (it made no progress over five polls).
+		deadline := time.Now().Add(20 * time.Second)
+		for last, still := int64(-1), 0; still < 5 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			w := written.Load() - w0
+			if w >= streams*upstreamStreamWindow && w == last {
+				still++
+			} else {
+				still = 0
+			}
+			last = w
+		}
+		pulled := written.Load() - w0
+		if pulled < streams*upstreamStreamWindow {
+			t.Fatalf("the origin wrote %d bytes, want the %d of %d full stream windows", pulled, streams*upstreamStreamWindow, streams)
+		}
+		// What Picket pulled from the origin for the stalled streams is
+		// bounded by the stream windows (plus what sits in the origin's
+		// and Picket's small buffers).
+		if limit := int64(streams) * (upstreamStreamWindow + 128<<10); pulled > limit {
+			t.Errorf("the origin wrote %d bytes for %d stalled streams, want at most %d", pulled, streams, limit)
+		}
 		g1, h1 := runtime.NumGoroutine(), heapInUse()
-		t.Logf("%d stalled streams: goroutines %d -> %d, heap %.1f -> %.1f MiB", streams, g0, g1, float64(h0)/(1<<20), float64(h1)/(1<<20))
+		t.Logf("%d stalled streams: goroutines %d -> %d, heap %.1f -> %.1f MiB, %.1f MiB pulled from the origin",
+			streams, g0, g1, float64(h0)/(1<<20), float64(h1)/(1<<20), float64(pulled)/(1<<20))
 		if g1-g0 > 6*streams+20 {
 			t.Errorf("goroutines grew by %d for %d stalled streams, want at most %d", g1-g0, streams, 6*streams+20)
 		}

@@ -160,7 +160,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 			AutoBypassed:    func() []string { return fs.current().engine.AutoBypassed() },
 			OpenConns:       func() int { return srv.OpenConns() },
 			Parents:         func() []proxy.ParentStatus { return srv.Parents() },
-			HTTP2Errors:     srv.HTTP2Errors,
+			HTTP2Errors:     func() map[string]int64 { return srv.HTTP2Errors() },
 			Ready: func() error {
 				if stopping.Load() {
 					return errors.New("shutting down")
