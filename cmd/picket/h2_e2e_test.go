@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image"
 	"image/png"
@@ -13,7 +14,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 )
 
@@ -98,8 +101,11 @@ extra_roots = ["`+originPEM+`"]
 	}
 	// The WebSocket: refused over HTTP/2 (no extended CONNECT), so
 	// Chromium opened an HTTP/1.1 connection and the upgrade went through.
-	if !strings.Contains(dom, "echo:hello over HTTP/1.1") {
-		t.Errorf("page DOM lacks the WebSocket echo over HTTP/1.1:\n%s", dom)
+	// A DOM dump does not wait for it: drive the page and wait for the
+	// script's answer.
+	echo := b.waitText(t, origin.URL+"/", "#ws")
+	if echo != "echo:hello over HTTP/1.1" {
+		t.Errorf("WebSocket: page shows %q, want \"echo:hello over HTTP/1.1\"", echo)
 	}
 	ws := p.waitAccess(t, func(l map[string]any) bool { return l["url"] == origin.URL+"/ws" })
 	if ws["proto"] != "HTTP/1.1" || ws["status"] != float64(101) {
@@ -118,6 +124,42 @@ extra_roots = ["`+originPEM+`"]
 	if blk["proto"] != "HTTP/2.0" {
 		t.Errorf("block line: got %v, want proto HTTP/2.0", blk)
 	}
+}
+
+// waitText opens url in Chromium over the DevTools protocol (with the
+// browser's proxy and trusted CA) and returns the text of the first element
+// matching sel once it appears (within a minute: a loaded machine is slow).
+func (b *browser) waitText(t *testing.T, url, sel string) string {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(b.bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.UserDataDir(filepath.Join(b.home, "profile-cdp")),
+		chromedp.Env("HOME=" + b.home), // its NSS database trusts the Picket CA
+		chromedp.Flag("proxy-server", "http://"+b.proxy),
+		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, without a timeout
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	tctx, tcancel := context.WithTimeout(ctx, time.Minute)
+	defer tcancel()
+	if _, err := chromedp.Run(tctx, chromedp.Steps(chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(sel)))); err != nil {
+		t.Fatalf("%s: waiting for %s: %v", url, sel, err)
+	}
+	text, err := chromedp.Run(tctx, chromedp.TextContent(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("%s: text of %s: %v", url, sel, err)
+	}
+	return text
 }
 
 // TestCurlHTTP2 is curl --http2 through Picket's interception: ALPN gives
