@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/picket-proxy/picket/auth"
 	"github.com/picket-proxy/picket/certs"
 	"github.com/picket-proxy/picket/proxy"
 	"github.com/picket-proxy/picket/reputation"
@@ -34,6 +35,9 @@ type Sources struct {
 	// HTTP2Errors counts HTTP/2 client errors by kind
 	// (proxy.Server.HTTP2Errors).
 	HTTP2Errors func() map[string]int64
+	// Auth reads proxy authentication (auth.Authenticator.Stats); nil when
+	// it is off.
+	Auth func() auth.Stats
 }
 
 // The label values. Every label has a closed set of values, the last one
@@ -260,6 +264,10 @@ var (
 	parentReqs    = desc("picket_parent_requests_total", "Requests and tunnels sent through the parent proxy.", "parent")
 	parentFails   = desc("picket_parent_failures_total", "Failed attempts to reach the parent proxy (connect, CONNECT answer, credentials).", "parent")
 	h2Errors      = desc("picket_http2_client_errors_total", "HTTP/2 client connections closed or streams refused for misbehaving, by kind (rapid_reset, early_resets, continuation_flood, header_timeout, other protocol errors).", "kind")
+	authChecks    = desc("picket_auth_checks_total", "Requests with proxy credentials by outcome (success, failure, rate_limited, unavailable).", "result")
+	authCache     = desc("picket_auth_cache_hits_total", "Successes from remembered verifications: fresh (within cache_ttl), stale (standing in for an unreachable directory).", "kind")
+	authDirChecks = desc("picket_auth_directory_checks_total", "Logins the directory answered (accepted or refused).")
+	authDirDown   = desc("picket_auth_directory_servers_down", "Directory servers that could not be reached at their last try.")
 )
 
 // h2ErrorLabels are the kinds of picket_http2_client_errors_total.
@@ -278,7 +286,8 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{repLookups, repCache, repLocal, repRequests, repFailures, repFallback,
 		repBreaker, repEntries, certMints, certCache, certEvictions, certEntries, scanScans, scanSpills,
 		scanBytes, scanMemory, engineUp, engineScans, engineDetects, engineErrors, enginePartial, engineCache,
-		engineLatency, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails, h2Errors} {
+		engineLatency, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails, h2Errors,
+		authChecks, authCache, authDirChecks, authDirDown} {
 		ch <- d
 	}
 }
@@ -340,6 +349,17 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstHistogram(engineLatency, e.Latency.Count, e.Latency.Sum, buckets, e.Name)
 		}
+	}
+	if c.src.Auth != nil {
+		s := c.src.Auth()
+		counter(authChecks, s.Successes, "success")
+		counter(authChecks, s.Failures, "failure")
+		counter(authChecks, s.RateLimited, "rate_limited")
+		counter(authChecks, s.Unavailable, "unavailable")
+		counter(authCache, s.CacheHits, "fresh")
+		counter(authCache, s.StaleHits, "stale")
+		counter(authDirChecks, s.DirectoryChecks)
+		gauge(authDirDown, float64(s.ServersDown))
 	}
 	if c.src.OpenConns != nil {
 		gauge(openConns, float64(c.src.OpenConns()))

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/picket-proxy/picket/admin"
+	"github.com/picket-proxy/picket/auth"
 	"github.com/picket-proxy/picket/certs"
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/proxy"
@@ -33,6 +34,9 @@ type adminParts struct {
 	// ScannerStats reads the download scanner (scanner.Scanner.Stats; leave
 	// nil when scanning is off).
 	ScannerStats func() scanner.Stats
+	// AuthStats reads proxy authentication (auth.Authenticator.Stats;
+	// leave nil when it is off).
+	AuthStats func() auth.Stats
 	// AutoBypassed lists the auto-bypassed hosts (policy.Engine.AutoBypassed).
 	AutoBypassed func() []string
 	// OpenConns counts the proxy's client connections (proxy.Server.OpenConns).
@@ -120,6 +124,7 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 	}
 	cfg.Sources.Reputation = parts.ReputationStats
 	cfg.Sources.Scanner = parts.ScannerStats
+	cfg.Sources.Auth = parts.AuthStats
 	return admin.New(cfg)
 }
 

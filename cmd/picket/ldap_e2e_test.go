@@ -129,6 +129,14 @@ url_prefixes = [%q, %q]
 	if !strings.Contains(p.stdout.String()+p.stderr.String(), "the directory server cannot be reached") {
 		t.Errorf("the outage is not logged")
 	}
+	metrics := "http://" + adminAddr(t, p) + "/metrics"
+	_, body = fetch(t, http.DefaultClient, metrics, nil)
+	for _, want := range []string{"picket_auth_directory_servers_down 1", `picket_auth_checks_total{result="unavailable"} 1`,
+		`picket_auth_cache_hits_total{kind="fresh"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	// ...and comes back: bob gets through once the server is retried.
 	s.Restart(t)
 	deadline := time.Now().Add(30 * time.Second)
@@ -141,6 +149,9 @@ url_prefixes = [%q, %q]
 			t.Fatalf("bob after the restart: got %d", resp.StatusCode)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if _, body := fetch(t, http.DefaultClient, metrics, nil); !strings.Contains(body, "picket_auth_directory_servers_down 0") {
+		t.Errorf("the directory is still counted down after it answered")
 	}
 	for _, l := range p.accessLines() {
 		if strings.Contains(fmt.Sprint(l), "-pw") {

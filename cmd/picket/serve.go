@@ -147,6 +147,15 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	defer closeEngines()
+	// Proxy authentication (htpasswd, directory), before the admin API
+	// that reports it.
+	authn, err := newAuthenticator(f, f.Auth, lg.app)
+	if err != nil {
+		return err
+	}
+	if authn != nil {
+		defer authn.Close()
+	}
 
 	// 7. The admin API and console, fed by every finished request.
 	var srv *proxy.Server
@@ -187,6 +196,9 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 		if scan != nil {
 			parts.ScannerStats = scan.Stats
 		}
+		if authn != nil {
+			parts.AuthStats = authn.Stats
+		}
 		if adm, err = newAdmin(f, f.Admin.AdminExtra, lg.app, parts); err != nil {
 			return err
 		}
@@ -218,12 +230,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	if pcfg.PAC, err = newPAC(f, f.PAC, lg.app); err != nil {
 		return err
 	}
-	authn, err := newAuthenticator(f, f.Auth, lg.app)
-	if err != nil {
-		return err
-	}
 	if authn != nil {
-		defer authn.Close()
 		pcfg.AuthChallenge = authn.Challenge()
 		pcfg.Authenticate = func(client netip.Addr, header string) (string, []string, error) {
 			user, groups, err := authn.Check(client, header)
