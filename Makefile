@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config.toml
 
-.PHONY: all build run test test-short vet fmt bench bench-go bench-compare loadtest fuzz soak clean tools install
+.PHONY: all build run test test-short vet fmt bench bench-go bench-db bench-compare loadtest fuzz soak clean tools install
 
 all: build
 
@@ -61,8 +61,19 @@ tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## bench: Go micro-benchmarks of the hot paths, then the load run (loadtest).
-bench: bench-go loadtest
+## bench: Go micro-benchmarks of the hot paths, the load run (loadtest), then
+## the reputation database at real size (bench-db).
+bench: bench-go loadtest bench-db
+
+## bench-db: generate a feed directory of DB_ENTRIES entries (URLs, domains,
+## SHA-256 signatures) in a temporary directory and measure bin/picket on it
+## with config.toml: first load, restart from the compiled file, resident
+## memory after start and after a lookup sweep, a reload, and the lookup
+## benchmarks on the same database; DB_RUNS runs.
+DB_ENTRIES ?= 5000000
+DB_RUNS    ?= 3
+bench-db: build
+	$(GO) run ./cmd/dbbench -bin $(BIN) -entries $(DB_ENTRIES) -runs $(DB_RUNS)
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -118,7 +129,7 @@ FUZZ_TARGETS ?= \
 	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
 	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash \
 	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \
-	./reputation/db:FuzzManifest ./reputation/db:FuzzSnapshot \
+	./reputation/db:FuzzManifest ./reputation/db:FuzzSnapshot ./reputation/db:FuzzSplitCSV \
 	./config:FuzzParse ./pac:FuzzScript \
 	./policy:FuzzHostSetMatch ./policy:FuzzDecide \
 	./scanner:FuzzClassify ./scanner:FuzzScan ./scanner:FuzzSignatures \

@@ -61,6 +61,10 @@ type ReputationKPSN struct {
 	// Reload is how often the embedded database checks its feeds for
 	// changes; "0s" only on SIGHUP. Default 5s.
 	Reload Duration `toml:"reload"`
+	// Compiled is the embedded database's compiled file, relative to the
+	// config file: written at each load, mapped at start when the feeds
+	// have not changed. "" is feeds.db in the feed directory; "-" none.
+	Compiled string `toml:"compiled"`
 }
 
 func (c *Reputation) defaults() {

@@ -72,12 +72,10 @@ func FileKey(sum []byte) (Hash, error) {
 	default:
 		return Hash{}, fmt.Errorf("%w: got %d bytes", ErrBadHash, len(sum))
 	}
-	h := sha256.New()
-	h.Write([]byte(algo))
-	h.Write(sum)
-	var out Hash
-	h.Sum(out[:0])
-	return out, nil
+	var buf [len("sha256:") + 32]byte
+	n := copy(buf[:], algo)
+	n += copy(buf[n:], sum)
+	return sha256.Sum256(buf[:n]), nil
 }
 
 // ParseFileHash parses a hex MD5, SHA-1 or SHA-256 digest (32, 40 or 64

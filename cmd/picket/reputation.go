@@ -69,7 +69,11 @@ func newReputationClient(f *config.File, log zerolog.Logger, fetch db.FetchConfi
 				c.Flush()
 			}
 		}
-		st, err := db.Open(db.Config{Dir: dir, Poll: poll, Fetch: fetch, OnChange: onChange}, log)
+		compiled := r.KPSN.Compiled
+		if compiled != "" && compiled != "-" {
+			compiled = f.Resolve(compiled)
+		}
+		st, err := db.Open(db.Config{Dir: dir, Poll: poll, Fetch: fetch, OnChange: onChange, Compiled: compiled}, log)
 		if err != nil {
 			return nil, fmt.Errorf("embedded reputation database: %w", err)
 		}

@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"slices"
-	"sort"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/picket-proxy/picket/reputation"
 )
@@ -16,208 +22,481 @@ type Entry struct {
 	Verdict reputation.Verdict
 }
 
-// DB is an immutable, compact index of entries. Each entry costs its 32-byte
-// hash and a 4-byte index into a table of distinct verdicts; a fixed 256 KiB
-// table of offsets by the hash's first two bytes narrows every search.
+// DB is an immutable database of full hashes and their verdicts, in the
+// compiled layout of format.go: 36 bytes a record sorted by hash, an index
+// by prefix, and the verdicts stored once each. A DB built into a file (or
+// read from one) is mapped read-only, so its records cost the Go heap
+// nothing and pages nobody reads stay on disk; a small one is held in
+// memory. Lookups read it in place and allocate nothing, except to decode
+// a verdict not among the last few hundred returned.
+//
+// The mapping is released when the DB becomes unreachable (a cleanup run by
+// the garbage collector); a Store forces a collection after each swap so
+// the old copy goes right away.
 type DB struct {
-	version  uint64
-	hashes   []reputation.Hash    // sorted, unique
-	vidx     []uint32             // verdict of hashes[i]: verdicts[vidx[i]]
-	verdicts []reputation.Verdict // distinct verdicts
-	index    []uint32             // len 65537: hashes with first two bytes b start at index[b]
+	h     header
+	data  []byte // the whole file
+	recs  []byte // n × recSize
+	index []byte // (1<<bits + 1) × uint32
+	blobs []byte
+	cats  []string
+	extra map[string][]byte
+	n     int
+	shift uint // 32 - index bits
+	file  *mapping
+
+	sumOnce sync.Once
+	sum     [32]byte
+	sumErr  error
+
+	verdicts *[verdictCacheSize]atomic.Pointer[cachedVerdict]
+
 	// nets are the feeds' address lists (nets.go), built by Load beside
-	// the hashes; nil when none. Diff, Apply and snapshot files do not
-	// carry them (a repserver serves hashes only): a DB the embedded Store
-	// restores from a file must get them from the feeds again.
+	// the hashes; nil when none. A compiled file keeps them, so a Store
+	// restarted from it has them (compiled.go); Diff, Apply and a mirror's
+	// copy do not carry them (a repserver serves hashes only).
 	nets *Networks
 }
 
-// Version is the database's version: increasing with every change.
-func (d *DB) Version() uint64 { return d.version }
-
-// Len is the number of entries.
-func (d *DB) Len() int { return len(d.hashes) }
-
-// Bytes is the memory held by the index, in bytes, not counting the
-// strings of the verdict table.
-func (d *DB) Bytes() int {
-	return len(d.hashes)*32 + len(d.vidx)*4 + len(d.index)*4 + len(d.verdicts)*int(verdictSize)
+// mapping is a DB's file and its mapping; the cleanup closes both.
+type mapping struct {
+	f    *os.File
+	data []byte
+	mu   sync.Mutex // serialises reads through f (WriteFile)
 }
 
-const verdictSize = 56 // unsafe.Sizeof(reputation.Verdict{}) on 64-bit
+func (m *mapping) close() {
+	unmapFile(m.data)
+	m.f.Close()
+	released.Add(1)
+}
+
+// released counts the mappings released (for the tests).
+var released atomic.Int64
+
+// verdictCacheSize is how many decoded verdicts a DB keeps, so that a
+// verdict returned again costs neither decoding nor an allocation.
+const verdictCacheSize = 1024
+
+type cachedVerdict struct {
+	ref uint32
+	v   reputation.Verdict
+}
+
+// Version is the database's version: increasing with every change.
+func (d *DB) Version() uint64 { return d.h.version }
+
+// Token is the opaque version token of the upstream a mirror copied this
+// database from ("" for a database built from feeds).
+func (d *DB) Token() string { return d.h.token }
+
+// Len is the number of entries.
+func (d *DB) Len() int { return d.n }
+
+// Bytes is the size of the compiled database in bytes: the file mapped (of
+// which only the pages read are resident), or the memory held.
+func (d *DB) Bytes() int { return len(d.data) }
+
+// Mapped reports whether the database is mapped from a file rather than
+// held in memory.
+func (d *DB) Mapped() bool { return d.file != nil && canMap }
 
 // Get returns the verdict of a full hash.
 func (d *DB) Get(h reputation.Hash) (reputation.Verdict, bool) {
-	lo, hi := d.bucket(h[0], h[1])
-	i := lo + sort.Search(hi-lo, func(i int) bool { return bytes.Compare(d.hashes[lo+i][:], h[:]) >= 0 })
-	if i < hi && d.hashes[i] == h {
-		return d.verdicts[d.vidx[i]], true
+	lo, hi := d.bucket(binary.BigEndian.Uint32(h[:4]))
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if bytes.Compare(d.recs[m*recSize:m*recSize+32], h[:]) < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
-	return reputation.Verdict{}, false
+	var v reputation.Verdict
+	ok := lo < d.n && bytes.Equal(d.recs[lo*recSize:lo*recSize+32], h[:])
+	if ok {
+		v = d.verdictAt(d.ref(lo))
+	}
+	runtime.KeepAlive(d)
+	return v, ok
 }
 
 // Find appends to dst the entries whose hash starts with p.
 func (d *DB) Find(dst []Entry, p reputation.Prefix) []Entry {
-	var pb [4]byte
-	binary.BigEndian.PutUint32(pb[:], uint32(p))
-	lo, hi := d.bucket(pb[0], pb[1])
-	i := lo + sort.Search(hi-lo, func(i int) bool { return bytes.Compare(d.hashes[lo+i][:4], pb[:]) >= 0 })
-	for ; i < hi && d.hashes[i].Prefix() == p; i++ {
-		dst = append(dst, Entry{Hash: d.hashes[i], Verdict: d.verdicts[d.vidx[i]]})
+	lo, hi := d.bucket(uint32(p))
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if d.prefix(m) < uint32(p) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
+	for i := lo; i < d.n && d.prefix(i) == uint32(p); i++ {
+		e := Entry{Verdict: d.verdictAt(d.ref(i))}
+		copy(e.Hash[:], d.recs[i*recSize:])
+		dst = append(dst, e)
+	}
+	runtime.KeepAlive(d)
 	return dst
 }
 
-func (d *DB) bucket(b0, b1 byte) (int, int) {
-	if len(d.index) == 0 {
-		return 0, 0
+func (d *DB) prefix(i int) uint32 { return binary.BigEndian.Uint32(d.recs[i*recSize:]) }
+
+func (d *DB) ref(i int) uint32 { return binary.LittleEndian.Uint32(d.recs[i*recSize+32:]) }
+
+func (d *DB) hashAt(i int) []byte { return d.recs[i*recSize : i*recSize+32] }
+
+// bucket returns the records whose hash may start with p.
+func (d *DB) bucket(p uint32) (int, int) {
+	if d.shift >= 32 {
+		return 0, d.n
 	}
-	b := int(b0)<<8 | int(b1)
-	return int(d.index[b]), int(d.index[b+1])
+	b := int(p>>d.shift) * 4
+	return int(binary.LittleEndian.Uint32(d.index[b:])), int(binary.LittleEndian.Uint32(d.index[b+4:]))
+}
+
+// verdictAt returns the verdict at ref. One without a threat name (or an
+// inline category) costs no allocation; one with is kept in a small
+// cache, so that it costs one only the first time.
+func (d *DB) verdictAt(ref uint32) reputation.Verdict {
+	slot := &d.verdicts[(ref^ref>>10^ref>>20)%verdictCacheSize]
+	if c := slot.Load(); c != nil && c.ref == ref {
+		return c.v
+	}
+	rv := decodeVerdict(d.blobs, ref, len(d.cats))
+	if rv.invalid {
+		return reputation.Verdict{}
+	}
+	if len(rv.name) == 0 && len(rv.catRaw) == 0 {
+		return reputation.Verdict{Kind: reputation.Kind(rv.kind), Category: d.category(rv)}
+	}
+	c := &cachedVerdict{ref: ref, v: d.decode(ref)}
+	slot.Store(c)
+	return c.v
+}
+
+// decode decodes the verdict at ref; a damaged one reads as unknown.
+func (d *DB) decode(ref uint32) reputation.Verdict {
+	rv := decodeVerdict(d.blobs, ref, len(d.cats))
+	if rv.invalid {
+		return reputation.Verdict{}
+	}
+	v := reputation.Verdict{Kind: reputation.Kind(rv.kind), Category: d.category(rv)}
+	if len(rv.name) > 0 {
+		v.ThreatName = string(rv.name)
+	}
+	return v
+}
+
+func (d *DB) category(rv rawVerdict) string {
+	if rv.catIdx > 0 {
+		return d.cats[rv.catIdx-1]
+	}
+	if len(rv.catRaw) > 0 {
+		return string(rv.catRaw)
+	}
+	return ""
 }
 
 // All calls fn for every entry in hash order.
 func (d *DB) All(fn func(Entry)) {
-	for i, h := range d.hashes {
-		fn(Entry{Hash: h, Verdict: d.verdicts[d.vidx[i]]})
+	for i := 0; i < d.n; i++ {
+		e := Entry{Verdict: d.decode(d.ref(i))}
+		copy(e.Hash[:], d.hashAt(i))
+		fn(e)
 	}
+	runtime.KeepAlive(d)
 }
 
-// Checksum is a SHA-256 over every entry in hash order (hash, kind,
-// category, threat name): equal databases have equal checksums, whatever
-// their version.
+// Checksum is a SHA-256 over every entry in hash order: the hash, the kind
+// as one byte, then category and threat name each as uvarint length and
+// bytes. Equal databases have equal checksums, whatever their version or
+// layout. It is computed once, on first use.
 func (d *DB) Checksum() [32]byte {
+	sum, _ := d.walk()
+	return sum
+}
+
+// Verify checks the whole database: records sorted, unique and where the
+// index says, every verdict readable. A database received from elsewhere
+// is verified before it is used; Checksum is computed by the same pass.
+func (d *DB) Verify() error {
+	_, err := d.walk()
+	return err
+}
+
+func (d *DB) walk() ([32]byte, error) {
+	d.sumOnce.Do(func() {
+		d.sum, d.sumErr = d.checksum()
+	})
+	return d.sum, d.sumErr
+}
+
+func (d *DB) checksum() ([32]byte, error) {
+	defer runtime.KeepAlive(d)
 	s := sha256.New()
-	var buf []byte
-	for i, h := range d.hashes {
-		v := d.verdicts[d.vidx[i]]
-		buf = append(buf[:0], h[:]...)
-		buf = append(buf, byte(v.Kind))
-		buf = binary.AppendUvarint(buf, uint64(len(v.Category)))
-		buf = append(buf, v.Category...)
-		buf = binary.AppendUvarint(buf, uint64(len(v.ThreatName)))
-		buf = append(buf, v.ThreatName...)
-		s.Write(buf)
-	}
-	var out [32]byte
-	s.Sum(out[:0])
-	return out
-}
-
-// Builder collects entries for a DB. Adding a hash twice keeps the more
-// severe verdict.
-type Builder struct {
-	entries  []bentry
-	verdicts []reputation.Verdict
-	ids      map[reputation.Verdict]uint32
-}
-
-type bentry struct {
-	hash reputation.Hash
-	v    uint32
-}
-
-// NewBuilder returns a Builder with room for n entries.
-func NewBuilder(n int) *Builder {
-	return &Builder{entries: make([]bentry, 0, n), ids: make(map[reputation.Verdict]uint32)}
-}
-
-// Add adds an entry. Only Kind, Category and ThreatName of v are kept.
-func (b *Builder) Add(h reputation.Hash, v reputation.Verdict) {
-	v = reputation.Verdict{Kind: v.Kind, Category: v.Category, ThreatName: v.ThreatName}
-	id, ok := b.ids[v]
-	if !ok {
-		id = uint32(len(b.verdicts))
-		b.verdicts = append(b.verdicts, v)
-		b.ids[v] = id
-	}
-	b.entries = append(b.entries, bentry{hash: h, v: id})
-}
-
-// Build sorts and indexes the entries. The Builder must not be used after.
-func (b *Builder) Build(version uint64) *DB {
-	es := b.entries
-	slices.SortFunc(es, func(x, y bentry) int { return bytes.Compare(x.hash[:], y.hash[:]) })
-	d := &DB{version: version, verdicts: b.verdicts}
-	// Merge duplicates, keeping the most severe verdict.
-	n := 0
-	for i := range es {
-		if n > 0 && es[n-1].hash == es[i].hash {
-			if b.verdicts[es[i].v].Worse(b.verdicts[es[n-1].v]) {
-				es[n-1].v = es[i].v
-			}
-			continue
+	buf := make([]byte, 0, 64<<10)
+	var bad error
+	var prev []byte
+	next := 0 // the bucket whose start is due
+	for i := 0; i < d.n; i++ {
+		h := d.hashAt(i)
+		if prev != nil && bytes.Compare(prev, h) >= 0 && bad == nil {
+			bad = fmt.Errorf("record %d out of order", i)
 		}
-		es[n] = es[i]
-		n++
+		prev = h
+		if d.shift < 32 && bad == nil {
+			b := int(binary.BigEndian.Uint32(h) >> d.shift)
+			for ; next <= b; next++ {
+				if int(binary.LittleEndian.Uint32(d.index[next*4:])) != i {
+					bad = fmt.Errorf("index entry %d does not point at record %d", next, i)
+				}
+			}
+		}
+		rv := decodeVerdict(d.blobs, d.ref(i), len(d.cats))
+		if rv.invalid && bad == nil {
+			bad = fmt.Errorf("record %d: bad verdict at %d", i, d.ref(i))
+		}
+		buf = append(buf, h...)
+		buf = append(buf, rv.kind)
+		if rv.catIdx > 0 {
+			cat := d.cats[rv.catIdx-1]
+			buf = binary.AppendUvarint(buf, uint64(len(cat)))
+			buf = append(buf, cat...)
+		} else {
+			buf = binary.AppendUvarint(buf, uint64(len(rv.catRaw)))
+			buf = append(buf, rv.catRaw...)
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(rv.name)))
+		buf = append(buf, rv.name...)
+		if len(buf) > cap(buf)-4096 {
+			s.Write(buf)
+			buf = buf[:0]
+		}
 	}
-	es = es[:n]
-	d.hashes = make([]reputation.Hash, n)
-	d.vidx = make([]uint32, n)
-	for i, e := range es {
-		d.hashes[i], d.vidx[i] = e.hash, e.v
+	s.Write(buf)
+	var sum [32]byte
+	s.Sum(sum[:0])
+	if bad != nil {
+		return sum, fmt.Errorf("%w: %v", ErrBadSnapshot, bad)
 	}
-	b.entries = nil
-	d.buildIndex()
+	return sum, nil
+}
+
+// section returns the extra section called name (nil when absent). It
+// aliases the database: copy what must outlive it.
+func (d *DB) section(name string) []byte { return d.extra[name] }
+
+// Empty returns a DB with no entries at the given version.
+func Empty(version uint64) *DB {
+	b := NewBuilder(0)
+	d, err := b.Build(version)
+	if err != nil {
+		panic("db: empty database: " + err.Error()) // in memory: cannot fail
+	}
 	return d
 }
 
-func (d *DB) buildIndex() {
-	d.index = make([]uint32, 65537)
-	j := 0
-	for b := 0; b < 65536; b++ {
-		d.index[b] = uint32(j)
-		for j < len(d.hashes) && int(d.hashes[j][0])<<8|int(d.hashes[j][1]) == b {
-			j++
-		}
+// open makes a DB of a whole file's bytes. The body CRC is checked when
+// checkCRC is set (a file read through its mapping); the index is always
+// checked, so that no lookup can go out of bounds.
+func open(data []byte, checkCRC bool, m *mapping) (*DB, error) {
+	h, err := parseHeader(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
-	d.index[65536] = uint32(len(d.hashes))
+	l, err := h.layout()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	if l.end != uint64(len(data)) {
+		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrBadSnapshot, len(data), l.end)
+	}
+	if checkCRC && crc32c(data[headerSize:]) != h.bodyCRC {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+	}
+	d := &DB{
+		h: h, data: data, n: int(h.n), shift: 32 - uint(h.bits), file: m,
+		recs:     data[l.recs:l.index],
+		index:    data[l.index:l.blobs],
+		blobs:    data[l.blobs:l.cats],
+		verdicts: new([verdictCacheSize]atomic.Pointer[cachedVerdict]),
+	}
+	if d.cats, err = parseCats(data[l.cats:l.extra]); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	if d.extra, err = parseSections(data[l.extra:l.end]); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	if err := d.checkIndex(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	return d, nil
 }
 
-// Diff returns what turns old into new: entries added or changed, and
-// hashes removed.
-func Diff(old, new *DB) (added []Entry, removed []reputation.Hash) {
-	i, j := 0, 0
-	for i < len(old.hashes) || j < len(new.hashes) {
-		switch {
-		case j == len(new.hashes) || (i < len(old.hashes) && bytes.Compare(old.hashes[i][:], new.hashes[j][:]) < 0):
-			removed = append(removed, old.hashes[i])
-			i++
-		case i == len(old.hashes) || bytes.Compare(old.hashes[i][:], new.hashes[j][:]) > 0:
-			added = append(added, Entry{new.hashes[j], new.verdicts[new.vidx[j]]})
-			j++
-		default:
-			if old.verdicts[old.vidx[i]] != new.verdicts[new.vidx[j]] {
-				added = append(added, Entry{new.hashes[j], new.verdicts[new.vidx[j]]})
-			}
-			i++
-			j++
-		}
+// checkIndex checks that the index is monotonic and covers the records.
+func (d *DB) checkIndex() error {
+	if d.shift >= 32 {
+		return nil
 	}
-	return added, removed
+	prev := uint32(0)
+	for i := 0; i < len(d.index); i += 4 {
+		v := binary.LittleEndian.Uint32(d.index[i:])
+		if v < prev || int(v) > d.n {
+			return fmt.Errorf("index entry %d", i/4)
+		}
+		prev = v
+	}
+	if int(prev) != d.n {
+		return errors.New("index does not end at the last record")
+	}
+	if binary.LittleEndian.Uint32(d.index) != 0 {
+		return errors.New("index does not start at the first record")
+	}
+	return nil
 }
 
-// Apply returns a new DB: d with removed deleted and added put (replacing
-// an existing verdict), at the given version. d is unchanged.
-func (d *DB) Apply(added []Entry, removed []reputation.Hash, version uint64) *DB {
-	gone := make(map[reputation.Hash]struct{}, len(removed)+len(added))
-	for _, h := range removed {
-		gone[h] = struct{}{}
+// ReadFile opens a database file written by Build, BuildFile or WriteFile:
+// it checks the file's CRCs (reading it once, without keeping it resident)
+// and maps it.
+func ReadFile(path string) (*DB, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	for _, e := range added {
-		gone[e.Hash] = struct{}{}
+	d, err := openFile(f, true)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	b := NewBuilder(len(d.hashes) + len(added))
-	d.All(func(e Entry) {
-		if _, ok := gone[e.Hash]; !ok {
-			b.Add(e.Hash, e.Verdict)
-		}
-	})
-	for _, e := range added {
-		b.Add(e.Hash, e.Verdict)
-	}
-	return b.Build(version)
+	return d, nil
 }
 
-// Empty returns a DB with no entries at the given version.
-func Empty(version uint64) *DB { return NewBuilder(0).Build(version) }
+// openFile maps f as a DB; f belongs to the DB from then on.
+func openFile(f *os.File, checkCRC bool) (*DB, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var hb [headerSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	h, err := parseHeader(hb[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	l, err := h.layout()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	if l.end != uint64(fi.Size()) || l.end > uint64(maxInt) {
+		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrBadSnapshot, fi.Size(), l.end)
+	}
+	if checkCRC {
+		// Read, not through the mapping: the page cache holds the file,
+		// the process does not.
+		c, err := crc32cReader(io.NewSectionReader(f, headerSize, int64(l.end-headerSize)))
+		if err != nil {
+			return nil, err
+		}
+		if c != h.bodyCRC {
+			return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+		}
+	}
+	data, err := mapFile(f, int(l.end))
+	if err != nil {
+		return nil, err
+	}
+	m := &mapping{f: f, data: data}
+	d, err := open(data, false, m)
+	if err != nil {
+		unmapFile(data)
+		return nil, err
+	}
+	adviseRandom(data, int(l.blobs))
+	runtime.AddCleanup(d, (*mapping).close, m)
+	return d, nil
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+// ReadHeader returns the version and fingerprint of a database file
+// without opening it.
+func readHeader(path string) (header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return header{}, err
+	}
+	defer f.Close()
+	var hb [headerSize]byte
+	if _, err := io.ReadFull(f, hb[:]); err != nil {
+		return header{}, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	return parseHeader(hb[:])
+}
+
+// WriteFile writes the database to path atomically (a temporary file, then
+// rename), as a file ReadFile opens.
+func (d *DB) WriteFile(path string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".picketdb-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := d.writeTo(tmp, ""); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// writeTo writes the file to w, with token in its header when token is set.
+// A mapped DB is copied from its file, so its pages need not be resident.
+func (d *DB) writeTo(w io.Writer, token string) error {
+	defer runtime.KeepAlive(d)
+	h := d.h
+	if token != "" {
+		h.token = token
+	}
+	if _, err := w.Write(h.marshal()); err != nil {
+		return err
+	}
+	if d.file == nil || !canMap {
+		_, err := w.Write(d.data[headerSize:])
+		return err
+	}
+	d.file.mu.Lock()
+	defer d.file.mu.Unlock()
+	_, err := io.Copy(w, io.NewSectionReader(d.file.f, headerSize, int64(len(d.data)-headerSize)))
+	return err
+}
+
+// WriteTo writes the database file to w with its header's token set to
+// token (a cloud server sending its database to a mirror).
+func (d *DB) WriteTo(w io.Writer, token string) error { return d.writeTo(w, token) }
+
+func crc32c(b []byte) uint32 { return crcUpdate(0, b) }
+
+func crc32cReader(r io.Reader) (uint32, error) {
+	buf := make([]byte, 1<<20)
+	var c uint32
+	for {
+		n, err := r.Read(buf)
+		c = crcUpdate(c, buf[:n])
+		if err == io.EOF {
+			return c, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}

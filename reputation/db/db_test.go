@@ -191,50 +191,6 @@ func TestStoreReload(t *testing.T) {
 	}
 }
 
-func TestSnapshotDiffApply(t *testing.T) {
-	b := NewBuilder(0)
-	for i := 0; i < 1000; i++ {
-		b.Add(reputation.HashExpression(fmt.Sprint(i)), reputation.Verdict{Kind: reputation.KindMalware, ThreatName: fmt.Sprint("T", i%7)})
-	}
-	old := b.Build(1)
-	b = NewBuilder(0)
-	old.All(func(e Entry) {
-		if e.Verdict.ThreatName != "T3" {
-			b.Add(e.Hash, e.Verdict)
-		}
-	})
-	b.Add(reputation.HashExpression("new"), reputation.Verdict{Kind: reputation.KindPhishing})
-	b.Add(reputation.HashExpression("3"), reputation.Verdict{Kind: reputation.KindClean}) // changed
-	new := b.Build(2)
-
-	added, removed := Diff(old, new)
-	if len(added) != 2 || len(removed) != 142 {
-		t.Errorf("Diff: %d added, %d removed; want 2, 142", len(added), len(removed))
-	}
-	got := old.Apply(added, removed, 2)
-	if got.Checksum() != new.Checksum() || got.Len() != new.Len() {
-		t.Errorf("Apply(Diff) differs from the new database")
-	}
-
-	path := filepath.Join(t.TempDir(), "snap")
-	if err := new.WriteFile(path); err != nil {
-		t.Fatal(err)
-	}
-	back, err := ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if back.Checksum() != new.Checksum() || back.Version() != 2 {
-		t.Errorf("snapshot round trip differs")
-	}
-	data, _ := os.ReadFile(path)
-	data[len(data)-40] ^= 1
-	os.WriteFile(path, data, 0o644)
-	if _, err := ReadFile(path); err == nil {
-		t.Error("corrupt snapshot read without error")
-	}
-}
-
 func FuzzFeedLine(f *testing.F) {
 	for _, s := range []string{"a.test", "0.0.0.0 a.test", "44d88612fea8a8f36de82e1278abb02f:68:E", `{"url":"x"}`,
 		`"1","d","http://a.test/x","online","d","malware_download","t","l","r"`} {
@@ -265,7 +221,11 @@ func synthetic(n int) *DB {
 		b.Add(reputation.HashExpression(fmt.Sprintf("host%d.example/path%d", i, i)),
 			reputation.Verdict{Kind: reputation.Kind(2 + i%3), Category: cats[i%3]})
 	}
-	return b.Build(1)
+	d, err := b.Build(1)
+	if err != nil {
+		panic(err)
+	}
+	return d
 }
 
 func BenchmarkBuild1M(b *testing.B) {
@@ -349,12 +309,34 @@ func TestStoreReloadDoesNotBlockLookups(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 20; i++ {
+		// A different size each time: each Reload finds a change.
+		if err := os.WriteFile(filepath.Join(dir, "u.txt"), []byte("one.test\n"+strings.Repeat("x.test\n", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v := s.DB().Version()
 		if err := s.Reload(); err != nil {
 			t.Fatal(err)
+		}
+		if s.DB().Version() == v {
+			t.Fatalf("reload %d: the changed feed was not reloaded", i)
 		}
 	}
 	close(stop)
 	if n := <-done; n == 0 {
 		t.Error("no lookups ran during the reloads")
+	}
+}
+
+func BenchmarkFindMiss(b *testing.B) {
+	d := synthetic(1_000_000)
+	p := reputation.HashExpression("not there").Prefix()
+	var es []Entry
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		es = d.Find(es[:0], p)
+	}
+	if len(es) != 0 {
+		b.Fatalf("got %d entries", len(es))
 	}
 }

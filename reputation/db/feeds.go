@@ -88,23 +88,30 @@ func Load(dir string, version uint64) (*DB, *Report, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return m.load(version)
+	return m.load(NewBuilder(0), "", version)
 }
 
-func (m *Manifest) load(version uint64) (*DB, *Report, error) {
-	b := NewBuilder(0)
-	nb := newNetBuilder()
-	r := &Report{}
-	for i := range m.Sources {
-		s := &m.Sources[i]
-		sr, err := m.loadSource(s, sink{add: b.Add, addNet: func(p netip.Prefix, v reputation.Verdict) { nb.add(p, v, s.Name) }})
-		if err != nil {
-			return nil, nil, err
-		}
-		r.Sources = append(r.Sources, sr)
+// load reads the sources into b (concurrently: parallel.go) and builds the
+// DB (into the file path when set), with the Report and the address lists
+// kept in its file (a restart from the compiled file has them:
+// compiled.go).
+func (m *Manifest) load(b *Builder, path string, version uint64) (*DB, *Report, error) {
+	srs, nets, err := m.loadSources(b)
+	if err != nil {
+		b.Discard()
+		return nil, nil, err
 	}
-	d := b.Build(version)
-	d.nets = nb.build()
+	r := &Report{Sources: srs}
+	if err := b.setReport(r); err != nil {
+		b.Discard()
+		return nil, nil, err
+	}
+	b.setNets(nets)
+	d, err := b.build(path, version)
+	if err != nil {
+		return nil, nil, fmt.Errorf("feeds: %w", err)
+	}
+	d.nets = nets
 	return d, r, nil
 }
 
@@ -438,7 +445,7 @@ func (p parser) urlhausLine(line []byte, n int) {
 	if len(line) == 0 || line[0] == '#' {
 		return
 	}
-	rec, err := csv.NewReader(bytes.NewReader(line)).Read()
+	rec, err := splitCSV(line)
 	if err != nil {
 		p.bad(n, "bad CSV: %v", err)
 		return
@@ -456,8 +463,52 @@ func (p parser) urlhausLine(line []byte, n int) {
 	if rec[threat] != "" {
 		v.Category = rec[threat]
 	}
-	if t := strings.Split(rec[tags], ","); t[0] != "" && t[0] != "None" {
-		v.ThreatName = t[0]
+	if t, _, _ := strings.Cut(rec[tags], ","); t != "" && t != "None" {
+		v.ThreatName = t
 	}
 	p.addExpr(rec[2], v, n)
+}
+
+// splitCSV splits one CSV record. The common shape (every field either
+// quoted without quotes inside, or bare without quotes) is split here, as
+// slices of one string; anything else goes to encoding/csv, so the fields
+// are always what encoding/csv would give.
+func splitCSV(line []byte) ([]string, error) {
+	if len(line) > 0 && bytes.IndexByte(line, '\r') < 0 {
+		if rec, ok := splitSimpleCSV(string(line)); ok {
+			return rec, nil
+		}
+	}
+	return csv.NewReader(bytes.NewReader(line)).Read()
+}
+
+func splitSimpleCSV(line string) ([]string, bool) {
+	rec := make([]string, 0, 9)
+	for {
+		if len(line) > 0 && line[0] == '"' {
+			end := strings.IndexByte(line[1:], '"')
+			if end < 0 {
+				return nil, false
+			}
+			rec = append(rec, line[1:1+end])
+			rest := line[2+end:]
+			if rest == "" {
+				return rec, true
+			}
+			if rest[0] != ',' {
+				return nil, false // "" inside, or text after the closing quote
+			}
+			line = rest[1:]
+			continue
+		}
+		field, rest, more := strings.Cut(line, ",")
+		if strings.IndexByte(field, '"') >= 0 {
+			return nil, false
+		}
+		rec = append(rec, field)
+		if !more {
+			return rec, true
+		}
+		line = rest
+	}
 }

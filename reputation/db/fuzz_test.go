@@ -2,9 +2,14 @@ package db
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/csv"
+	"fmt"
+	"hash/crc32"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,9 +95,13 @@ func FuzzManifest(f *testing.F) {
 	})
 }
 
-// FuzzSnapshot reads arbitrary snapshot files (a mirror's or a restart's
-// database): a corrupt one is an error, never a panic or a huge allocation,
-// and one that is accepted writes back to the same checksum.
+// FuzzSnapshot reads arbitrary database files (a mirror's download, a
+// compiled file after a crash): a damaged one is an error, never a panic
+// or a huge allocation. Since the CRCs stop nearly every mutation, each
+// input is also opened with its CRCs recomputed, so that the fuzzer reaches
+// the structure: whatever open accepts, every lookup, walk and write-back
+// must handle without panicking, and Verify must hold a walk that is not
+// in order to be an error.
 func FuzzSnapshot(f *testing.F) {
 	dir := f.TempDir()
 	good := filepath.Join(dir, "good.db")
@@ -105,24 +114,88 @@ func FuzzSnapshot(f *testing.F) {
 	}
 	f.Add(data)
 	f.Add(data[:len(data)/2])
-	f.Add([]byte(snapshotMagic + "\x00\x00\x00\x00\x00\x00\x00\x01\xff\xff\xff\xff\x0f"))
-	f.Add([]byte(snapshotMagic))
+	f.Add([]byte(fileMagic))
+	b := NewBuilder(0)
+	for i := 0; i < 40; i++ {
+		b.Add(reputation.HashExpression(fmt.Sprint(i)), reputation.Verdict{Kind: reputation.Kind(i % 5), Category: fmt.Sprint("c", i%3), ThreatName: fmt.Sprint("t", i)})
+	}
+	d40, err := b.Build(3)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(d40.data)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(t.TempDir(), "s.db")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		d, err := ReadFile(path)
-		if err != nil {
+		if d, err := ReadFile(path); err == nil {
+			exercise(t, d)
+		}
+		if len(data) < headerSize || string(data[:len(fileMagic)]) != fileMagic {
 			return
 		}
+		fixed := bytes.Clone(data)
+		binary.LittleEndian.PutUint32(fixed[56:], crc32c(fixed[headerSize:]))
+		clear(fixed[12:16])
+		binary.LittleEndian.PutUint32(fixed[12:], crc32.Checksum(fixed[:headerSize], castagnoli))
+		if d, err := open(fixed, true, nil); err == nil {
+			exercise(t, d)
+		}
+	})
+}
+
+// exercise runs every read of d; it must not panic.
+func exercise(t *testing.T, d *DB) {
+	var es []Entry
+	for _, p := range []reputation.Prefix{0, 1, 0x7fffffff, 0xffffffff, 0x12345678} {
+		es = d.Find(es[:0], p)
+	}
+	n := 0
+	d.All(func(e Entry) {
+		n++
+		d.Get(e.Hash)
+		es = d.Find(es[:0], e.Hash.Prefix())
+	})
+	if n != d.Len() {
+		t.Fatalf("All gave %d entries, Len %d", n, d.Len())
+	}
+	if err := d.Verify(); err == nil {
 		back := filepath.Join(t.TempDir(), "back.db")
 		if err := d.WriteFile(back); err != nil {
 			t.Fatal(err)
 		}
 		d2, err := ReadFile(back)
 		if err != nil || d2.Checksum() != d.Checksum() || d2.Version() != d.Version() {
-			t.Fatalf("accepted snapshot does not round-trip: %v", err)
+			t.Fatalf("a verified database does not round-trip: %v", err)
+		}
+		var prev []byte
+		d.All(func(e Entry) {
+			if prev != nil && bytes.Compare(prev, e.Hash[:]) >= 0 {
+				t.Fatal("Verify passed a database out of order")
+			}
+			prev = bytes.Clone(e.Hash[:])
+		})
+	}
+	d.Apply(Changes{Added: d, Removed: d}, 1)
+	Diff(d, d)
+}
+
+// FuzzSplitCSV holds the URLhaus reader's CSV fast path to encoding/csv:
+// for every line, the same fields or the same failure.
+func FuzzSplitCSV(f *testing.F) {
+	for _, s := range []string{`"1","d","http://a.test/x","online","d","malware_download","t,u","l","r"`,
+		`a,b,,c`, `"a""b",c`, `"a"x,b`, ` "a",b`, `"a`, `a"b`, `"",""`, `,`, "\"a\rb\",c", `"a,b",c,`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsAny(line, "\n") {
+			return
+		}
+		want, werr := csv.NewReader(strings.NewReader(line)).Read()
+		got, gerr := splitCSV([]byte(line))
+		if (werr == nil) != (gerr == nil) || !slices.Equal(got, want) {
+			t.Fatalf("splitCSV(%q) = %q, %v; encoding/csv: %q, %v", line, got, gerr, want, werr)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,13 @@ type Config struct {
 	OnChange func(old, new *DB)
 	// Fetch configures the downloads of URL sources (store_feeds.go).
 	Fetch FetchConfig
+	// Compiled is the compiled database file: each load writes it, and
+	// Open maps it instead of parsing the feeds when they have not changed
+	// since. "" means DefaultCompiled in Dir; "-" keeps no file (every
+	// start parses the feeds, the database lives in an unnamed temporary
+	// file). When its directory is not writable the Store warns and keeps
+	// no file.
+	Compiled string
 }
 
 // Defaults of Config.
@@ -59,6 +67,7 @@ type Store struct {
 	fetch *fetchLoop // downloads of URL sources (store_feeds.go)
 
 	onChange func(old, new *DB)
+	compiled string // "" none
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -81,7 +90,8 @@ func Open(cfg Config, log zerolog.Logger) (*Store, error) {
 	if s.negTTL <= 0 {
 		s.negTTL = DefaultTTL
 	}
-	if err := s.Reload(); err != nil {
+	s.compiled = s.compiledPath(cfg.Compiled)
+	if err := s.openCompiled(); err != nil {
 		return nil, err
 	}
 	startFetchLoop(s, cfg.Dir, cfg.Fetch, log)
@@ -131,16 +141,12 @@ func (s *Store) Check() (bool, error) {
 	return true, s.reloadLocked(fp)
 }
 
-// Reload loads the feeds now, changed or not (SIGHUP). On error the current
-// database stays.
+// Reload loads the feeds now if feeds.toml or a source changed (SIGHUP):
+// rebuilding millions of entries that did not change would only cost CPU
+// and memory. On error the current database stays.
 func (s *Store) Reload() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fp, err := s.fingerprintNow()
-	if err != nil {
-		return err
-	}
-	return s.reloadLocked(fp)
+	_, err := s.Check()
+	return err
 }
 
 // Report returns what the last successful load found (bad lines).
@@ -148,6 +154,60 @@ func (s *Store) Report() *Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.report
+}
+
+// compiledPath resolves Config.Compiled, checking that its directory takes
+// new files.
+func (s *Store) compiledPath(c string) string {
+	switch c {
+	case "-":
+		return ""
+	case "":
+		c = filepath.Join(s.dir, DefaultCompiled)
+	}
+	f, err := os.CreateTemp(filepath.Dir(c), ".picketdb-probe-*")
+	if err != nil {
+		s.log.Warn().Err(err).Str(reputation.LogFile, c).Msg("cannot write the compiled database; every start will parse the feeds")
+		return ""
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return c
+}
+
+// openCompiled maps the compiled database when it was built from the
+// feeds as they are now, else loads the feeds.
+func (s *Store) openCompiled() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fp, err := s.fingerprintNow()
+	if err != nil {
+		return err
+	}
+	if s.compiled != "" {
+		start := time.Now()
+		h, err := readHeader(s.compiled)
+		if err == nil && h.fingerprint == fp {
+			d, err := ReadFile(s.compiled)
+			var r *Report
+			var m *Manifest
+			if err == nil {
+				r, err = d.restore()
+			}
+			if err == nil {
+				m, err = ReadManifest(s.dir)
+			}
+			if err == nil {
+				s.cur.Store(d)
+				s.fingerprint, s.report, s.manifest = fp, r, m
+				s.log.Info().Uint64(reputation.LogVersion, d.Version()).Int(reputation.LogEntries, d.Len()).
+					Str(reputation.LogFile, s.compiled).Dur(reputation.LogElapsed, time.Since(start)).Msg("compiled feeds opened")
+				return nil
+			}
+			s.log.Warn().Err(err).Str(reputation.LogFile, s.compiled).Msg("compiled database unusable; loading the feeds")
+		}
+	}
+	return s.reloadLocked(fp)
 }
 
 func (s *Store) reloadLocked(fp [32]byte) error {
@@ -161,7 +221,12 @@ func (s *Store) reloadLocked(fp [32]byte) error {
 	if err != nil {
 		return err
 	}
-	d, r, err := m.load(version)
+	b := NewBuilder(0)
+	if s.compiled != "" {
+		b.SetTempDir(filepath.Dir(s.compiled))
+	}
+	b.setFingerprint(fp)
+	d, r, err := m.load(b, s.compiled, version)
 	if err != nil {
 		return err
 	}
@@ -180,16 +245,22 @@ func (s *Store) reloadLocked(fp [32]byte) error {
 	if s.onChange != nil && old != nil {
 		s.onChange(old, d)
 	}
+	// Release the old copy now rather than at some later collection (its
+	// mapping goes with it), and the heap the parsing used.
+	old = nil
+	debug.FreeOSMemory()
 	return nil
 }
 
-// fingerprintNow hashes feeds.toml and the size and mtime of every source.
+// fingerprintNow hashes feeds.toml, the size and mtime of every source,
+// and the build of Picket (whose parsers made the compiled file).
 func (s *Store) fingerprintNow() ([32]byte, error) {
 	m, err := ReadManifest(s.dir)
 	if err != nil {
 		return [32]byte{}, err
 	}
 	h := sha256.New()
+	fmt.Fprintf(h, "picket %d %s\x00", fileFormat, buildRevision)
 	data, _ := os.ReadFile(filepath.Join(s.dir, ManifestName))
 	h.Write(data)
 	for i := range m.Sources {

@@ -24,7 +24,17 @@ type delta struct {
 
 // record is the store's OnChange hook.
 func (h *history) record(old, new *db.DB) {
-	added, removed := db.Diff(old, new)
+	c, err := db.Diff(old, new)
+	if err != nil {
+		h.mu.Lock()
+		h.deltas = nil // mirrors get a full download
+		h.mu.Unlock()
+		return
+	}
+	var added []db.Entry
+	var removed []reputation.Hash
+	c.Added.All(func(e db.Entry) { added = append(added, e) })
+	c.Removed.All(func(e db.Entry) { removed = append(removed, e.Hash) })
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if n := len(h.deltas); n > 0 && h.deltas[n-1].to != old.Version() {

@@ -105,15 +105,27 @@ func (s *Server) fetchUpdate(ctx context.Context, cur *db.DB, from uint64) (*db.
 		}
 		removed = append(removed, h)
 	}
+	ab := db.NewBuilder(len(added))
+	for _, e := range added {
+		ab.Add(e.Hash, e.Verdict)
+	}
 	var next *db.DB
 	if u.Full {
-		b := db.NewBuilder(len(added))
-		for _, e := range added {
-			b.Add(e.Hash, e.Verdict)
-		}
-		next = b.Build(u.Version)
+		next, err = ab.Build(u.Version)
 	} else {
-		next = cur.Apply(added, removed, u.Version)
+		rb := db.NewBuilder(len(removed))
+		for _, h := range removed {
+			rb.Add(h, reputation.Verdict{})
+		}
+		var c db.Changes
+		if c.Added, err = ab.Build(0); err == nil {
+			if c.Removed, err = rb.Build(0); err == nil {
+				next, err = cur.Apply(c, u.Version)
+			}
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("repserver: update: %w", err)
 	}
 	if sum := fmt.Sprintf("%x", next.Checksum()); sum != u.Checksum {
 		return nil, false, fmt.Errorf("%w: version %d", ErrChecksum, u.Version)

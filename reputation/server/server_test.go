@@ -524,11 +524,11 @@ func fakeUpstream(t *testing.T, replies func(from string) UpdateResponse) (*http
 func TestMirrorRejectsBadUpdates(t *testing.T) {
 	b := db.NewBuilder(0)
 	b.Add(reputation.HashExpression("a.test/"), reputation.Verdict{Kind: reputation.KindMalware})
-	v1 := b.Build(1)
+	v1, _ := b.Build(1)
 	b = db.NewBuilder(0)
 	b.Add(reputation.HashExpression("a.test/"), reputation.Verdict{Kind: reputation.KindMalware})
 	b.Add(reputation.HashExpression("b.test/"), reputation.Verdict{Kind: reputation.KindPhishing})
-	v2 := b.Build(2)
+	v2, _ := b.Build(2)
 	full := func(d *db.DB) UpdateResponse {
 		u := UpdateResponse{Version: d.Version(), Full: true, Checksum: fmt.Sprintf("%x", d.Checksum())}
 		d.All(func(e db.Entry) { u.Added = append(u.Added, wireMatch(e.Hash, e.Verdict, 0)) })

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package db
+
+func adviseRandom([]byte, int) {}

@@ -1,0 +1,677 @@
+package db
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/picket-proxy/picket/reputation"
+)
+
+// Builder collects entries for a DB with bounded memory: records go to
+// temporary files split by hash prefix once there are more than a few
+// thousand, verdicts are encoded as they come (identical ones shared), and
+// Build sorts one part at a time into the final file. Adding a hash twice
+// keeps the more severe verdict. A Builder is not safe for concurrent use.
+type Builder struct {
+	enc   verdictEncoder
+	recs  []byte  // records while few enough to hold
+	parts []spill // records split by the hash's first 6 bits, once spilled
+	pbuf  [][]byte
+	n     int
+	dir   string // temporary files; "" is os.TempDir()
+
+	fingerprint [32]byte
+	token       string
+	sections    []section
+	err         error
+	done        bool
+}
+
+// Limits of building (variables for the tests).
+var (
+	memRecords = 4 << 20  // bytes of records held in memory before spilling
+	memBlobs   = 16 << 20 // bytes of verdicts held in memory before spilling
+	memDB      = 8 << 20  // an anonymous DB up to this size stays in memory
+)
+
+const (
+	numParts     = 64 // spill files of records, by the hash's first 6 bits
+	partBuffer   = 32 << 10
+	verdictSlots = 1 << 12 // the encoder's cache of recent verdicts
+)
+
+// ErrTooLarge is returned when a database would exceed the format's
+// limits (4 GiB of verdicts, 2^32 entries).
+var ErrTooLarge = errors.New("db: database too large")
+
+// NewBuilder returns a Builder; n is a hint of the entries to come.
+func NewBuilder(n int) *Builder {
+	b := &Builder{}
+	b.enc.init()
+	b.recs = make([]byte, 0, min(n, memRecords/recSize)*recSize)
+	return b
+}
+
+// SetTempDir sets the directory of the Builder's temporary files (default
+// os.TempDir()); call it before the first Add. BuildFile uses the
+// directory of its file.
+func (b *Builder) SetTempDir(dir string) {
+	b.dir = dir
+	b.enc.blobs.create = tempFile(dir, true)
+}
+
+// Len is the number of entries added, duplicates included.
+func (b *Builder) Len() int { return b.n }
+
+// Add adds an entry. Only Kind, Category and ThreatName of v are kept,
+// the last two up to 1 KiB each.
+func (b *Builder) Add(h reputation.Hash, v reputation.Verdict) {
+	if b.err != nil || b.done {
+		return
+	}
+	ref := b.enc.ref(byte(v.Kind), v.Category, v.ThreatName)
+	var rec [recSize]byte
+	copy(rec[:], h[:])
+	binary.LittleEndian.PutUint32(rec[32:], ref)
+	b.n++
+	if b.parts == nil {
+		b.recs = append(b.recs, rec[:]...)
+		if len(b.recs) >= memRecords {
+			b.spillRecords()
+		}
+		return
+	}
+	b.toPart(rec[:])
+}
+
+// toPart adds a record to its part's buffer, which goes to the part's
+// file when full.
+func (b *Builder) toPart(rec []byte) {
+	i := rec[0] >> 2
+	b.pbuf[i] = append(b.pbuf[i], rec...)
+	if len(b.pbuf[i]) == cap(b.pbuf[i]) {
+		b.flushPart(i)
+	}
+}
+
+func (b *Builder) flushPart(i byte) {
+	if err := b.parts[i].write(b.pbuf[i]); err != nil && b.err == nil {
+		b.err = err
+	}
+	b.pbuf[i] = b.pbuf[i][:0]
+}
+
+func (b *Builder) spillRecords() {
+	b.parts = make([]spill, numParts)
+	b.pbuf = make([][]byte, numParts)
+	for i := range b.parts {
+		b.parts[i] = spill{create: tempFile(b.dir, true), direct: true}
+		b.pbuf[i] = make([]byte, 0, partBuffer/recSize*recSize)
+	}
+	for off := 0; off < len(b.recs); off += recSize {
+		b.toPart(b.recs[off : off+recSize])
+	}
+	b.recs = nil
+}
+
+// Discard removes the Builder's temporary files. Build does it too.
+func (b *Builder) Discard() {
+	b.done = true
+	for i := range b.parts {
+		b.parts[i].close()
+	}
+	b.parts, b.recs = nil, nil
+	b.enc.blobs.close()
+}
+
+// Build sorts and indexes the entries into a DB: in memory when small,
+// else in an unnamed temporary file, mapped. The Builder is done after.
+func (b *Builder) Build(version uint64) (*DB, error) { return b.build("", version) }
+
+// BuildFile builds the DB into path (atomically: a temporary file in the
+// same directory, then rename) and maps it.
+func (b *Builder) BuildFile(path string, version uint64) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("db: BuildFile without a path")
+	}
+	return b.build(path, version)
+}
+
+func (b *Builder) build(path string, version uint64) (*DB, error) {
+	defer b.Discard()
+	if b.done {
+		return nil, errors.New("db: Builder used after Build")
+	}
+	if b.err == nil {
+		b.err = b.enc.err
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	if b.n > 1<<32-1 {
+		return nil, ErrTooLarge
+	}
+	est := int64(headerSize) + int64(b.n)*recSize + int64(4<<indexBits(b.n)) + b.enc.blobs.n
+	out := newOutput(path, b.dir, est)
+	a := newAssembler(out, indexBits(b.n))
+	d := dedup{enc: &b.enc}
+	defer d.release()
+	var s sorter
+	if b.parts == nil {
+		s.sort(b.recs, a, &d)
+	} else {
+		for i := range b.parts {
+			b.flushPart(byte(i))
+			data, err := b.parts[i].readAll(s.buf)
+			if err != nil {
+				out.abort()
+				return nil, err
+			}
+			s.buf = data
+			s.sort(data, a, &d)
+			b.parts[i].close()
+		}
+	}
+	if d.err != nil {
+		out.abort()
+		return nil, d.err
+	}
+	hd := header{version: version, fingerprint: b.fingerprint, token: b.token}
+	return a.finish(hd, &b.enc, b.sections)
+}
+
+// sorter sorts records by hash, one part at a time.
+type sorter struct {
+	buf    []byte
+	tmp    [][recSize]byte
+	counts []int
+}
+
+// sort sorts data (whole records), drops duplicates and passes the records
+// to a: a counting sort by the first 16 bits, then a comparison sort of
+// each small run.
+func (s *sorter) sort(data []byte, a *assembler, d *dedup) {
+	n := len(data) / recSize
+	if cap(s.tmp) < n {
+		s.tmp = make([][recSize]byte, n)
+	}
+	tmp := s.tmp[:n]
+	if s.counts == nil {
+		s.counts = make([]int, 1<<16+1)
+	}
+	c := s.counts
+	clear(c)
+	for off := 0; off < len(data); off += recSize {
+		c[int(binary.BigEndian.Uint16(data[off:]))+1]++
+	}
+	for k := 1; k < len(c); k++ {
+		c[k] += c[k-1]
+	}
+	for off := 0; off < len(data); off += recSize {
+		k := binary.BigEndian.Uint16(data[off:])
+		copy(tmp[c[k]][:], data[off:off+recSize])
+		c[k]++
+	}
+	// c[k] is now the end of run k.
+	start := 0
+	for k := 0; k < 1<<16; k++ {
+		end := c[k]
+		if end-start > 1 {
+			slices.SortFunc(tmp[start:end], cmpRec)
+		}
+		start = end
+	}
+	for i := 0; i < n; {
+		j := i + 1
+		win := i
+		for j < n && bytes.Equal(tmp[j][:32], tmp[i][:32]) {
+			if d.worse(&tmp[j], &tmp[win]) {
+				win = j
+			}
+			j++
+		}
+		a.record(tmp[win][:32], binary.LittleEndian.Uint32(tmp[win][32:]))
+		i = j
+	}
+}
+
+func cmpRec(x, y [recSize]byte) int {
+	a, b := binary.BigEndian.Uint64(x[:8]), binary.BigEndian.Uint64(y[:8])
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return bytes.Compare(x[8:32], y[8:32])
+}
+
+// dedup decides between two verdicts of the same hash, reading the
+// encoder's verdicts (mapped only when a duplicate first shows up).
+type dedup struct {
+	enc   *verdictEncoder
+	blobs []byte
+	unmap func()
+	err   error
+}
+
+func (d *dedup) worse(x, y *[recSize]byte) bool {
+	if d.blobs == nil && d.err == nil {
+		d.blobs, d.unmap, d.err = d.enc.blobs.view()
+	}
+	if d.err != nil {
+		return false
+	}
+	vx := decodeVerdict(d.blobs, binary.LittleEndian.Uint32(x[32:]), len(d.enc.cats))
+	vy := decodeVerdict(d.blobs, binary.LittleEndian.Uint32(y[32:]), len(d.enc.cats))
+	return worseRaw(vx, vy, d.enc.cats)
+}
+
+func (d *dedup) release() {
+	if d.unmap != nil {
+		d.unmap()
+	}
+}
+
+// worseRaw is reputation.Verdict.Worse on encoded verdicts, made a total
+// order so that the winner does not depend on the order of the feeds:
+// between equal kinds, one with a category or threat name beats one
+// without, then the smaller category, then the smaller name.
+func worseRaw(x, y rawVerdict, cats []string) bool {
+	if x.kind != y.kind {
+		return x.kind > y.kind
+	}
+	cx, cy := rawCategory(x, cats), rawCategory(y, cats)
+	dx, dy := cx != "" || len(x.name) > 0, cy != "" || len(y.name) > 0
+	if dx != dy {
+		return dx
+	}
+	if c := strings.Compare(cx, cy); c != 0 {
+		return c < 0
+	}
+	return bytes.Compare(x.name, y.name) < 0
+}
+
+func rawCategory(v rawVerdict, cats []string) string {
+	if v.catIdx > 0 && int(v.catIdx) <= len(cats) {
+		return cats[v.catIdx-1]
+	}
+	return string(v.catRaw)
+}
+
+// verdictEncoder writes verdict blobs and hands out their offsets,
+// sharing a blob between identical verdicts it still remembers: the last
+// one, and a cache of recent ones by hash. A verdict forgotten and seen
+// again is written again; that costs bytes, never correctness.
+type verdictEncoder struct {
+	blobs  spill
+	cats   []string
+	catIdx map[string]uint32
+	cache  []vslot
+	last   vslot
+	seed   maphash.Seed
+	buf    []byte
+	err    error
+
+	raw []rawSlot // re-encoding from another DB (merges)
+}
+
+type vslot struct {
+	kind      byte
+	ok        bool
+	ref       uint32
+	cat, name string
+}
+
+type rawSlot struct {
+	src      *DB
+	ref, out uint32
+}
+
+func (e *verdictEncoder) init() {
+	e.blobs = spill{limit: memBlobs}
+	e.catIdx = map[string]uint32{}
+	e.cache = make([]vslot, verdictSlots)
+	e.seed = maphash.MakeSeed()
+}
+
+// ref returns the offset of the verdict's blob, writing it if needed.
+func (e *verdictEncoder) ref(kind byte, cat, name string) uint32 {
+	cat, name = truncateString(cat, maxVerdictStr), truncateString(name, maxVerdictStr)
+	if l := &e.last; l.ok && l.kind == kind && l.cat == cat && l.name == name {
+		return l.ref
+	}
+	h := maphash.String(e.seed, name) ^ maphash.String(e.seed, cat)*0x9e3779b97f4a7c15 ^ uint64(kind)
+	s := &e.cache[h&(verdictSlots-1)]
+	if !(s.ok && s.kind == kind && s.cat == cat && s.name == name) {
+		idx, inline := e.category(cat)
+		*s = vslot{kind: kind, ok: true, cat: cat, name: name, ref: e.write(appendVerdict(e.buf[:0], kind, idx, inline, cat, name))}
+	}
+	e.last = *s
+	return s.ref
+}
+
+// refFrom returns the offset of a blob equal to src's verdict at ref,
+// re-encoding it (its category index is src's) without allocating.
+func (e *verdictEncoder) refFrom(src *DB, ref uint32) uint32 {
+	if e.raw == nil {
+		e.raw = make([]rawSlot, verdictSlots)
+	}
+	s := &e.raw[(ref^ref>>14)&(verdictSlots-1)]
+	if s.src == src && s.ref == ref {
+		return s.out
+	}
+	rv := decodeVerdict(src.blobs, ref, len(src.cats))
+	if rv.invalid {
+		rv = rawVerdict{}
+	}
+	cat := src.category(rv)
+	idx, inline := e.category(cat)
+	out := e.write(appendVerdict(e.buf[:0], rv.kind, idx, inline, cat, rv.name))
+	*s = rawSlot{src: src, ref: ref, out: out}
+	return out
+}
+
+func (e *verdictEncoder) category(cat string) (uint32, bool) {
+	if cat == "" {
+		return 0, false
+	}
+	if i, ok := e.catIdx[cat]; ok {
+		return i, false
+	}
+	if len(e.cats) >= maxCategories {
+		return 0, true
+	}
+	e.cats = append(e.cats, cat)
+	e.catIdx[cat] = uint32(len(e.cats))
+	return uint32(len(e.cats)), false
+}
+
+func (e *verdictEncoder) write(blob []byte) uint32 {
+	e.buf = blob[:0]
+	off := e.blobs.n
+	if off+int64(len(blob)) > 1<<32 {
+		if e.err == nil {
+			e.err = fmt.Errorf("%w: more than 4 GiB of verdicts", ErrTooLarge)
+		}
+		return 0
+	}
+	if err := e.blobs.write(blob); err != nil && e.err == nil {
+		e.err = err
+	}
+	return uint32(off)
+}
+
+// spill is an append-only byte stream held in memory up to limit bytes,
+// then in a file made by create (written directly when the caller
+// buffers, else through a bufio.Writer).
+type spill struct {
+	limit  int
+	create func() (*os.File, error)
+	direct bool
+	mem    []byte
+	f      *os.File
+	w      *bufio.Writer
+	n      int64
+	err    error
+}
+
+func (s *spill) write(p []byte) error {
+	if s.err != nil {
+		return s.err
+	}
+	s.n += int64(len(p))
+	if s.f == nil && len(s.mem)+len(p) <= s.limit {
+		s.mem = append(s.mem, p...)
+		return nil
+	}
+	if s.f == nil {
+		create := s.create
+		if create == nil {
+			create = tempFile("", true)
+		}
+		if s.f, s.err = create(); s.err != nil {
+			return s.err
+		}
+		size := 64 << 10
+		if s.direct {
+			size = 0 // bufio passes large writes through
+		}
+		s.w = bufio.NewWriterSize(s.f, size)
+		s.w.Write(s.mem)
+		s.mem = nil
+	}
+	_, s.err = s.w.Write(p)
+	return s.err
+}
+
+// readAll returns the whole stream, reusing buf.
+func (s *spill) readAll(buf []byte) ([]byte, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if s.f == nil {
+		return s.mem, nil
+	}
+	if err := s.w.Flush(); err != nil {
+		return nil, err
+	}
+	if int64(cap(buf)) < s.n {
+		buf = make([]byte, s.n)
+	}
+	buf = buf[:s.n]
+	_, err := s.f.ReadAt(buf, 0)
+	if err == io.EOF && s.n == 0 {
+		err = nil
+	}
+	return buf, err
+}
+
+// view returns the stream for random reads: the memory, or the file
+// mapped until release.
+func (s *spill) view() ([]byte, func(), error) {
+	if s.err != nil {
+		return nil, nil, s.err
+	}
+	if s.f == nil || s.n == 0 {
+		return s.mem, func() {}, nil
+	}
+	if err := s.w.Flush(); err != nil {
+		return nil, nil, err
+	}
+	m, err := mapFile(s.f, int(s.n))
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, func() { unmapFile(m) }, nil
+}
+
+// copyTo writes the whole stream to w.
+func (s *spill) copyTo(w io.Writer) error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.f == nil {
+		_, err := w.Write(s.mem)
+		return err
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	_, err := io.Copy(w, io.NewSectionReader(s.f, 0, s.n))
+	return err
+}
+
+func (s *spill) close() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name()) // already gone when unlinked at creation
+		s.f = nil
+	}
+	s.mem, s.w = nil, nil
+}
+
+// tempFile returns a function creating a temporary file in dir ("" is
+// os.TempDir()); an unlinked one is removed at once, so that nothing stays
+// behind whatever happens to the process.
+func tempFile(dir string, unlinked bool) func() (*os.File, error) {
+	return func() (*os.File, error) {
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		f, err := os.CreateTemp(dir, ".picketdb-*")
+		if err != nil {
+			return nil, fmt.Errorf("db: temporary file: %w", err)
+		}
+		if unlinked {
+			os.Remove(f.Name())
+		}
+		return f, nil
+	}
+}
+
+// output is where a database file is assembled: memory, a named file
+// renamed into place at the end, or an unnamed temporary file.
+type output struct {
+	path string // final name; "" for memory or unnamed
+	s    spill
+}
+
+func newOutput(path, dir string, size int64) *output {
+	o := &output{path: path}
+	switch {
+	case path != "":
+		o.s.create = tempFile(filepath.Dir(path), false)
+	case size <= int64(memDB):
+		o.s.limit = memDB
+		o.s.create = tempFile(dir, true)
+	default:
+		o.s.create = tempFile(dir, true)
+	}
+	return o
+}
+
+func (o *output) abort() { o.s.close() }
+
+// finish writes the header at the start and returns the DB.
+func (o *output) finish(hd []byte) (*DB, error) {
+	s := &o.s
+	if s.err != nil {
+		o.abort()
+		return nil, s.err
+	}
+	if s.f == nil {
+		copy(s.mem, hd)
+		return open(s.mem, false, nil)
+	}
+	err := s.w.Flush()
+	if err == nil {
+		_, err = s.f.WriteAt(hd, 0)
+	}
+	if err == nil && o.path != "" {
+		if err = s.f.Sync(); err == nil {
+			err = os.Rename(s.f.Name(), o.path)
+		}
+	}
+	if err != nil {
+		o.abort()
+		return nil, err
+	}
+	f := s.f
+	s.f = nil // the DB owns it now
+	d, err := openFile(f, false)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// assembler writes a database file's parts in order: records (sorted),
+// then the index it counted, the verdicts, the categories and the extra
+// sections, keeping the body's CRC.
+type assembler struct {
+	out   *output
+	crc   uint32
+	n     int
+	bits  uint8
+	shift uint
+	idx   []uint32
+	buf   []byte
+}
+
+func newAssembler(out *output, bits uint8) *assembler {
+	a := &assembler{out: out, bits: bits, shift: 32 - uint(bits), idx: make([]uint32, 1<<bits+1), buf: make([]byte, 0, 64<<10)}
+	out.s.write(make([]byte, headerSize))
+	return a
+}
+
+// Write adds p to the body.
+func (a *assembler) Write(p []byte) (int, error) {
+	a.crc = crcUpdate(a.crc, p)
+	if err := a.out.s.write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (a *assembler) flush() {
+	if len(a.buf) > 0 {
+		a.Write(a.buf)
+		a.buf = a.buf[:0]
+	}
+}
+
+// record appends a record; records must come in increasing hash order.
+func (a *assembler) record(h []byte, ref uint32) {
+	a.buf = append(a.buf, h[:32]...)
+	a.buf = binary.LittleEndian.AppendUint32(a.buf, ref)
+	if len(a.buf) > cap(a.buf)-recSize {
+		a.flush()
+	}
+	if a.bits > 0 {
+		a.idx[binary.BigEndian.Uint32(h)>>a.shift+1]++
+	}
+	a.n++
+}
+
+func (a *assembler) finish(hd header, enc *verdictEncoder, sections []section) (*DB, error) {
+	a.flush()
+	if a.n > 1<<32-1 {
+		a.out.abort()
+		return nil, ErrTooLarge
+	}
+	if a.bits == 0 {
+		a.idx[1] = uint32(a.n)
+	} else {
+		for i := 1; i < len(a.idx); i++ {
+			a.idx[i] += a.idx[i-1]
+		}
+	}
+	ib := make([]byte, 0, len(a.idx)*4)
+	for _, v := range a.idx {
+		ib = binary.LittleEndian.AppendUint32(ib, v)
+	}
+	a.Write(ib)
+	if err := enc.blobs.copyTo(a); err != nil {
+		a.out.abort()
+		return nil, err
+	}
+	cats := appendCats(nil, enc.cats)
+	a.Write(cats)
+	extra := appendSections(nil, sections)
+	a.Write(extra)
+	hd.n, hd.bits = uint64(a.n), a.bits
+	hd.blobLen, hd.catsLen, hd.extraLen = uint64(enc.blobs.n), uint64(len(cats)), uint64(len(extra))
+	hd.bodyCRC = a.crc
+	return a.out.finish(hd.marshal())
+}

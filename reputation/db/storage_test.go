@@ -1,0 +1,492 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/picket-proxy/picket/reputation"
+	"github.com/rs/zerolog"
+)
+
+// model is the reference the compiled database is checked against: a map
+// with Builder.Add's rule (the more severe verdict wins; between equals,
+// details win, then the smaller category, then the smaller name).
+type model map[reputation.Hash]reputation.Verdict
+
+func norm(v reputation.Verdict) reputation.Verdict {
+	return reputation.Verdict{Kind: v.Kind, Category: truncateString(v.Category, maxVerdictStr), ThreatName: truncateString(v.ThreatName, maxVerdictStr)}
+}
+
+func modelWorse(v, w reputation.Verdict) bool {
+	if v.Kind != w.Kind {
+		return v.Kind > w.Kind
+	}
+	dv, dw := v.Category != "" || v.ThreatName != "", w.Category != "" || w.ThreatName != ""
+	if dv != dw {
+		return dv
+	}
+	if v.Category != w.Category {
+		return v.Category < w.Category
+	}
+	return v.ThreatName < w.ThreatName
+}
+
+func (m model) add(h reputation.Hash, v reputation.Verdict) {
+	v = norm(v)
+	if old, ok := m[h]; !ok || modelWorse(v, old) {
+		m[h] = v
+	}
+}
+
+func (m model) sorted() []reputation.Hash {
+	return slices.SortedFunc(maps.Keys(m), func(a, b reputation.Hash) int { return bytes.Compare(a[:], b[:]) })
+}
+
+// checksum is the protocol's checksum computed the obvious way.
+func (m model) checksum() [32]byte {
+	s := sha256.New()
+	for _, h := range m.sorted() {
+		v := m[h]
+		var b []byte
+		b = append(b, h[:]...)
+		b = append(b, byte(v.Kind))
+		b = binary.AppendUvarint(b, uint64(len(v.Category)))
+		b = append(b, v.Category...)
+		b = binary.AppendUvarint(b, uint64(len(v.ThreatName)))
+		b = append(b, v.ThreatName...)
+		s.Write(b)
+	}
+	var out [32]byte
+	s.Sum(out[:0])
+	return out
+}
+
+// entries makes n random additions: hashes often repeated (duplicates to
+// merge), verdicts from small pools and one of a kind, a few long names,
+// and categories beyond the table's limit when manyCats is set.
+func entries(r *rand.Rand, n int, manyCats bool) []Entry {
+	var es []Entry
+	for i := 0; i < n; i++ {
+		var h reputation.Hash
+		if len(es) > 0 && r.IntN(4) == 0 {
+			h = es[r.IntN(len(es))].Hash
+		} else {
+			for k := 0; k < 32; k += 8 {
+				binary.LittleEndian.PutUint64(h[k:], r.Uint64())
+			}
+		}
+		v := reputation.Verdict{Kind: reputation.Kind(r.IntN(5))}
+		switch r.IntN(4) {
+		case 1:
+			v.Category = []string{"phishing", "malware_download", "ads"}[r.IntN(3)]
+		case 2:
+			if manyCats {
+				v.Category = fmt.Sprint("cat-", r.IntN(6000))
+			}
+		}
+		switch r.IntN(5) {
+		case 1, 2:
+			v.ThreatName = fmt.Sprint("Win.Trojan.Agent-", r.Uint32())
+		case 3:
+			v.ThreatName = []string{"Mirai", "AgentTesla"}[r.IntN(2)]
+		case 4:
+			if r.IntN(50) == 0 {
+				v.ThreatName = strings.Repeat("é", 700) // 1400 bytes: truncated on a rune boundary
+			}
+		}
+		es = append(es, Entry{Hash: h, Verdict: v})
+	}
+	return es
+}
+
+func build(t testing.TB, es []Entry, path string) (*DB, model) {
+	t.Helper()
+	b := NewBuilder(len(es))
+	b.SetTempDir(t.TempDir())
+	m := model{}
+	for _, e := range es {
+		b.Add(e.Hash, e.Verdict)
+		m.add(e.Hash, e.Verdict)
+	}
+	var d *DB
+	var err error
+	if path != "" {
+		d, err = b.BuildFile(path, 7)
+	} else {
+		d, err = b.Build(7)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, m
+}
+
+// check compares d with the model: every lookup, the order, the checksum.
+func check(t *testing.T, d *DB, m model) {
+	t.Helper()
+	if d.Len() != len(m) {
+		t.Fatalf("Len = %d, want %d", d.Len(), len(m))
+	}
+	if err := d.Verify(); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if got, want := d.Checksum(), m.checksum(); got != want {
+		t.Fatalf("Checksum = %x, want %x", got, want)
+	}
+	keys := m.sorted()
+	i := 0
+	d.All(func(e Entry) {
+		if i >= len(keys) || e.Hash != keys[i] || e.Verdict != m[keys[i]] {
+			t.Fatalf("All: entry %d = %x %+v, want %x %+v", i, e.Hash, e.Verdict, keys[i], m[keys[i]])
+		}
+		i++
+	})
+	var es []Entry
+	for _, h := range keys {
+		v, ok := d.Get(h)
+		if !ok || v != m[h] {
+			t.Fatalf("Get(%x) = %+v, %v; want %+v", h, v, ok, m[h])
+		}
+		es = d.Find(es[:0], h.Prefix())
+		found := false
+		for _, e := range es {
+			if e.Hash.Prefix() != h.Prefix() {
+				t.Fatalf("Find(%v) returned %x", h.Prefix(), e.Hash)
+			}
+			found = found || (e.Hash == h && e.Verdict == m[h])
+		}
+		if !found {
+			t.Fatalf("Find(%v) = %+v, missing %x", h.Prefix(), es, h)
+		}
+		// A hash next to a present one is absent.
+		h[31] ^= 0x55
+		if _, ok := m[h]; !ok {
+			if v, ok := d.Get(h); ok {
+				t.Fatalf("Get(absent %x) = %+v", h, v)
+			}
+		}
+	}
+}
+
+// small sets the spill thresholds low, so that a few thousand entries go
+// through the partition files, a verdict file and an unnamed output file.
+func small(t *testing.T) {
+	r, b, o := memRecords, memBlobs, memDB
+	memRecords, memBlobs, memDB = 100*recSize, 1000, 1000
+	t.Cleanup(func() { memRecords, memBlobs, memDB = r, b, o })
+}
+
+func TestBuildAgainstModel(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		n        int
+		spill    bool
+		file     bool
+		manyCats bool
+	}{
+		{"empty", 0, false, false, false},
+		{"one", 1, false, false, false},
+		{"in memory", 3000, false, false, false},
+		{"spilled", 5000, true, false, false},
+		{"file", 5000, true, true, false},
+		{"categories inline", 20000, false, false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.spill {
+				small(t)
+			}
+			path := ""
+			if tt.file {
+				path = filepath.Join(t.TempDir(), "feeds.db")
+			}
+			d, m := build(t, entries(rand.New(rand.NewPCG(uint64(tt.n), 1)), tt.n, tt.manyCats), path)
+			check(t, d, m)
+			if got, want := d.Mapped(), tt.spill && canMap; got != want {
+				t.Errorf("Mapped = %v, want %v", got, want)
+			}
+			if tt.file {
+				back, err := ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(t, back, m)
+				if back.Version() != 7 {
+					t.Errorf("version %d, want 7", back.Version())
+				}
+			}
+			left, _ := filepath.Glob(filepath.Join(os.TempDir(), ".picketdb-*"))
+			for _, f := range left {
+				if fi, err := os.Stat(f); err == nil && fi.ModTime().After(startTime) {
+					t.Errorf("temporary file left behind: %s", f)
+				}
+			}
+		})
+	}
+}
+
+func TestBuildDuplicatesDoNotDependOnOrder(t *testing.T) {
+	small(t)
+	es := entries(rand.New(rand.NewPCG(3, 3)), 4000, false)
+	a, _ := build(t, es, "")
+	slices.Reverse(es)
+	b, _ := build(t, es, "")
+	if a.Checksum() != b.Checksum() {
+		t.Error("the same entries added in another order give another database")
+	}
+}
+
+func TestFileDamageIsDetected(t *testing.T) {
+	small(t)
+	path := filepath.Join(t.TempDir(), "feeds.db")
+	d, m := build(t, entries(rand.New(rand.NewPCG(4, 4)), 3000, false), path)
+	check(t, d, m)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, off := range []int{0, 8, 12, 20, 60, 100, 255, headerSize, headerSize + 1000, len(good) / 2, len(good) - 1, r.IntN(len(good))} {
+		bad := slices.Clone(good)
+		bad[off] ^= 0x10
+		p := filepath.Join(t.TempDir(), "bad.db")
+		os.WriteFile(p, bad, 0o600)
+		if _, err := ReadFile(p); err == nil {
+			t.Errorf("a flipped bit at byte %d of %d went unnoticed", off, len(good))
+		}
+	}
+	p := filepath.Join(t.TempDir(), "short.db")
+	os.WriteFile(p, good[:len(good)-1], 0o600)
+	if _, err := ReadFile(p); err == nil {
+		t.Error("a truncated file went unnoticed")
+	}
+}
+
+func TestDiffApplyAgainstModel(t *testing.T) {
+	for _, spill := range []bool{false, true} {
+		t.Run(fmt.Sprint("spill=", spill), func(t *testing.T) {
+			if spill {
+				small(t)
+			}
+			r := rand.New(rand.NewPCG(6, 6))
+			es := entries(r, 5000, false)
+			old, om := build(t, es, "")
+			// new: about a tenth removed, a tenth changed, some added.
+			var next []Entry
+			want := model{}
+			for _, h := range om.sorted() {
+				switch r.IntN(10) {
+				case 0: // removed
+				case 1:
+					e := Entry{Hash: h, Verdict: reputation.Verdict{Kind: reputation.KindPhishing, ThreatName: fmt.Sprint("changed-", r.Uint32())}}
+					next = append(next, e)
+					want.add(e.Hash, e.Verdict)
+				default:
+					next = append(next, Entry{Hash: h, Verdict: om[h]})
+					want.add(h, om[h])
+				}
+			}
+			for _, e := range entries(r, 400, false) {
+				next = append(next, e)
+				want.add(e.Hash, e.Verdict)
+			}
+			new, nm := build(t, next, "")
+			check(t, new, nm)
+
+			c, err := Diff(old, new)
+			if err != nil {
+				t.Fatal(err)
+			}
+			added, removed := 0, 0
+			for h, v := range nm {
+				if ov, ok := om[h]; !ok || ov != v {
+					added++
+					if got, ok := c.Added.Get(h); !ok || got != v {
+						t.Fatalf("Diff: added %x = %+v, %v; want %+v", h, got, ok, v)
+					}
+				}
+			}
+			for h := range om {
+				if _, ok := nm[h]; !ok {
+					removed++
+					if _, ok := c.Removed.Get(h); !ok {
+						t.Fatalf("Diff: %x not removed", h)
+					}
+				}
+			}
+			if c.Added.Len() != added || c.Removed.Len() != removed {
+				t.Fatalf("Diff: %d added, %d removed; want %d, %d", c.Added.Len(), c.Removed.Len(), added, removed)
+			}
+			got, err := old.Apply(c, 9)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, got, nm)
+			if got.Version() != 9 {
+				t.Errorf("Apply: version %d, want 9", got.Version())
+			}
+			path := filepath.Join(t.TempDir(), "mirror.db")
+			got, err = old.ApplyFile(c, path, 9)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back, err := ReadFile(path); err != nil || back.Checksum() != nm.checksum() {
+				t.Fatalf("ApplyFile: %v", err)
+			}
+			// Apply(nothing) is the same database.
+			same, err := old.Apply(Changes{}, 10)
+			if err != nil || same.Checksum() != old.Checksum() {
+				t.Errorf("Apply of no changes: %v", err)
+			}
+		})
+	}
+}
+
+func TestWriteFileRoundTrip(t *testing.T) {
+	for _, spill := range []bool{false, true} {
+		t.Run(fmt.Sprint("spill=", spill), func(t *testing.T) {
+			if spill {
+				small(t)
+			}
+			d, m := build(t, entries(rand.New(rand.NewPCG(7, 7)), 2000, false), "")
+			path := filepath.Join(t.TempDir(), "copy.db")
+			if err := d.WriteFile(path); err != nil {
+				t.Fatal(err)
+			}
+			back, err := ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, back, m)
+			var buf bytes.Buffer
+			if err := d.WriteTo(&buf, "tok-1"); err != nil {
+				t.Fatal(err)
+			}
+			p2 := filepath.Join(t.TempDir(), "tok.db")
+			os.WriteFile(p2, buf.Bytes(), 0o600)
+			tok, err := ReadFile(p2)
+			if err != nil || tok.Token() != "tok-1" || tok.Checksum() != d.Checksum() {
+				t.Fatalf("WriteTo with a token: %v, token %q", err, tok.Token())
+			}
+		})
+	}
+}
+
+func TestLookupsDoNotAllocate(t *testing.T) {
+	small(t)
+	d, m := build(t, entries(rand.New(rand.NewPCG(8, 8)), 3000, false), "")
+	var named, plain reputation.Hash
+	for h, v := range m {
+		if v.ThreatName != "" {
+			named = h
+		} else {
+			plain = h
+		}
+	}
+	es := make([]Entry, 0, 8)
+	for _, tt := range []struct {
+		name string
+		p    reputation.Prefix
+	}{
+		{"miss", ^named.Prefix()},
+		{"hit", plain.Prefix()},
+		{"hit with a threat name, returned before", named.Prefix()},
+	} {
+		es = d.Find(es[:0], tt.p) // a first call may fill the name cache
+		if got := testing.AllocsPerRun(100, func() { es = d.Find(es[:0], tt.p) }); got != 0 {
+			t.Errorf("%s: %v allocations per Find, want 0", tt.name, got)
+		}
+	}
+}
+
+func TestMappingReleasedWhenUnreachable(t *testing.T) {
+	if !canMap {
+		t.Skip("no mmap on this system")
+	}
+	small(t)
+	before := released.Load()
+	d, _ := build(t, entries(rand.New(rand.NewPCG(9, 9)), 2000, false), filepath.Join(t.TempDir(), "x.db"))
+	if !d.Mapped() {
+		t.Fatal("not mapped")
+	}
+	d = nil
+	for i := 0; i < 100 && released.Load() == before; i++ {
+		runtime.GC()
+		runtime.Gosched()
+	}
+	if released.Load() == before {
+		t.Error("the mapping of an unreachable DB was not released")
+	}
+}
+
+func TestStoreCompiledFile(t *testing.T) {
+	dir := writeFeeds(t, map[string]string{
+		"feeds.toml": "[[source]]\npath = \"u.txt\"\nformat = \"urls\"\n",
+		"u.txt":      "one.test\nbad line here\n",
+	})
+	open := func() *Store {
+		t.Helper()
+		s, err := Open(Config{Dir: dir, Poll: -1}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s1 := open()
+	v1 := s1.DB().Version()
+	if err := s1.Reload(); err != nil || s1.DB().Version() != v1 {
+		t.Errorf("Reload with nothing changed: %v, version %d (was %d); want no rebuild", err, s1.DB().Version(), v1)
+	}
+	if _, err := os.Stat(filepath.Join(dir, DefaultCompiled)); err != nil {
+		t.Fatalf("no compiled file: %v", err)
+	}
+	// Unchanged feeds: the compiled file is mapped, same version, same report.
+	s2 := open()
+	if s2.DB().Version() != v1 || !s2.DB().Mapped() && canMap {
+		t.Errorf("reopened: version %d (want %d), mapped %v", s2.DB().Version(), v1, s2.DB().Mapped())
+	}
+	if r := s2.Report(); r == nil || r.BadLines() != 1 || r.Entries() != 1 || len(r.Sources[0].Bad) != 1 {
+		t.Errorf("report from the compiled file: %+v", r)
+	}
+	if a, _ := s2.FindPrefixes(context.Background(), []reputation.Prefix{urlHash(t, "one.test").Prefix()}); len(a.Matches) != 1 {
+		t.Errorf("reopened: %d matches, want 1", len(a.Matches))
+	}
+	// Changed feeds: rebuilt.
+	os.WriteFile(filepath.Join(dir, "u.txt"), []byte("one.test\ntwo.test\n"), 0o644)
+	s3 := open()
+	if s3.DB().Version() == v1 || s3.DB().Len() != 2 {
+		t.Errorf("after a change: version %d (was %d), %d entries", s3.DB().Version(), v1, s3.DB().Len())
+	}
+	// A damaged compiled file is rebuilt, not trusted.
+	p := filepath.Join(dir, DefaultCompiled)
+	data, _ := os.ReadFile(p)
+	data[len(data)-3] ^= 1
+	os.WriteFile(p, data, 0o644)
+	s4 := open()
+	if s4.DB().Len() != 2 || s4.DB().Verify() != nil {
+		t.Errorf("after damage: %d entries", s4.DB().Len())
+	}
+	if back, err := ReadFile(p); err != nil || back.Len() != 2 {
+		t.Errorf("compiled file not rewritten: %v", err)
+	}
+	// No writable place: the store still works, without a file.
+	s5, err := Open(Config{Dir: dir, Poll: -1, Compiled: filepath.Join(dir, "missing", "x.db")}, zerolog.Nop())
+	if err != nil || s5.DB().Len() != 2 {
+		t.Fatalf("without a compiled file: %v", err)
+	}
+	s5.Close()
+}
+
+var startTime = time.Now()
