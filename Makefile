@@ -127,7 +127,7 @@ FUZZ_TARGETS ?= \
 	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage ./proxy:FuzzFramingGuard \
 	./proxy:FuzzH2Guard ./proxy:FuzzAltSvc \
 	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
-	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash \
+	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash ./reputation/server:FuzzDecodeUpdate \
 	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \
 	./reputation/db:FuzzManifest ./reputation/db:FuzzSnapshot ./reputation/db:FuzzSplitCSV \
 	./config:FuzzParse ./pac:FuzzScript \

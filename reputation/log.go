@@ -19,12 +19,13 @@ const (
 	LogStatus    = "status"    // HTTP status
 	LogFrom      = "from"      // version a mirror updates from
 	LogFull      = "full"      // whether an update is a full download
+	LogUpdate    = "update"    // what an update request got: current, incremental or full
 	LogTLS       = "tls"       // whether a listener serves TLS
 	LogMode      = "mode"      // client mode: "ksn" or "kpsn"
 	LogBackend   = "backend"   // client backend: cloud server, private server, embedded database
 	LogFeed      = "feed"      // name of a feed source (feeds.toml)
 	LogFailures  = "failures"  // consecutive failed downloads of a feed
 	LogNext      = "next"      // when a feed is next downloaded
-	LogBytes     = "bytes"     // size of a downloaded feed
+	LogBytes     = "bytes"     // size of a downloaded feed; bytes of a mirror update sent or received
 	LogOutcome   = "outcome"   // of a feed download: updated, unchanged, failed
 )

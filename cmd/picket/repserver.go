@@ -34,7 +34,9 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 	keyFile := fs.String("tls-key", "", "private key of -tls-cert (PEM)")
 	ttl := fs.Duration("ttl", server.DefaultTTL, "positive cache duration given to clients")
 	negTTL := fs.Duration("negative-ttl", server.DefaultNegativeTTL, "negative cache duration given to clients")
-	syncEvery := fs.Duration("sync", server.DefaultSyncEvery, "private: how often to ask the upstream for updates")
+	syncEvery := fs.Duration("sync", server.DefaultSyncEvery, "private: how often to ask the upstream for updates (its minimum wait wins when longer)")
+	minWait := fs.Duration("min-wait", server.DefaultMinWait, "cloud: the least time mirrors must wait between update requests")
+	history := fs.Int("history", server.DefaultHistory, "cloud: updates kept for mirrors' incremental downloads")
 	poll := fs.Duration("poll", 5*time.Second, "cloud: how often to check the feeds for changes (0: SIGHUP only)")
 	verbose := fs.Bool("v", false, "log every request (debug level)")
 	data := fs.String("data", "", "cloud: directory where participating installations' statistics and samples are stored (see docs/privacy.md); empty: not accepted")
@@ -73,7 +75,7 @@ func cmdRepserver(args []string, stdout, stderr io.Writer) int {
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Logger()
 	scfg := server.Config{
 		Role: r, Feeds: *feeds, Upstream: *upstream, UpstreamToken: *upToken, Token: *token,
-		TTL: *ttl, NegativeTTL: *negTTL, SyncEvery: *syncEvery, Poll: *poll,
+		TTL: *ttl, NegativeTTL: *negTTL, SyncEvery: *syncEvery, Poll: *poll, MinWait: *minWait, History: *history,
 	}
 	if *data != "" {
 		intake, err := stats.NewIntake(stats.IntakeConfig{Dir: *data}, log)

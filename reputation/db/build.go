@@ -30,7 +30,6 @@ type Builder struct {
 	dir   string // temporary files; "" is os.TempDir()
 
 	fingerprint [32]byte
-	token       string
 	sections    []section
 	err         error
 	done        bool
@@ -56,7 +55,7 @@ var ErrTooLarge = errors.New("db: database too large")
 // NewBuilder returns a Builder; n is a hint of the entries to come.
 func NewBuilder(n int) *Builder {
 	b := &Builder{}
-	b.enc.init()
+	b.enc.init(verdictSlots)
 	b.recs = make([]byte, 0, min(n, memRecords/recSize)*recSize)
 	return b
 }
@@ -133,20 +132,34 @@ func (b *Builder) Discard() {
 	b.enc.blobs.close()
 }
 
-// Build sorts and indexes the entries into a DB: in memory when small,
-// else in an unnamed temporary file, mapped. The Builder is done after.
-func (b *Builder) Build(version uint64) (*DB, error) { return b.build("", version) }
-
-// BuildFile builds the DB into path (atomically: a temporary file in the
-// same directory, then rename) and maps it.
-func (b *Builder) BuildFile(path string, version uint64) (*DB, error) {
-	if path == "" {
-		return nil, errors.New("db: BuildFile without a path")
-	}
-	return b.build(path, version)
+// Target says where a new DB goes and what its header says.
+type Target struct {
+	// Path is the database file, replaced atomically (a temporary file in
+	// the same directory, then rename). "" keeps the DB in memory when
+	// small, else in an unnamed temporary file in TempDir.
+	Path string
+	// TempDir holds unnamed files; "" is os.TempDir().
+	TempDir string
+	// Version is the new DB's version.
+	Version uint64
+	// Token is the opaque version token of the upstream a mirror copies
+	// (at most 63 bytes).
+	Token string
+	// Expect, if set, is the checksum the new DB must have: otherwise the
+	// result is ErrChecksum and Path is left as it was.
+	Expect *[32]byte
 }
 
-func (b *Builder) build(path string, version uint64) (*DB, error) {
+// ErrChecksum is returned (wrapped) when a new DB does not have the
+// checksum its Target expects.
+var ErrChecksum = errors.New("db: checksum mismatch")
+
+// Build sorts and indexes the entries into a DB: in memory when small,
+// else in an unnamed temporary file, mapped. The Builder is done after.
+func (b *Builder) Build(version uint64) (*DB, error) { return b.BuildTo(Target{Version: version}) }
+
+// BuildTo builds the DB into t.
+func (b *Builder) BuildTo(t Target) (*DB, error) {
 	defer b.Discard()
 	if b.done {
 		return nil, errors.New("db: Builder used after Build")
@@ -160,8 +173,14 @@ func (b *Builder) build(path string, version uint64) (*DB, error) {
 	if b.n > 1<<32-1 {
 		return nil, ErrTooLarge
 	}
+	if len(t.Token) > maxTokenLen {
+		return nil, fmt.Errorf("db: token longer than %d bytes", maxTokenLen)
+	}
+	if t.TempDir == "" {
+		t.TempDir = b.dir
+	}
 	est := int64(headerSize) + int64(b.n)*recSize + int64(4<<indexBits(b.n)) + b.enc.blobs.n
-	out := newOutput(path, b.dir, est)
+	out := newOutput(t, est)
 	a := newAssembler(out, indexBits(b.n))
 	d := dedup{enc: &b.enc}
 	defer d.release()
@@ -185,7 +204,7 @@ func (b *Builder) build(path string, version uint64) (*DB, error) {
 		out.abort()
 		return nil, d.err
 	}
-	hd := header{version: version, fingerprint: b.fingerprint, token: b.token}
+	hd := header{version: t.Version, fingerprint: b.fingerprint, token: t.Token}
 	return a.finish(hd, &b.enc, b.sections)
 }
 
@@ -322,7 +341,8 @@ type verdictEncoder struct {
 	buf    []byte
 	err    error
 
-	raw []rawSlot // re-encoding from another DB (merges)
+	raw   []rawSlot // re-encoding from another DB (merges)
+	slots int       // of each cache, a power of two
 }
 
 type vslot struct {
@@ -337,10 +357,16 @@ type rawSlot struct {
 	ref, out uint32
 }
 
-func (e *verdictEncoder) init() {
+// init readies the encoder for about n verdicts (the cache is smaller
+// for a few).
+func (e *verdictEncoder) init(n int) {
 	e.blobs = spill{limit: memBlobs}
 	e.catIdx = map[string]uint32{}
-	e.cache = make([]vslot, verdictSlots)
+	e.slots = verdictSlots
+	for e.slots > 16 && e.slots/2 >= n {
+		e.slots /= 2
+	}
+	e.cache = make([]vslot, e.slots)
 	e.seed = maphash.MakeSeed()
 }
 
@@ -351,7 +377,7 @@ func (e *verdictEncoder) ref(kind byte, cat, name string) uint32 {
 		return l.ref
 	}
 	h := maphash.String(e.seed, name) ^ maphash.String(e.seed, cat)*0x9e3779b97f4a7c15 ^ uint64(kind)
-	s := &e.cache[h&(verdictSlots-1)]
+	s := &e.cache[h&uint64(e.slots-1)]
 	if !(s.ok && s.kind == kind && s.cat == cat && s.name == name) {
 		idx, inline := e.category(cat)
 		*s = vslot{kind: kind, ok: true, cat: cat, name: name, ref: e.write(appendVerdict(e.buf[:0], kind, idx, inline, cat, name))}
@@ -364,9 +390,9 @@ func (e *verdictEncoder) ref(kind byte, cat, name string) uint32 {
 // re-encoding it (its category index is src's) without allocating.
 func (e *verdictEncoder) refFrom(src *DB, ref uint32) uint32 {
 	if e.raw == nil {
-		e.raw = make([]rawSlot, verdictSlots)
+		e.raw = make([]rawSlot, e.slots)
 	}
-	s := &e.raw[(ref^ref>>14)&(verdictSlots-1)]
+	s := &e.raw[(ref^ref>>14)&uint32(e.slots-1)]
 	if s.src == src && s.ref == ref {
 		return s.out
 	}
@@ -542,20 +568,20 @@ func tempFile(dir string, unlinked bool) func() (*os.File, error) {
 // output is where a database file is assembled: memory, a named file
 // renamed into place at the end, or an unnamed temporary file.
 type output struct {
-	path string // final name; "" for memory or unnamed
-	s    spill
+	t Target
+	s spill
 }
 
-func newOutput(path, dir string, size int64) *output {
-	o := &output{path: path}
+func newOutput(t Target, size int64) *output {
+	o := &output{t: t}
 	switch {
-	case path != "":
-		o.s.create = tempFile(filepath.Dir(path), false)
+	case t.Path != "":
+		o.s.create = tempFile(filepath.Dir(t.Path), false)
 	case size <= int64(memDB):
 		o.s.limit = memDB
-		o.s.create = tempFile(dir, true)
+		o.s.create = tempFile(t.TempDir, true)
 	default:
-		o.s.create = tempFile(dir, true)
+		o.s.create = tempFile(t.TempDir, true)
 	}
 	return o
 }
@@ -571,16 +597,21 @@ func (o *output) finish(hd []byte) (*DB, error) {
 	}
 	if s.f == nil {
 		copy(s.mem, hd)
-		return open(s.mem, false, nil)
+		d, err := open(s.mem, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := o.t.check(d, false); err != nil {
+			return nil, err
+		}
+		return d, nil
 	}
 	err := s.w.Flush()
 	if err == nil {
 		_, err = s.f.WriteAt(hd, 0)
 	}
-	if err == nil && o.path != "" {
-		if err = s.f.Sync(); err == nil {
-			err = os.Rename(s.f.Name(), o.path)
-		}
+	if err == nil && o.t.Path != "" {
+		err = s.f.Sync()
 	}
 	if err != nil {
 		o.abort()
@@ -588,12 +619,101 @@ func (o *output) finish(hd []byte) (*DB, error) {
 	}
 	f := s.f
 	s.f = nil // the DB owns it now
-	d, err := openFile(f, false)
+	return settle(f, false, o.t)
+}
+
+// check compares d's checksum with the one t expects; a received d is
+// verified whole even when nothing is expected.
+func (t Target) check(d *DB, received bool) error {
+	if t.Expect == nil && !received {
+		return nil
+	}
+	sum, err := d.walk()
 	if err != nil {
-		f.Close()
+		return err
+	}
+	if t.Expect != nil && sum != *t.Expect {
+		return fmt.Errorf("%w: got %x, want %x", ErrChecksum, sum[:8], t.Expect[:8])
+	}
+	return nil
+}
+
+// settle maps the finished file f, checks it against t (a received one
+// also for its CRCs and structure), and renames it to t.Path (an unnamed
+// file has no name left to rename). On error the file is closed and
+// removed, and t.Path is as it was.
+func settle(f *os.File, received bool, t Target) (*DB, error) {
+	name := f.Name()
+	fail := func(err error) (*DB, error) {
+		if t.Path != "" {
+			os.Remove(name)
+		}
 		return nil, err
 	}
+	d, err := openFile(f, received)
+	if err != nil {
+		f.Close()
+		return fail(err)
+	}
+	if err := t.check(d, received); err != nil {
+		return fail(err) // the cleanup closes f
+	}
+	if t.Path != "" {
+		if err := os.Rename(name, t.Path); err != nil {
+			return fail(err)
+		}
+	}
 	return d, nil
+}
+
+// Receive reads a database file from r (a mirror's full download) into t:
+// it checks the header and the size it announces, the CRCs, the whole
+// structure (Verify) and, when t.Expect is set, the checksum, before the
+// file takes t.Path's place. t.Version and t.Token are ignored: the file's
+// header has them.
+func Receive(r io.Reader, t Target) (*DB, error) {
+	var hb [headerSize]byte
+	if _, err := io.ReadFull(r, hb[:]); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	h, err := parseHeader(hb[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	l, err := h.layout()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	dir := t.TempDir
+	if t.Path != "" {
+		dir = filepath.Dir(t.Path)
+	}
+	f, err := tempFile(dir, t.Path == "")()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*DB, error) {
+		f.Close()
+		if t.Path != "" {
+			os.Remove(f.Name())
+		}
+		return nil, err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.Write(hb[:])
+	n, err := io.CopyN(w, r, int64(l.end-headerSize))
+	if err != nil {
+		return fail(fmt.Errorf("%w: %d of %d bytes: %v", ErrBadSnapshot, n+headerSize, l.end, err))
+	}
+	if err := w.Flush(); err != nil {
+		return fail(err)
+	}
+	if t.Path != "" {
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
+	}
+	return settle(f, true, t)
 }
 
 // assembler writes a database file's parts in order: records (sorted),

@@ -88,14 +88,13 @@ func Load(dir string, version uint64) (*DB, *Report, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return m.load(NewBuilder(0), "", version)
+	return m.load(NewBuilder(0), Target{Version: version})
 }
 
 // load reads the sources into b (concurrently: parallel.go) and builds the
-// DB (into the file path when set), with the Report and the address lists
-// kept in its file (a restart from the compiled file has them:
-// compiled.go).
-func (m *Manifest) load(b *Builder, path string, version uint64) (*DB, *Report, error) {
+// DB into t, with the Report and the address lists kept in its file (a
+// restart from the compiled file has them: compiled.go).
+func (m *Manifest) load(b *Builder, t Target) (*DB, *Report, error) {
 	srs, nets, err := m.loadSources(b)
 	if err != nil {
 		b.Discard()
@@ -107,7 +106,7 @@ func (m *Manifest) load(b *Builder, path string, version uint64) (*DB, *Report, 
 		return nil, nil, err
 	}
 	b.setNets(nets)
-	d, err := b.build(path, version)
+	d, err := b.BuildTo(t)
 	if err != nil {
 		return nil, nil, fmt.Errorf("feeds: %w", err)
 	}

@@ -2,6 +2,8 @@ package db
 
 import (
 	"bytes"
+	"container/heap"
+	"fmt"
 	"runtime"
 )
 
@@ -19,8 +21,8 @@ func (c Changes) Len() int { return c.Added.Len() + c.Removed.Len() }
 // Diff returns the changes from old to new, reading both once in hash
 // order.
 func Diff(old, new *DB) (Changes, error) {
-	add := newMergeWriter("", "", max(new.n-old.n, 0)+64, 0)
-	rem := newMergeWriter("", "", max(old.n-new.n, 0)+64, 0)
+	add := newMergeWriter(Target{}, max(new.n-old.n, 0)+64, 0)
+	rem := newMergeWriter(Target{}, max(old.n-new.n, 0)+64, 0)
 	i, j := 0, 0
 	for i < old.n || j < new.n {
 		var c int
@@ -74,14 +76,12 @@ func sameVerdict(x *DB, rx uint32, y *DB, ry uint32) bool {
 // changes once in hash order and writes the result straight into its
 // final layout (in memory when small, else an unnamed temporary file); d
 // is unchanged.
-func (d *DB) Apply(c Changes, version uint64) (*DB, error) { return d.apply(c, "", "", version) }
-
-// ApplyFile is Apply into the database file path (atomically replaced).
-func (d *DB) ApplyFile(c Changes, path string, version uint64) (*DB, error) {
-	return d.apply(c, path, "", version)
+func (d *DB) Apply(c Changes, version uint64) (*DB, error) {
+	return d.ApplyTo(c, Target{Version: version})
 }
 
-func (d *DB) apply(c Changes, path, dir string, version uint64) (*DB, error) {
+// ApplyTo is Apply into t.
+func (d *DB) ApplyTo(c Changes, t Target) (*DB, error) {
 	add, rem := c.Added, c.Removed
 	if add == nil {
 		add = Empty(0)
@@ -89,7 +89,10 @@ func (d *DB) apply(c Changes, path, dir string, version uint64) (*DB, error) {
 	if rem == nil {
 		rem = Empty(0)
 	}
-	w := newMergeWriter(path, dir, d.n+add.n, int64(len(d.data)+len(add.data)))
+	if len(t.Token) > maxTokenLen {
+		return nil, fmt.Errorf("db: token longer than %d bytes", maxTokenLen)
+	}
+	w := newMergeWriter(t, d.n+add.n, int64(len(d.data)+len(add.data)))
 	i, j, k := 0, 0, 0
 	for i < d.n || j < add.n {
 		if j < add.n && (i == d.n || bytes.Compare(add.hashAt(j), d.hashAt(i)) <= 0) {
@@ -112,7 +115,7 @@ func (d *DB) apply(c Changes, path, dir string, version uint64) (*DB, error) {
 	runtime.KeepAlive(d)
 	runtime.KeepAlive(add)
 	runtime.KeepAlive(rem)
-	return w.finish(header{version: version})
+	return w.finish(header{version: t.Version, token: t.Token})
 }
 
 // mergeWriter writes a database from records that come in hash order,
@@ -123,11 +126,11 @@ type mergeWriter struct {
 	a   *assembler
 }
 
-func newMergeWriter(path, dir string, n int, size int64) *mergeWriter {
+func newMergeWriter(t Target, n int, size int64) *mergeWriter {
 	w := &mergeWriter{}
-	w.enc.init()
-	w.enc.blobs.create = tempFile(dir, true)
-	w.out = newOutput(path, dir, size)
+	w.enc.init(n)
+	w.enc.blobs.create = tempFile(t.TempDir, true)
+	w.out = newOutput(t, size)
 	w.a = newAssembler(w.out, indexBits(n))
 	return w
 }
@@ -150,4 +153,82 @@ func (w *mergeWriter) finish(hd header) (*DB, error) {
 		return nil, w.enc.err
 	}
 	return w.a.finish(hd, &w.enc, nil)
+}
+
+// Compose returns the changes that cs make one after the other: for each
+// hash, what the last of them to mention it did. It merges them in hash
+// order, without a map.
+func Compose(cs []Changes) (Changes, error) {
+	n := 0
+	var h cursors
+	for i, c := range cs {
+		for _, cur := range []cursor{{db: c.Added, step: i, add: true}, {db: c.Removed, step: i}} {
+			if cur.db != nil && cur.db.n > 0 {
+				h = append(h, cur)
+				n += cur.db.n
+			}
+		}
+	}
+	heap.Init(&h)
+	add := newMergeWriter(Target{}, n+64, 0)
+	rem := newMergeWriter(Target{}, n+64, 0)
+	for len(h) > 0 {
+		top := h[0]
+		hash := top.hash()
+		if top.add {
+			add.add(top.db, top.i)
+		} else {
+			rem.addHash(hash)
+		}
+		for len(h) > 0 && bytes.Equal(h[0].hash(), hash) {
+			if h[0].i++; h[0].i == h[0].db.n {
+				heap.Pop(&h)
+			} else {
+				heap.Fix(&h, 0)
+			}
+		}
+	}
+	for _, c := range cs {
+		runtime.KeepAlive(c.Added)
+		runtime.KeepAlive(c.Removed)
+	}
+	a, err := add.finish(header{})
+	if err != nil {
+		rem.abort()
+		return Changes{}, err
+	}
+	r, err := rem.finish(header{})
+	if err != nil {
+		return Changes{}, err
+	}
+	return Changes{Added: a, Removed: r}, nil
+}
+
+// cursor reads one side of one step of Compose.
+type cursor struct {
+	db   *DB
+	i    int
+	step int
+	add  bool
+}
+
+func (c *cursor) hash() []byte { return c.db.hashAt(c.i) }
+
+// cursors is a heap by hash, then latest step first.
+type cursors []cursor
+
+func (h cursors) Len() int { return len(h) }
+func (h cursors) Less(i, j int) bool {
+	if c := bytes.Compare(h[i].hash(), h[j].hash()); c != 0 {
+		return c < 0
+	}
+	return h[i].step > h[j].step
+}
+func (h cursors) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *cursors) Push(x any)   { *h = append(*h, x.(cursor)) }
+func (h *cursors) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

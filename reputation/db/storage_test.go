@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -123,7 +124,7 @@ func build(t testing.TB, es []Entry, path string) (*DB, model) {
 	var d *DB
 	var err error
 	if path != "" {
-		d, err = b.BuildFile(path, 7)
+		d, err = b.BuildTo(Target{Path: path, Version: 7})
 	} else {
 		d, err = b.Build(7)
 	}
@@ -337,7 +338,7 @@ func TestDiffApplyAgainstModel(t *testing.T) {
 				t.Errorf("Apply: version %d, want 9", got.Version())
 			}
 			path := filepath.Join(t.TempDir(), "mirror.db")
-			got, err = old.ApplyFile(c, path, 9)
+			got, err = old.ApplyTo(c, Target{Path: path, Version: 9})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -490,3 +491,151 @@ func TestStoreCompiledFile(t *testing.T) {
 }
 
 var startTime = time.Now()
+
+func TestComposeAgainstModel(t *testing.T) {
+	small(t)
+	r := rand.New(rand.NewPCG(10, 10))
+	// Four versions, each changing the last: the composed changes from the
+	// first turn it into the last, through Apply.
+	es := entries(r, 3000, false)
+	first, m := build(t, es, "")
+	cur := first
+	var steps []Changes
+	for step := 0; step < 4; step++ {
+		var next []Entry
+		for _, h := range m.sorted() {
+			switch r.IntN(8) {
+			case 0: // removed
+			case 1:
+				next = append(next, Entry{Hash: h, Verdict: reputation.Verdict{Kind: reputation.KindUnwanted, ThreatName: fmt.Sprint("s", step)}})
+			default:
+				next = append(next, Entry{Hash: h, Verdict: m[h]})
+			}
+		}
+		next = append(next, entries(r, 200, false)...)
+		// Some hashes come back after being removed in an earlier step.
+		if step > 0 {
+			steps[0].Removed.All(func(e Entry) {
+				if r.IntN(3) == 0 {
+					next = append(next, Entry{Hash: e.Hash, Verdict: reputation.Verdict{Kind: reputation.KindMalware}})
+				}
+			})
+		}
+		nd, nm := build(t, next, "")
+		c, err := Diff(cur, nd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps = append(steps, c)
+		cur, m = nd, nm
+	}
+	c, err := Compose(steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := first.Apply(c, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, got, m)
+	direct, err := Diff(first, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compose may carry changes that cancel out (a verdict changed and
+	// changed back), never fewer than the direct diff.
+	if c.Len() < direct.Len() {
+		t.Errorf("composed %d changes, the direct diff has %d", c.Len(), direct.Len())
+	}
+	if one, err := Compose(steps[3:]); err != nil || one.Added.Checksum() != steps[3].Added.Checksum() || one.Removed.Checksum() != steps[3].Removed.Checksum() {
+		t.Errorf("Compose of one step differs from it: %v", err)
+	}
+}
+
+func TestReceive(t *testing.T) {
+	small(t)
+	d, m := build(t, entries(rand.New(rand.NewPCG(11, 11)), 3000, false), "")
+	var file bytes.Buffer
+	if err := d.WriteTo(&file, "tok-9"); err != nil {
+		t.Fatal(err)
+	}
+	good := file.Bytes()
+	sum := m.checksum()
+	other := sum
+	other[0] ^= 1
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mirror.db")
+	for _, tt := range []struct {
+		name   string
+		data   []byte
+		expect *[32]byte
+		ok     bool
+	}{
+		{"good", good, &sum, true},
+		{"good, nothing expected", good, nil, true},
+		{"other checksum expected", good, &other, false},
+		{"truncated", good[:len(good)-10], &sum, false},
+		{"header only", good[:headerSize], &sum, false},
+		{"damaged body", func() []byte { b := slices.Clone(good); b[headerSize+40] ^= 4; return b }(), &sum, false},
+		{"not a database", []byte(strings.Repeat("x", 400)), &sum, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _ := os.ReadFile(path)
+			got, err := Receive(bytes.NewReader(tt.data), Target{Path: path, Expect: tt.expect})
+			after, _ := os.ReadFile(path)
+			if tt.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(t, got, m)
+				if got.Token() != "tok-9" || !bytes.Equal(after, good) {
+					t.Errorf("token %q, file replaced %v", got.Token(), bytes.Equal(after, good))
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !bytes.Equal(before, after) {
+				t.Error("a rejected download replaced the file")
+			}
+			if tt.expect == &other && !errors.Is(err, ErrChecksum) {
+				t.Errorf("error %v, want ErrChecksum", err)
+			}
+		})
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".picketdb-*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+func TestApplyToExpect(t *testing.T) {
+	small(t)
+	r := rand.New(rand.NewPCG(12, 12))
+	old, _ := build(t, entries(r, 2000, false), "")
+	add, am := build(t, entries(r, 100, false), "")
+	path := filepath.Join(t.TempDir(), "mirror.db")
+	if err := old.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	wrong := am.checksum()
+	if _, err := old.ApplyTo(Changes{Added: add}, Target{Path: path, Version: 2, Expect: &wrong}); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("got %v, want ErrChecksum", err)
+	}
+	if back, err := ReadFile(path); err != nil || back.Checksum() != old.Checksum() {
+		t.Fatalf("the file changed after a mismatch: %v", err)
+	}
+	want, err := old.Apply(Changes{Added: add}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := want.Checksum()
+	got, err := old.ApplyTo(Changes{Added: add}, Target{Path: path, Version: 2, Token: "t2", Expect: &sum})
+	if err != nil || got.Token() != "t2" {
+		t.Fatalf("ApplyTo: %v, token %q", err, got.Token())
+	}
+	if back, err := ReadFile(path); err != nil || back.Checksum() != sum || back.Token() != "t2" {
+		t.Fatalf("the file was not replaced: %v", err)
+	}
+}

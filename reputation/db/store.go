@@ -226,7 +226,7 @@ func (s *Store) reloadLocked(fp [32]byte) error {
 		b.SetTempDir(filepath.Dir(s.compiled))
 	}
 	b.setFingerprint(fp)
-	d, r, err := m.load(b, s.compiled, version)
+	d, r, err := m.load(b, Target{Path: s.compiled, Version: version})
 	if err != nil {
 		return err
 	}

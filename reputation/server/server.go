@@ -11,17 +11,15 @@
 package server
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,8 +80,12 @@ type Config struct {
 	// DefaultSyncEvery.
 	SyncEvery time.Duration
 	// History is how many updates a cloud server keeps for incremental
-	// downloads; 0 means DefaultHistory.
+	// downloads; 0 means DefaultHistory. However many, they hold at most
+	// half as many changes as the database has entries.
 	History int
+	// MinWait is the least time a cloud server tells mirrors to wait
+	// between update requests (min_wait); 0 means DefaultMinWait.
+	MinWait time.Duration
 	// Intake receives participating installations' statistics and samples
 	// (docs/privacy.md); cloud role only. Nil
 	// means those endpoints answer 404.
@@ -98,12 +100,15 @@ const (
 	DefaultNegativeTTL = 5 * time.Minute
 	DefaultSyncEvery   = time.Minute
 	DefaultHistory     = 64
+	DefaultMinWait     = 30 * time.Second
+	// MaxBackoff bounds how long a mirror waits after failed updates.
+	MaxBackoff = 30 * time.Minute
 )
 
 // Limits of the server.
 const (
 	maxLookupBody     = 64 << 10
-	maxUpdateResponse = 1 << 30
+	maxUpdateResponse = 4 << 30 // JSON; a database file says its own size
 	snapshotName      = "mirror.db"
 )
 
@@ -119,9 +124,17 @@ type Server struct {
 	mirror   atomic.Pointer[db.DB] // private
 	synced   atomic.Bool           // private: at least one good copy
 	syncMu   sync.Mutex
+	sync     syncState // private, under syncMu
 	upstream *http.Client
 
 	lookups, updates atomic.Uint64
+	sent             sentCounters // cloud
+}
+
+// sentCounters count what a cloud server sent mirrors.
+type sentCounters struct {
+	current, incremental, full atomic.Uint64 // update requests by answer
+	entries, bytes             atomic.Uint64 // changes or entries sent; bytes on the wire
 }
 
 // New loads the feeds (cloud) or the last snapshot (private) and returns a
@@ -140,6 +153,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	if cfg.History <= 0 {
 		cfg.History = DefaultHistory
 	}
+	if cfg.MinWait <= 0 {
+		cfg.MinWait = DefaultMinWait
+	}
 	s := &Server{cfg: cfg, log: log.With().Str(reputation.LogComponent, "repserver").Str(reputation.LogRole, cfg.Role.String()).Logger()}
 	s.hist.max = cfg.History
 	switch cfg.Role {
@@ -153,6 +169,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("repserver: %w", err)
 		}
 		s.store = st
+		go st.DB().Checksum() // ready before the first mirror asks
 	case RolePrivate:
 		if cfg.Intake != nil {
 			return nil, errors.New("repserver: a private server has no statistics or sample endpoints")
@@ -169,12 +186,14 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		}
 		s.mirror.Store(db.Empty(0))
 		if cfg.Feeds != "" {
-			d, err := db.ReadFile(cfg.Feeds + "/" + snapshotName)
+			d, err := db.ReadFile(s.snapshotPath())
 			switch {
-			case err == nil:
+			case err == nil && d.Token() != "":
 				s.mirror.Store(d)
 				s.synced.Store(true)
 				s.log.Info().Uint64(reputation.LogVersion, d.Version()).Int(reputation.LogEntries, d.Len()).Msg("mirror snapshot loaded")
+			case err == nil:
+				s.log.Warn().Msg("mirror snapshot without an upstream version; starting empty")
 			case !errors.Is(err, fs.ErrNotExist):
 				s.log.Warn().Err(err).Msg("mirror snapshot unreadable; starting empty")
 			}
@@ -202,18 +221,21 @@ func (s *Server) Reload() error {
 	return s.store.Reload()
 }
 
-// Run runs a private server's sync loop until ctx ends; for a cloud server
-// it just waits (its feed watcher runs from New to Close).
+// Run runs a private server's sync loop until ctx ends, waiting between
+// updates as nextWait says; for a cloud server it just waits (its feed
+// watcher runs from New to Close).
 func (s *Server) Run(ctx context.Context) {
 	if s.cfg.Role != RolePrivate {
 		<-ctx.Done()
 		return
 	}
 	for {
-		if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+		err := s.Sync(ctx)
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn().Err(err).Str(reputation.LogAddr, s.cfg.Upstream).Msg("mirror update failed; serving the last good copy")
 		}
-		t := time.NewTimer(s.cfg.SyncEvery)
+		st := s.syncStatus()
+		t := time.NewTimer(nextWait(s.cfg.SyncEvery, st.minWait, st.failures, rand.Float64()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -311,20 +333,51 @@ type Health struct {
 	Status  string `json:"status"` // "ok" or "unsynced"
 	Role    string `json:"role"`
 	Version uint64 `json:"version"`
+	// Token is the database's opaque version token: the cloud's current
+	// one, or the one a mirror last got from its upstream.
+	Token   string `json:"token"`
 	Entries int    `json:"entries"`
 	Lookups uint64 `json:"lookups"` // lookup requests served since start
 	Updates uint64 `json:"updates"` // update requests served since start (cloud)
+	// Cloud: update requests answered "up to date", with changes, with the
+	// whole database; changes or entries sent; bytes sent.
+	UpdatesCurrent     uint64 `json:"updates_current,omitempty"`
+	UpdatesIncremental uint64 `json:"updates_incremental,omitempty"`
+	UpdatesFull        uint64 `json:"updates_full,omitempty"`
+	EntriesSent        uint64 `json:"entries_sent,omitempty"`
+	BytesSent          uint64 `json:"bytes_sent,omitempty"`
+	// Private: the last update attempt and success (RFC 3339), the last
+	// error ("" after a success), and the upstream's minimum wait.
+	LastAttempt string `json:"last_attempt,omitempty"`
+	LastSuccess string `json:"last_success,omitempty"`
+	LastError   string `json:"last_error,omitempty"`
+	MinWait     int64  `json:"min_wait,omitempty"`
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	d := s.DB()
-	h := Health{Status: "ok", Role: s.cfg.Role.String(), Version: d.Version(), Entries: d.Len(),
-		Lookups: s.lookups.Load(), Updates: s.updates.Load()}
+	h := Health{Status: "ok", Role: s.cfg.Role.String(), Version: d.Version(), Token: d.Token(), Entries: d.Len(),
+		Lookups: s.lookups.Load(), Updates: s.updates.Load(),
+		UpdatesCurrent: s.sent.current.Load(), UpdatesIncremental: s.sent.incremental.Load(), UpdatesFull: s.sent.full.Load(),
+		EntriesSent: s.sent.entries.Load(), BytesSent: s.sent.bytes.Load()}
 	code := http.StatusOK
-	if s.cfg.Role == RolePrivate && !s.synced.Load() {
-		h.Status, code = "unsynced", http.StatusServiceUnavailable
+	if s.cfg.Role == RoleCloud {
+		h.Token = versionToken(d.Version())
+	} else {
+		st := s.syncStatus()
+		h.LastAttempt, h.LastSuccess, h.LastError, h.MinWait = timeString(st.lastAttempt), timeString(st.lastSuccess), st.lastErr, int64(st.minWait/time.Second)
+		if !s.synced.Load() {
+			h.Status, code = "unsynced", http.StatusServiceUnavailable
+		}
 	}
 	writeJSON(w, code, h)
+}
+
+func timeString(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
@@ -368,64 +421,6 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 
 func wireMatch(h reputation.Hash, v reputation.Verdict, ttl int64) reputation.WireMatch {
 	return reputation.WireMatch{Hash: h.String(), Verdict: v.Kind, Category: v.Category, Threat: v.ThreatName, TTL: ttl}
-}
-
-// UpdateResponse is the reply to GET /v1/update?from=VERSION.
-type UpdateResponse struct {
-	// Version is the database version this update brings the mirror to.
-	Version uint64 `json:"version"`
-	// Full is set when Added is the whole database (the mirror's version
-	// was unknown or too old); otherwise Added and Removed are changes.
-	Full    bool                   `json:"full"`
-	Added   []reputation.WireMatch `json:"added"`
-	Removed []string               `json:"removed"`
-	// Checksum is the hex SHA-256 of the resulting database (db.Checksum):
-	// the mirror verifies it before swapping.
-	Checksum string `json:"checksum"`
-}
-
-func (s *Server) update(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "use GET")
-		return
-	}
-	from := uint64(0)
-	if f := r.URL.Query().Get("from"); f != "" {
-		var err error
-		if from, err = strconv.ParseUint(f, 10, 64); err != nil {
-			writeError(w, http.StatusBadRequest, "from must be a version number")
-			return
-		}
-	}
-	s.updates.Add(1)
-	d := s.DB()
-	sum := d.Checksum()
-	resp := UpdateResponse{Version: d.Version(), Checksum: fmt.Sprintf("%x", sum), Added: []reputation.WireMatch{}, Removed: []string{}}
-	if from != d.Version() {
-		added, removed, ok := s.hist.since(from, d.Version())
-		if !ok {
-			resp.Full = true
-			d.All(func(e db.Entry) { added = append(added, e) })
-		}
-		for _, e := range added {
-			resp.Added = append(resp.Added, wireMatch(e.Hash, e.Verdict, 0))
-		}
-		for _, h := range removed {
-			resp.Removed = append(resp.Removed, h.String())
-		}
-	}
-	s.log.Info().Uint64(reputation.LogFrom, from).Uint64(reputation.LogVersion, d.Version()).Bool(reputation.LogFull, resp.Full).
-		Int(reputation.LogEntries, len(resp.Added)+len(resp.Removed)).Msg("update served")
-	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Set("Content-Type", "application/json")
-		zw := gzip.NewWriter(w)
-		json.NewEncoder(zw).Encode(resp)
-		zw.Close()
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

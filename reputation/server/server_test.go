@@ -226,10 +226,11 @@ func TestEndToEnd(t *testing.T) {
 	if want := clients["ksn"].Stats().Requests; uint64(cloudLookups) != want {
 		t.Errorf("cloud saw %d lookups, the KSN client sent %d", cloudLookups, want)
 	}
-	// The private server sent nothing upstream but updates.
+	// The private server sent nothing upstream but updates, the first
+	// without a version.
 	for _, r := range cloud.rec.all() {
-		if r.path == reputation.PathUpdate && r.query != "from=0" {
-			t.Errorf("first update asked from %q, want from=0", r.query)
+		if r.path == reputation.PathUpdate && r.query != "" {
+			t.Errorf("first update asked %q, want no version", r.query)
 		}
 	}
 
@@ -256,7 +257,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(upd.resp, &u); err != nil {
 		t.Fatal(err)
 	}
-	if upd.query == "from=0" || u.Full || len(u.Added) != 1 || len(u.Removed) != 1 {
+	if upd.query == "" || u.Full || len(u.Added) != 1 || len(u.Removed) != 1 {
 		t.Errorf("update %q: full=%v, %d added, %d removed; want incremental with 1 added, 1 removed", upd.query, u.Full, len(u.Added), len(u.Removed))
 	}
 	if got, want := private.srv.DB().Checksum(), cloud.srv.DB().Checksum(); got != want {
@@ -339,7 +340,6 @@ func TestMalformedRequests(t *testing.T) {
 		{"not hex", "POST", reputation.PathLookup, "tok", `{"prefixes":["zzzzzzzz"]}`, 400},
 		{"too many", "POST", reputation.PathLookup, "tok", many, 400},
 		{"too large", "POST", reputation.PathLookup, "tok", `{"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413},
-		{"bad from", "GET", reputation.PathUpdate + "?from=x", "tok", "", 400},
 		{"unknown path", "GET", "/nope", "", "", 404},
 		{"health without token", "GET", reputation.PathHealth, "", "", 200},
 	}
@@ -529,8 +529,8 @@ func TestMirrorRejectsBadUpdates(t *testing.T) {
 	b.Add(reputation.HashExpression("a.test/"), reputation.Verdict{Kind: reputation.KindMalware})
 	b.Add(reputation.HashExpression("b.test/"), reputation.Verdict{Kind: reputation.KindPhishing})
 	v2, _ := b.Build(2)
-	full := func(d *db.DB) UpdateResponse {
-		u := UpdateResponse{Version: d.Version(), Full: true, Checksum: fmt.Sprintf("%x", d.Checksum())}
+	full := func(d *db.DB, token string) UpdateResponse {
+		u := UpdateResponse{Version: token, Full: true, Checksum: fmt.Sprintf("%x", d.Checksum())}
 		d.All(func(e db.Entry) { u.Added = append(u.Added, wireMatch(e.Hash, e.Verdict, 0)) })
 		return u
 	}
@@ -538,43 +538,79 @@ func TestMirrorRejectsBadUpdates(t *testing.T) {
 	stage.Store(1)
 	up, asked := fakeUpstream(t, func(from string) UpdateResponse {
 		if stage.Load() == 1 {
-			return full(v1)
+			return full(v1, "v1")
 		}
-		if from == "1" { // an incremental update whose checksum does not verify
-			u := full(v2)
+		if from == "v1" { // changes that do not give the announced database
+			u := full(v2, "v2")
 			u.Full, u.Added = false, u.Added[:0]
 			return u
 		}
-		return full(v2)
+		return full(v2, "v2")
 	})
-	s, err := New(Config{Role: RolePrivate, Upstream: up.URL}, zerolog.Nop())
+	dir := t.TempDir()
+	s, err := New(Config{Role: RolePrivate, Upstream: up.URL, Feeds: dir}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := s.Sync(ctx); err != nil || s.DB().Checksum() != v1.Checksum() {
+	if err := s.Sync(ctx); err != nil || s.DB().Checksum() != v1.Checksum() || s.DB().Token() != "v1" {
 		t.Fatalf("first sync: %v", err)
 	}
 	stage.Store(2)
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s.DB().Checksum() != v2.Checksum() {
+	if s.DB().Checksum() != v2.Checksum() || s.DB().Token() != "v2" {
 		t.Error("mirror did not end at version 2")
 	}
-	if got := strings.Join(*asked, ","); got != "0,1,0" {
-		t.Errorf("asked from %s, want 0,1,0 (full, bad incremental, full again)", got)
+	if got := strings.Join(*asked, ","); got != ",v1," {
+		t.Errorf("asked from %q, want \",v1,\" (everything, bad changes, everything again)", got)
 	}
-	// Garbage from upstream keeps the current copy.
-	stage.Store(3)
-	bad, _ := fakeUpstream(t, func(string) UpdateResponse {
-		return UpdateResponse{Version: 9, Full: true, Added: []reputation.WireMatch{{Hash: "zz"}}}
-	})
-	s.cfg.Upstream = bad.URL
-	if err := s.Sync(ctx); err == nil {
-		t.Error("Sync with a bad hash: no error")
+	// Garbage from upstream keeps the current copy, in memory and on disk.
+	for _, bad := range []UpdateResponse{
+		{Version: "v9", Full: true, Added: []reputation.WireMatch{{Hash: "zz"}}},
+		{Version: "v9", Full: true, Checksum: "00", Added: []reputation.WireMatch{}},
+		{Version: "v9", Full: true, Checksum: strings.Repeat("ab", 32), Added: []reputation.WireMatch{{Hash: strings.Repeat("cd", 32), Verdict: 9}}},
+		{Version: "", Full: true, Checksum: strings.Repeat("ab", 32)},
+	} {
+		up, _ := fakeUpstream(t, func(string) UpdateResponse { return bad })
+		s.cfg.Upstream = up.URL
+		if err := s.Sync(ctx); err == nil {
+			t.Errorf("Sync with %+v: no error", bad)
+		}
+		if s.DB().Token() != "v2" {
+			t.Errorf("token %q after a bad update, want v2", s.DB().Token())
+		}
+		if back, err := db.ReadFile(filepath.Join(dir, snapshotName)); err != nil || back.Checksum() != v2.Checksum() {
+			t.Errorf("snapshot after a bad update: %v", err)
+		}
 	}
-	if s.DB().Version() != 2 {
-		t.Errorf("version %d after a bad update, want 2", s.DB().Version())
+	if st := s.syncStatus(); st.failures != 4 || st.lastErr == "" {
+		t.Errorf("sync status %+v, want 4 failures and the last error", st)
+	}
+}
+
+func TestNextWait(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		every, minWait time.Duration
+		failures       int
+		jitter         float64
+		want           time.Duration
+	}{
+		{"success", time.Minute, 0, 0, 0.5, time.Minute},
+		{"success, the upstream asks for more", time.Minute, 10 * time.Minute, 0, 0.5, 10 * time.Minute},
+		{"one failure, no jitter", time.Minute, 0, 1, 0.5, time.Minute},
+		{"three failures", time.Minute, 0, 3, 0.5, 4 * time.Minute},
+		{"three failures, low jitter", time.Minute, 0, 3, 0, 4 * time.Minute * 8 / 10},
+		{"many failures: capped", time.Minute, 0, 40, 0.5, MaxBackoff},
+		{"capped, high jitter", time.Minute, 0, 40, 1, MaxBackoff * 12 / 10},
+		{"failure, the upstream's wait wins", time.Minute, time.Hour, 2, 0.5, time.Hour},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nextWait(tt.every, tt.minWait, tt.failures, tt.jitter); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
