@@ -63,7 +63,7 @@ type ReputationKPSN struct {
 	Reload Duration `toml:"reload"`
 	// Compiled is the embedded database's compiled file, relative to the
 	// config file: written at each load, mapped at start when the feeds
-	// have not changed. "" is feeds.db in the feed directory; "-" none.
+	// have not changed. "" is .feeds.db in the feed directory; "-" none.
 	Compiled string `toml:"compiled"`
 }
 

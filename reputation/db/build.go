@@ -659,6 +659,11 @@ func settle(f *os.File, received bool, t Target) (*DB, error) {
 		return fail(err) // the cleanup closes f
 	}
 	if t.Path != "" {
+		// Readable by all, as the feeds are: a file the CLI compiled as
+		// root is mapped by the service's user.
+		if err := os.Chmod(name, 0o644); err != nil {
+			return fail(err)
+		}
 		if err := os.Rename(name, t.Path); err != nil {
 			return fail(err)
 		}

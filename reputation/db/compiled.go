@@ -12,14 +12,14 @@ import (
 )
 
 // The compiled database file of a feed directory: what a Store loads from
-// feeds.toml goes into this file (feeds.db beside feeds.toml by default),
+// feeds.toml goes into this file (.feeds.db beside feeds.toml by default: a dot file, so that go:embed of a feed directory never takes it),
 // with the fingerprint of the feeds it was built from and their load
 // Report. A restart with the feeds unchanged maps it instead of parsing
 // them again.
 
 // DefaultCompiled is the name of the compiled database in the feed
 // directory.
-const DefaultCompiled = "feeds.db"
+const DefaultCompiled = ".feeds.db"
 
 // parserGeneration changes whenever parsing changes what a feed line
 // means, so that a compiled file of an older Picket is rebuilt.

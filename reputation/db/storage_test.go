@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -433,9 +434,15 @@ func TestMappingReleasedWhenUnreachable(t *testing.T) {
 
 func TestStoreCompiledFile(t *testing.T) {
 	dir := writeFeeds(t, map[string]string{
-		"feeds.toml": "[[source]]\npath = \"u.txt\"\nformat = \"urls\"\n",
-		"u.txt":      "one.test\nbad line here\n",
+		"feeds.toml": "[[source]]\npath = \"u.txt\"\nformat = \"urls\"\n" +
+			"[[source]]\npath = \"drop.txt\"\nformat = \"ips\"\nverdict = \"malware\"\ncategory = \"drop\"\n",
+		"u.txt":    "one.test\nbad line here\n",
+		"drop.txt": "192.0.2.0/24\n2001:db8::/32\n198.51.100.7\n",
 	})
+	stale := filepath.Join(dir, ".picketdb-123")
+	os.WriteFile(stale, []byte("left by a crash"), 0o644)
+	old := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(stale, old, old)
 	open := func() *Store {
 		t.Helper()
 		s, err := Open(Config{Dir: dir, Poll: -1}, zerolog.Nop())
@@ -458,8 +465,21 @@ func TestStoreCompiledFile(t *testing.T) {
 	if s2.DB().Version() != v1 || !s2.DB().Mapped() && canMap {
 		t.Errorf("reopened: version %d (want %d), mapped %v", s2.DB().Version(), v1, s2.DB().Mapped())
 	}
-	if r := s2.Report(); r == nil || r.BadLines() != 1 || r.Entries() != 1 || len(r.Sources[0].Bad) != 1 {
+	if r := s2.Report(); r == nil || r.BadLines() != 1 || r.Entries() != 4 || len(r.Sources[0].Bad) != 1 {
 		t.Errorf("report from the compiled file: %+v", r)
+	}
+	// The address lists come back from the compiled file too.
+	for _, a := range []string{"192.0.2.200", "2001:db8::1", "198.51.100.7"} {
+		m, ok := s2.DB().Networks().Lookup(netip.MustParseAddr(a))
+		if !ok || m.Verdict.Kind != reputation.KindMalware || m.Verdict.Category != "drop" || m.Source != "drop.txt" {
+			t.Errorf("%s after a restart from the compiled file: %+v, %v", a, m, ok)
+		}
+	}
+	if s2.DB().Networks().Len() != s1.DB().Networks().Len() || s1.DB().Networks().Len() != 3 {
+		t.Errorf("networks: %d from the compiled file, %d loaded; want 3", s2.DB().Networks().Len(), s1.DB().Networks().Len())
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("a day-old temporary file of an unfinished build is still there")
 	}
 	if a, _ := s2.FindPrefixes(context.Background(), []reputation.Prefix{urlHash(t, "one.test").Prefix()}); len(a.Matches) != 1 {
 		t.Errorf("reopened: %d matches, want 1", len(a.Matches))
@@ -467,7 +487,7 @@ func TestStoreCompiledFile(t *testing.T) {
 	// Changed feeds: rebuilt.
 	os.WriteFile(filepath.Join(dir, "u.txt"), []byte("one.test\ntwo.test\n"), 0o644)
 	s3 := open()
-	if s3.DB().Version() == v1 || s3.DB().Len() != 2 {
+	if s3.DB().Version() == v1 || s3.DB().Len() != 2 || s3.DB().Networks().Len() != 3 {
 		t.Errorf("after a change: version %d (was %d), %d entries", s3.DB().Version(), v1, s3.DB().Len())
 	}
 	// A damaged compiled file is rebuilt, not trusted.

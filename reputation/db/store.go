@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,7 +173,26 @@ func (s *Store) compiledPath(c string) string {
 	}
 	f.Close()
 	os.Remove(f.Name())
+	removeStaleBuilds(filepath.Dir(c), time.Now())
 	return c
+}
+
+// removeStaleBuilds removes what builds that never finished (a crash, a
+// kill) left in dir: their temporary files, named until renamed. A day
+// old, none can be in progress.
+func removeStaleBuilds(dir string, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".picketdb-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > 24*time.Hour {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // openCompiled maps the compiled database when it was built from the
