@@ -10,8 +10,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/picket-proxy/picket/reputation"
 )
@@ -83,7 +86,7 @@ func (b *Builder) Add(h reputation.Hash, v reputation.Verdict) {
 	binary.LittleEndian.PutUint32(rec[32:], ref)
 	b.n++
 	if b.parts == nil {
-		b.recs = append(b.recs, rec[:]...)
+		b.recs = appendDoubling(b.recs, rec[:])
 		if len(b.recs) >= memRecords {
 			b.spillRecords()
 		}
@@ -183,42 +186,99 @@ func (b *Builder) BuildTo(t Target) (*DB, error) {
 	out := newOutput(t, est)
 	a := newAssembler(out, indexBits(b.n))
 	d := dedup{enc: &b.enc}
-	defer d.release()
-	var s sorter
-	if b.parts == nil {
-		s.sort(b.recs, a, &d)
-	} else {
-		for i := range b.parts {
-			b.flushPart(byte(i))
-			data, err := b.parts[i].readAll(s.buf)
-			if err != nil {
-				out.abort()
-				return nil, err
-			}
-			s.buf = data
-			s.sort(data, a, &d)
-			b.parts[i].close()
-		}
-	}
-	if d.err != nil {
+	if err := d.prepare(); err != nil {
 		out.abort()
-		return nil, d.err
+		return nil, err
+	}
+	defer d.release()
+	if b.parts == nil {
+		var s sorter
+		a.records(s.sort(b.recs, &d))
+	} else if err := b.sortParts(a, &d); err != nil {
+		out.abort()
+		return nil, err
 	}
 	hd := header{version: t.Version, fingerprint: b.fingerprint, token: t.Token}
 	return a.finish(hd, &b.enc, b.sections)
 }
 
-// sorter sorts records by hash, one part at a time.
-type sorter struct {
-	buf    []byte
-	tmp    [][recSize]byte
-	counts []int
+// sortParts sorts the spilled parts, a few at once, and passes them to a
+// in order: a part is read whole (a 64th of the records), sorted by a
+// worker, and written while the next ones sort. At most workers+1 parts
+// are in memory.
+func (b *Builder) sortParts(a *assembler, d *dedup) error {
+	for i := range b.parts {
+		b.flushPart(byte(i))
+	}
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	type result struct {
+		recs []byte
+		err  error
+	}
+	results := make([]chan result, len(b.parts))
+	for i := range results {
+		results[i] = make(chan result, 1)
+	}
+	free := make(chan []byte, workers+1) // buffers; holding one is a part in flight
+	for i := 0; i < workers+1; i++ {
+		free <- nil
+	}
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s sorter
+			for {
+				var buf []byte
+				select {
+				case buf = <-free:
+				case <-stop:
+					return
+				}
+				i := int(next.Add(1)) - 1
+				if i >= len(b.parts) {
+					return
+				}
+				data, err := b.parts[i].readAll(buf)
+				if err == nil {
+					data = s.sort(data, d)
+				}
+				results[i] <- result{data, err}
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	for i := range b.parts {
+		r := <-results[i]
+		if r.err != nil {
+			return r.err
+		}
+		a.records(r.recs)
+		b.parts[i].close()
+		free <- r.recs[:0]
+	}
+	return nil
 }
 
-// sort sorts data (whole records), drops duplicates and passes the records
-// to a: a counting sort by the first 16 bits, then a comparison sort of
-// each small run.
-func (s *sorter) sort(data []byte, a *assembler, d *dedup) {
+// sorter sorts records by hash, one part at a time.
+type sorter struct {
+	tmp     [][recSize]byte
+	scratch [][recSize]byte
+	keys    []uint64
+	counts  []int
+}
+
+// sort sorts data (whole records) by hash and drops duplicates, keeping
+// the worse verdict; the result is in data's memory. A counting sort by the
+// first 16 bits makes runs of a few dozen records; each run is sorted by
+// its next 48 bits, then put right where those tie.
+func (s *sorter) sort(data []byte, d *dedup) []byte {
 	n := len(data) / recSize
 	if cap(s.tmp) < n {
 		s.tmp = make([][recSize]byte, n)
@@ -245,10 +305,11 @@ func (s *sorter) sort(data []byte, a *assembler, d *dedup) {
 	for k := 0; k < 1<<16; k++ {
 		end := c[k]
 		if end-start > 1 {
-			slices.SortFunc(tmp[start:end], cmpRec)
+			s.sortRun(tmp[start:end])
 		}
 		start = end
 	}
+	out := data[:0]
 	for i := 0; i < n; {
 		j := i + 1
 		win := i
@@ -258,9 +319,52 @@ func (s *sorter) sort(data []byte, a *assembler, d *dedup) {
 			}
 			j++
 		}
-		a.record(tmp[win][:32], binary.LittleEndian.Uint32(tmp[win][32:]))
+		out = append(out, tmp[win][:]...)
 		i = j
 	}
+	return out
+}
+
+// sortRun sorts records that share their first 16 bits.
+func (s *sorter) sortRun(r [][recSize]byte) {
+	if len(r) <= 16 {
+		insertionSort(r)
+		return
+	}
+	if len(r) >= 1<<16 { // duplicates by the thousand: no room for an index in the key
+		slices.SortFunc(r, cmpRec)
+		return
+	}
+	s.keys = s.keys[:0]
+	for i := range r {
+		s.keys = append(s.keys, binary.BigEndian.Uint64(r[i][:8])<<16|uint64(i))
+	}
+	slices.Sort(s.keys)
+	if cap(s.scratch) < len(r) {
+		s.scratch = make([][recSize]byte, len(r))
+	}
+	sc := s.scratch[:len(r)]
+	for i, k := range s.keys {
+		sc[i] = r[k&0xffff]
+	}
+	copy(r, sc)
+	insertionSort(r) // in order but where 48 bits tie: a pass
+}
+
+func insertionSort(r [][recSize]byte) {
+	for i := 1; i < len(r); i++ {
+		for j := i; j > 0 && lessRec(&r[j], &r[j-1]); j-- {
+			r[j], r[j-1] = r[j-1], r[j]
+		}
+	}
+}
+
+func lessRec(x, y *[recSize]byte) bool {
+	a, b := binary.BigEndian.Uint64(x[:8]), binary.BigEndian.Uint64(y[:8])
+	if a != b {
+		return a < b
+	}
+	return bytes.Compare(x[8:32], y[8:32]) < 0
 }
 
 func cmpRec(x, y [recSize]byte) int {
@@ -283,13 +387,14 @@ type dedup struct {
 	err   error
 }
 
+// prepare maps the verdicts (no page is read until a duplicate needs it),
+// so that worse is safe for concurrent use.
+func (d *dedup) prepare() error {
+	d.blobs, d.unmap, d.err = d.enc.blobs.view()
+	return d.err
+}
+
 func (d *dedup) worse(x, y *[recSize]byte) bool {
-	if d.blobs == nil && d.err == nil {
-		d.blobs, d.unmap, d.err = d.enc.blobs.view()
-	}
-	if d.err != nil {
-		return false
-	}
 	vx := decodeVerdict(d.blobs, binary.LittleEndian.Uint32(x[32:]), len(d.enc.cats))
 	vy := decodeVerdict(d.blobs, binary.LittleEndian.Uint32(y[32:]), len(d.enc.cats))
 	return worseRaw(vx, vy, d.enc.cats)
@@ -346,6 +451,7 @@ type verdictEncoder struct {
 }
 
 type vslot struct {
+	h         uint64 // of kind, category and name
 	kind      byte
 	ok        bool
 	ref       uint32
@@ -378,9 +484,9 @@ func (e *verdictEncoder) ref(kind byte, cat, name string) uint32 {
 	}
 	h := maphash.String(e.seed, name) ^ maphash.String(e.seed, cat)*0x9e3779b97f4a7c15 ^ uint64(kind)
 	s := &e.cache[h&uint64(e.slots-1)]
-	if !(s.ok && s.kind == kind && s.cat == cat && s.name == name) {
+	if !(s.ok && s.h == h && s.kind == kind && s.cat == cat && s.name == name) {
 		idx, inline := e.category(cat)
-		*s = vslot{kind: kind, ok: true, cat: cat, name: name, ref: e.write(appendVerdict(e.buf[:0], kind, idx, inline, cat, name))}
+		*s = vslot{h: h, kind: kind, ok: true, cat: cat, name: name, ref: e.write(appendVerdict(e.buf[:0], kind, idx, inline, cat, name))}
 	}
 	e.last = *s
 	return s.ref
@@ -457,7 +563,7 @@ func (s *spill) write(p []byte) error {
 	}
 	s.n += int64(len(p))
 	if s.f == nil && len(s.mem)+len(p) <= s.limit {
-		s.mem = append(s.mem, p...)
+		s.mem = appendDoubling(s.mem, p)
 		return nil
 	}
 	if s.f == nil {
@@ -756,6 +862,19 @@ func (a *assembler) flush() {
 	}
 }
 
+// records appends whole records, which must come in increasing hash
+// order.
+func (a *assembler) records(recs []byte) {
+	a.flush()
+	a.Write(recs)
+	for off := 0; off < len(recs); off += recSize {
+		if a.bits > 0 {
+			a.idx[binary.BigEndian.Uint32(recs[off:])>>a.shift+1]++
+		}
+		a.n++
+	}
+}
+
 // record appends a record; records must come in increasing hash order.
 func (a *assembler) record(h []byte, ref uint32) {
 	a.buf = append(a.buf, h[:32]...)
@@ -799,4 +918,15 @@ func (a *assembler) finish(hd header, enc *verdictEncoder, sections []section) (
 	hd.blobLen, hd.catsLen, hd.extraLen = uint64(enc.blobs.n), uint64(len(cats)), uint64(len(extra))
 	hd.bodyCRC = a.crc
 	return a.out.finish(hd.marshal())
+}
+
+// appendDoubling is append that doubles a full slice (append grows large
+// ones by a quarter: many more copies of megabytes).
+func appendDoubling(b, p []byte) []byte {
+	if len(b)+len(p) > cap(b) {
+		nb := make([]byte, len(b), max(2*cap(b), len(b)+len(p), 4096))
+		copy(nb, b)
+		b = nb
+	}
+	return append(b, p...)
 }

@@ -320,8 +320,12 @@ func (p parser) hostsLine(line string, n int) {
 // clamavLine: "HASH:SIZE:NAME[:FLEVEL...]" (.hdb MD5, .hsb SHA-1/SHA-256,
 // .fp known good). The hash is looked up as a file hash.
 func (p parser) clamavLine(line string, n int) {
-	f := strings.Split(line, ":")
-	if len(f) < 3 {
+	var f [3]string
+	var ok1, ok2 bool
+	f[0], f[2], ok1 = strings.Cut(line, ":")
+	f[1], f[2], ok2 = strings.Cut(f[2], ":")
+	f[2], _, _ = strings.Cut(f[2], ":")
+	if !ok1 || !ok2 {
 		p.bad(n, "want HASH:SIZE:NAME")
 		return
 	}

@@ -659,3 +659,64 @@ func TestApplyToExpect(t *testing.T) {
 		t.Fatalf("the file was not replaced: %v", err)
 	}
 }
+
+// BenchmarkBuilderAdd is the cost of one entry in a load, past parsing:
+// a third with a source's shared verdict, two thirds with a threat name of
+// their own (as ClamAV signatures and URLhaus URLs have).
+func BenchmarkBuilderAdd(b *testing.B) {
+	keys := make([]reputation.Hash, 1<<16)
+	names := make([]string, len(keys))
+	for i := range keys {
+		keys[i] = reputation.HashExpression(fmt.Sprint(i))
+		names[i] = fmt.Sprintf("Win.Trojan.Agent-%d-0", 1000000+i)
+	}
+	shared := reputation.Verdict{Kind: reputation.KindPhishing, Category: "phishing"}
+	bl := NewBuilder(0)
+	bl.SetTempDir(b.TempDir())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i & (len(keys) - 1)
+		if i%3 == 0 {
+			bl.Add(keys[k], shared)
+		} else {
+			bl.Add(keys[k], reputation.Verdict{Kind: reputation.KindMalware, Category: "malware", ThreatName: names[k]})
+		}
+	}
+	b.StopTimer()
+	bl.Discard()
+}
+
+// TestBuildLongRuns sorts runs of records sharing their first 16 bits
+// (sorted by the next 48, then where those tie: hashes sharing 8 bytes),
+// and a run too long for the key sort (one hash added 70,000 times).
+func TestBuildLongRuns(t *testing.T) {
+	for _, spill := range []bool{false, true} {
+		t.Run(fmt.Sprint("spill=", spill), func(t *testing.T) {
+			if spill {
+				small(t)
+			}
+			r := rand.New(rand.NewPCG(13, 13))
+			var es []Entry
+			for i := 0; i < 3000; i++ {
+				var h reputation.Hash
+				for k := 0; k < 32; k += 8 {
+					binary.LittleEndian.PutUint64(h[k:], r.Uint64())
+				}
+				h[0], h[1] = 0xab, byte(i%3) // three long runs
+				if i%5 == 0 {
+					copy(h[2:8], []byte{1, 2, 3, 4, 5, 6}) // ties in the 48-bit key
+				}
+				es = append(es, Entry{Hash: h, Verdict: reputation.Verdict{Kind: reputation.Kind(r.IntN(5)), ThreatName: fmt.Sprint(i % 7)}})
+			}
+			var same reputation.Hash
+			same[0], same[1] = 0xcd, 0xef
+			for i := 0; i < 70_000; i++ {
+				es = append(es, Entry{Hash: same, Verdict: reputation.Verdict{Kind: reputation.Kind(i % 4), ThreatName: fmt.Sprint("n", i%11)}})
+			}
+			r.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
+			d, m := build(t, es, "")
+			check(t, d, m)
+		})
+	}
+}
