@@ -230,6 +230,13 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// awaitedContinue reports whether the client sent no byte of its body
+// because it was waiting for the 100 Continue it asked for (RFC 9110
+// §10.1.1): then its body did not fail, the upstream did not answer.
+func (b *countingBody) awaitedContinue(in *http.Request) bool {
+	return b.n.Load() == 0 && strings.EqualFold(in.Header.Get("Expect"), "100-continue")
+}
+
 // Close may drain what is left of the body from the client (net/http does
 // when the transport gives up on it, e.g. an Expect: 100-continue the
 // upstream never answered): bound that wait too.

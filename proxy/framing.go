@@ -274,6 +274,7 @@ func (g *framingGuard) head() bool {
 		clValue          []byte
 		headers          int
 		upgrade, chunked bool
+		badCoding        bool
 	)
 	for off := 0; off < end+1; {
 		nl := bytes.IndexByte(g.buf[off:end+1], '\n') + off
@@ -309,6 +310,7 @@ func (g *framingGuard) head() bool {
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			te++
 			chunked = bytes.EqualFold(value, []byte("chunked"))
+			badCoding = !chunkedLast(value)
 		case bytes.EqualFold(name, []byte("Upgrade")):
 			upgrade = true
 		}
@@ -317,9 +319,16 @@ func (g *framingGuard) head() bool {
 		g.refuse(http.StatusRequestHeaderFieldsTooLarge)
 		return true
 	}
+	if v := reqLine[bytes.LastIndexByte(reqLine, ' ')+1:]; len(v) > 5 && string(v[:5]) == "HTTP/" && v[5] != '1' {
+		// Not HTTP/1.x: the HTTP/2 connection preface ("PRI * HTTP/2.0")
+		// on the proxy port, or HTTP/0.9 (RFC 9110 §15.6.6).
+		g.refuse(http.StatusHTTPVersionNotSupported)
+		return true
+	}
 	http10 := bytes.HasSuffix(reqLine, []byte("HTTP/1.0"))
 	switch {
-	case cl > 0 && te > 0, cl > 1, te > 1, te > 0 && http10:
+	case cl > 0 && te > 0, cl > 1, te > 1, te > 0 && http10,
+		badCoding: // RFC 9112 §6.3: the length cannot be determined; 400 and close
 		g.refuse(http.StatusBadRequest)
 		return true
 	}
@@ -347,3 +356,20 @@ func (g *framingGuard) head() bool {
 
 // rejectRequest is the request net/http reads in place of a refused head.
 const rejectRequest = "GET " + rejectPath + " HTTP/1.1\r\nHost: picket\r\n\r\n"
+
+// chunkedLast reports whether a Transfer-Encoding value applies chunked
+// last and only once (RFC 9112 §6.1). Otherwise the request's length cannot
+// be determined, and a server must answer 400 and close (RFC 9112 §6.3).
+// A value that ends in chunked after other codings is well framed; net/http
+// answers it 501 (it implements chunked alone).
+func chunkedLast(value []byte) bool {
+	var last []byte
+	chunks := 0
+	for tok := range bytes.SplitSeq(value, []byte(",")) {
+		last = bytes.TrimSpace(tok)
+		if bytes.EqualFold(last, []byte("chunked")) {
+			chunks++
+		}
+	}
+	return chunks == 1 && bytes.EqualFold(last, []byte("chunked"))
+}

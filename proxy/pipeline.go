@@ -238,7 +238,7 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	upStart := time.Now()
 	resp, err := s.up.RoundTrip(out)
 	x.upstream = time.Since(upStart)
-	if err != nil && x.body != nil && x.body.err != nil {
+	if err != nil && x.body != nil && x.body.err != nil && !x.body.awaitedContinue(in) {
 		// The client's own body was bad (malformed chunks) or never came.
 		x.errKind = "client-body"
 		resp := pageResponse(in, page{Status: http.StatusBadRequest, Title: "Bad request",
@@ -357,7 +357,7 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 		}
 		out.Body = x.body
 	}
-	return out
+	return http1Only(out) // an upgrade never goes over HTTP/2 (poolguard.go)
 }
 
 type tunnelKey struct{}

@@ -28,11 +28,12 @@ const upstreamSessions = 1024
 // a gzip bomb would expand in our process. It speaks HTTP/2 to origins that
 // offer it by ALPN — one connection carries the concurrent requests of every
 // client to that origin — and HTTP/1.1 to the others and for WebSocket
-// upgrades. Both go through dial.
+// upgrades. Both go through dial, and HTTP/1 connections are guarded so
+// that no response reaches a request that did not ask for it
+// (poolguard.go).
 func newTransport(cfg *Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
-	return &http.Transport{
-		Proxy:       nil,
-		DialContext: dial,
+	t := &http.Transport{
+		Proxy: nil,
 		// Sessions are resumed towards origins (the cache is keyed by
 		// server name; a resumed session still checks the name and expiry
 		// of the certificate verified when it began).
@@ -54,6 +55,10 @@ func newTransport(cfg *Config, dial func(ctx context.Context, network, addr stri
 			WriteByteTimeout:          cfg.TunnelIdleTimeout,
 		},
 	}
+	guardTransport(t, dial, cfg.MaxHeaderBytes+4096, func(addr string) {
+		cfg.Log.Warn().Str(fHost, addr).Msg("upstream sent bytes no request asked for: connection closed, not reused")
+	})
+	return t
 }
 
 // dialer opens upstream TCP connections: the one place every upstream
@@ -178,6 +183,8 @@ func classify(host string, err error) *upstreamError {
 	switch {
 	case isDeniedErr(err):
 		e.Status, e.Kind, e.Msg = http.StatusForbidden, "denied", fmt.Sprintf("Picket does not connect to %s: it is an internal or special-purpose address", host)
+	case errors.Is(err, errUnsolicited):
+		e.Kind, e.Msg = "desync", fmt.Sprintf("%s sent a response no request asked for; Picket closed that connection", host)
 	case errors.Is(err, context.Canceled):
 		e.Kind, e.Msg = "canceled", "The client went away"
 	case errors.As(err, &dnsErr):
