@@ -132,7 +132,7 @@ FUZZ_TARGETS ?= \
 	./reputation/db:FuzzManifest ./reputation/db:FuzzSnapshot ./reputation/db:FuzzSplitCSV \
 	./config:FuzzParse ./pac:FuzzScript \
 	./policy:FuzzHostSetMatch ./policy:FuzzDecide \
-	./scanner:FuzzClassify ./scanner:FuzzScan ./scanner:FuzzSignatures \
+	./scanner:FuzzClassify ./scanner:FuzzScan ./scanner:FuzzSignatures ./scanner:FuzzActive \
 	./auth:FuzzParseBasic ./auth:FuzzUserFilter
 
 fuzz:

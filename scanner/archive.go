@@ -45,11 +45,12 @@ type inspector struct {
 	sigs *Signatures
 	buf  []byte
 
-	chain       []string // paths of the archives being walked
-	findings    []finding
-	good        map[string]bool // paths of known-good objects
-	executables []object        // executable members, up to maxLookups
-	decodedSums Sums
+	chain        []string // paths of the archives being walked
+	findings     []finding
+	good         map[string]bool // paths of known-good objects
+	executables  []object        // executable members, up to maxLookups
+	archivedExec bool            // a member is an executable or a script (active.go)
+	decodedSums  Sums
 
 	members    int
 	expanded   int64
@@ -112,6 +113,9 @@ func (in *inspector) check(path string, sums Sums, size int64, head []byte, t Ty
 	if f.threat != "" {
 		f.chain = append(slices.Clone(in.chain), path)
 		in.findings = append(in.findings, f)
+	}
+	if path != "" && activeMember(path, t) {
+		in.archivedExec = true
 	}
 	if path != "" && t.Executable() && len(in.executables) < maxLookups {
 		in.executables = append(in.executables, object{path: path, sums: sums, typ: t})

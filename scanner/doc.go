@@ -20,6 +20,9 @@
 //	   3. EICAR, hash signatures    (.hdb, .hsb; the file and archive members)
 //	   4. archives                  (zip, gzip, tar; depth, members, expansion, ratio ▸ VerdictBomb)
 //	   5. known good                (.fp overrides local detections)
+//	      active content            (executables, archives holding one, macros, OLE objects, external
+//	                                 templates, RTF objects, PDF JavaScript/actions: Result.Active,
+//	                                 a classification, not a verdict)
 //	   6. engines                   (unless 3-5 decided: verdict cache by SHA-256 ▸ clamd, ICAP;
 //	                                 a failure is fail-open or an *EngineError; partial scans marked)
 //	   7. reputation of the hashes  (clean ▸ false alarm; malware ▸ block)
@@ -34,5 +37,6 @@
 // (memory and temp-file buffering with the memory budget), signatures.go
 // (ClamAV hash databases), eicar.go, archive.go, encoding.go, scan.go (the
 // scan object and the verdict merge), trickle.go (the trickle-mode helper),
-// engines.go (the Engine interface, the verdict cache, per-engine counters).
+// engines.go (the Engine interface, the verdict cache, per-engine counters),
+// active.go and activepdf.go (what active content a file carries).
 package scanner

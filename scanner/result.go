@@ -89,6 +89,11 @@ type Result struct {
 	Incomplete string `json:"incomplete,omitempty"`
 	// Type is the true type of the (decoded) body.
 	Type Type `json:"type"`
+	// Active is the active content the file carries (executable code,
+	// macros, embedded objects, PDF actions...); zero for a plain document
+	// or media. It is not a verdict: it says what a file can do, not that
+	// it is malicious.
+	Active Active `json:"active_content,omitempty"`
 	// Sums are the digests of the (decoded) body; zero when oversize.
 	Sums Sums `json:"hashes"`
 	// Size is the body's size in bytes after Content-Encoding decoding.

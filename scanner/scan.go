@@ -247,6 +247,7 @@ func (sc *Scan) finish(ctx context.Context) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("scanner: %w", err)
 	}
+	res.Active = in.activeContent(file, size, res.Type, sc.meta.Name) // active.go
 	res.Scanned = in.scanned
 	res.Incomplete = in.incomplete
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -118,7 +119,7 @@ func scanFile(s *scanner.Scanner, name, encoding string) (scanner.Result, error)
 	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
 		size = st.Size()
 	}
-	sc := s.NewScan(scanner.Meta{ContentEncoding: encoding, Size: size})
+	sc := s.NewScan(scanner.Meta{ContentEncoding: encoding, Size: size, Name: filepath.Base(name)})
 	defer sc.Close()
 	if _, err := sc.ReadFrom(fh); err != nil && !errors.Is(err, scanner.ErrTooLarge) {
 		return scanner.Result{}, err
@@ -156,6 +157,7 @@ func scanText(l scanLine) string {
 		add("false_alarm", "true")
 	}
 	add("reason", r.Reason)
+	add("active_content", r.Active.String())
 	add("incomplete", r.Incomplete)
 	add("reputation", l.Reputation)
 	add("type", r.Type.String())
