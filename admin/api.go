@@ -354,6 +354,17 @@ type Participation struct {
 	Queued    int       `json:"queued"` // batches waiting to be sent
 	Changed   time.Time `json:"changed,omitzero"`
 	ChangedBy string    `json:"changed_by,omitempty"`
+
+	// QueuedSamples are samples waiting to be sent; SamplesWaiting files
+	// with active content downloaded by too few distinct clients so far;
+	// SamplesInFlight samples being written to the queue; SamplesTaken and
+	// SamplesDropped the samples queued and given up since the start
+	// (docs/privacy.md).
+	QueuedSamples   int    `json:"queued_samples"`
+	SamplesWaiting  int    `json:"samples_waiting"`
+	SamplesInFlight int    `json:"samples_in_flight"`
+	SamplesTaken    uint64 `json:"samples_taken"`
+	SamplesDropped  uint64 `json:"samples_dropped"`
 }
 
 // ErrBadParticipation is the error of an invalid participation change.

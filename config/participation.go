@@ -18,6 +18,13 @@ type Participation struct {
 	Samples string `toml:"samples"`
 	// SamplesMaxSize is the largest sample sent whole; default "8MiB".
 	SamplesMaxSize Size `toml:"samples_max_size"`
+	// SamplesMinClients is how many distinct clients must download a file
+	// within SamplesWindow before its sample is taken; default 2 (1: the
+	// first download).
+	SamplesMinClients int `toml:"samples_min_clients"`
+	// SamplesWindow is how long after a file's first download the
+	// downloads of other clients count; default "24h", "1m" to "720h".
+	SamplesWindow Duration `toml:"samples_window"`
 	// Interval is how often a statistics batch is cut and sent; default
 	// "1h", at least "1m".
 	Interval Duration `toml:"interval"`
@@ -39,6 +46,8 @@ type Participation struct {
 func (c *Participation) defaults() {
 	c.Samples = "off"
 	c.SamplesMaxSize = 8 << 20
+	c.SamplesMinClients = 2
+	c.SamplesWindow = Duration(24 * time.Hour)
 	c.Interval = Duration(time.Hour)
 	c.QueueDir = "data/participation"
 	c.QueueMax = 48
@@ -54,6 +63,12 @@ func (c *Participation) validate(p *problems) {
 	}
 	if c.SamplesMaxSize < 1<<10 || c.SamplesMaxSize > 256<<20 {
 		p.add("reputation.ksn.samples_max_size", "must be between 1KiB and 256MiB, got %d bytes", c.SamplesMaxSize)
+	}
+	if c.SamplesMinClients < 1 || c.SamplesMinClients > 1000 {
+		p.add("reputation.ksn.samples_min_clients", "must be between 1 and 1000, got %d", c.SamplesMinClients)
+	}
+	if c.SamplesWindow.D() < time.Minute || c.SamplesWindow.D() > 720*time.Hour {
+		p.add("reputation.ksn.samples_window", "must be between 1m and 720h, got %s", c.SamplesWindow.D())
 	}
 	if c.Interval.D() < time.Minute || c.Interval.D() > 7*24*time.Hour {
 		p.add("reputation.ksn.interval", "must be between 1m and 168h, got %s", c.Interval.D())

@@ -139,10 +139,10 @@ type Config struct {
 	ScanFailClosed bool
 
 	// WantSample says whether participation wants a sample of a scanned
-	// download that passed with an unknown verdict; OfferSample is then
-	// given the file's bytes (it copies what it keeps before returning).
-	// Nil sends no samples.
-	WantSample  func(ScanEvent) bool
+	// download that passed with an unknown verdict, downloaded by client;
+	// OfferSample is then given the file's bytes (it copies what it keeps
+	// before returning). Nil sends no samples.
+	WantSample  func(client netip.Addr, e ScanEvent) bool
 	OfferSample func(ScanEvent, io.Reader)
 
 	// Observe is called once for every finished request or tunnel, after

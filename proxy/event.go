@@ -57,6 +57,9 @@ type ScanEvent struct {
 	// Source is what decided the result: eicar, signature, known-good,
 	// reputation, limits, engine ("none" when nothing did).
 	Source string
+	// Active names the active content the file carries (executable,
+	// macros, pdf-javascript, ...; scanner.Active), "" for none.
+	Active string
 }
 
 // event builds the Event of a finished exchange.

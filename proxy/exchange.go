@@ -167,6 +167,9 @@ func (s *Server) jsonAccess(x *exchange) {
 			if sc.Partial {
 				ev = ev.Bool(fPartial, true)
 			}
+			if sc.Active != "" {
+				ev = ev.Str(fActive, sc.Active)
+			}
 		}
 		if x.tunnel != nil {
 			ev = ev.Str(fTunnel, x.tunnel.host)

@@ -26,6 +26,7 @@ const (
 	fThreat     = "threat"
 	fEngine     = "engine"
 	fPartial    = "scan_partial"
+	fActive     = "active_content"
 	fIncident   = "incident"
 	fReason     = "reason"
 	fError      = "error"

@@ -104,7 +104,7 @@ func (s *Server) offerSample(x *exchange, st *scanner.Scan, enc string) {
 	if s.cfg.WantSample == nil || s.cfg.OfferSample == nil || enc != "" || x.scan == nil || x.scan.Result != "unknown" {
 		return
 	}
-	if s.cfg.WantSample(*x.scan) {
+	if s.cfg.WantSample(x.req.Client, *x.scan) {
 		s.cfg.OfferSample(*x.scan, st.Reader())
 	}
 }
@@ -124,6 +124,7 @@ func (s *Server) noteScan(x *exchange, res scanner.Result, err error) {
 	e := x.scan
 	e.Type, e.Threat, e.Size, e.FalseAlarm = res.Type.String(), res.Threat, res.Size, res.FalseAlarm
 	e.Engine, e.Partial, e.Source = res.Engine, res.Partial, res.Source.String()
+	e.Active = res.Active.String()
 	e.Executable = res.Type.Executable()
 	e.SHA256 = res.Sums.SHA256[:]
 	e.Result = res.Verdict.String()

@@ -42,6 +42,12 @@ type Sample struct {
 	Size   int64  // bytes of the whole file
 	Type   string // the scanner's true type
 	Result string // the scan result; only "unknown" files are sampled
+	// Active is the scanner's active content ("executable",
+	// "macros,ole-object", ...); only files with some are sampled.
+	Active string
+	// Client is the address that downloaded the file; it is only turned
+	// into a keyed digest, in memory, to count distinct clients.
+	Client netip.Addr
 }
 
 // Fixed vocabularies: anything else is sent as "other", so no free text
@@ -53,11 +59,29 @@ var (
 	typeNames    = set("unknown", "pe", "elf", "macho", "script", "java-class",
 		"zip", "ooxml", "jar", "apk", "gzip", "bzip2", "xz", "7z", "rar", "tar", "cab",
 		"pdf", "ole2", "rtf", "image", "audio", "video", "font", "text")
-	// sampleTypes are the executable, archive and document types.
-	sampleTypes = set("pe", "elf", "macho", "script", "java-class",
-		"zip", "ooxml", "jar", "apk", "gzip", "bzip2", "xz", "7z", "rar", "tar", "cab",
-		"pdf", "ole2", "rtf")
+	// activeNames are the scanner's kinds of active content
+	// (scanner.ActiveNames; a test keeps the two in step).
+	activeNames = set("executable", "script", "archived-executable", "macros", "ole-object", "external-template",
+		"rtf-object", "pdf-javascript", "pdf-openaction", "pdf-launch", "pdf-embedded-file", "pdf-richmedia")
+	// partialTypes are the executables whose first bytes may be sent
+	// alone (samples = "full-or-part"): their header identifies them.
+	partialTypes = set("pe", "elf", "macho", "script", "java-class")
 )
+
+// activeReason keeps the kinds of active content the vocabulary knows, in
+// their order; "" if none.
+func activeReason(s string) string {
+	if s == "" {
+		return ""
+	}
+	kept := make([]string, 0, 2)
+	for _, k := range strings.Split(s, ",") {
+		if activeNames[k] {
+			kept = append(kept, k)
+		}
+	}
+	return strings.Join(kept, ",")
+}
 
 func set(names ...string) map[string]bool {
 	m := make(map[string]bool, len(names))

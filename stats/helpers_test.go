@@ -141,7 +141,7 @@ func (l *lockedBuffer) String() string {
 func testConfig(t testing.TB, c *cloud, clk *clock, dir string, file Settings) Config {
 	cfg := Config{KSN: true, Token: "tok", File: file, Interval: time.Hour, QueueDir: filepath.Join(dir, "participation"),
 		StateFile: filepath.Join(dir, "participation.json"), QueueMax: 4, MinClients: 1, Version: "test", Now: clk.Now,
-		SamplesMaxSize: 1024}
+		SamplesMaxSize: 1024, SamplesMinClients: 1}
 	if c != nil {
 		cfg.Server = c.http.URL
 	}

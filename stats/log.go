@@ -14,6 +14,9 @@ const (
 	LogDropped       = "dropped"       // entries dropped from a full queue
 	LogSHA256        = "sha256"        // a sample's hash
 	LogPartial       = "partial"       // whether a sample is a file's first bytes only
+	LogType          = "type"          // a sample's true file type
+	LogReason        = "reason"        // a sample's active content
+	LogClients       = "clients"       // distinct clients that downloaded a candidate sample
 	LogStatus        = "status"        // HTTP status of the cloud's answer
 	LogRetryIn       = "retry_in"      // backoff before the next try
 	LogInstallation  = "installation"  // the random installation identifier

@@ -50,6 +50,12 @@ type Config struct {
 	// MinClients withholds hashes seen by fewer distinct clients in an
 	// interval; 0 means 2.
 	MinClients int
+	// SamplesMinClients is how many distinct clients must download a file
+	// within SamplesWindow before its sample is taken; 0 means 2.
+	SamplesMinClients int
+	// SamplesWindow is how long after a file's first download other
+	// clients' downloads count towards SamplesMinClients; 0 means 24h.
+	SamplesWindow time.Duration
 	// Version is the product version sent in batches.
 	Version string
 	// Lookups returns the reputation client's counters (Client.Stats);
@@ -64,10 +70,14 @@ type Config struct {
 
 // Limits.
 const (
-	maxSampled   = 100_000 // hashes remembered as sampled
-	sampleSlots  = 2       // samples being copied at once (memory: 2 × SamplesMaxSize)
-	backoffFirst = 10 * time.Second
-	sendTimeout  = 30 * time.Second
+	maxSampled = 100_000 // hashes remembered as sampled
+	// Samples copied from downloads and not yet written to the queue hold
+	// at most sampleMemory × SamplesMaxSize bytes, and are at most
+	// sampleBacklog files.
+	sampleMemory  = 2
+	sampleBacklog = 64
+	backoffFirst  = 10 * time.Second
+	sendTimeout   = 30 * time.Second
 )
 
 // Participation aggregates proxy events into statistics and, only when the
@@ -90,12 +100,17 @@ type Participation struct {
 	failures    int
 	nextTry     time.Time
 	sampled     map[[32]byte]bool
+	seen        *sightings // distinct clients of candidate samples (sightings.go)
+	clientKey   []byte     // st.ClientKey, decoded
 
 	saveMu         sync.Mutex // orders state file writes
 	sendMu         sync.Mutex // one sender at a time
 	sampleIn       chan pending
-	slots          chan struct{}
+	inFlight       atomic.Int64 // bytes of samples copied, not yet written
+	inFlightN      atomic.Int64 // how many
 	samplesDropped atomic.Uint64
+	samplesTaken   atomic.Uint64
+	kick           chan struct{} // a sample was queued: send soon
 	wg             sync.WaitGroup
 	done           chan struct{}
 	closeOnce      sync.Once
@@ -127,6 +142,12 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 	if cfg.MinClients <= 0 {
 		cfg.MinClients = 2
 	}
+	if cfg.SamplesMinClients <= 0 {
+		cfg.SamplesMinClients = 2
+	}
+	if cfg.SamplesWindow <= 0 {
+		cfg.SamplesWindow = 24 * time.Hour
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -143,6 +164,8 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 		batches: queue{dir: filepath.Join(cfg.QueueDir, "batches"), prefix: "batch-", suffix: ".json", max: cfg.QueueMax},
 		samples: queue{dir: filepath.Join(cfg.QueueDir, "samples"), prefix: "sample-", suffix: ".bin", max: cfg.QueueMax},
 		sampled: make(map[[32]byte]bool),
+		seen:    newSightings(cfg.SamplesWindow),
+		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
 	st, found, err := loadState(cfg.StateFile)
@@ -151,7 +174,7 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 	}
 	p.st = st
 	if !found {
-		p.st = state{Settings: cfg.File, File: cfg.File, Installation: newInstallation(),
+		p.st = state{Settings: cfg.File, File: cfg.File, Installation: newInstallation(), ClientKey: newClientKey(),
 			Changed: cfg.Now().UTC(), ChangedBy: "configuration file (first start)"}
 		p.logChange(Settings{}, "configuration file (first start)")
 	} else if st.File != cfg.File {
@@ -160,6 +183,7 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 		p.st.Changed, p.st.ChangedBy = cfg.Now().UTC(), "configuration file (changed since the last start)"
 		p.logChange(was, p.st.ChangedBy)
 	}
+	p.clientKey, _ = hex.DecodeString(p.st.ClientKey)
 	p.agg = newAggregate(cfg.Now())
 	if data, err := os.ReadFile(p.checkpointPath()); err == nil {
 		var c checkpoint
@@ -183,8 +207,7 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 	if !p.sending() {
 		p.purge()
 	}
-	p.sampleIn = make(chan pending, sampleSlots)
-	p.slots = make(chan struct{}, sampleSlots)
+	p.sampleIn = make(chan pending, sampleBacklog)
 	p.wg.Add(1)
 	go p.writeSamples()
 	return p, nil
@@ -322,19 +345,23 @@ func (p *Participation) Tick(ctx context.Context) error {
 }
 
 // Run calls Tick every minute (or every Interval, if shorter) until ctx
-// ends.
+// ends, and sends a sample as soon as it is queued.
 func (p *Participation) Run(ctx context.Context) {
 	every := min(p.cfg.Interval, time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := p.Tick(ctx); err != nil && ctx.Err() == nil {
-				p.log.Debug().Err(err).Msg("participation round")
-			}
+			err = p.Tick(ctx)
+		case <-p.kick:
+			err = p.send(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			p.log.Debug().Err(err).Msg("participation round")
 		}
 	}
 }
@@ -373,7 +400,7 @@ func (p *Participation) Set(c Change) (Status, error) {
 		p.st.Samples = *c.Samples
 	}
 	if c.RotateInstallation {
-		p.st.Installation = newInstallation()
+		p.st.Installation, p.st.ClientKey = newInstallation(), newClientKey()
 	}
 	p.st.Changed, p.st.ChangedBy = p.cfg.Now().UTC(), c.Who
 	stopped := p.cfg.KSN && old.Participation && !p.st.Participation
@@ -384,6 +411,14 @@ func (p *Participation) Set(c Change) (Status, error) {
 		p.mu.Unlock()
 		return p.Status(), fmt.Errorf("stats: state file: %w", err)
 	}
+	p.mu.Lock()
+	if c.RotateInstallation || !p.sendingSamples() {
+		// A new key makes the old digests meaningless; with samples off
+		// nothing needs counting.
+		p.clientKey, _ = hex.DecodeString(p.st.ClientKey)
+		p.seen.reset()
+	}
+	p.mu.Unlock()
 	p.logChange(old.Settings, c.Who)
 	if c.RotateInstallation {
 		p.log.Info().Str(LogBy, c.Who).Msg("installation identifier rotated")
@@ -433,7 +468,16 @@ type Status struct {
 	QueuedSamples  int       `json:"queued_samples"` // samples waiting
 	Dropped        uint64    `json:"dropped"`        // batches dropped, not yet reported
 	SamplesDropped uint64    `json:"samples_dropped"`
-	NextBatch      time.Time `json:"next_batch"`
+	// SamplesWaiting are files with active content downloaded by fewer
+	// than samples_min_clients distinct clients so far in their window:
+	// their samples are not taken (yet).
+	SamplesWaiting int `json:"samples_waiting"`
+	// SamplesInFlight are samples copied from downloads and not yet
+	// written to the queue; SamplesTaken counts those written since the
+	// start.
+	SamplesInFlight int       `json:"samples_in_flight"`
+	SamplesTaken    uint64    `json:"samples_taken"`
+	NextBatch       time.Time `json:"next_batch"`
 }
 
 // Status returns the current state.
@@ -441,10 +485,12 @@ func (p *Participation) Status() Status {
 	p.mu.Lock()
 	s := Status{Mode: p.mode(), Participation: p.st.Participation, Samples: p.st.Samples, Sending: p.sending(),
 		SendingSamples: p.sendingSamples(), Installation: p.st.Installation, Changed: p.st.Changed, ChangedBy: p.st.ChangedBy,
-		LastSend: p.lastSend, LastError: p.lastErr, Dropped: p.st.Dropped, NextBatch: p.agg.start.Add(p.cfg.Interval)}
+		LastSend: p.lastSend, LastError: p.lastErr, Dropped: p.st.Dropped, NextBatch: p.agg.start.Add(p.cfg.Interval),
+		SamplesWaiting: p.seen.waiting(p.cfg.Now(), p.cfg.SamplesMinClients)}
 	p.mu.Unlock()
 	s.Queued, s.QueuedSamples = p.batches.len(), p.samples.len()
-	s.SamplesDropped = p.samplesDropped.Load()
+	s.SamplesDropped, s.SamplesTaken = p.samplesDropped.Load(), p.samplesTaken.Load()
+	s.SamplesInFlight = int(p.inFlightN.Load())
 	return s
 }
 

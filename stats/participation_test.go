@@ -97,7 +97,7 @@ func TestKPSNSendsNothingAndWarns(t *testing.T) {
 	}
 	lookup(t, rc)
 	traffic(p, "192.0.2.1")
-	if p.WantSample(Sample{SHA256: exeHash("x"), Size: 10, Type: "pe", Result: "unknown"}) {
+	if p.WantSample(Sample{SHA256: exeHash("x"), Size: 10, Type: "pe", Result: "unknown", Active: "executable"}) {
 		t.Error("KPSN: WantSample said yes")
 	}
 	on := true
@@ -295,8 +295,8 @@ func TestSamples(t *testing.T) {
 	p := newParticipation(t, cfg, zerolog.Nop())
 	small := bytes.Repeat([]byte("MZ"), 100)
 	big := bytes.Repeat([]byte("PE"), 2000) // 4000 bytes > 1024
-	smallS := Sample{SHA256: exeHash(string(small)), Size: int64(len(small)), Type: "pe", Result: "unknown"}
-	bigS := Sample{SHA256: exeHash(string(big)), Size: int64(len(big)), Type: "pe", Result: "unknown"}
+	smallS := Sample{SHA256: exeHash(string(small)), Size: int64(len(small)), Type: "pe", Result: "unknown", Active: "executable"}
+	bigS := Sample{SHA256: exeHash(string(big)), Size: int64(len(big)), Type: "pe", Result: "unknown", Active: "executable"}
 	if p.WantSample(smallS) {
 		t.Error("samples off: WantSample said yes")
 	}
@@ -305,7 +305,7 @@ func TestSamples(t *testing.T) {
 	if p.WantSample(Sample{SHA256: smallS.SHA256, Size: smallS.Size, Type: "text", Result: "unknown"}) {
 		t.Error("text file: WantSample said yes")
 	}
-	if p.WantSample(Sample{SHA256: smallS.SHA256, Size: smallS.Size, Type: "pe", Result: "malicious"}) {
+	if p.WantSample(Sample{SHA256: smallS.SHA256, Size: smallS.Size, Type: "pe", Result: "malicious", Active: "executable"}) {
 		t.Error("detected file: WantSample said yes")
 	}
 	if p.WantSample(bigS) {

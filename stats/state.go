@@ -67,12 +67,17 @@ type state struct {
 	// File is what the configuration file said when last read: when the
 	// file says something else at the next start or reload, the file wins;
 	// otherwise the runtime choice stands. The latest change wins.
-	File         Settings  `json:"file"`
-	Installation string    `json:"installation"`
-	Seq          uint64    `json:"seq"`     // last batch cut
-	Dropped      uint64    `json:"dropped"` // batches dropped, not yet reported
-	Changed      time.Time `json:"changed"`
-	ChangedBy    string    `json:"changed_by"`
+	File         Settings `json:"file"`
+	Installation string   `json:"installation"`
+	// ClientKey (64 hex digits) keys the digests of client addresses that
+	// count the distinct clients of a sample (clientDigest). It never
+	// leaves the installation, is never shown, and is replaced whenever
+	// the installation identifier is.
+	ClientKey string    `json:"client_key"`
+	Seq       uint64    `json:"seq"`     // last batch cut
+	Dropped   uint64    `json:"dropped"` // batches dropped, not yet reported
+	Changed   time.Time `json:"changed"`
+	ChangedBy string    `json:"changed_by"`
 }
 
 func loadState(path string) (state, bool, error) {
@@ -90,7 +95,16 @@ func loadState(path string) (state, bool, error) {
 	if len(s.Installation) != 32 {
 		s.Installation = newInstallation()
 	}
+	if k, err := hex.DecodeString(s.ClientKey); err != nil || len(k) != 32 {
+		s.ClientKey = newClientKey()
+	}
 	return s, true, nil
+}
+
+func newClientKey() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func newInstallation() string {

@@ -141,6 +141,8 @@ func adminParticipation(p *stats.Participation) (
 		return admin.Participation{
 			Participation: st.Participation, Samples: st.Samples.String(), Sending: st.Sending,
 			LastSend: st.LastSend, LastError: st.LastError, Queued: st.Queued, Changed: st.Changed, ChangedBy: st.ChangedBy,
+			QueuedSamples: st.QueuedSamples, SamplesWaiting: st.SamplesWaiting, SamplesInFlight: st.SamplesInFlight,
+			SamplesTaken: st.SamplesTaken, SamplesDropped: st.SamplesDropped,
 		}, nil
 	}
 	set = func(_ context.Context, a admin.Participation, who string) error {

@@ -203,11 +203,18 @@ token = ""
 # batch). Voluntary and off by default; no effect in kpsn mode. It can be
 # changed at any time here (reload) or through the admin API.
 participation = %t
-# File samples of unknown executables, archives and documents: "off",
-# "full" (files up to samples_max_size) or "full-or-part" (larger files as
-# their first bytes, marked partial). Only with participation = true.
+# File samples, only of unknown files that can attack: executables, scripts,
+# archives holding one, and documents with active content (macros, embedded
+# objects, external templates, PDF JavaScript or actions); never a plain
+# document. "off", "full" (files up to samples_max_size) or "full-or-part"
+# (larger executables as their first bytes, marked partial). Only with
+# participation = true.
 samples = "off"
 samples_max_size = "8MiB"
+# A sample is taken only once samples_min_clients distinct clients have
+# downloaded the file within samples_window of its first download.
+samples_min_clients = 2
+samples_window = "24h"
 # How often a batch is sent; the queue keeps up to queue_max batches while
 # the cloud is unreachable (the oldest is dropped first).
 interval = "1h"

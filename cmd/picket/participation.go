@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/proxy"
@@ -19,17 +20,19 @@ func participationConfig(f *config.File, rep *reputation.Client) (stats.Config, 
 		return stats.Config{}, fmt.Errorf("%s: reputation.ksn.samples: %w", f.Path, err)
 	}
 	cfg := stats.Config{
-		KSN:            f.Reputation.Mode == "ksn",
-		Server:         k.Server,
-		Token:          k.Token,
-		File:           stats.Settings{Participation: k.Participation.Participation, Samples: samples},
-		SamplesMaxSize: int64(k.SamplesMaxSize),
-		Interval:       k.Interval.D(),
-		QueueDir:       f.Resolve(k.QueueDir),
-		QueueMax:       k.QueueMax,
-		StateFile:      f.Resolve(k.StateFile),
-		MinClients:     k.MinClients,
-		Version:        version,
+		KSN:               f.Reputation.Mode == "ksn",
+		Server:            k.Server,
+		Token:             k.Token,
+		File:              stats.Settings{Participation: k.Participation.Participation, Samples: samples},
+		SamplesMaxSize:    int64(k.SamplesMaxSize),
+		Interval:          k.Interval.D(),
+		QueueDir:          f.Resolve(k.QueueDir),
+		QueueMax:          k.QueueMax,
+		StateFile:         f.Resolve(k.StateFile),
+		MinClients:        k.MinClients,
+		SamplesMinClients: k.SamplesMinClients,
+		SamplesWindow:     k.SamplesWindow.D(),
+		Version:           version,
 	}
 	if rep != nil {
 		cfg.Lookups = rep.Stats
@@ -76,7 +79,7 @@ func observeEvent(p *stats.Participation) func(proxy.Event) {
 	}
 }
 
-// sampleOf describes a scanned download for the sample queue.
-func sampleOf(e proxy.ScanEvent) stats.Sample {
-	return stats.Sample{SHA256: e.SHA256, Size: e.Size, Type: e.Type, Result: e.Result}
+// sampleOf describes a scanned download by client for the sample queue.
+func sampleOf(client netip.Addr, e proxy.ScanEvent) stats.Sample {
+	return stats.Sample{SHA256: e.SHA256, Size: e.Size, Type: e.Type, Result: e.Result, Active: e.Active, Client: client}
 }

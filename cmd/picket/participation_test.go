@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,6 +33,13 @@ type statsCloud struct {
 	mu       sync.Mutex
 	reqs     []string // path + headers + body
 	stats    [][]byte
+	samples  []recordedSample
+}
+
+// recordedSample is a sample the cloud received: its meta header and bytes.
+type recordedSample struct {
+	meta stats.SampleMeta
+	body []byte
 }
 
 func startStatsCloud(t *testing.T) *statsCloud {
@@ -55,8 +63,13 @@ func startStatsCloud(t *testing.T) *statsCloud {
 		}
 		c.mu.Lock()
 		c.reqs = append(c.reqs, fmt.Sprintf("%s %s\n%v\n%s", r.Method, r.URL, r.Header, body))
-		if r.URL.Path == "/v1/stats" {
+		switch r.URL.Path {
+		case "/v1/stats":
 			c.stats = append(c.stats, body)
+		case "/v1/samples":
+			var m stats.SampleMeta
+			json.Unmarshal([]byte(r.Header.Get(stats.HeaderSample)), &m)
+			c.samples = append(c.samples, recordedSample{m, body})
 		}
 		c.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(raw))
@@ -65,6 +78,12 @@ func startStatsCloud(t *testing.T) *statsCloud {
 	t.Cleanup(hs.Close)
 	c.url = hs.URL
 	return c
+}
+
+func (c *statsCloud) received() []recordedSample {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]recordedSample(nil), c.samples...)
 }
 
 func (c *statsCloud) batches() [][]byte {

@@ -225,8 +225,8 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	if adm != nil {
 		pcfg.Observe = func(e proxy.Event) { adm.Observe(e); observePart(e) }
 	}
-	pcfg.WantSample = func(e proxy.ScanEvent) bool { return part.WantSample(sampleOf(e)) }
-	pcfg.OfferSample = func(e proxy.ScanEvent, r io.Reader) { part.OfferSample(sampleOf(e), r) }
+	pcfg.WantSample = func(client netip.Addr, e proxy.ScanEvent) bool { return part.WantSample(sampleOf(client, e)) }
+	pcfg.OfferSample = func(e proxy.ScanEvent, r io.Reader) { part.OfferSample(sampleOf(netip.Addr{}, e), r) }
 	if pcfg.PAC, err = newPAC(f, f.PAC, lg.app); err != nil {
 		return err
 	}
