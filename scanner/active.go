@@ -87,12 +87,6 @@ func (a Active) String() string {
 // MarshalText writes the kinds' names, as String.
 func (a Active) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 
-// Document reports whether a holds a document's active content (macros,
-// objects, templates, PDF actions) rather than an executable's.
-func (a Active) Document() bool {
-	return a&^(ActiveExecutable|ActiveScript|ActiveArchivedExecutable) != 0
-}
-
 // Limits of the active-content checks. Parsing is streaming: memory stays
 // bounded by these whatever the file.
 const (
@@ -106,9 +100,11 @@ const (
 // whatever their bytes look like.
 var scriptExtensions = [...]string{".bat", ".cmd", ".ps1", ".psm1", ".vbs", ".vbe", ".jse", ".wsf", ".wsh", ".hta", ".sh"}
 
-// installerExtensions are executables by name inside archives (the scanner
-// streams members, so an MSI member's class is not read).
-var installerExtensions = [...]string{".exe", ".dll", ".scr", ".com", ".msi", ".msp", ".cpl", ".sys"}
+// memberExtensions are programs by name inside archives: installers (the
+// scanner streams members, so an MSI member's class is not read),
+// shortcuts that run commands, and scripts Windows runs when opened from
+// an archive (.js, which a web page's scripts are not, being no member).
+var memberExtensions = [...]string{".exe", ".dll", ".scr", ".com", ".msi", ".msp", ".cpl", ".sys", ".lnk", ".js"}
 
 func hasExt(name string, exts []string) bool {
 	for _, ext := range exts {
@@ -123,7 +119,7 @@ func hasExt(name string, exts []string) bool {
 // makes its archive one that holds an executable.
 func activeMember(name string, t Type) bool {
 	return t.Executable() || t == TypeAPK || t == TypeJAR ||
-		hasExt(name, scriptExtensions[:]) || hasExt(name, installerExtensions[:])
+		hasExt(name, scriptExtensions[:]) || hasExt(name, memberExtensions[:])
 }
 
 // activeContent classifies the file just inspected (t is its true type,
@@ -319,6 +315,7 @@ type cfb struct {
 	shift    uint
 	firstDir uint32
 	difat    []uint32 // the FAT sectors' locations, from the header and DIFAT chain
+	maxSteps int      // sectors a chain may have
 }
 
 // Special sector numbers.
@@ -339,7 +336,9 @@ func openCFB(ra io.ReaderAt, size int64) (*cfb, bool) {
 	if shift != 9 && shift != 12 {
 		return nil, false
 	}
-	c := &cfb{ra: ra, size: size, shift: shift, firstDir: binary.LittleEndian.Uint32(h[0x30:])}
+	// No chain is longer than the file has sectors: a loop ends there.
+	c := &cfb{ra: ra, size: size, shift: shift, firstDir: binary.LittleEndian.Uint32(h[0x30:]),
+		maxSteps: int(min(size>>shift, maxCFBSectors))}
 	nFAT := binary.LittleEndian.Uint32(h[0x2c:])
 	for i := 0; i < 109 && uint32(len(c.difat)) < nFAT; i++ {
 		c.difat = append(c.difat, binary.LittleEndian.Uint32(h[0x4c+4*i:]))
@@ -349,7 +348,7 @@ func openCFB(ra io.ReaderAt, size int64) (*cfb, bool) {
 	next := binary.LittleEndian.Uint32(h[0x44:])
 	per := int(1<<shift)/4 - 1
 	buf := make([]byte, 1<<shift)
-	for steps := 0; uint32(len(c.difat)) < nFAT && next < cfbEnd && steps < maxCFBSectors; steps++ {
+	for steps := 0; uint32(len(c.difat)) < nFAT && next < cfbEnd && steps < c.maxSteps; steps++ {
 		if !c.sector(next, buf) {
 			break
 		}
@@ -390,11 +389,12 @@ func (c *cfb) next(n uint32) uint32 {
 }
 
 // entries calls f for each directory entry in order (the root first) until
-// f returns false. Loops in the chain end after maxCFBSectors sectors.
+// f returns false. A loop in the chain ends after as many sectors as the
+// file has.
 func (c *cfb) entries(f func(i int, name string, kind byte, clsid [16]byte) bool) {
 	buf := make([]byte, 1<<c.shift)
 	i := 0
-	for s, steps := c.firstDir, 0; s < cfbEnd-2 && steps < maxCFBSectors; s, steps = c.next(s), steps+1 {
+	for s, steps := c.firstDir, 0; s < cfbEnd-2 && steps < c.maxSteps; s, steps = c.next(s), steps+1 {
 		if !c.sector(s, buf) {
 			return
 		}

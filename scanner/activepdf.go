@@ -58,15 +58,46 @@ type objAt struct {
 // pdfFrame is a dictionary or array being read.
 type pdfFrame struct {
 	dict       bool
-	key        string // the dictionary's last key
+	key        pdfKey // the dictionary's last key
 	expectVal  bool   // the key's value is next
 	objStm     bool   // /Type /ObjStm
 	filters    int    // names in /Filter
 	flate      bool   // /Filter is FlateDecode, alone
 	n, first   int64  // an object stream's /N and /First, -1 if not given
-	s          string // /S: an action's type
+	action     bool   // /S is one of pdfActiveActions
 	openAction bool   // the value of /OpenAction
 	obj        uint32 // the object this dictionary is, +1 (0: none)
+}
+
+// pdfKey is a dictionary key the parser looks at; the others are keyOther.
+type pdfKey uint8
+
+const (
+	keyOther pdfKey = iota
+	keyType
+	keyFilter
+	keyS
+	keyN
+	keyFirst
+	keyOpenAction
+)
+
+func pdfKeyOf(n []byte) pdfKey {
+	switch string(n) {
+	case "Type":
+		return keyType
+	case "Filter":
+		return keyFilter
+	case "S":
+		return keyS
+	case "N":
+		return keyN
+	case "First":
+		return keyFirst
+	case "OpenAction":
+		return keyOpenAction
+	}
+	return keyOther
 }
 
 // pdfActiveActions are the action types that reach outside the document
@@ -128,9 +159,9 @@ func (p *pdfScan) parse() {
 		case tokInt:
 			if f := p.top(); f != nil && f.dict && f.expectVal {
 				switch f.key {
-				case "N":
+				case keyN:
 					f.n = iv
-				case "First":
+				case keyFirst:
 					f.first = iv
 				}
 			}
@@ -180,8 +211,8 @@ func (p *pdfScan) name(n []byte) {
 	}
 	f := p.top()
 	if f != nil && f.dict && !f.expectVal { // a key
-		f.key, f.expectVal = string(n), true
-		p.openVal, p.objStart = f.key == "OpenAction", false
+		f.key, f.expectVal = pdfKeyOf(n), true
+		p.openVal, p.objStart = f.key == keyOpenAction, false
 		return
 	}
 	// A value: of a dictionary's key, or in an array that is one.
@@ -190,13 +221,13 @@ func (p *pdfScan) name(n []byte) {
 	}
 	if f != nil && f.dict {
 		switch f.key {
-		case "Type":
+		case keyType:
 			f.objStm = f.objStm || string(n) == "ObjStm"
-		case "Filter":
+		case keyFilter:
 			f.filters++
 			f.flate = f.filters == 1 && (string(n) == "FlateDecode" || string(n) == "Fl")
-		case "S":
-			f.s = string(n)
+		case keyS:
+			f.action = pdfActiveActions[string(n)]
 		}
 	}
 	p.value()
@@ -223,7 +254,7 @@ func (p *pdfScan) close() {
 		p.value()
 		return
 	}
-	if f.dict && pdfActiveActions[f.s] {
+	if f.dict && f.action {
 		if f.openAction {
 			p.found |= ActivePDFOpenAction
 		}
@@ -242,7 +273,7 @@ func (p *pdfScan) keywordTok() {
 	switch string(p.keyword) {
 	case "R":
 		f := p.top()
-		if p.nInts == 2 && f != nil && f.dict && f.key == "OpenAction" && len(p.openRefs) < maxPDFRefs && objNum(p.ints[0]) {
+		if p.nInts == 2 && f != nil && f.dict && f.key == keyOpenAction && len(p.openRefs) < maxPDFRefs && objNum(p.ints[0]) {
 			p.openRefs = append(p.openRefs, uint32(p.ints[0]))
 		}
 		p.value()

@@ -9,8 +9,10 @@
 //	                                                   ▼
 //	                                    POST /v1/stats (gzip, retry with backoff)
 //
-//	scanner "unknown" file ──WantSample?──▶ OfferSample (≤ samples_max_size bytes)
-//	                        ──▶ queue dir/samples ──▶ POST /v1/samples (each hash once)
+//	scanner "unknown" file with active content (never a plain document)
+//	    ──WantSample? (seen by samples_min_clients distinct clients, sightings.go)──▶
+//	    OfferSample (≤ samples_max_size bytes; only executables partial)
+//	    ──▶ queue dir/samples ──▶ POST /v1/samples (each hash once, at once)
 //
 // Batch is the one type that defines everything that can be sent; the
 // statement docs/privacy.md documents every field, and a test keeps the two

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -85,8 +86,8 @@ func TestSamplesNeedDistinctClients(t *testing.T) {
 			t.Fatalf("download %d by one client: sampled", i+1)
 		}
 	}
-	if st := p.Status(); st.SamplesWaiting != 1 || st.SamplesTaken != 0 {
-		t.Errorf("one client: waiting %d, taken %d; want 1, 0", st.SamplesWaiting, st.SamplesTaken)
+	if st := p.Status(); st.SamplesWaiting != 1 {
+		t.Errorf("one client: waiting %d, want 1", st.SamplesWaiting)
 	}
 	clk.Add(23 * time.Hour)
 	if !p.WantSample(by(doc, clientB)) {
@@ -95,8 +96,8 @@ func TestSamplesNeedDistinctClients(t *testing.T) {
 	if p.WantSample(by(doc, clientC)) {
 		t.Error("a third client: sampled again")
 	}
-	if st := p.Status(); st.SamplesWaiting != 0 || st.SamplesTaken != 1 {
-		t.Errorf("after the sample: waiting %d, taken %d; want 0, 1", st.SamplesWaiting, st.SamplesTaken)
+	if st := p.Status(); st.SamplesWaiting != 0 {
+		t.Errorf("after the sample: waiting %d, want 0", st.SamplesWaiting)
 	}
 
 	// Past the window the count starts again.
@@ -111,6 +112,38 @@ func TestSamplesNeedDistinctClients(t *testing.T) {
 	clk.Add(time.Hour)
 	if !p.WantSample(by(pdf, clientC)) {
 		t.Error("a second client within the new window: not sampled")
+	}
+}
+
+// TestDroppedOfferIsOfferedAgain: an offer that could not be copied is
+// counted as dropped and releases the file, so that a later download (by
+// any client: the count was made) offers it again; a written sample is
+// never offered again.
+func TestDroppedOfferIsOfferedAgain(t *testing.T) {
+	cfg := testConfig(t, nil, newClock(), t.TempDir(), Settings{Participation: true, Samples: SamplesFull})
+	cfg.Server, cfg.SamplesMinClients = "http://127.0.0.1:9", 2
+	p := newParticipation(t, cfg, zerolog.Nop())
+	data := []byte("MZ pretend program")
+	s := Sample{SHA256: exeHash(string(data)), Size: int64(len(data)), Type: "pe", Result: "unknown", Active: "executable"}
+	by := func(a netip.Addr) Sample { s.Client = a; return s }
+	p.WantSample(by(clientA))
+	if !p.WantSample(by(clientB)) {
+		t.Fatal("two clients: not wanted")
+	}
+	p.OfferSample(s, io.LimitReader(bytes.NewReader(data), 3)) // the body ended early
+	if st := p.Status(); st.SamplesDropped != 1 || st.SamplesInFlight != 0 {
+		t.Fatalf("after a failed copy: %d dropped, %d in flight; want 1, 0", st.SamplesDropped, st.SamplesInFlight)
+	}
+	if !p.WantSample(by(clientA)) {
+		t.Fatal("the next download after a dropped offer: not wanted")
+	}
+	p.OfferSample(s, bytes.NewReader(data))
+	waitFor(t, func() bool { return p.Status().SamplesTaken == 1 })
+	if st := p.Status(); st.SamplesInFlight != 0 || st.QueuedSamples != 1 || st.SamplesWaiting != 0 {
+		t.Errorf("after the sample: %+v", st)
+	}
+	if p.WantSample(by(clientC)) {
+		t.Error("a written sample was wanted again")
 	}
 }
 

@@ -31,7 +31,9 @@ const statementSummary = `Participation (KSN mode only; off unless you say yes)
     - the Picket version and a random installation identifier you can rotate.
   Never: client IP addresses, user names, cookies, headers, query strings, URLs of
   clean traffic, request or response bodies. A hash seen by fewer than 2 clients
-  in an interval is withheld. File samples are a separate switch (off).
+  in an interval is withheld. File samples are a separate switch (off): only of
+  unknown files that can attack (programs, scripts, documents with macros or
+  active content), downloaded by 2 clients or more; never a plain document.
   In KPSN mode nothing is ever sent. You can change this at any time.
   Full statement: docs/privacy.md. See exactly what would be sent: picket stats preview
 `
