@@ -84,6 +84,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad destination", "[proxy]\ndeny_destinations = [\"nope\"]\n", []string{"proxy.deny_destinations", "nope"}},
 		{"bad port range", "[proxy]\nallow_ports = [\"443\", \"9000-80\"]\n", []string{"proxy.allow_ports", "9000-80"}},
 		{"wrong type", "[proxy]\nforwarded_for = \"yes\"\n", []string{"forwarded_for"}},
+		{"drain delay too long", "[proxy]\ndrain_delay = \"10m\"\n", []string{"bad.toml:2", "proxy.drain_delay", "at most 5m"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("bad.toml", []byte(tc.toml))

@@ -56,6 +56,10 @@ type Proxy struct {
 	MaxConnsPerClient int `toml:"max_conns_per_client"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// DrainDelay is how long Picket keeps accepting after SIGTERM, with
+	// /readyz failing and connections closed after each response, so that
+	// load balancers stop sending before the listener closes; default 0s.
+	DrainDelay Duration `toml:"drain_delay"`
 	// GCPercent is the Go garbage collector's target (GOGC); the GOGC
 	// environment variable wins. Default 400: a proxy's live heap is small.
 	GCPercent int `toml:"gc_percent"`
@@ -118,6 +122,9 @@ func (c *Proxy) validate(p *problems) {
 		if d <= 0 {
 			p.add(key, "must be a positive duration")
 		}
+	}
+	if c.DrainDelay.D() > 5*time.Minute {
+		p.add("proxy.drain_delay", "must be at most 5m, got %s", c.DrainDelay.D())
 	}
 	if c.GCPercent < 25 || c.GCPercent > 10000 {
 		p.add("proxy.gc_percent", "must be between 25 and 10000, got %d", c.GCPercent)

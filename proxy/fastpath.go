@@ -185,13 +185,14 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 	for {
 		// 1. Wait for the next request, bounded by the idle timeout
 		// (moved only when an eighth of it has passed: a deadline costs a
-		// timer update). Shutdown closes a connection waiting here.
+		// timer update). Shutdown closes a connection waiting here, and so
+		// does Drain once it served a request (watch is made at the first).
 		if now := time.Now(); now.Sub(readDeadlineAt) > s.cfg.IdleTimeout/8 {
 			_ = c.SetReadDeadline(now.Add(s.cfg.IdleTimeout))
 			readDeadlineAt = now
 		}
 		fc.setState(fastIdle)
-		if s.draining.Load() {
+		if s.draining.Load() || watch != nil && s.closeKeep.Load() {
 			c.Close()
 			return false
 		}
@@ -240,7 +241,7 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 			fw := &fastWriter{c: c, h: make(http.Header)}
 			id, ok := s.authenticate(fw, req, fc.client)
 			if !ok {
-				if !fw.finish(req, !req.Close && !s.draining.Load()) {
+				if !fw.finish(req, !req.Close && s.keepAlive()) {
 					c.Close()
 					return false
 				}
@@ -602,7 +603,7 @@ func (w *fastWriter) finish(req *http.Request, keep bool) bool {
 // writeFast writes resp to the client and closes its body. It reports
 // whether the connection can carry another request.
 func (s *Server) writeFast(c net.Conn, req *http.Request, resp *http.Response) bool {
-	return writeResponse(c, req, resp, !req.Close && !resp.Close && !s.draining.Load())
+	return writeResponse(c, req, resp, !req.Close && !resp.Close && s.keepAlive())
 }
 
 // writeResponse writes resp as the answer to req and closes its body; keep

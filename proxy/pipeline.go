@@ -270,8 +270,8 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		// flush after every write instead of buffering (SSE, long polls).
 		resp.Header.Set("Transfer-Encoding", "chunked")
 	}
-	if s.draining.Load() {
-		resp.Close = true // finish keep-alive connections during shutdown
+	if !s.keepAlive() {
+		resp.Close = true // finish keep-alive connections when draining and during shutdown
 	}
 
 	// 6. Downloads whose true type calls for it are scanned (scan.go).

@@ -31,7 +31,8 @@ type Server struct {
 	pages     *pages
 	http      *http.Server
 	conns     *conns
-	draining  atomic.Bool
+	draining  atomic.Bool // Shutdown or Close began
+	closeKeep atomic.Bool // Drain began: responses close their connections
 	sweepOnce sync.Once   // starts watchSweep (fastpath.go)
 	stdLog    *log.Logger // zerolog for net/http's and goproxy's own messages
 	h2        *h2         // HTTP/2 towards intercepted clients (h2.go); nil when off
@@ -155,6 +156,26 @@ func (s *Server) Protect(addr string) {
 		s.dest.protect(uint16(p))
 	}
 }
+
+// Drain prepares a shutdown while the listeners still accept: a load
+// balancer is taking this node out of rotation (its health check sees
+// /readyz fail). From now on every response closes its connection and idle
+// keep-alive connections are closed, so that clients come back on new
+// connections, which the balancer sends to another node once it has seen
+// the health check fail; requests keep being served as before. Shutdown
+// follows.
+func (s *Server) Drain() {
+	s.closeKeep.Store(true)
+	s.http.SetKeepAlivesEnabled(false)
+	for _, srv := range s.extraServers() {
+		srv.SetKeepAlivesEnabled(false)
+	}
+	s.conns.closeIdleFast()
+	s.shutdownH2() // GOAWAY: HTTP/2 clients finish their streams, then open new connections
+}
+
+// keepAlive reports whether a response may leave its connection open.
+func (s *Server) keepAlive() bool { return !s.draining.Load() && !s.closeKeep.Load() }
 
 // Shutdown stops accepting, lets in-flight requests and tunnels finish until
 // ctx ends, then closes what is left. It returns ctx's error if it had to cut

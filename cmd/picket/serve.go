@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
@@ -301,8 +302,17 @@ wait:
 		}
 	}
 
-	// 10. Graceful shutdown: stop accepting, let in-flight work finish.
+	// 10. Graceful shutdown: not ready at once; behind a load balancer,
+	// keep serving for drain_delay while its health check takes the node
+	// out of rotation (connections close after each response, so clients
+	// come back through the balancer); then stop accepting and let
+	// in-flight work finish.
 	stopping.Store(true)
+	if d := f.Proxy.DrainDelay.D(); d > 0 {
+		srv.Drain()
+		lg.app.Info().Dur("drain_delay", d).Msg("draining: /readyz answers 503, connections close after each response, still accepting")
+		time.Sleep(d)
+	}
 	lg.app.Info().Dur("grace", f.Proxy.ShutdownGrace.D()).Msg("shutting down: waiting for in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), f.Proxy.ShutdownGrace.D())
 	defer cancel()

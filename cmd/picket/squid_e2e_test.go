@@ -215,13 +215,37 @@ func TestMD5Crypt(t *testing.T) {
 	}
 }
 
-// squidOrigins are the origins of the parent tests: plain HTTP, a TLS
-// origin Picket intercepts (127.0.0.1) and one it tunnels untouched
-// (127.0.0.2, listed in [tls] bypass).
-type squidOrigins struct {
+// testOrigins are the origins of the end-to-end tests through several
+// paths: plain HTTP, a TLS origin Picket intercepts (127.0.0.1) and one it
+// tunnels untouched (127.0.0.2, for [tls] bypass), and a PEM file of the
+// TLS origins' certificates for [tls] extra_roots.
+type testOrigins struct {
 	plain, intercepted, tunnelled *httptest.Server
-	rootsPEM                      string // the TLS origins' certificates, for [tls] extra_roots
+	rootsPEM                      string
 }
+
+// startTestOrigins serves plain on the plain origin and tlsH on both TLS
+// origins until the test ends.
+func startTestOrigins(t *testing.T, plain, tlsH http.Handler) testOrigins {
+	t.Helper()
+	o := testOrigins{plain: httptest.NewServer(plain), intercepted: httptest.NewTLSServer(tlsH)}
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.tunnelled = &httptest.Server{Listener: ln, Config: &http.Server{Handler: tlsH}}
+	o.tunnelled.StartTLS()
+	t.Cleanup(func() { o.plain.Close(); o.intercepted.Close(); o.tunnelled.Close() })
+	o.rootsPEM = filepath.Join(t.TempDir(), "origins.pem")
+	pem := append(pemOf(o.intercepted.Certificate()), pemOf(o.tunnelled.Certificate())...)
+	if err := os.WriteFile(o.rootsPEM, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// squidOrigins are the origins of the parent tests.
+type squidOrigins struct{ testOrigins }
 
 func startSquidOrigins(t *testing.T) *squidOrigins {
 	t.Helper()
@@ -232,20 +256,7 @@ func startSquidOrigins(t *testing.T) *squidOrigins {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, b)
 	})
-	o := &squidOrigins{plain: httptest.NewServer(h), intercepted: httptest.NewTLSServer(h)}
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.tunnelled = &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
-	o.tunnelled.StartTLS()
-	t.Cleanup(func() { o.plain.Close(); o.intercepted.Close(); o.tunnelled.Close() })
-	o.rootsPEM = filepath.Join(t.TempDir(), "origins.pem")
-	pem := append(pemOf(o.intercepted.Certificate()), pemOf(o.tunnelled.Certificate())...)
-	if err := os.WriteFile(o.rootsPEM, pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return o
+	return &squidOrigins{startTestOrigins(t, h, h)}
 }
 
 // start starts Picket with parents and the origins trusted. Pooled
