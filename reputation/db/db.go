@@ -113,7 +113,7 @@ func (d *DB) Get(h reputation.Hash) (reputation.Verdict, bool) {
 		}
 	}
 	var v reputation.Verdict
-	ok := lo < d.n && bytes.Equal(d.recs[lo*recSize:lo*recSize+32], h[:])
+	ok := lo < d.n && reputation.Hash(d.recs[lo*recSize:lo*recSize+32]) == h
 	if ok {
 		v = d.verdictAt(d.ref(lo))
 	}
@@ -133,9 +133,7 @@ func (d *DB) Find(dst []Entry, p reputation.Prefix) []Entry {
 		}
 	}
 	for i := lo; i < d.n && d.prefix(i) == uint32(p); i++ {
-		e := Entry{Verdict: d.verdictAt(d.ref(i))}
-		copy(e.Hash[:], d.recs[i*recSize:])
-		dst = append(dst, e)
+		dst = append(dst, Entry{Hash: reputation.Hash(d.recs[i*recSize : i*recSize+32]), Verdict: d.verdictAt(d.ref(i))})
 	}
 	runtime.KeepAlive(d)
 	return dst
@@ -156,20 +154,13 @@ func (d *DB) bucket(p uint32) (int, int) {
 	return int(binary.LittleEndian.Uint32(d.index[b:])), int(binary.LittleEndian.Uint32(d.index[b+4:]))
 }
 
-// verdictAt returns the verdict at ref. One without a threat name (or an
-// inline category) costs no allocation; one with is kept in a small
-// cache, so that it costs one only the first time.
+// verdictAt returns the verdict at ref from a small cache of decoded
+// verdicts: one returned before (the few shared ones always) costs neither
+// decoding nor an allocation.
 func (d *DB) verdictAt(ref uint32) reputation.Verdict {
 	slot := &d.verdicts[(ref^ref>>10^ref>>20)%verdictCacheSize]
 	if c := slot.Load(); c != nil && c.ref == ref {
 		return c.v
-	}
-	rv := decodeVerdict(d.blobs, ref, len(d.cats))
-	if rv.invalid {
-		return reputation.Verdict{}
-	}
-	if len(rv.name) == 0 && len(rv.catRaw) == 0 {
-		return reputation.Verdict{Kind: reputation.Kind(rv.kind), Category: d.category(rv)}
 	}
 	c := &cachedVerdict{ref: ref, v: d.decode(ref)}
 	slot.Store(c)
