@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"runtime"
+	"time"
+)
 
 // Proxy is the [proxy] section: the client-facing listener and the upstream
 // transport.
@@ -277,9 +281,21 @@ func (c *Transparent) defaults() {}
 
 func (c *Transparent) validate(p *problems) {
 	if c.HTTPListen != "" {
+		p.check("transparent.http_listen", transparentHere())
 		p.check("transparent.http_listen", checkListen(c.HTTPListen))
 	}
 	if c.HTTPSListen != "" {
+		p.check("transparent.https_listen", transparentHere())
 		p.check("transparent.https_listen", checkListen(c.HTTPSListen))
 	}
+}
+
+// transparentHere refuses the transparent listeners outside Linux: only
+// Linux tells a redirected connection's original destination
+// (SO_ORIGINAL_DST), which Picket dials instead of the name a client sends.
+func transparentHere() error {
+	if runtime.GOOS != "linux" {
+		return fmt.Errorf("transparent listeners need Linux (SO_ORIGINAL_DST), not %s", runtime.GOOS)
+	}
+	return nil
 }

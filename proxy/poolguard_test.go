@@ -491,7 +491,7 @@ func TestGuardedTransport(t *testing.T) {
 					}
 				}
 			}
-			if n := dials.Load(); n > 2 {
+			if n := dials.Load(); n > 2 && sockWatched {
 				t.Errorf("dialled %d connections for 140 sequential requests, want 1 (keep-alive)", n)
 			}
 		})

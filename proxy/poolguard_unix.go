@@ -9,6 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// sockWatched: upstream sockets can be watched here, so guarded
+// connections are reused.
+const sockWatched = true
+
 // newSockConn watches the socket of c, a TCP connection; nil for anything
 // else (a wrapper may hold bytes of its own that the socket does not show).
 func newSockConn(c net.Conn, t *turns, records bool) *sockConn {

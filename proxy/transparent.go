@@ -13,9 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-	"unsafe"
 )
 
 // Transparent gateway: the firewall redirects port 80 and 443 traffic to
@@ -41,6 +39,9 @@ type origDstKey struct{}
 
 // ServeTransparentHTTP serves plain HTTP connections redirected to ln.
 func (s *Server) ServeTransparentHTTP(ln net.Listener) error {
+	if errNoTransparent != nil {
+		return errNoTransparent
+	}
 	srv := s.newHTTPServer(http.HandlerFunc(s.serveTransparentHTTP), func(ctx context.Context, c net.Conn) context.Context {
 		if cc, ok := c.(*clientConn); ok {
 			ctx = context.WithValue(ctx, connKey{}, cc)
@@ -85,6 +86,9 @@ func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
 // ClientHello's SNI is read without being consumed, then the connection
 // gets the same policy as a CONNECT (intercept, tunnel or block).
 func (s *Server) ServeTransparentHTTPS(ln net.Listener) error {
+	if errNoTransparent != nil {
+		return errNoTransparent
+	}
 	l := &listener{Listener: ln, conns: s.conns}
 	s.mu.Lock()
 	s.extra = append(s.extra, l)
@@ -286,43 +290,3 @@ type recordingConn struct {
 
 func (c *recordingConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
 func (c *recordingConn) Write(p []byte) (int, error) { return 0, errors.New("recording only") }
-
-// originalDst returns the destination a REDIRECTed connection was sent to
-// before the firewall rewrote it (SO_ORIGINAL_DST, IPv4 and IPv6).
-func originalDst(c net.Conn) (netip.AddrPort, error) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return netip.AddrPort{}, errors.New("not a TCP connection")
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	var dst netip.AddrPort
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		var raw syscall.RawSockaddrInet6 // large enough for either family
-		size := uint32(unsafe.Sizeof(raw))
-		level, opt := syscall.SOL_IP, 80 // SO_ORIGINAL_DST
-		if la, ok := tc.LocalAddr().(*net.TCPAddr); ok && la.IP.To4() == nil {
-			level, opt = syscall.SOL_IPV6, 80 // IP6T_SO_ORIGINAL_DST
-		}
-		_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, uintptr(level), uintptr(opt),
-			uintptr(unsafe.Pointer(&raw)), uintptr(unsafe.Pointer(&size)), 0)
-		if e != 0 {
-			serr = e
-			return
-		}
-		port := uint16(raw.Port>>8) | uint16(raw.Port&0xff)<<8
-		if raw.Family == syscall.AF_INET {
-			r4 := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&raw))
-			dst = netip.AddrPortFrom(netip.AddrFrom4(r4.Addr), port)
-		} else {
-			dst = netip.AddrPortFrom(netip.AddrFrom16(raw.Addr).Unmap(), port)
-		}
-	})
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	return dst, serr
-}

@@ -186,15 +186,6 @@ func (p *pump) do(fd uintptr) bool {
 	return p.rawRead(fd)
 }
 
-func rawOf(c net.Conn) syscall.RawConn {
-	if sc, ok := c.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			return rc
-		}
-	}
-	return nil
-}
-
 // step moves the next bytes src has to dst and returns how many moved, or
 // io.EOF when src ended.
 func (p *pump) step() (int64, error) {
@@ -237,27 +228,6 @@ func (p *pump) readStep() ([]byte, error) {
 		return nil, io.EOF
 	}
 	return (*p.bp)[:p.n], nil
-}
-
-// rawRead is readStep's RawConn.Read callback; false means "wait until
-// readable", and no buffer is held while waiting.
-func (p *pump) rawRead(fd uintptr) bool {
-	p.take()
-	for {
-		n, err := syscall.Read(int(fd), *p.bp)
-		switch err {
-		case nil:
-			p.n = n
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			p.release()
-			return false
-		}
-		p.errno = os.NewSyscallError("read", err)
-		return true
-	}
 }
 
 // take makes sure a buffer of the size the transfer calls for is held.

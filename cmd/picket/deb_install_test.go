@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -257,20 +259,4 @@ func runCmd(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, errb.String())
 	}
 	return string(out)
-}
-
-// waitFor waits until log holds msg, failing if the process exits first.
-func waitFor(t *testing.T, exited <-chan struct{}, log *lockedBuffer, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(log.String(), msg) {
-		select {
-		case <-exited:
-			t.Fatalf("exited before %q:\n%s", msg, log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q within 30s:\n%s", msg, log.String())
-		}
-	}
 }

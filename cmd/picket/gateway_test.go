@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,6 +30,9 @@ type gateway struct {
 // root). Missing tools fail the test: make tools installs them.
 func newGateway(t *testing.T) (*gateway, string) {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		return nil, "the transparent gateway is Linux's (network namespaces, iptables, SO_ORIGINAL_DST)"
+	}
 	if os.Geteuid() != 0 {
 		return nil, "needs root for network namespaces and iptables (CI runs as root)"
 	}

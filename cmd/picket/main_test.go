@@ -218,3 +218,19 @@ func TestBinarySIGTERM(t *testing.T) {
 		t.Fatal("binary did not exit after SIGTERM")
 	}
 }
+
+// waitFor waits until log holds msg, failing if the process exits first.
+func waitFor(t *testing.T, exited <-chan struct{}, log *lockedBuffer, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), msg) {
+		select {
+		case <-exited:
+			t.Fatalf("exited before %q:\n%s", msg, log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q within 30s:\n%s", msg, log.String())
+		}
+	}
+}

@@ -278,8 +278,10 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
+	if reopenSignal != nil {
+		signal.Notify(usr1, reopenSignal)
+		defer signal.Stop(usr1)
+	}
 wait:
 	for {
 		select {

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -202,26 +201,10 @@ func (c *Clamd) Kill() { kill(c.cmd, c.exited, false) }
 
 // Freeze stops clamd without killing it (SIGSTOP): it keeps its sockets
 // but answers nothing, like a hung engine. Kill (or the cleanup) ends it.
-func (c *Clamd) Freeze() { _ = c.cmd.Process.Signal(syscall.SIGSTOP) }
+func (c *Clamd) Freeze() { freeze(c.cmd) }
 
 // Exited is closed when clamd has exited.
 func (c *Clamd) Exited() <-chan struct{} { return c.exited }
-
-// kill sends SIGKILL (to the process group with group) and waits.
-func kill(cmd *exec.Cmd, exited chan struct{}, group bool) {
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	pid := cmd.Process.Pid
-	if group {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-	}
-	_ = cmd.Process.Kill()
-	_ = syscall.Kill(pid, syscall.SIGCONT) // a frozen process dies on SIGKILL anyway; this is belt and braces
-	<-exited
-}
 
 // ClamdCommand sends one command on a new connection and returns the answer.
 func ClamdCommand(network, addr, cmd string) (string, error) {
@@ -319,7 +302,7 @@ Service echo srv_echo.so
 		}
 		c.cmd = exec.Command(bin, "-N", "-D", "-f", confPath)
 		c.cmd.Dir = dir
-		c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		ownGroup(c.cmd)
 		out, _ := os.Create(filepath.Join(dir, "c-icap.out"))
 		c.cmd.Stdout, c.cmd.Stderr = out, out
 		if err := c.cmd.Start(); err != nil {
