@@ -753,19 +753,3 @@ func (g *trafficGen) attempt(kind string, try func() (answered bool, err error))
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
-// waitFor waits until log holds msg, failing if the process exits first.
-func waitFor(t *testing.T, exited <-chan struct{}, log *lockedBuffer, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(log.String(), msg) {
-		select {
-		case <-exited:
-			t.Fatalf("exited before %q:\n%s", msg, log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q within 30s:\n%s", msg, log.String())
-		}
-	}
-}
