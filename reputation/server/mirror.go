@@ -33,9 +33,23 @@ type syncState struct {
 }
 
 func (s *Server) syncStatus() syncState {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
 	return s.sync
+}
+
+// syncDone records the end of an update attempt.
+func (s *Server) syncDone(attempt time.Time, res syncResult, err error) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.sync.lastAttempt = attempt
+	if err != nil {
+		s.sync.failures++
+		s.sync.lastErr = err.Error()
+		return
+	}
+	s.sync.failures, s.sync.lastErr = 0, ""
+	s.sync.lastSuccess, s.sync.minWait = time.Now(), res.minWait
 }
 
 // nextWait is how long a mirror waits before its next update request:
@@ -72,19 +86,16 @@ func (s *Server) Sync(ctx context.Context) error {
 	if !s.synced.Load() {
 		from = ""
 	}
-	s.sync.lastAttempt = time.Now()
+	attempt := time.Now()
 	next, res, err := s.fetchUpdate(ctx, cur, from)
 	if errors.Is(err, ErrChecksum) && from != "" {
 		s.log.Warn().Err(err).Msg("the changes did not give the upstream's database; downloading all of it")
 		next, res, err = s.fetchUpdate(ctx, cur, "")
 	}
+	s.syncDone(attempt, res, err)
 	if err != nil {
-		s.sync.failures++
-		s.sync.lastErr = err.Error()
 		return err
 	}
-	s.sync.failures, s.sync.lastErr = 0, ""
-	s.sync.lastSuccess, s.sync.minWait = time.Now(), res.minWait
 	if next == nil { // up to date
 		s.synced.Store(true)
 		return nil

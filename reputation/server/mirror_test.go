@@ -469,3 +469,39 @@ func FuzzDecodeUpdate(f *testing.F) {
 		}
 	})
 }
+
+// TestHealthDuringSync: /healthz answers while an update is in progress
+// (a whole database can take minutes to arrive).
+func TestHealthDuringSync(t *testing.T) {
+	asked, release := make(chan struct{}), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(asked)
+		<-release
+	}))
+	t.Cleanup(up.Close)
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // runs before up.Close, even after a failure
+	private := startServer(t, Config{Role: RolePrivate, Upstream: up.URL})
+	done := make(chan error, 1)
+	go func() { done <- private.srv.Sync(context.Background()) }()
+	<-asked
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(private.http.URL + reputation.PathHealth)
+	if err != nil {
+		t.Fatalf("healthz during a sync: %v", err)
+	}
+	var h Health
+	json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || h.Status != "unsynced" {
+		t.Errorf("healthz during the first sync: %d %+v, want 503 unsynced", resp.StatusCode, h)
+	}
+	free()
+	if err := <-done; err == nil {
+		t.Error("a sync whose upstream answered nothing succeeded")
+	}
+	if st := private.srv.syncStatus(); st.failures != 1 || st.lastAttempt.IsZero() {
+		t.Errorf("after a failed sync: %+v", st)
+	}
+}

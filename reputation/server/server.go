@@ -123,8 +123,9 @@ type Server struct {
 
 	mirror   atomic.Pointer[db.DB] // private
 	synced   atomic.Bool           // private: at least one good copy
-	syncMu   sync.Mutex
-	sync     syncState // private, under syncMu
+	syncMu   sync.Mutex            // one Sync at a time
+	stateMu  sync.Mutex            // sync, read by /healthz while a Sync runs
+	sync     syncState             // private
 	upstream *http.Client
 
 	lookups, updates atomic.Uint64
