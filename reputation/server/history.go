@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 
 	"github.com/picket-proxy/picket/reputation/db"
 )
@@ -18,6 +19,14 @@ type history struct {
 	max   int // steps kept
 	mu    sync.Mutex
 	steps []step // oldest first, contiguous: steps[i].to == steps[i+1].from
+
+	// published is the database mirrors are offered: the store's, once
+	// the step that leads to it is recorded and its checksum known (a
+	// mirror asking in between gets the version before, consistent with
+	// the steps, rather than the whole database).
+	published atomic.Pointer[db.DB]
+
+	hold func() // tests: called while a step is being recorded
 
 	composed struct { // the last composition asked for (mirrors at one version ask alike)
 		from, to uint64
@@ -36,12 +45,17 @@ type step struct {
 const minHistoryBudget = 4096
 
 // record is the store's OnChange hook: it keeps the changes from old to
-// new, and computes new's checksum now rather than on the first update
-// request.
+// new, computes new's checksum now rather than on the first update
+// request, and then publishes new.
 func (h *history) record(old, new *db.DB) {
 	c, err := db.Diff(old, new)
+	new.Checksum()
+	if h.hold != nil {
+		h.hold()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	defer h.published.Store(new)
 	if err != nil || (len(h.steps) > 0 && h.steps[len(h.steps)-1].to != old.Version()) {
 		h.steps = nil // a gap: mirrors behind it download the database
 	}
@@ -58,7 +72,6 @@ func (h *history) record(old, new *db.DB) {
 		h.steps = h.steps[1:]
 	}
 	h.steps = append([]step(nil), h.steps...) // let the dropped ones go
-	new.Checksum()
 }
 
 // since returns the changes from version from to version to; ok is false

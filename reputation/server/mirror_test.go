@@ -505,3 +505,63 @@ func TestHealthDuringSync(t *testing.T) {
 		t.Errorf("after a failed sync: %+v", st)
 	}
 }
+
+// TestMirrorAsksDuringCloudReload: a mirror that asks while the cloud is
+// still recording the changes of a reload (the Diff of millions of entries
+// takes seconds) gets the version before, not the whole database; once
+// the step is recorded it gets the changes.
+func TestMirrorAsksDuringCloudReload(t *testing.T) {
+	ctx := context.Background()
+	feeds := feedDir{t, t.TempDir()}
+	if _, err := feedgen.Write(feeds.dir, 3000); err != nil {
+		t.Fatal(err)
+	}
+	cloud, err := New(Config{Role: RoleCloud, Feeds: feeds.dir, Poll: -1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cloud.Close() })
+	wire := &cloudWire{next: cloud.Handler()}
+	hs := httptest.NewServer(wire)
+	t.Cleanup(hs.Close)
+	mirror := startServer(t, Config{Role: RolePrivate, Upstream: hs.URL}).srv
+	if err := mirror.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := mirror.DB().Token()
+
+	recording, proceed := make(chan struct{}), make(chan struct{})
+	cloud.hist.hold = func() {
+		close(recording)
+		<-proceed
+	}
+	feeds.addDomains("during", 3)
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- cloud.Reload() }()
+	<-recording
+	if versionToken(cloud.DB().Version()) == token {
+		t.Fatal("the cloud's store has not swapped yet")
+	}
+	n := wire.count()
+	if err := mirror.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls := wire.since(n); len(calls) != 1 || calls[0].mediaDB || calls[0].response.Full || calls[0].response.Version != token {
+		t.Errorf("asking during the reload: %+v; want \"up to date\" at %q", calls, token)
+	}
+	close(proceed)
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	n = wire.count()
+	if err := mirror.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls := wire.since(n)
+	if len(calls) != 1 || calls[0].mediaDB || calls[0].response.Full || len(calls[0].response.Added) != 3 {
+		t.Errorf("asking after the reload: %+v; want the 3 changes", calls)
+	}
+	if mirror.DB().Checksum() != cloud.DB().Checksum() {
+		t.Error("the mirror differs from the cloud")
+	}
+}

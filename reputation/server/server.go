@@ -170,6 +170,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("repserver: %w", err)
 		}
 		s.store = st
+		s.hist.published.Store(st.DB())
 		go st.DB().Checksum() // ready before the first mirror asks
 	case RolePrivate:
 		if cfg.Intake != nil {
@@ -363,7 +364,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		EntriesSent: s.sent.entries.Load(), BytesSent: s.sent.bytes.Load()}
 	code := http.StatusOK
 	if s.cfg.Role == RoleCloud {
-		h.Token = versionToken(d.Version())
+		h.Token = versionToken(s.hist.published.Load().Version())
 	} else {
 		st := s.syncStatus()
 		h.LastAttempt, h.LastSuccess, h.LastError, h.MinWait = timeString(st.lastAttempt), timeString(st.lastSuccess), st.lastErr, int64(st.minWait/time.Second)

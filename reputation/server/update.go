@@ -67,7 +67,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.updates.Add(1)
-	d := s.DB()
+	d := s.hist.published.Load()
 	token := versionToken(d.Version())
 	sum := d.Checksum()
 	head := UpdateResponse{Version: token, Checksum: hex.EncodeToString(sum[:]), MinWait: int64(s.cfg.MinWait / time.Second)}
