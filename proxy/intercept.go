@@ -55,6 +55,11 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 	tcfg = s.h2.withALPN(tcfg.Clone()) // h2 first when HTTP/2 is on (h2.go)
 	if get := tcfg.GetCertificate; get != nil {
 		tcfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if hello.ServerName != "" && sniHost(hello.ServerName) == "" {
+				h := *hello
+				h.ServerName = "" // not a host name: minted for the CONNECT host
+				hello = &h
+			}
 			c, err := get(hello)
 			certSent = err == nil
 			return c, err
@@ -73,7 +78,7 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 		return up, down, err
 	}
 	it := *t
-	it.sni = tc.ConnectionState().ServerName
+	it.sni = sniHost(tc.ConnectionState().ServerName)
 	it.authority = authority(t.host, it.sni)
 	it.urlHost = strings.TrimSuffix(it.authority, ":443") // https URLs leave the default port out
 
@@ -164,8 +169,21 @@ func (s *Server) passThrough(pc *peekConn, t *tunnel) (up, down int64, err error
 	return up, down, nil
 }
 
+// sniHost returns the host name a ClientHello's server_name asks for, or ""
+// when it asks for none that RFC 6066 §3 allows there: a DNS host name,
+// never an IP literal, never a port. A client that sends one of those (hey
+// sends "host:port") is taken as having sent no name: the CONNECT authority
+// (or a redirected connection's original destination) stands.
+func sniHost(serverName string) string {
+	if serverName == "" || isIPLiteral(serverName) || !validHostName(serverName) {
+		return ""
+	}
+	return serverName
+}
+
 // authority is host:port of the requests inside an intercepted tunnel: the
-// CONNECT target, or the SNI name when the CONNECT named only an IP.
+// CONNECT target, or the SNI name (sniHost) when the CONNECT named only an
+// IP.
 func authority(connectHost, sni string) string {
 	host, port, err := net.SplitHostPort(connectHost)
 	if err != nil || sni == "" {

@@ -256,10 +256,20 @@ func peekSNI(c net.Conn) ([]byte, string, error) {
 	if errors.Is(err, errHello) {
 		err = nil
 	}
-	if sni != "" && !validHostName(sni) {
+	switch {
+	case sni == "" || sniHost(sni) != "":
+	case isIPLiteral(sni) || hasPort(sni):
+		sni = "" // not allowed there (RFC 6066 §3): as if none was sent
+	default:
 		return rec.Bytes(), "", fmt.Errorf("invalid server name %q in ClientHello", sni)
 	}
 	return rec.Bytes(), sni, err
+}
+
+// hasPort reports whether name is a host name with a port.
+func hasPort(name string) bool {
+	host, _, err := net.SplitHostPort(name)
+	return err == nil && (validHostName(host) || isIPLiteral(host))
 }
 
 // validHostName accepts what an SNI may hold: ASCII labels of letters,
