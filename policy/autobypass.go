@@ -43,7 +43,7 @@ func (a *autoBypass) init(in Inspection) {
 func (e *Engine) NoteHandshakeFailure(host string) bool {
 	a := &e.auto
 	t := parseTarget(host)
-	if a.dur <= 0 || !t.valid {
+	if a.dur <= 0 || !t.valid() {
 		return false
 	}
 	key, now := t.key(), e.now()

@@ -233,7 +233,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 		return Decision{}, ErrNoURL
 	}
 	q := &request{ctx: ctx, in: in, e: e, host: parseTarget(in.URL.Host), local: e.now().In(e.loc)}
-	if !q.host.valid {
+	if !q.host.valid() {
 		return Decision{}, ErrInvalidHost
 	}
 	q.method = strings.ToUpper(in.Method)

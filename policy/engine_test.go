@@ -219,6 +219,14 @@ func TestCriteria(t *testing.T) {
 		{"hosts exact", Rule{Hosts: []string{"example.com"}}, req("GET", "http://EXAMPLE.com./a"), wed, true},
 		{"hosts wildcard not apex", Rule{Hosts: []string{"*.example.com"}}, req("GET", "http://example.com/"), wed, false},
 		{"hosts ip in cidr", Rule{Hosts: []string{"192.0.2.0/24"}}, req("GET", "http://192.0.2.9:8080/"), wed, true},
+		// Security fix: an address rule used to miss the spellings the dialer
+		// reads as that address (hex, decimal, short, IPv4-mapped), a bypass.
+		{"hosts ip hex spelling", Rule{Hosts: []string{"10.0.0.5"}}, req("GET", "http://0xa.5/"), wed, true},
+		{"hosts ip decimal spelling", Rule{Hosts: []string{"10.0.0.5"}}, req("GET", "http://167772165/"), wed, true},
+		{"hosts ip octal spelling in cidr", Rule{Hosts: []string{"192.0.2.0/24"}}, req("GET", "http://0300.0.2.9:8080/"), wed, true},
+		{"hosts ip mapped spelling", Rule{Hosts: []string{"10.0.0.5"}}, req("GET", "http://[::ffff:a00:5]/"), wed, true},
+		{"hosts ip odd spelling of a CONNECT", Rule{Hosts: []string{"10.0.0.5"}}, connect("10.5:443"), wed, true},
+		{"url prefix ip odd spelling", Rule{URLPrefixes: []string{"http://10.0.0.5/admin/"}}, req("GET", "http://0xa.0.0.5/admin/x"), wed, true},
 		{"url prefix", Rule{URLPrefixes: []string{"https://example.com/downloads/"}}, req("GET", "https://Example.COM:443/downloads/x.exe"), wed, true},
 		{"url prefix other path", Rule{URLPrefixes: []string{"https://example.com/downloads/"}}, req("GET", "https://example.com/download"), wed, false},
 		{"url prefix scheme matters", Rule{URLPrefixes: []string{"https://example.com/"}}, req("GET", "http://example.com/"), wed, false},

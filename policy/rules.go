@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/picket-proxy/picket/internal/netaddr"
 	"github.com/picket-proxy/picket/reputation"
 )
 
@@ -220,7 +221,7 @@ func compileRule(r Rule) (*rule, []keyError) {
 		}
 	}
 	for _, n := range r.Clients {
-		p, err := parsePrefix(n)
+		p, err := netaddr.ParsePrefix(n)
 		if err != nil {
 			fail("clients", err)
 			continue
@@ -257,24 +258,6 @@ func nonEmpty(list []string, key string, fail func(string, error)) []string {
 		out = append(out, s)
 	}
 	return out
-}
-
-// parsePrefix parses "10.0.0.0/8" or a single address "192.0.2.1".
-func parsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
-		}
-		return unmapPrefix(p).Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("invalid address %q", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func validMethod(m string) bool {
@@ -365,11 +348,9 @@ func defaultPort(scheme string) string {
 }
 
 // normalizeHost returns the host of a URL or CONNECT target without port,
-// lower case and in punycode, or the IP address in canonical form.
+// as every part of Picket reads it: a lower-case punycode name or an IP
+// address in canonical form.
 func normalizeHost(hostport string) (string, bool) {
-	h := stripPort(hostport)
-	if a, ok := parseAddr(h); ok {
-		return a.String(), true
-	}
-	return normalizeName(h)
+	h, _, err := netaddr.ParseHostPort(hostport)
+	return h.String(), err == nil
 }
