@@ -102,7 +102,8 @@ func IsFileHash(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if _, ok := hexVal(s[i]); !ok {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 			return false
 		}
 	}

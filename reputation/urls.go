@@ -6,9 +6,8 @@ import (
 	"net/netip"
 	"path"
 	"strings"
-	"unicode/utf8"
 
-	"golang.org/x/net/idna"
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // ErrInvalidURL is returned (wrapped) for URLs that cannot be canonicalized.
@@ -66,7 +65,7 @@ func ParseURL(raw string) (URL, error) {
 		s = s[:i]
 	}
 	// 2. Unescape until nothing changes, then escape once.
-	s = escape(unescapeAll(s))
+	s = escape(netaddr.Unescape(s))
 
 	// 3. Scheme: only "scheme://"; anything else is a schemeless URL.
 	var u URL
@@ -105,84 +104,33 @@ func isScheme(s string) bool {
 }
 
 // canonicalHost works on an escaped host[:port] with optional user info.
+// A host is read as every part of Picket reads it (internal/netaddr), after
+// Safe Browsing's own step of dropping leading, trailing and repeated dots:
+// a name in lower-case punycode, an IPv4 address in any spelling as dotted
+// decimal, an IPv6 address in brackets (an IPv4-mapped one as IPv4). A host
+// that is neither is never dialled (the rules refuse it), but it is still a
+// lookup key: its text, lower case and escaped.
 func canonicalHost(h string) (string, error) {
 	if i := strings.LastIndexByte(h, '@'); i >= 0 {
 		h = h[i+1:]
 	}
-	if strings.HasPrefix(h, "[") { // IPv6 literal: keep it, lower case.
-		i := strings.IndexByte(h, ']')
-		if i < 0 {
-			return "", fmt.Errorf("%w: missing ']' in host", ErrInvalidURL)
-		}
-		a, err := netip.ParseAddr(unescapeAll(h[1:i]))
-		if err != nil {
-			return "", fmt.Errorf("%w: bad IPv6 address %q", ErrInvalidURL, h[:i+1])
-		}
-		return "[" + a.WithZone("").String() + "]", nil
-	}
-	h = stripPort(h)
-	h = lowerASCII(unescapeAll(h))
-	// Dots, a port and IDNA can hide each other ("a:.", "a.:1", "ւ:." is
-	// no IDN until ":." goes): repeat until stable so that canonicalizing
-	// is idempotent. Each round shortens h or makes it ASCII, so it ends.
-	for {
-		t := stripPort(squeezeDots(h))
-		if !isASCII(t) && utf8.ValidString(t) {
-			// A '%' in the result would start new escapes on the next pass.
-			if a, err := idna.Lookup.ToASCII(t); err == nil && !strings.Contains(a, "%") {
-				t = a
-			}
-		}
-		if t == h {
-			break
-		}
-		h = t
-	}
-	if h == "" {
-		return "", fmt.Errorf("%w: missing host", ErrInvalidURL)
-	}
-	if h[0] == '[' { // "[" only starts an IPv6 literal
+	host, _, err := netaddr.SplitHostPort(netaddr.Unescape(h))
+	if err != nil {
 		return "", fmt.Errorf("%w: bad host %q", ErrInvalidURL, h)
 	}
-	if ip, ok := parseIPv4(h); ok {
-		return ip, nil
+	if !strings.HasPrefix(host, "[") {
+		host = squeezeDots(host)
 	}
-	return escape(h), nil
-}
-
-// stripPort removes a trailing ":digits".
-func stripPort(h string) string {
-	i := strings.LastIndexByte(h, ':')
-	if i < 0 {
-		return h
+	if host == "" {
+		return "", fmt.Errorf("%w: missing host", ErrInvalidURL)
 	}
-	for j := i + 1; j < len(h); j++ {
-		if h[j] < '0' || h[j] > '9' {
-			return h
-		}
+	if c, err := netaddr.ParseHost(host); err == nil {
+		return c.URLHost(), nil
 	}
-	return h[:i]
-}
-
-// lowerASCII lowers A-Z only; strings.ToLower would turn invalid UTF-8
-// into U+FFFD.
-func lowerASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
+	if host[0] == '[' { // "[" only starts an IPv6 literal
+		return "", fmt.Errorf("%w: bad IPv6 address %q", ErrInvalidURL, host)
 	}
-	return string(b)
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
+	return escape(netaddr.LowerASCII(host)), nil
 }
 
 // squeezeDots removes leading and trailing dots and collapses runs of dots.
@@ -201,60 +149,6 @@ func squeezeDots(h string) string {
 	return b.String()
 }
 
-// parseIPv4 recognises the forms browsers accept: 1 to 4 parts, each
-// decimal, octal (leading 0) or hex (0x); the last part fills the remaining
-// bytes ("3279880203", "195.127.11"). It returns dotted decimal.
-func parseIPv4(h string) (string, bool) {
-	parts := strings.Split(h, ".")
-	if len(parts) > 4 {
-		return "", false
-	}
-	var ip uint64
-	for i, p := range parts {
-		v, ok := parseIPNum(p)
-		if !ok {
-			return "", false
-		}
-		if i < len(parts)-1 {
-			if v > 0xff {
-				return "", false
-			}
-			ip = ip<<8 | v
-			continue
-		}
-		rest := uint(5 - len(parts)) // bytes the last part fills
-		if v >= 1<<(8*rest) {
-			return "", false
-		}
-		ip = ip<<(8*rest) | v
-	}
-	return fmt.Sprintf("%d.%d.%d.%d", byte(ip>>24), byte(ip>>16), byte(ip>>8), byte(ip)), true
-}
-
-func parseIPNum(s string) (uint64, bool) {
-	base := uint64(10)
-	switch {
-	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
-		base, s = 16, s[2:]
-	case len(s) > 1 && s[0] == '0':
-		base, s = 8, s[1:]
-	case s == "":
-		return 0, false
-	}
-	var v uint64
-	for i := 0; i < len(s); i++ {
-		d, ok := hexVal(s[i])
-		if !ok || uint64(d) >= base {
-			return 0, false
-		}
-		v = v*base + uint64(d)
-		if v > 0xffffffff {
-			return 0, false
-		}
-	}
-	return v, true
-}
-
 // canonicalPath resolves "/./", "/../" and "//", keeping a trailing slash.
 func canonicalPath(p string) string {
 	if p == "" {
@@ -268,57 +162,6 @@ func canonicalPath(p string) string {
 		c += "/"
 	}
 	return c
-}
-
-func hexVal(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// unescapeAll percent-unescapes s until it no longer changes. Invalid
-// escapes ("%%", "%zz") stay as they are.
-func unescapeAll(s string) string {
-	for strings.IndexByte(s, '%') >= 0 {
-		t := unescapeOnce(s)
-		if len(t) == len(s) {
-			break
-		}
-		s = t
-	}
-	return s
-}
-
-func unescapeOnce(s string) string {
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := hexVal(s[i+1])
-			lo, ok2 := hexVal(s[i+2])
-			if ok1 && ok2 {
-				if b == nil {
-					b = make([]byte, 0, len(s))
-					b = append(b, s[:i]...)
-				}
-				b = append(b, hi<<4|lo)
-				i += 2
-				continue
-			}
-		}
-		if b != nil {
-			b = append(b, s[i])
-		}
-	}
-	if b == nil {
-		return s
-	}
-	return string(b)
 }
 
 // escape percent-escapes bytes <= 0x20, >= 0x7f, '#' and '%'.
@@ -369,7 +212,7 @@ func (u URL) hosts() []string {
 	if strings.HasPrefix(u.Host, "[") {
 		return hosts
 	}
-	if _, ok := parseIPv4(u.Host); ok {
+	if _, err := netip.ParseAddr(u.Host); err == nil { // canonical IPv4
 		return hosts
 	}
 	comps := strings.Split(u.Host, ".")

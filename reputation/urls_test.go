@@ -53,6 +53,16 @@ func TestCanonicalize(t *testing.T) {
 		{"escaped IDN", "http://b%C3%BCcher.example/", "http://xn--bcher-kva.example/"},
 		{"IPv6", "http://[2001:DB8::1]:80/", "http://[2001:db8::1]/"},
 		{"upper scheme", "HTTP://a.com/", "http://a.com/"},
+		// Hosts as every part of Picket reads them (internal/netaddr). Security
+		// fix: an IPv4-mapped IPv6 host was a key of its own, so a listed
+		// address written as ::ffff:a.b.c.d was not found, while the proxy
+		// dialled the listed address.
+		{"IPv4-mapped IPv6", "http://[::ffff:195.127.0.11]/x", "http://195.127.0.11/x"},
+		{"IPv4-mapped IPv6 in hex", "http://[::ffff:c37f:b]:8080/x", "http://195.127.0.11/x"},
+		{"hex part without digits", "http://0x.0x.0x.0x/", "http://0.0.0.0/"},
+		{"IPv6 zone dropped", "http://[fe80::1%25eth0]/", "http://[fe80::1]/"},
+		{"IDN with an underscore", "http://a_ü.example/", "http://xn--a_-yka.example/"},
+		{"bare IPv6", "http://::1/", "http://[::1]/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

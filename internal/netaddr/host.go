@@ -126,7 +126,7 @@ func ParseHost(s string) (Host, error) {
 	if s == "" {
 		return Host{}, invalid(in, "empty")
 	}
-	s = lowerASCII(s)
+	s = LowerASCII(s)
 	if endsInNumber(s) {
 		a, ok := parseIPv4(s)
 		if !ok {
@@ -247,9 +247,9 @@ func isASCII(s string) bool {
 	return true
 }
 
-// lowerASCII lowers A-Z only, without allocating when there is none;
-// strings.ToLower would also turn invalid UTF-8 into U+FFFD.
-func lowerASCII(s string) string {
+// LowerASCII lowers A-Z only, as names compare, without allocating when
+// there is none; strings.ToLower would also turn invalid UTF-8 into U+FFFD.
+func LowerASCII(s string) string {
 	i := 0
 	for i < len(s) && !('A' <= s[i] && s[i] <= 'Z') {
 		i++

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/picket-proxy/picket/internal/netaddr"
 	"github.com/picket-proxy/picket/reputation"
 )
 
@@ -263,16 +264,17 @@ func (p parser) addExpr(raw string, v reputation.Verdict, n int) {
 		p.bad(n, "%v", err)
 		return
 	}
-	if host, _, _ := strings.Cut(e, "/"); !isDomain(host) && !isIPLiteral(host) {
+	if host, _, _ := strings.Cut(e, "/"); !validHost(host) {
 		p.bad(n, "%q is not a host name", host) // an HTML error page, a changed format
 		return
 	}
 	p.add(reputation.HashExpression(e), v)
 }
 
-// isIPLiteral accepts a canonical host that is an IP address ("[v6]").
-func isIPLiteral(h string) bool {
-	_, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+// validHost reports whether the canonical host of an expression is a name or
+// an address as every part of Picket reads hosts: what a proxy can reach.
+func validHost(h string) bool {
+	_, err := netaddr.ParseHost(h)
 	return err == nil
 }
 

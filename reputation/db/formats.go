@@ -2,9 +2,9 @@ package db
 
 import (
 	"encoding/json"
-	"net/netip"
 	"strings"
 
+	"github.com/picket-proxy/picket/internal/netaddr"
 	"github.com/picket-proxy/picket/reputation"
 )
 
@@ -28,31 +28,11 @@ func (p parser) domainLine(line string, n int) {
 		return
 	}
 	d := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(line, "*."), "."), ".")
-	if !isDomain(d) {
+	if _, err := netaddr.ParseHost(d); err != nil {
 		p.bad(n, "want one domain a line")
 		return
 	}
 	p.addExpr(d, p.def, n)
-}
-
-// isDomain accepts dot-separated labels of ASCII letters, digits, '-' and
-// '_' (an HTML page or a URL is not a domain list).
-func isDomain(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // hashLine: one hex MD5, SHA-1 or SHA-256 a line (MalwareBazaar's text
@@ -126,7 +106,7 @@ const (
 // addNetwork adds an address ("192.0.2.1") or a network ("192.0.2.0/24",
 // host bits are cleared). IPv4-mapped IPv6 forms count as IPv4.
 func (p parser) addNetwork(s string, v reputation.Verdict, n int) {
-	pfx, err := parseNetwork(s)
+	pfx, err := netaddr.ParsePrefix(s)
 	if err != nil {
 		p.bad(n, "%q is not an address or a CIDR network", s)
 		return
@@ -139,31 +119,4 @@ func (p parser) addNetwork(s string, v reputation.Verdict, n int) {
 		return
 	}
 	p.addNet(pfx, v)
-}
-
-// parseNetwork parses an address or a CIDR network into a masked prefix.
-func parseNetwork(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		pfx, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		a, bits := pfx.Addr(), pfx.Bits()
-		if a.Is4In6() {
-			if bits < 96 {
-				return netip.Prefix{}, errBadNetwork
-			}
-			a, bits = a.Unmap(), bits-96
-		}
-		return netip.PrefixFrom(a, bits).Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	if a.Zone() != "" {
-		return netip.Prefix{}, errBadNetwork
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -35,6 +35,11 @@ func TestNewFormats(t *testing.T) {
 		{"domains", "domains", "# a list\nevil.test\n*.wild.test\n.dot.test\ntrail.test.\nBIG.TEST # comment\n<html>\nhttp://x.test/\ntwo words\n", 5, 3, 7,
 			[]reputation.Hash{urlHash(t, "evil.test"), urlHash(t, "wild.test"), urlHash(t, "dot.test"), urlHash(t, "trail.test"), urlHash(t, "big.test")},
 			[]reputation.Hash{urlHash(t, "x.test/")}},
+		// Domains read as every part of Picket reads hosts (internal/netaddr):
+		// an international name is its punycode, a name that ends in a number
+		// is an IPv4 address or nothing.
+		{"domains read as hosts", "domains", "bücher.test\n0x7f.1\n1.2.3.256\n", 2, 1, 3,
+			[]reputation.Hash{urlHash(t, "xn--bcher-kva.test"), urlHash(t, "127.0.0.1")}, nil},
 		{"hashes", "hashes", "# MalwareBazaar export\n" + eicarSHA256 + "\n44D88612FEA8A8F36DE82E1278ABB02F\n3395856ce81f2b7382dee72602f798b642f14140 # sha1\nzz\n" + eicarSHA256 + " extra\n", 3, 2, 5,
 			[]reputation.Hash{fileHash(t, eicarSHA256), fileHash(t, "44d88612fea8a8f36de82e1278abb02f"), fileHash(t, "3395856ce81f2b7382dee72602f798b642f14140")}, nil},
 		{"ips", "ips", "; Spamhaus DROP text\n192.0.2.0/24 ; SBL1\n198.51.100.7\n2001:db8::/32 # doc\n::ffff:203.0.113.0/120\n10.0.0.1/8\nnot-an-ip\n0.0.0.0/0\n1.2.3.4 5.6.7.8\n::/4\n", 5, 4, 7, nil, nil},

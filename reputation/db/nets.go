@@ -3,7 +3,6 @@ package db
 import (
 	"cmp"
 	"encoding/binary"
-	"errors"
 	"net/netip"
 	"slices"
 
@@ -82,8 +81,6 @@ func (a u128) mask(bits int, v6 bool) u128 {
 	}
 	return a
 }
-
-var errBadNetwork = errors.New("not a network")
 
 // Len is the number of networks.
 func (n *Networks) Len() int {
