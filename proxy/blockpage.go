@@ -230,7 +230,7 @@ func (p *pages) mac(client netip.Addr, host string, exp []byte) []byte {
 	m := hmac.New(sha256.New, p.key[:])
 	m.Write([]byte(client.String()))
 	m.Write([]byte{0})
-	m.Write([]byte(strings.ToLower(host)))
+	m.Write([]byte(normalizeHost(host)))
 	m.Write([]byte{0})
 	m.Write(exp)
 	return m.Sum(nil)[:16]
@@ -260,9 +260,11 @@ func (p *pages) continueURL(x *exchange) string {
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: continuePath, RawQuery: q.Encode()}).String()
 }
 
-// allowance is the key of a granted "continue".
+// allowance is the key of a granted "continue". Hosts are keyed as every
+// part of Picket reads them (normalizeHost), like the token's MAC, so that
+// the continue granted for one spelling holds for all.
 func allowance(client netip.Addr, host string) string {
-	return client.String() + "\x00" + strings.ToLower(host)
+	return client.String() + "\x00" + normalizeHost(host)
 }
 
 // isAllowed reports whether client continued past a warning for host.

@@ -2,33 +2,19 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
-// PortRange is an inclusive range of TCP ports.
-type PortRange struct{ Lo, Hi uint16 }
-
-// ParsePortRange parses "443" or "1024-65535".
-func ParsePortRange(s string) (PortRange, error) {
-	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
-	if !found {
-		hi = lo
-	}
-	l, err1 := strconv.ParseUint(lo, 10, 16)
-	h, err2 := strconv.ParseUint(hi, 10, 16)
-	if err1 != nil || err2 != nil || l == 0 || l > h {
-		return PortRange{}, fmt.Errorf("invalid port or range %q", s)
-	}
-	return PortRange{uint16(l), uint16(h)}, nil
-}
+// PortRange is an inclusive range of TCP ports (netaddr.ParsePortRange
+// reads "443" or "1024-65535").
+type PortRange = netaddr.PortRange
 
 // defaultConnectPorts are the ports CONNECT may reach unless configured.
-var defaultConnectPorts = []PortRange{{80, 80}, {443, 443}, {8080, 8080}, {8443, 8443}}
+var defaultConnectPorts = []PortRange{{Lo: 80, Hi: 80}, {Lo: 443, Hi: 443}, {Lo: 8080, Hi: 8080}, {Lo: 8443, Hi: 8443}}
 
 // builtinDeny are the destinations never dialled unless explicitly allowed:
 // loopback, link-local (cloud metadata 169.254.169.254), unspecified,
@@ -128,9 +114,11 @@ func (d *destinations) protect(port uint16) {
 	d.mu.Unlock()
 }
 
-// check decides on an address about to be dialled.
+// check decides on an address about to be dialled. The zone of an IPv6
+// address is dropped: netip.Prefix.Contains is false for an address with a
+// zone, which let fe80::1%eth0 past the link-local deny.
 func (d *destinations) check(ap netip.AddrPort) error {
-	ip := ap.Addr().Unmap()
+	ip := ap.Addr().Unmap().WithZone("")
 	d.mu.RLock()
 	self := d.self[ap.Port()]
 	d.mu.RUnlock()
@@ -159,12 +147,12 @@ func (d *destinations) check(ap netip.AddrPort) error {
 
 // connectPortAllowed reports whether CONNECT may reach port.
 func (d *destinations) connectPortAllowed(port string) bool {
-	p, err := strconv.ParseUint(port, 10, 16)
+	p, err := netaddr.ParsePort(port)
 	if err != nil {
 		return false
 	}
 	for _, r := range d.ports {
-		if uint16(p) >= r.Lo && uint16(p) <= r.Hi {
+		if r.Contains(p) {
 			return true
 		}
 	}
@@ -180,59 +168,20 @@ func (d *destinations) control(network, address string, _ syscall.RawConn) error
 	return d.check(ap)
 }
 
-// normalizeHost turns the IPv4 spellings that browsers and inet_aton accept
-// (decimal "2130706433", hex "0x7f.1", octal "0177.0.0.1", short "127.1")
-// into dotted quads, so that they are dialled as the address they mean
-// instead of being sent to DNS. Other hosts are returned unchanged.
+// normalizeHost returns host (without a port) as every part of Picket
+// reads it (netaddr.ParseHost), so that it is dialled and checked as that:
+// an IPv4 address in any spelling ("2130706433", "0x7f.1", "0177.0.0.1",
+// "127.1") as its dotted quad instead of a name sent to DNS, an IPv6
+// address without brackets (an IPv4-mapped one as IPv4), a name in lower
+// case and punycode, percent-escapes decoded. A host that is neither is
+// returned unchanged: the rules refuse it before any dial, and the resolver
+// would.
 func normalizeHost(host string) string {
-	if host == "" || strings.ContainsAny(host, ":[]") {
+	h, err := netaddr.ParseHost(host)
+	if err != nil {
 		return host
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return host
-	}
-	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
-	if len(parts) > 4 {
-		return host
-	}
-	nums := make([]uint64, len(parts))
-	for i, p := range parts {
-		n, ok := parseIPv4Part(p)
-		if !ok {
-			return host
-		}
-		nums[i] = n
-	}
-	last := len(nums) - 1
-	for _, n := range nums[:last] {
-		if n > 255 {
-			return host
-		}
-	}
-	if nums[last] >= 1<<(8*(4-last)) {
-		return host
-	}
-	v := nums[last]
-	for i, n := range nums[:last] {
-		v |= n << (8 * (3 - i))
-	}
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
-}
-
-// parseIPv4Part parses one dotted part in decimal, octal (leading 0) or hex
-// (leading 0x).
-func parseIPv4Part(s string) (uint64, bool) {
-	base := 10
-	switch {
-	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
-		s, base = s[2:], 16
-	case s == "0x" || s == "0X":
-		return 0, true
-	case len(s) > 1 && s[0] == '0':
-		s, base = s[1:], 8
-	}
-	n, err := strconv.ParseUint(s, base, 32)
-	return n, err == nil
+	return h.String()
 }
 
 // isDenied reports whether err is a refused destination.

@@ -67,7 +67,7 @@ func startProxy(t testing.TB, cfg Config) *testProxy {
 		cfg.AllowDestinations = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	if cfg.ConnectPorts == nil {
-		cfg.ConnectPorts = []PortRange{{1, 65535}}
+		cfg.ConnectPorts = []PortRange{{Lo: 1, Hi: 65535}}
 	}
 	tp := &testProxy{access: &syncBuffer{}, app: &syncBuffer{}}
 	cfg.AccessLog = zerolog.New(tp.access)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // peekTimeout is how long an intercepted tunnel waits for the client's
@@ -196,7 +198,9 @@ func authority(connectHost, sni string) string {
 }
 
 // sameAuthority compares a Host header with host:port, allowing the default
-// https port to be left out.
+// https port to be left out. It compares the text, case-insensitively, not
+// the reading of it (netaddr): the origin routes by the Host header as
+// written, so a spelling it may read otherwise is refused.
 func sameAuthority(hostHeader, auth string) bool {
 	if strings.EqualFold(hostHeader, auth) {
 		return true
@@ -211,7 +215,11 @@ func sameAuthority(hostHeader, auth string) bool {
 	return false
 }
 
-func isIPLiteral(h string) bool { return net.ParseIP(strings.Trim(h, "[]")) != nil }
+// isIPLiteral reports whether h is an IP address, in any spelling.
+func isIPLiteral(h string) bool {
+	a, err := netaddr.ParseHost(h)
+	return err == nil && a.IsAddr()
+}
 
 // clientRejected reports whether a handshake failed because the client
 // refused our certificate: it sent an alert, or it hung up right after

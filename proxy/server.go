@@ -15,6 +15,8 @@ import (
 
 	"github.com/elazarl/goproxy"
 	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // Server is a running Picket proxy: a listener, goproxy for HTTP parsing and
@@ -271,14 +273,16 @@ func (s *Server) isSelf(u *url.URL) bool {
 	if !ours {
 		return false
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
+	h, err := netaddr.ParseHost(u.Hostname()) // "0x7f.1" is 127.0.0.1 here too
+	switch {
+	case err != nil:
+		return false
+	case h.Name == "localhost":
 		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
+	case !h.IsAddr():
 		return false
 	}
+	ip := h.Addr
 	if ip.IsLoopback() || ip.IsUnspecified() {
 		return true
 	}
@@ -298,9 +302,16 @@ var localIPs = sync.OnceValue(func() map[netip.Addr]bool {
 
 func isLocalIP(ip netip.Addr) bool { return localIPs()[ip.Unmap()] }
 
+// stripPort returns the host of hostport (a Host header, a CONNECT target)
+// without its port, as every part of Picket reads it (netaddr): a name in
+// lower case and punycode, an address in canonical form without brackets.
+// A host netaddr refuses comes back as written, without its port.
 func stripPort(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
+	if h, _, err := netaddr.ParseHostPort(hostport); err == nil {
+		return h.String()
+	}
+	if host, _, err := netaddr.SplitHostPort(hostport); err == nil {
+		return strings.Trim(host, "[]")
 	}
 	return hostport
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // Transparent gateway: the firewall redirects port 80 and 443 traffic to
@@ -176,13 +178,12 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 // hostMatchTTL, so that a busy gateway does not send a DNS query for every
 // request; a mismatch is looked up again each time.
 func (s *Server) hostIsDestination(ctx context.Context, host string, dst netip.Addr) bool {
-	h := stripPort(host)
-	h = strings.Trim(h, "[]")
+	h := stripPort(host) // as netaddr reads it: "0x7f.1" is 127.0.0.1
 	dst = dst.Unmap()
-	if ip, err := netip.ParseAddr(normalizeHost(h)); err == nil {
+	if ip, err := netip.ParseAddr(h); err == nil {
 		return ip.Unmap() == dst
 	}
-	key := hostDst{strings.ToLower(strings.TrimSuffix(h, ".")), dst}
+	key := hostDst{h, dst}
 	if _, ok := s.hostMatches.Get(key); ok {
 		return true
 	}
@@ -201,7 +202,7 @@ func (s *Server) hostIsDestination(ctx context.Context, host string, dst netip.A
 	return false
 }
 
-// hostDst is a Host name (lower case, no trailing dot) and a destination it
+// hostDst is a Host name (as netaddr reads it) and a destination it
 // resolved to.
 type hostDst struct {
 	host string
@@ -266,30 +267,21 @@ func peekSNI(c net.Conn) ([]byte, string, error) {
 	return rec.Bytes(), sni, err
 }
 
-// hasPort reports whether name is a host name with a port.
+// hasPort reports whether name is a host (as netaddr reads it) with a port.
 func hasPort(name string) bool {
-	host, _, err := net.SplitHostPort(name)
-	return err == nil && (validHostName(host) || isIPLiteral(host))
-}
-
-// validHostName accepts what an SNI may hold: ASCII labels of letters,
-// digits, '-' and '_' (1 to 63 bytes each, 253 in all).
-func validHostName(h string) bool {
-	if len(h) == 0 || len(h) > 253 {
+	host, _, err := netaddr.SplitHostPort(name)
+	if err != nil || host == name {
 		return false
 	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if len(label) == 0 || len(label) > 63 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	_, err = netaddr.ParseHost(host)
+	return err == nil
+}
+
+// validHostName accepts what an SNI may hold: a name or an address as
+// every part of Picket reads hosts (netaddr).
+func validHostName(h string) bool {
+	_, err := netaddr.ParseHost(h)
+	return err == nil
 }
 
 // recordingConn reads through r and refuses to write.

@@ -209,10 +209,11 @@ func (u *Upstream) goesDirect(ctx context.Context, hostport, pin string) (bool, 
 	return false, nil
 }
 
-// resolve returns what name resolves to here, remembered for resolveTTL;
-// nil when it does not resolve (within the dial timeout).
+// resolve returns what name (as normalizeHost reads it) resolves to here,
+// remembered for resolveTTL; nil when it does not resolve (within the dial
+// timeout).
 func (u *Upstream) resolve(ctx context.Context, name string) []netip.Addr {
-	key := strings.ToLower(strings.TrimSuffix(name, "."))
+	key := name
 	if addrs, ok := u.names.Get(key); ok {
 		return addrs
 	}

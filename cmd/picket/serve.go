@@ -24,6 +24,7 @@ import (
 	"github.com/picket-proxy/picket/admin"
 	"github.com/picket-proxy/picket/auth"
 	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/internal/netaddr"
 	"github.com/picket-proxy/picket/proxy"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/reputation/db"
@@ -458,7 +459,7 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		return c, err
 	}
 	for _, r := range p.AllowPorts {
-		pr, err := proxy.ParsePortRange(r)
+		pr, err := netaddr.ParsePortRange(r)
 		if err != nil {
 			return c, fmt.Errorf("proxy.allow_ports: %w", err)
 		}

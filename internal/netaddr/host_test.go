@@ -179,6 +179,8 @@ func TestParsePortRange(t *testing.T) {
 		{"0-80", PortRange{}, false},
 		{"80-79", PortRange{}, false},
 		{"65536", PortRange{}, false},
+		{"70000", PortRange{}, false},
+		{"9-3", PortRange{}, false},
 		{"80-", PortRange{}, false},
 		{"-80", PortRange{}, false},
 		{"http", PortRange{}, false},
