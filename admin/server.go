@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/picket-proxy/picket/internal/netaddr"
 	"github.com/picket-proxy/picket/proxy"
 )
 
@@ -293,17 +294,11 @@ func remoteAddr(r *http.Request) netip.Addr {
 }
 
 // loopbackHost reports whether a Host header names the loopback: an address
-// in 127.0.0.0/8 or ::1, or "localhost".
+// in 127.0.0.0/8 or ::1 (in any spelling, as every part of Picket reads
+// hosts), or "localhost".
 func loopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Unmap().IsLoopback()
+	h, _, err := netaddr.ParseHostPort(host)
+	return err == nil && (h.Name == "localhost" || h.Addr.IsLoopback())
 }
 
 func contains(list []netip.Prefix, a netip.Addr) bool {

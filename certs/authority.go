@@ -108,8 +108,10 @@ func Load(cfg Config) (*Authority, bool, error) {
 
 // Leaf returns a certificate for host, signed by the CA, from the cache when
 // a fresh one is there. Host may carry a port ("example.com:443",
-// "[::1]:443"), which is ignored; names are lower-cased and a trailing dot is
-// dropped. An IP address gets an IP SAN, anything else a DNS SAN. A host
+// "[::1]:443"), which is ignored; it is read as every part of Picket reads
+// hosts (internal/netaddr: names lower-cased, in punycode, without a
+// trailing dot; "127.1" is 127.0.0.1). An IP address gets an IP SAN,
+// anything else a DNS SAN. A host
 // that is neither a valid IP address nor a valid DNS name gives an error
 // matching ErrInvalidHost. Concurrent calls for the same uncached host mint
 // once. The returned certificate is shared and must not be modified.

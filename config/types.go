@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // Duration is a time.Duration written in the file as a Go duration string
@@ -116,30 +118,16 @@ func checkListen(addr string) error {
 	return nil
 }
 
-// checkCIDR parses an address or a prefix ("10.0.0.0/8", "::1").
+// checkCIDR parses an address or a prefix ("10.0.0.0/8", "::1") as the
+// proxy will (netaddr.ParsePrefix).
 func checkCIDR(s string) error {
-	if strings.Contains(s, "/") {
-		if _, _, err := net.ParseCIDR(s); err != nil {
-			return fmt.Errorf("invalid network %q", s)
-		}
-		return nil
-	}
-	if net.ParseIP(s) == nil {
-		return fmt.Errorf("invalid address %q", s)
-	}
-	return nil
+	_, err := netaddr.ParsePrefix(s)
+	return err
 }
 
-// checkPortRange parses "443" or "1024-65535".
+// checkPortRange parses "443" or "1024-65535" as the proxy will
+// (netaddr.ParsePortRange).
 func checkPortRange(s string) error {
-	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
-	if !found {
-		hi = lo
-	}
-	l, err1 := strconv.ParseUint(lo, 10, 16)
-	h, err2 := strconv.ParseUint(hi, 10, 16)
-	if err1 != nil || err2 != nil || l == 0 || l > h {
-		return fmt.Errorf("invalid port or port range %q", s)
-	}
-	return nil
+	_, err := netaddr.ParsePortRange(s)
+	return err
 }

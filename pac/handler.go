@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // Handler serves the PAC file at /proxy.pac and /wpad.dat (Paths) to GET and
@@ -183,12 +186,12 @@ func requestProxy(r *http.Request) (string, bool) {
 		local, _ = a.(*net.TCPAddr)
 	}
 	host := r.Host
-	if _, _, err := net.SplitHostPort(host); err != nil && host != "" {
-		port := "80"
+	if h, port, err := netaddr.SplitHostPort(host); err == nil && port == "" && h != "" {
+		port = "80"
 		if local != nil {
 			port = strconv.Itoa(local.Port)
 		}
-		host = net.JoinHostPort(trimBrackets(host), port)
+		host = net.JoinHostPort(strings.Trim(h, "[]"), port)
 	}
 	if p, err := ParseProxy(host); err == nil {
 		return p, true
@@ -199,11 +202,4 @@ func requestProxy(r *http.Request) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func trimBrackets(h string) string {
-	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
-		return h[1 : len(h)-1]
-	}
-	return h
 }

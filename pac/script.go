@@ -9,8 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/net/idna"
-
+	"github.com/picket-proxy/picket/internal/netaddr"
 	"github.com/picket-proxy/picket/policy"
 )
 
@@ -51,38 +50,32 @@ func Compile(cfg Config) (*Script, error) {
 	return s, nil
 }
 
-// addPattern adds a pattern policy.CompileHosts has accepted, classified the
-// same way.
+// addPattern adds a pattern policy.CompileHosts has accepted, read the same
+// way (internal/netaddr).
 func (s *Script) addPattern(pattern string) {
 	p := strings.TrimSpace(pattern)
 	if strings.Contains(p, "/") {
-		if pre, err := netip.ParsePrefix(strings.Trim(p, "[]")); err == nil {
+		if pre, err := netaddr.ParsePrefix(strings.Trim(p, "[]")); err == nil {
 			s.addPrefix(pre)
 		}
 		return
 	}
-	if a, err := netip.ParseAddr(strings.Trim(p, "[]")); err == nil {
-		a = a.Unmap().WithZone("")
-		s.addPrefix(netip.PrefixFrom(a, a.BitLen()))
-		return
-	}
 	wild := strings.HasPrefix(p, "*.")
-	name, ok := normalizeName(strings.TrimPrefix(p, "*."))
-	if !ok {
-		return
-	}
-	if wild {
-		s.suffixes = appendNew(s.suffixes, name)
-	} else {
-		s.exact = appendNew(s.exact, name)
+	h, err := netaddr.ParseHost(strings.TrimPrefix(p, "*."))
+	switch {
+	case err != nil:
+	case h.IsAddr():
+		s.addPrefix(netip.PrefixFrom(h.Addr, h.Addr.BitLen()))
+	case wild:
+		s.suffixes = appendNew(s.suffixes, h.Name)
+	default:
+		s.exact = appendNew(s.exact, h.Name)
 	}
 }
 
+// addPrefix adds a network netaddr.ParsePrefix has read (masked, IPv4-mapped
+// ones as IPv4).
 func (s *Script) addPrefix(pre netip.Prefix) {
-	if pre.Addr().Is4In6() && pre.Bits() >= 96 {
-		pre = netip.PrefixFrom(pre.Addr().Unmap(), pre.Bits()-96)
-	}
-	pre = pre.Masked()
 	if pre.Addr().Is4() {
 		s.nets4 = appendNew(s.nets4, pre)
 	} else {
@@ -100,46 +93,34 @@ func appendNew[T comparable](list []T, v T) []T {
 }
 
 // ParseNetwork parses a network ("10.0.0.0/8", "fc00::/7") or a single
-// address, which stands for itself (/32 or /128).
+// address, which stands for itself (/32 or /128): netaddr.ParsePrefix.
 func ParseNetwork(s string) (netip.Prefix, error) {
-	t := strings.TrimSpace(s)
-	if strings.Contains(t, "/") {
-		pre, err := netip.ParsePrefix(t)
-		if err != nil || pre.Addr().Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("invalid network %q (want e.g. 10.0.0.0/8 or fc00::/7)", s)
-		}
-		return pre.Masked(), nil
+	pre, err := netaddr.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%w (want e.g. 10.0.0.0/8 or fc00::/7)", err)
 	}
-	a, err := netip.ParseAddr(t)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("invalid network %q (want e.g. 10.0.0.0/8 or fc00::/7)", s)
-	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	return pre, nil
 }
 
 // ParseProxy checks a proxy address ("proxy.example:3128", "192.0.2.1:3128",
-// "[2001:db8::1]:3128") and returns it as written in a PAC file: the name
-// lower-cased and in punycode, an IPv6 address in brackets.
+// "[2001:db8::1]:3128") and returns it as written in a PAC file: the host as
+// every part of Picket reads it (netaddr: the name lower-cased and in
+// punycode), an IPv6 address in brackets. An address with a zone is refused:
+// a browser cannot use it.
 func ParseProxy(s string) (string, error) {
-	host, port, err := net.SplitHostPort(strings.TrimSpace(s))
-	if err != nil {
-		return "", fmt.Errorf("invalid proxy address %q: want host:port", s)
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 {
+	t := strings.TrimSpace(s)
+	h, port, err := netaddr.ParseHostPort(t)
+	switch {
+	case errors.Is(err, netaddr.ErrInvalidPort):
 		return "", fmt.Errorf("invalid proxy address %q: port must be 1-65535", s)
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Zone() != "" {
-			return "", fmt.Errorf("invalid proxy address %q: no zones", s)
-		}
-		return netip.AddrPortFrom(a.Unmap(), uint16(n)).String(), nil
-	}
-	name, ok := normalizeName(host)
-	if !ok {
+	case err != nil:
 		return "", fmt.Errorf("invalid proxy address %q: host must be a name or an IP address", s)
+	case port == 0:
+		return "", fmt.Errorf("invalid proxy address %q: want host:port", s)
+	case strings.Contains(t, "%"):
+		return "", fmt.Errorf("invalid proxy address %q: no zones or escapes", s)
 	}
-	return name + ":" + strconv.FormatUint(n, 10), nil
+	return h.URLHost() + ":" + strconv.Itoa(int(port)), nil
 }
 
 // Directive is what FindProxyForURL returns for proxied hosts: "PROXY a:1;
@@ -298,44 +279,4 @@ func (s *Script) renderAddr(w func(...string)) {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
-}
-
-// idnaProfile is policy's: international names mapped for lookup as a
-// browser does, underscores let through.
-var idnaProfile = idna.New(idna.MapForLookup(), idna.StrictDomainName(false), idna.Transitional(false))
-
-// normalizeName lower-cases name, drops one trailing dot, converts an
-// international name to punycode and checks it is a plausible DNS name, as
-// policy does for host patterns.
-func normalizeName(name string) (string, bool) {
-	name = strings.TrimSuffix(name, ".")
-	if name == "" || len(name) > 253*4 {
-		return "", false
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] >= 0x80 {
-			n, err := idnaProfile.ToASCII(name)
-			if err != nil {
-				return "", false
-			}
-			name = strings.TrimSuffix(n, ".")
-			break
-		}
-	}
-	name = strings.ToLower(name)
-	if name == "" || len(name) > 253 {
-		return "", false
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 {
-			return "", false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "", false
-			}
-		}
-	}
-	return name, true
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/picket-proxy/picket/internal/netaddr"
 	"github.com/picket-proxy/picket/policy"
 )
 
@@ -180,6 +181,7 @@ func TestParseProxy(t *testing.T) {
 		{"[2001:db8::1]:3128", "[2001:db8::1]:3128", true},
 		{"[::ffff:192.0.2.1]:3128", "192.0.2.1:3128", true},
 		{"bücher.example:3128", "xn--bcher-kva.example:3128", true},
+		{"0x7f.1:3128", "127.0.0.1:3128", true},
 		{"proxy.example", "", false},
 		{"proxy.example:0", "", false},
 		{"proxy.example:65536", "", false},
@@ -263,10 +265,12 @@ func checkAgainstReference(t *testing.T, cfg Config, host string) {
 }
 
 func TestScriptMatchesPolicy(t *testing.T) {
-	patterns := []string{"example.com", "*.corp.example", "*.a.b.example", "10.1.0.0/16", "2001:db8::/32", "192.0.2.7", "::1"}
+	// "0xc0.0.2.8" is 192.0.2.8 to policy, and now to the PAC file too (it
+	// was a name there, which no browser ever hands it).
+	patterns := []string{"example.com", "*.corp.example", "*.a.b.example", "10.1.0.0/16", "2001:db8::/32", "192.0.2.7", "::1", "0xc0.0.2.8"}
 	hosts := []string{"example.com", "www.example.com", "corp.example", "x.corp.example", "x.y.corp.example", "xcorp.example",
 		"b.example", "a.b.example", "z.a.b.example", "10.1.2.3", "10.2.0.1", "2001:db8::5", "2001:db9::5", "192.0.2.7",
-		"192.0.2.70", "::1", "::2", "wiki.corp.example", "printer.lan.example", "intranet"}
+		"192.0.2.70", "::1", "::2", "wiki.corp.example", "printer.lan.example", "intranet", "192.0.2.8"}
 	for _, h := range hosts {
 		checkAgainstReference(t, Config{DirectPlainHosts: true, DirectHosts: patterns, DirectNetworks: rfc1918}, h)
 		checkAgainstReference(t, Config{DirectHosts: patterns}, h)
@@ -288,7 +292,7 @@ func FuzzScript(f *testing.F) {
 			if a.Zone() != "" || a.String() != h {
 				t.Skip() // browsers hand PAC files canonical addresses
 			}
-		} else if n, ok := normalizeName(h); !ok || n != h || dottedQuad.MatchString(h) {
+		} else if n, err := netaddr.ParseHost(h); err != nil || n.String() != h || dottedQuad.MatchString(h) {
 			t.Skip() // and names in punycode, never a bad dotted quad
 		}
 		checkAgainstReference(t, Config{DirectHosts: []string{pattern}, DirectNetworks: []string{network}}, h)

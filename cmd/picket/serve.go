@@ -484,19 +484,17 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 	return c, nil
 }
 
-// prefixes parses CIDRs and single addresses (validated by config already).
+// prefixes parses CIDRs and single addresses (validated by config already)
+// with netaddr.ParsePrefix: an IPv4-mapped network is the IPv4 network it
+// maps, or the proxy's checks (on unmapped addresses) would never match it.
 func prefixes(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, n := range list {
-		pfx, err := netip.ParsePrefix(n)
+		pfx, err := netaddr.ParsePrefix(n)
 		if err != nil {
-			a, aerr := netip.ParseAddr(n)
-			if aerr != nil {
-				return nil, fmt.Errorf("%q: %w", n, err)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
+			return nil, err
 		}
-		out = append(out, pfx.Masked())
+		out = append(out, pfx)
 	}
 	return out, nil
 }

@@ -37,9 +37,14 @@ import (
 	"golang.org/x/net/idna"
 )
 
-// ErrInvalidHost is returned (wrapped, with the host and the reason) for a
-// host that is neither a DNS name nor an IP address.
-var ErrInvalidHost = errors.New("invalid host")
+// Errors, returned wrapped with the text and the reason.
+var (
+	// ErrInvalidHost is a host that is neither a DNS name nor an IP
+	// address, or a host:port whose port is not one.
+	ErrInvalidHost = errors.New("invalid host")
+	// ErrInvalidPort is a port that is not a number from 1 to 65535.
+	ErrInvalidPort = errors.New("invalid port")
+)
 
 // MaxHostLength bounds the text ParseHost looks at, in bytes: a DNS name is
 // at most 253 bytes, written with percent-escapes or as Unicode at most a
@@ -152,7 +157,7 @@ func ParseHostPort(s string) (Host, uint16, error) {
 	var p uint16
 	if port != "" {
 		if p, err = ParsePort(port); err != nil {
-			return Host{}, 0, invalid(s, "bad port")
+			return Host{}, 0, fmt.Errorf("%w: %w", ErrInvalidHost, err)
 		}
 	}
 	h, err := ParseHost(host)

@@ -10,7 +10,7 @@ import (
 func ParsePort(s string) (uint16, error) {
 	n, err := strconv.ParseUint(s, 10, 16)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("invalid port %q: want 1-65535", s)
+		return 0, fmt.Errorf("%w %q: want 1-65535", ErrInvalidPort, s)
 	}
 	return uint16(n), nil
 }
