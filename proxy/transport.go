@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // upstreamSessions is how many origins' TLS sessions are kept for
@@ -90,10 +92,11 @@ func keepAliveFor(d time.Duration) time.Duration {
 	return d
 }
 
-// address rewrites odd IPv4 spellings in host:port to the dotted quad they
-// mean, so they are dialled (and checked) as that address, never looked up.
+// address rewrites the host of host:port as every part of Picket reads it
+// (normalizeHost): odd IPv4 spellings become the dotted quad they mean, so
+// they are dialled (and checked) as that address, never looked up.
 func address(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
+	host, port, err := netaddr.SplitHostPort(addr) // keeps the brackets normalizeHost reads
 	if err != nil {
 		return addr
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // Upstream is how Picket reaches origins: it dials them itself, with the
@@ -177,11 +179,11 @@ func (u *Upstream) dialTunnel(ctx context.Context, host, pin string) (net.Conn, 
 // IP address, or to every address the name resolves to (a name that does
 // not resolve here goes to the parent unchecked).
 func (u *Upstream) goesDirect(ctx context.Context, hostport, pin string) (bool, error) {
-	host, portStr, err := net.SplitHostPort(hostport)
+	host, portStr, err := netaddr.SplitHostPort(hostport)
 	if err != nil {
 		host, portStr = hostport, ""
 	}
-	host = normalizeHost(strings.Trim(host, "[]"))
+	host = normalizeHost(host)
 	if u.cfg.DirectHosts != nil && u.cfg.DirectHosts(host) {
 		return true, nil
 	}

@@ -8,9 +8,11 @@
 // standard's host parser), which is also what inet_aton and the Safe
 // Browsing canonicalization agree on:
 //
-//   - percent-escapes are decoded (until none is left);
 //   - "[...]" and anything with a colon is an IPv6 address; an IPv4-mapped
-//     one is the IPv4 address, and a zone is dropped;
+//     one is the IPv4 address, and a zone (an interface name or number) is
+//     dropped;
+//   - percent-escapes are decoded (until none is left), after the brackets
+//     and colons of an IPv6 address were seen as written;
 //   - an international name becomes its punycode form (UTS #46 mapping,
 //     non-transitional, with the Bidi rule);
 //   - one trailing dot is dropped and names are lower case;
@@ -103,9 +105,8 @@ func ParseHost(s string) (Host, error) {
 		return Host{}, invalid(s, fmt.Sprintf("longer than %d bytes", MaxHostLength))
 	}
 	in := s
-	if strings.IndexByte(s, '%') >= 0 {
-		s = Unescape(s)
-	}
+	// Brackets and colons are syntax: only as written do they make an IPv6
+	// address ("%5B::1%5D" is no host, as for a browser).
 	if s[0] == '[' {
 		if s[len(s)-1] != ']' {
 			return Host{}, invalid(in, "an IPv6 address in brackets without its ]")
@@ -114,6 +115,9 @@ func ParseHost(s string) (Host, error) {
 	}
 	if strings.IndexByte(s, ':') >= 0 {
 		return parseIPv6(in, s)
+	}
+	if strings.IndexByte(s, '%') >= 0 {
+		s = Unescape(s)
 	}
 	if !isASCII(s) {
 		if !utf8.ValidString(s) { // idna would pass the bytes through
@@ -125,7 +129,7 @@ func ParseHost(s string) (Host, error) {
 		}
 		s = a
 	}
-	if s[len(s)-1] == '.' {
+	if s != "" && s[len(s)-1] == '.' { // IDN mapping may leave nothing ("\ufe0c")
 		s = s[:len(s)-1]
 	}
 	if s == "" {
@@ -194,13 +198,33 @@ func SplitHostPort(s string) (host, port string, err error) {
 	return s[:i], s[i+1:], nil
 }
 
-// parseIPv6 reads the IPv6 address s (in of the error messages).
+// parseIPv6 reads the IPv6 address s (in of the error messages), its
+// escapes decoded first: "%25" is how a URL writes the '%' of a zone, and
+// the reputation canonicalizer decodes "%31" too.
 func parseIPv6(in, s string) (Host, error) {
+	if strings.IndexByte(s, '%') >= 0 {
+		s = Unescape(s)
+	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is6() {
 		return Host{}, invalid(in, "not an IPv6 address")
 	}
+	if !validZone(a.Zone()) {
+		return Host{}, invalid(in, "not an interface name or number after the %")
+	}
 	return Host{Addr: a.WithZone("").Unmap()}, nil
+}
+
+// validZone accepts what an IPv6 zone names, an interface or its number:
+// letters, digits, '-', '_' and '.' ("" is no zone).
+func validZone(z string) bool {
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkName returns why the lower-case name is not a DNS name, or "".
