@@ -129,7 +129,7 @@ loadtest: build
 FUZZTIME ?= 30s
 FUZZ_TARGETS ?= \
 	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage ./proxy:FuzzFramingGuard \
-	./proxy:FuzzH2Guard ./proxy:FuzzAltSvc \
+	./proxy:FuzzH2Guard ./proxy:FuzzAltSvc ./proxy:FuzzHostAgreement ./internal/netaddr:FuzzParseHost \
 	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
 	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash ./reputation/server:FuzzDecodeUpdate \
 	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \
