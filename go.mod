@@ -21,6 +21,7 @@ require (
 require (
 	github.com/go-ldap/ldap/v3 v3.4.15
 	golang.org/x/crypto v0.58.0
+	golang.org/x/time v0.16.0
 	google.golang.org/grpc v1.85.0
 )
 
