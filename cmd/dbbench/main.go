@@ -173,7 +173,8 @@ type start struct {
 type mem struct{ rss, anon, file int64 }
 
 func memOf(pid int) mem {
-	return mem{procstat.RSS(pid), procstat.Status(pid, "RssAnon:"), procstat.Status(pid, "RssFile:")}
+	m := procstat.Memory(pid)
+	return mem{m.RSS, m.Anon, m.File}
 }
 
 func (m mem) String() string {

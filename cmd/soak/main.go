@@ -141,7 +141,7 @@ func run(o options) error {
 	var peak atomic.Int64
 	go func() {
 		for ctx.Err() == nil {
-			if r := p.status("VmRSS:"); r > peak.Load() {
+			if r := p.mem().RSS; r > peak.Load() {
 				peak.Store(r)
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -191,7 +191,7 @@ func run(o options) error {
 	fmt.Printf("  %-20s %12d %12d\n", "temp files", before.tempFiles, after.tempFiles)
 	fmt.Printf("  %-20s %9.1f MiB %8.1f MiB\n", "heap in use", mib(before.heap), mib(after.heap))
 	fmt.Printf("  %-20s %9.1f MiB %8.1f MiB\n", "RSS", mib(before.rss), mib(after.rss))
-	fmt.Printf("  %-20s %12s %8.1f MiB\n", "peak RSS", "", mib(max(peak.Load(), p.status("VmHWM:"))))
+	fmt.Printf("  %-20s %12s %8.1f MiB\n", "peak RSS", "", mib(max(peak.Load(), p.mem().HWM)))
 
 	var problems []string
 	if n := st.failures.Load(); n > 0 {
@@ -786,7 +786,7 @@ func (p *picket) sample() (sample, error) {
 		return nil
 	})
 	return sample{goroutines: int(m["go_goroutines"]), fds: len(fds) - pipes, pipes: pipes, tempFiles: temp,
-		heap: int64(m["go_memstats_heap_inuse_bytes"]), rss: p.status("VmRSS:")}, nil
+		heap: int64(m["go_memstats_heap_inuse_bytes"]), rss: p.mem().RSS}, nil
 }
 
 // within reports whether s is back to the baseline b within the tolerances.
@@ -875,6 +875,6 @@ func (p *picket) fdReport(t targets) string {
 }
 
 // status returns a size field of /proc/PID/status in bytes.
-func (p *picket) status(key string) int64 { return procstat.Status(p.cmd.Process.Pid, key) }
+func (p *picket) mem() procstat.Mem { return procstat.Memory(p.cmd.Process.Pid) }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

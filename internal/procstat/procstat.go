@@ -1,93 +1,82 @@
-// Package procstat reads a process's CPU time and memory from /proc, for
-// the load and soak tools that measure the picket binary from outside.
+// Package procstat reads a process's CPU time and memory, and the machine's
+// CPU and TCP counters, for the load and soak tools that measure the picket
+// binary from outside. It reads /proc through github.com/prometheus/procfs,
+// which parses each file (and follows its format across kernels) better
+// than a hand-written reader; procfs counts CPU time in USER_HZ = 100 ticks
+// a second, the unit Linux reports to user space on every architecture Go
+// supports. Off Linux, or for a process that is gone, every reading is zero.
 package procstat
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"math"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // CPU returns the user+system CPU time of process pid (0 if unreadable).
 func CPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
-}
-
-// Status returns a size field of /proc/PID/status ("VmRSS:", "VmHWM:") in
-// bytes (0 if unreadable).
-func Status(pid int, key string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	s, err := p.Stat()
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), key) {
-			kb, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return seconds(s.CPUTime())
 }
 
-// RSS is the resident set size of pid in bytes; HWM its peak.
-func RSS(pid int) int64 { return Status(pid, "VmRSS:") }
+// Mem is a process's memory, in bytes (/proc/PID/status).
+type Mem struct {
+	RSS  int64 // resident set size (VmRSS)
+	HWM  int64 // peak resident set size (VmHWM)
+	Anon int64 // resident anonymous memory (RssAnon)
+	File int64 // resident file mappings (RssFile)
+}
+
+// Memory returns the memory of process pid (zeros if unreadable).
+func Memory(pid int) Mem {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return Mem{}
+	}
+	s, err := p.NewStatus()
+	if err != nil {
+		return Mem{}
+	}
+	return Mem{RSS: int64(s.VmRSS), HWM: int64(s.VmHWM), Anon: int64(s.RssAnon), File: int64(s.RssFile)}
+}
+
+// RSS is the resident set size of pid in bytes.
+func RSS(pid int) int64 { return Memory(pid).RSS }
 
 // HWM is the peak resident set size of pid in bytes.
-func HWM(pid int) int64 { return Status(pid, "VmHWM:") }
+func HWM(pid int) int64 { return Memory(pid).HWM }
 
 // Machine is a snapshot of the machine-wide counters a load run is read
-// against: CPU ticks idle and in all (/proc/stat) and TCP segments sent
-// (/proc/net/snmp).
+// against: CPU time idle (idle and iowait) and in all, in seconds summed
+// over the CPUs (/proc/stat), and TCP segments sent (/proc/net/snmp).
 type Machine struct {
-	Idle, Total uint64
+	Idle, Total float64
 	TCPOutSegs  uint64
 }
 
 // ReadMachine reads the counters (zeros where unreadable).
 func ReadMachine() Machine {
 	var m Machine
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		line, _, _ := strings.Cut(string(b), "\n")
-		fields := strings.Fields(line) // "cpu" and the ticks per state
-		for i, f := range fields[min(1, len(fields)):] {
-			v, _ := strconv.ParseUint(f, 10, 64)
-			m.Total += v
-			if i == 3 || i == 4 { // idle, iowait
-				m.Idle += v
-			}
-		}
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return m
 	}
-	if b, err := os.ReadFile("/proc/net/snmp"); err == nil {
-		var names []string
-		for _, line := range strings.Split(string(b), "\n") {
-			if !strings.HasPrefix(line, "Tcp: ") {
-				continue
-			}
-			if names == nil {
-				names = strings.Fields(line)
-				continue
-			}
-			for i, v := range strings.Fields(line) {
-				if i < len(names) && names[i] == "OutSegs" {
-					m.TCPOutSegs, _ = strconv.ParseUint(v, 10, 64)
-				}
-			}
+	if st, err := fs.Stat(); err == nil {
+		c := st.CPUTotal // guest time is part of user time already
+		m.Idle = c.Idle + c.Iowait
+		m.Total = c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+	}
+	if self, err := fs.Self(); err == nil {
+		if snmp, err := self.Snmp(); err == nil && snmp.OutSegs != nil {
+			m.TCPOutSegs = uint64(*snmp.OutSegs)
 		}
 	}
 	return m
@@ -97,7 +86,10 @@ func ReadMachine() Machine {
 // segments sent between m0 and m.
 func (m Machine) Since(m0 Machine) (idle float64, segs uint64) {
 	if t := m.Total - m0.Total; t > 0 {
-		idle = float64(m.Idle-m0.Idle) / float64(t)
+		idle = (m.Idle - m0.Idle) / t
 	}
 	return idle, m.TCPOutSegs - m0.TCPOutSegs
 }
+
+// seconds converts procfs's float seconds to a Duration.
+func seconds(s float64) time.Duration { return time.Duration(math.Round(s * float64(time.Second))) }
