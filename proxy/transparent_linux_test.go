@@ -24,7 +24,7 @@ func TestTransparentGateway(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces and iptables (CI runs as root)")
 	}
-	for _, tool := range []string{"ip", "iptables", "curl"} {
+	for _, tool := range []string{"ip", "iptables", "ip6tables", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed (make test installs it): %v", tool, err)
 		}
@@ -44,7 +44,7 @@ func TestTransparentGateway(t *testing.T) {
 	// Random names and /24, retried when taken: other test processes (other
 	// packages, other worktrees) build namespaces at the same time, and a
 	// PID modulo a small number collides between them.
-	var ns, vh, vc, gw, cl string
+	var ns, vh, vc, gw, cl, gw6, cl6 string
 	addrs, _ := exec.Command("ip", "-o", "-4", "addr").Output()
 	for attempt := 0; ; attempt++ {
 		if attempt == 20 {
@@ -60,6 +60,8 @@ func TestTransparentGateway(t *testing.T) {
 			continue
 		}
 		vh, vc, gw, cl = fmt.Sprintf("pkh%06x", id>>8), fmt.Sprintf("pkc%06x", id>>8), prefix+"1", prefix+"2"
+		prefix6 := fmt.Sprintf("fd7c:%x:%x::", id>>16, id&0xffff) // a unique local /64 (RFC 4193)
+		gw6, cl6 = prefix6+"1", prefix6+"2"
 		break
 	}
 	undo = append(undo, []string{"ip", "netns", "del", ns})
@@ -72,6 +74,9 @@ func TestTransparentGateway(t *testing.T) {
 	sh("ip", "netns", "exec", ns, "ip", "link", "set", vc, "up")
 	sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 	sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", gw)
+	// IPv6 too (nodad: usable at once), for IP6T_SO_ORIGINAL_DST.
+	sh("ip", "-6", "addr", "add", gw6+"/64", "dev", vh, "nodad")
+	sh("ip", "netns", "exec", ns, "ip", "-6", "addr", "add", cl6+"/64", "dev", vc, "nodad")
 
 	// Origins on the gateway's address, ports 80 and 443.
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +89,13 @@ func TestTransparentGateway(t *testing.T) {
 	origin := &httptest.Server{Listener: o80, Config: &http.Server{Handler: mux}}
 	origin.Start()
 	defer origin.Close()
+	o6, err := net.Listen("tcp", "["+gw6+"]:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin6 := &httptest.Server{Listener: o6, Config: &http.Server{Handler: mux}}
+	origin6.Start()
+	defer origin6.Close()
 	o443, err := net.Listen("tcp", gw+":443")
 	if err != nil {
 		t.Fatal(err)
@@ -104,17 +116,24 @@ func TestTransparentGateway(t *testing.T) {
 		}),
 		Intercept: func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil },
 		RootCAs:   poolOf(tlsOrigin.Certificate()),
-		Clients:   []netip.Prefix{netip.MustParsePrefix(cl + "/32")},
+		Clients:   []netip.Prefix{netip.MustParsePrefix(cl + "/32"), netip.MustParsePrefix(cl6 + "/128")},
+		// The IPv6 origin's unique local address is an intranet one.
+		AllowDestinations: []netip.Prefix{netip.MustParsePrefix(gw6 + "/128")},
 	})
 	l80, _ := net.Listen("tcp", gw+":0")
 	l443, _ := net.Listen("tcp", gw+":0")
 	go tp.ServeTransparentHTTP(l80)
 	go tp.ServeTransparentHTTPS(l443)
-	for port, ln := range map[string]net.Listener{"80": l80, "443": l443} {
-		_, to, _ := net.SplitHostPort(ln.Addr().String())
-		rule := []string{"-t", "nat", "PREROUTING", "-i", vh, "-p", "tcp", "--dport", port, "-j", "REDIRECT", "--to-ports", to}
-		sh(append([]string{"iptables", "-t", "nat", "-A"}, rule[2:]...)...)
-		undo = append(undo, append([]string{"iptables", "-t", "nat", "-D"}, rule[2:]...))
+	l6, _ := net.Listen("tcp", "["+gw6+"]:0")
+	go tp.ServeTransparentHTTP(l6)
+	for _, r := range []struct {
+		tables, port string
+		ln           net.Listener
+	}{{"iptables", "80", l80}, {"iptables", "443", l443}, {"ip6tables", "80", l6}} {
+		_, to, _ := net.SplitHostPort(r.ln.Addr().String())
+		rule := []string{"PREROUTING", "-i", vh, "-p", "tcp", "--dport", r.port, "-j", "REDIRECT", "--to-ports", to}
+		sh(append([]string{r.tables, "-t", "nat", "-A"}, rule...)...)
+		undo = append(undo, append([]string{r.tables, "-t", "nat", "-D"}, rule...))
 	}
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw}), 0o644)
@@ -137,6 +156,7 @@ func TestTransparentGateway(t *testing.T) {
 		wantBody   string
 	}{
 		{"http reaches the origin", []string{"http://" + gw + "/hello"}, "200", "origin saw " + gw + " /hello"},
+		{"http over IPv6 reaches the origin", []string{"-6", "http://[" + gw6 + "]/hello6"}, "200", "origin saw [" + gw6 + "] /hello6"},
 		{"https intercepted", []string{"--cacert", caFile, "--resolve", "example.com:443:" + gw, "https://example.com/hi"}, "200", "origin saw example.com /hi"},
 		{"http blocked", []string{"http://" + gw + "/blocked"}, "403", "Access blocked"},
 		{"https blocked host", []string{"--cacert", caFile, "--resolve", "phishing.example:443:" + gw, "https://phishing.example/"}, "403", "phishing"},
@@ -152,6 +172,12 @@ func TestTransparentGateway(t *testing.T) {
 	l := tp.waitAccess(t, func(l map[string]any) bool { return l[fURL] == "http://"+gw+"/hello" })
 	if l[fClient] != cl {
 		t.Errorf("logged client: got %v, want %s", l[fClient], cl)
+	}
+	// Through Picket, not past it: the original destination of the IPv6
+	// connection came from IP6T_SO_ORIGINAL_DST.
+	l = tp.waitAccess(t, func(l map[string]any) bool { return l[fURL] == "http://["+gw6+"]/hello6" })
+	if l[fClient] != cl6 {
+		t.Errorf("logged IPv6 client: got %v, want %s", l[fClient], cl6)
 	}
 
 	// A threat feed lists the origin's network: the address actually
