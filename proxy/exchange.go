@@ -33,19 +33,19 @@ type tunnel struct {
 // response is returned; byte counters are atomic because bodies are read on
 // other goroutines.
 type exchange struct {
-	start    time.Time
-	req      Request
-	proto    string  // the client's protocol: "HTTP/1.1", "HTTP/2.0"; "" for a transparent TLS connection
-	tunnel   *tunnel // non-nil inside an intercepted tunnel
-	decision Decision
-	status   int
-	errKind  string        // upstream failure class, "" if none
-	incident string        // shown on block and warn pages, logged
-	scan     *ScanEvent    // download scan outcome, nil if not scanned
-	ctype    string        // the response's Content-Type, for the squid log
-	body     *countingBody // the request body sent upstream, nil if none
-	upstream time.Duration // waiting for the upstream's response head
-	added    time.Duration // Picket's own time until the response head was ready
+	start        time.Time
+	req          Request
+	proto        string  // the client's protocol: "HTTP/1.1", "HTTP/2.0"; "" for a transparent TLS connection
+	tunnel       *tunnel // non-nil inside an intercepted tunnel
+	decision     Decision
+	status       int
+	errKind      string        // upstream failure class, "" if none
+	incident     string        // shown on block and warn pages, logged
+	scan         *ScanEvent    // download scan outcome, nil if not scanned
+	ctype        string        // the response's Content-Type, for the squid log
+	body         *countingBody // the request body sent upstream, nil if none
+	upstreamWait time.Duration // waiting for the upstream's response head
+	added        time.Duration // Picket's own time until the response head was ready
 
 	bytesIn  atomic.Int64 // request body bytes from the client
 	bytesOut atomic.Int64 // response body bytes to the client

@@ -587,17 +587,17 @@ func (w *fastWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.c, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.c, 64)), nil
 }
 
-// finish sends the answer written as the response to req; keep is whether
-// the connection stays open after it. It reports whether the connection can
+// finish sends the answer written as the response to req; keepOpen is
+// whether the connection stays open after it. It reports whether the connection can
 // carry another request.
-func (w *fastWriter) finish(req *http.Request, keep bool) bool {
+func (w *fastWriter) finish(req *http.Request, keepOpen bool) bool {
 	w.WriteHeader(http.StatusOK)
 	_ = w.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	defer w.c.SetWriteDeadline(time.Time{})
 	resp := &http.Response{StatusCode: w.status, Header: w.h, ContentLength: int64(len(w.body)),
 		Body: io.NopCloser(bytes.NewReader(w.body))}
 	w.h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
-	return writeResponse(w.c, req, resp, keep)
+	return writeResponse(w.c, req, resp, keepOpen)
 }
 
 // writeFast writes resp to the client and closes its body. It reports
@@ -606,10 +606,10 @@ func (s *Server) writeFast(c net.Conn, req *http.Request, resp *http.Response) b
 	return writeResponse(c, req, resp, !req.Close && !resp.Close && s.keepAlive())
 }
 
-// writeResponse writes resp as the answer to req and closes its body; keep
-// is whether the connection stays open after it. It reports whether the
+// writeResponse writes resp as the answer to req and closes its body;
+// keepOpen is whether the connection stays open after it. It reports whether the
 // connection can carry another request.
-func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keep bool) bool {
+func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keepOpen bool) bool {
 	bw := fastWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	defer func() {
@@ -650,7 +650,7 @@ func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keep bool
 			h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 		}
 	}
-	if !keep {
+	if !keepOpen {
 		h["Connection"] = []string{"close"}
 	}
 	if err := h.Write(bw); err != nil {
@@ -676,7 +676,7 @@ func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keep bool
 		err = bw.Flush()
 	}
 	resp.Body.Close()
-	return keep && err == nil
+	return keepOpen && err == nil
 }
 
 // copyChunked writes resp's body in chunked encoding, then its trailers, flushing each chunk so that

@@ -119,10 +119,10 @@ func newFramingGuard(maxHead int) *framingGuard {
 	return &framingGuard{maxLine: 8 << 10, maxHeaders: 100, maxHead: maxHead + 4096}
 }
 
-// keep remembers the arrays of buf and out once they have grown, to reuse
-// them for the next requests (they start empty: an idle connection costs
+// saveArrays remembers the arrays of buf and out once they have grown, to
+// reuse them for the next requests (they start empty: an idle connection costs
 // nothing here).
-func (g *framingGuard) keep() {
+func (g *framingGuard) saveArrays() {
 	if cap(g.buf) > cap(g.bufBase) {
 		g.bufBase = g.buf[:0]
 	}
@@ -145,7 +145,7 @@ func (g *framingGuard) feed(p []byte) {
 		return // nothing after a refused head is read
 	}
 	g.buf = append(g.buf, p...)
-	g.keep()
+	g.saveArrays()
 	for len(g.buf) > 0 && !g.finished && g.verdict == 0 {
 		if !g.step() {
 			break // needs more bytes
@@ -160,7 +160,7 @@ func (g *framingGuard) feed(p []byte) {
 // pass moves n checked bytes from buf to out.
 func (g *framingGuard) pass(n int) {
 	g.out = append(g.out, g.buf[:n]...)
-	g.keep()
+	g.saveArrays()
 	g.buf = g.buf[n:]
 	if len(g.buf) == 0 {
 		g.buf = g.bufBase[:0] // reuse the array: no allocation per request

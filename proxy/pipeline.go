@@ -237,7 +237,7 @@ func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	// 4. Forward over the pooled upstream transport.
 	upStart := time.Now()
 	resp, err := s.up.RoundTrip(out)
-	x.upstream = time.Since(upStart)
+	x.upstreamWait = time.Since(upStart)
 	if err != nil && x.body != nil && x.body.err != nil && !x.body.awaitedContinue(in) {
 		// The client's own body was bad (malformed chunks) or never came.
 		x.errKind = "client-body"
@@ -288,7 +288,7 @@ func (s *Server) blockPage(in *http.Request, x *exchange) *http.Response {
 
 // respond attaches the access-log line to resp's body and returns it.
 func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*http.Response, error) {
-	x.added = time.Since(x.start) - x.upstream // Picket's own share of the time to the response head
+	x.added = time.Since(x.start) - x.upstreamWait // Picket's own share of the time to the response head
 	x.status = resp.StatusCode
 	x.ctype = resp.Header.Get("Content-Type")
 	switch {

@@ -21,7 +21,7 @@ func (s *Server) relay(client, upstream net.Conn, first []byte) (up, down int64)
 			return 0, 0
 		}
 	}
-	u, d := splice(rawConn(client), upstream, s.cfg.TunnelIdleTimeout)
+	u, d := splice(unwrap(client), upstream, s.cfg.TunnelIdleTimeout)
 	return u + int64(len(first)), d
 }
 
@@ -50,7 +50,7 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 // returns the bytes client→upstream and upstream→client.
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 	t := new(tunnelPumps) // one allocation for both directions
-	rc, ru := rawOf(client), rawOf(upstream)
+	rc, ru := rawConnOf(client), rawConnOf(upstream)
 	t.p[0].init(upstream, client, ru, rc)
 	t.p[1].init(client, upstream, rc, ru)
 	t.wg.Add(1)
@@ -265,9 +265,9 @@ func closeWrite(c net.Conn) {
 	_ = c.Close()
 }
 
-// rawConn unwraps our connection wrappers so that the tunnel reads the
-// socket itself.
-func rawConn(c net.Conn) net.Conn {
+// unwrap returns the connection beneath our wrappers (clientConn,
+// idleConn), so that the tunnel reads the socket itself.
+func unwrap(c net.Conn) net.Conn {
 	switch v := c.(type) {
 	case *clientConn:
 		return v.Conn

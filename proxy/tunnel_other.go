@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// rawOf gives no raw connection here: the pumps read through the
+// rawConnOf gives no raw connection here: the pumps read through the
 // connection (a buffer is held while a tunnel waits), and rawRead is never
 // called.
-func rawOf(net.Conn) syscall.RawConn { return nil }
+func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
 func (p *pump) rawRead(uintptr) bool { return true }

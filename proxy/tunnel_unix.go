@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// rawOf returns c's raw connection when c is a socket the pumps can read
+// rawConnOf returns c's raw connection when c is a socket the pumps can read
 // themselves (rawRead): an idle tunnel then holds no buffer.
-func rawOf(c net.Conn) syscall.RawConn {
+func rawConnOf(c net.Conn) syscall.RawConn {
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			return rc
