@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -22,19 +21,10 @@ func (e *RateLimited) Error() string { return "too many failed proxy logins" }
 // since typing the password again would not help.
 var ErrAuthUnavailable = errors.New("proxy: the credentials cannot be checked now")
 
-type identityKey struct{}
-
+// identity is an authenticated user and the groups it belongs to.
 type identity struct {
 	user   string
 	groups []string
-}
-
-// identityFrom returns the authenticated user of a request's context.
-func identityFrom(ctx context.Context) (string, []string) {
-	if id, ok := ctx.Value(identityKey{}).(identity); ok {
-		return id.user, id.groups
-	}
-	return "", nil
 }
 
 // authenticate checks the request's credentials; on failure it answers and

@@ -218,6 +218,11 @@ type clientConn struct {
 	client    netip.Addr // for the per-client limit; invalid behind PROXY protocol
 	closeOnce sync.Once
 
+	// origDst is where a transparent listener's client was going before the
+	// redirect (SO_ORIGINAL_DST), set before the connection is served;
+	// invalid elsewhere, or when it could not be read.
+	origDst netip.AddrPort
+
 	// guard checks the HTTP framing of what net/http reads (framing.go);
 	// nil for TLS listeners. Only the goroutine reading the connection
 	// uses it.
@@ -289,14 +294,4 @@ func (c *clientConn) CloseWrite() error {
 		return hc.CloseWrite()
 	}
 	return c.Close()
-}
-
-type connKey struct{}
-
-// connFrom returns the client connection a request arrived on (nil for
-// requests read inside an intercepted tunnel, which have no http.Server
-// context).
-func connFrom(ctx context.Context) *clientConn {
-	c, _ := ctx.Value(connKey{}).(*clientConn)
-	return c
 }

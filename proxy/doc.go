@@ -24,14 +24,14 @@
 //	  │                 │                      upstream.go), splice (tunnel.go)
 //	  │                 └── intercept ──────► TLS with a minted leaf (intercept.go);
 //	  │                                       ALPN h2: our HTTP/2 server, each stream
-//	  │                                       to innerHandler (h2.go: stream limits,
+//	  │                                       to serveInner (h2.go: stream limits,
 //	  │                                       frame guard) ──────────────────────────────┐
 //	  │                                       http/1.1: the fast path serves the
 //	  │                                       requests inside (origin form, the
 //	  │                                       tunnel's authority), net/http from the
-//	  │                                       first it declines; innerHandler: 421,
+//	  │                                       first it declines; serveInner: 421,
 //	  │                                       405 for CONNECT ───────────────────────────┐
-//	  └── absolute form ─► goproxy ────────────────────────────────────────────────┤
+//	  └── absolute form ─► forward ─► goproxy ─────────────────────────────────────┤
 //	                                                                               │
 //	  transparent listeners (transparent.go): Host/SNI + SO_ORIGINAL_DST ──────────┤
 //	                                                                               ▼
@@ -49,7 +49,13 @@
 //	                   resets an HTTP/2 stream); access-log line (with proto) and Event
 //	                   when the body closes
 //
-// Per-request state is one *exchange (exchange.go); CONNECT-level facts live
-// in an immutable *tunnel shared by the requests inside an intercepted tunnel
-// through the request context.
+// Per-request state is one *exchange (exchange.go), made where the request
+// enters (the fast path, serve, serveInner, serveTransparentHTTP,
+// serveTransparentTLS) and passed explicitly to every step: roundTrip(x, in).
+// CONNECT-level facts live in an immutable *tunnel that the exchanges of the
+// requests inside an intercepted tunnel share. A request's context carries
+// a value only across a library that has no other way through: the accepted
+// connection from net/http's ConnContext to the handler, the exchange
+// through goproxy (forward → roundTrip), the dial route through
+// http.Transport to the dialler.
 package proxy

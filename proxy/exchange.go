@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -13,11 +14,12 @@ import (
 )
 
 // tunnel is what is known of an intercepted CONNECT once its TLS handshake
-// is done. It is shared, read-only, by every request inside the tunnel
-// through the request context.
+// is done. It is shared, read-only, by every request inside the tunnel: the
+// exchange of each holds it.
 type tunnel struct {
 	client    netip.Addr
-	host      string // host:port from the CONNECT
+	host      string      // host:port from the CONNECT
+	conn      *clientConn // the accepted connection the CONNECT came on; nil if unknown
 	start     time.Time
 	sni       string        // server name the client sent in its ClientHello
 	authority string        // host:port the requests inside are for
@@ -29,14 +31,24 @@ type tunnel struct {
 }
 
 // exchange is the state of one request (or one tunnel) from accept to the
-// access-log line. Exactly one goroutine writes the fields before the
-// response is returned; byte counters are atomic because bodies are read on
-// other goroutines.
+// access-log line: Picket's own per-request state, in one place. Each path
+// makes it where the request enters Picket (newExchange) and passes it
+// explicitly to every step; only where a library stands between two of our
+// steps does it travel in the request's context (exchangeKey). Exactly one
+// goroutine writes the fields before the response is returned; byte
+// counters are atomic because bodies are read on other goroutines.
 type exchange struct {
-	start        time.Time
-	req          Request
-	proto        string  // the client's protocol: "HTTP/1.1", "HTTP/2.0"; "" for a transparent TLS connection
-	tunnel       *tunnel // non-nil inside an intercepted tunnel
+	start  time.Time
+	req    Request
+	proto  string  // the client's protocol: "HTTP/1.1", "HTTP/2.0"; "" for a transparent TLS connection
+	tunnel *tunnel // non-nil inside an intercepted tunnel
+
+	// Where the request came from and where its response goes.
+	conn   *clientConn         // the accepted client connection; nil if unknown (an HTTP/2 stream)
+	stream *h2Stream           // the HTTP/2 stream; nil over HTTP/1.1
+	w      http.ResponseWriter // net/http's writer, for the request body's read deadline; nil on the fast path
+	pin    string              // transparent mode: the original destination every dial goes to
+
 	decision     Decision
 	status       int
 	errKind      string        // upstream failure class, "" if none
@@ -51,6 +63,118 @@ type exchange struct {
 	bytesOut atomic.Int64 // response body bytes to the client
 	complete atomic.Bool  // the response body reached EOF
 	logOnce  sync.Once
+}
+
+// newExchange starts the state of one request read from client (its
+// address as the path's entry knows it). A request inside the intercepted
+// tunnel t (nil for none) is the tunnel's client's, with the user
+// authenticated at CONNECT. The entry then fills in what it knows of the
+// client's side (conn, stream, w).
+func newExchange(r *http.Request, client netip.Addr, t *tunnel) *exchange {
+	x := &exchange{
+		start: time.Now(),
+		req:   Request{Client: client, Method: r.Method, Connect: r.Method == http.MethodConnect},
+		proto: r.Proto,
+	}
+	if !x.req.Connect {
+		x.req.URL = r.URL // a CONNECT's once its target is checked (handleConnect)
+	}
+	if t != nil {
+		x.tunnel, x.req.Client, x.req.Intercepted = t, t.client, true
+		x.req.User, x.req.Groups = t.user, t.groups
+		x.pin = t.pin
+	}
+	return x
+}
+
+// clientEnd returns where the response body goes (logBody), or nil when
+// unknown: the HTTP/2 stream, else the client connection.
+func (x *exchange) clientEnd() clientEnd {
+	if x.stream != nil {
+		return x.stream
+	}
+	if x.conn == nil {
+		return nil // not a non-nil interface holding a nil *clientConn
+	}
+	return x.conn
+}
+
+// bodyDeadliner returns what bounds the reads of the request body: the
+// HTTP/2 stream (usable after the handler returned, unlike the
+// ResponseWriter), else net/http's connection; nil on the fast path, whose
+// requests have no body.
+func (x *exchange) bodyDeadliner() readDeadliner {
+	if x.stream != nil {
+		return x.stream
+	}
+	if x.w == nil {
+		return nil
+	}
+	return http.NewResponseController(x.w)
+}
+
+// Context values. Picket passes its per-request state explicitly; a
+// request's context carries a value only across a library that offers no
+// other way between two of our functions, one key for each:
+//   - connKey: net/http's ConnContext (withConn) → the handler (ServeHTTP,
+//     serveTransparentHTTP): the accepted *clientConn;
+//   - exchangeKey: forward → goproxy → roundTrip: the request's *exchange;
+//   - routeKey: outbound (and a fast-path tunnel's connection) →
+//     http.Transport → the dialler (DialContext, handshake) and
+//     Upstream.RoundTrip: the request's route.
+type (
+	connKey     struct{}
+	exchangeKey struct{}
+	routeKey    struct{}
+)
+
+// withConn is the ConnContext of our http.Servers: their handlers find the
+// accepted connection with connFrom.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if cc, ok := c.(*clientConn); ok {
+		return context.WithValue(ctx, connKey{}, cc)
+	}
+	return ctx
+}
+
+// connFrom returns the client connection net/http read a request from, or
+// nil.
+func connFrom(ctx context.Context) *clientConn {
+	c, _ := ctx.Value(connKey{}).(*clientConn)
+	return c
+}
+
+// exchangeOf returns the exchange forward attached to a request goproxy
+// hands to roundTrip. Every request reaches goproxy through forward; one
+// that did not would start a fresh exchange rather than fail.
+func exchangeOf(r *http.Request) *exchange {
+	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		return x
+	}
+	return newExchange(r, clientAddr(r.RemoteAddr), nil)
+}
+
+// route is what the dialler must know of an outgoing request that
+// http.Transport does not tell it.
+type route struct {
+	pin string // transparent mode: dial this address (the original destination), whatever host the request names
+	// http1Only marks an upgrade, which must go over HTTP/1.1. The
+	// Transport's own TLS dial leaves h2 out of ALPN for such a request and
+	// keeps its connections apart; a DialTLSContext is not told, so
+	// handshake (poolguard.go) reads this.
+	http1Only bool
+}
+
+// withRoute attaches rt to ctx for the dialler.
+func withRoute(ctx context.Context, rt route) context.Context {
+	return context.WithValue(ctx, routeKey{}, rt)
+}
+
+// routeOf returns the route attached to ctx: the zero route (dial the host
+// the request names, any protocol) when none is.
+func routeOf(ctx context.Context) route {
+	rt, _ := ctx.Value(routeKey{}).(route)
+	return rt
 }
 
 // peerAddr is the IP address of a connection's peer, without formatting

@@ -165,18 +165,13 @@ func (s *Server) serveFastConn(fc *fastConn) (rest []byte, handOff bool) {
 // cleared, for net/http).
 func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 	c := fc.rw
-	// The state the pipeline reads from the request context. It is
-	// cancelled when the client is seen gone while a request is upstream
-	// (clientWatch): the transport then gives up on it.
+	// The requests' context, cancelled when the client is seen gone while a
+	// request is upstream (clientWatch): the transport then gives up on it.
+	// A redirected connection's route is the same for all its requests:
+	// attached once here, outbound finds it.
 	base := context.Background()
-	if fc.c != nil {
-		base = context.WithValue(base, connKey{}, fc.c)
-	}
-	if t := fc.tunnel; t != nil {
-		base = context.WithValue(base, tunnelKey{}, t)
-		if t.pin != "" {
-			base = withPin(base, t.pin)
-		}
+	if t := fc.tunnel; t != nil && t.pin != "" {
+		base = withRoute(base, route{pin: t.pin})
 	}
 	rc := &reqContext{base: base}
 	defer rc.stop()
@@ -225,7 +220,7 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 			// this connection, which hijacking takes over.
 			_ = c.SetReadDeadline(time.Time{})
 			fw := &fastWriter{c: c, br: br, h: make(http.Header)}
-			s.ServeHTTP(fw, req)
+			s.serve(fw, req, fc.c)
 			if !fw.hijacked {
 				fw.finish(req, false)
 				c.Close()
@@ -237,17 +232,22 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 		// keeps the connection (the request had no body), so that the
 		// client can retry on it with credentials. Requests inside a
 		// tunnel carry the CONNECT's user.
+		var id identity
 		if s.cfg.Authenticate != nil && fc.tunnel == nil {
 			fw := &fastWriter{c: c, h: make(http.Header)}
-			id, ok := s.authenticate(fw, req, fc.client)
-			if !ok {
+			var ok bool
+			if id, ok = s.authenticate(fw, req, fc.client); !ok {
 				if !fw.finish(req, !req.Close && s.keepAlive()) {
 					c.Close()
 					return false
 				}
 				continue
 			}
-			req = req.WithContext(context.WithValue(req.Context(), identityKey{}, id))
+		}
+		x := newExchange(req, fc.client, fc.tunnel)
+		x.conn = fc.c
+		if fc.tunnel == nil {
+			x.req.User, x.req.Groups = id.user, id.groups
 		}
 
 		// 4. The pipeline, as for every request (pipeline.go), with the
@@ -260,7 +260,7 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 			}
 		}
 		watch.arm()
-		resp, _ := s.roundTrip(req, nil)
+		resp, _ := s.roundTrip(x, req)
 		if fired, gone := watch.stop(); gone {
 			resp.Body.Close() // logs the request (its error is "canceled")
 			c.Close()

@@ -21,7 +21,7 @@ import (
 // ClientHello gets it (ALPN), and its connection is served by our own
 // golang.org/x/net/http2 server — never by goproxy's AllowHTTP2 path, which
 // hands whole h2 sessions to a shared http2.Server on which per-request
-// filters (and so decisions) do not run. Each stream is one request through innerHandler, exactly as
+// filters (and so decisions) do not run. Each stream is one request through serveInner, exactly as
 // a request read over HTTP/1.1: decision, block and warn pages, scanning,
 // one access-log line (proto "HTTP/2.0") and one Event.
 //
@@ -126,7 +126,7 @@ func (h *h2) withALPN(cfg *tls.Config) *tls.Config {
 }
 
 // serveH2 serves the HTTP/2 connection of an intercepted tunnel until it
-// closes: every stream through innerHandler.
+// closes: every stream through serveInner.
 func (s *Server) serveH2(tc *tls.Conn, t *tunnel) {
 	g := newH2Guard(tc, s.cfg.MaxHeaderBytes, s.cfg.ReadHeaderTimeout)
 	g.onClose = func(reason string) {
@@ -134,13 +134,12 @@ func (s *Server) serveH2(tc *tls.Conn, t *tunnel) {
 		s.cfg.Log.Warn().Str(fClient, t.client.String()).Str(fTunnel, t.host).Str(fReason, reason).
 			Msg("closed a misbehaving HTTP/2 client connection")
 	}
-	inner := s.innerHandler(t)
 	s.h2.srv.ServeConn(g, &http2.ServeConnOpts{
 		Context:    context.Background(),
 		BaseConfig: s.h2.base,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st := &h2Stream{rc: http.NewResponseController(w)}
-			inner.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientEndKey{}, st)))
+			s.serveInner(w, r, t, st)
 			st.done()
 			if st.aborted.Load() {
 				// The body failed mid-way (upstream cut off, a trickled
@@ -171,19 +170,6 @@ func (s *Server) shutdownH2() {
 type clientEnd interface {
 	SetWriteDeadline(time.Time) error
 	abort()
-}
-
-type clientEndKey struct{}
-
-// clientEndOf returns the client end of a request, or nil when unknown.
-func clientEndOf(ctx context.Context) clientEnd {
-	if st, ok := ctx.Value(clientEndKey{}).(*h2Stream); ok {
-		return st
-	}
-	if c := connFrom(ctx); c != nil {
-		return c
-	}
-	return nil
 }
 
 // abort closes an HTTP/1.1 client's connection.

@@ -80,11 +80,12 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 		return up, down, err
 	}
 	it := *t
+	it.conn, _ = conn.(*clientConn)
 	it.sni = sniHost(tc.ConnectionState().ServerName)
 	it.authority = authority(t.host, it.sni)
 	it.urlHost = strings.TrimSuffix(it.authority, ":443") // https URLs leave the default port out
 
-	// 3a. A client that chose h2 by ALPN: every stream through innerHandler
+	// 3a. A client that chose h2 by ALPN: every stream through serveInner
 	// (h2.go).
 	if tc.ConnectionState().NegotiatedProtocol == "h2" && s.h2 != nil {
 		s.serveH2(tc, &it)
@@ -93,17 +94,11 @@ func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down 
 
 	// 3b. HTTP/1.1: serve the requests inside on the fast path
 	// (fastpath.go) and, from the first request it declines, with net/http
-	// (innerHandler); Serve returns when the connection closes.
+	// (serveInner); Serve returns when the connection closes.
 	gc := &guardedConn{Conn: tc, g: newFramingGuard(s.cfg.MaxHeaderBytes)}
 	it.guard = gc.g
-	cc, _ := conn.(*clientConn)
-	if rest, handOff := s.serveFastConn(&fastConn{rw: gc, c: cc, tunnel: &it, remote: gc.RemoteAddr().String(), client: t.client}); handOff {
-		srv := s.newHTTPServer(s.innerHandler(&it), func(ctx context.Context, _ net.Conn) context.Context {
-			if cc != nil {
-				ctx = context.WithValue(ctx, connKey{}, cc)
-			}
-			return ctx
-		})
+	if rest, handOff := s.serveFastConn(&fastConn{rw: gc, c: it.conn, tunnel: &it, remote: gc.RemoteAddr().String(), client: t.client}); handOff {
+		srv := s.newHTTPServer(s.innerHandler(&it), nil)
 		_ = srv.Serve(newOneConnListener(&replayConn{Conn: gc, replay: rest}))
 	}
 	return pc.read.Load(), pc.wrote.Load(), nil
@@ -125,39 +120,46 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// innerHandler gives each request read inside an intercepted tunnel its
-// absolute URL and the tunnel facts, then hands it to goproxy.
+// innerHandler is the entry point of the requests net/http reads inside
+// the intercepted tunnel t (serveInner).
 func (s *Server) innerHandler(t *tunnel) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A request head the framing guard refused: its status, then close.
-		if t.guard != nil && r.URL.Path == rejectPath && t.guard.refused() != 0 {
-			refuseHead(w, t.guard.refused())
-			return
-		}
-		// A CONNECT inside the tunnel would open a raw tunnel past
-		// inspection (and over HTTP/2 it would be a WebSocket by RFC 8441,
-		// which Picket does not offer).
-		if r.Method == http.MethodConnect {
-			w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-			writePage(w, page{Status: http.StatusMethodNotAllowed, Title: "Method not allowed",
-				Msg: "Picket does not open tunnels inside an inspected connection."})
-			return
-		}
-		// A request for another authority than the tunnel's must not reach
-		// it (domain fronting, or a Host aimed at an internal address).
-		if !sameAuthority(r.Host, t.authority) {
-			writePage(w, page{Status: http.StatusMisdirectedRequest, Title: "Misdirected request",
-				Msg: "This connection was opened for " + t.authority + "; it cannot serve " + r.Host + "."})
-			return
-		}
-		r.URL.Scheme = "https"
-		r.URL.Host = t.urlHost
-		ctx := context.WithValue(context.WithValue(r.Context(), tunnelKey{}, t), writerKey{}, w)
-		if t.pin != "" {
-			ctx = withPin(ctx, t.pin)
-		}
-		s.gp.ServeHTTP(w, r.WithContext(ctx))
+		s.serveInner(w, r, t, nil)
 	})
+}
+
+// serveInner gives a request read inside the intercepted tunnel t (over
+// HTTP/2: on stream st; nil over HTTP/1.1) its absolute URL and the tunnel
+// facts, then hands it to goproxy.
+func (s *Server) serveInner(w http.ResponseWriter, r *http.Request, t *tunnel, st *h2Stream) {
+	// A request head the framing guard refused: its status, then close.
+	if t.guard != nil && r.URL.Path == rejectPath && t.guard.refused() != 0 {
+		refuseHead(w, t.guard.refused())
+		return
+	}
+	// A CONNECT inside the tunnel would open a raw tunnel past
+	// inspection (and over HTTP/2 it would be a WebSocket by RFC 8441,
+	// which Picket does not offer).
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		writePage(w, page{Status: http.StatusMethodNotAllowed, Title: "Method not allowed",
+			Msg: "Picket does not open tunnels inside an inspected connection."})
+		return
+	}
+	// A request for another authority than the tunnel's must not reach
+	// it (domain fronting, or a Host aimed at an internal address).
+	if !sameAuthority(r.Host, t.authority) {
+		writePage(w, page{Status: http.StatusMisdirectedRequest, Title: "Misdirected request",
+			Msg: "This connection was opened for " + t.authority + "; it cannot serve " + r.Host + "."})
+		return
+	}
+	r.URL.Scheme = "https"
+	r.URL.Host = t.urlHost
+	x := newExchange(r, t.client, t)
+	if x.stream = st; st == nil {
+		x.conn = t.conn // an HTTP/2 stream's end is the stream alone
+	}
+	s.forward(w, r, x)
 }
 
 // passThrough tunnels a non-TLS protocol untouched to the CONNECT target.

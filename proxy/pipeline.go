@@ -6,32 +6,38 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
-
-	"github.com/elazarl/goproxy"
 )
 
-// This file is the request pipeline, top to bottom: ServeHTTP classifies
-// what arrived, handleConnect decides tunnels, roundTrip decides and forwards
-// each HTTP request (plain or intercepted). Helpers live in the other files.
+// This file is the request pipeline, top to bottom: serve classifies what
+// arrived and starts the request's exchange, handleConnect decides tunnels,
+// forward hands an HTTP request to goproxy, and roundTrip decides and
+// forwards each HTTP request (plain or intercepted). Every step takes the
+// exchange it works on. Helpers live in the other files.
 // Plain GET and HEAD requests without a body usually skip ServeHTTP and
 // goproxy: the fast path (fastpath.go) reads them off the connection and
 // calls roundTrip itself after the same steps 1–3: it declines what steps
 // 0–2 would answer (net/http then takes the connection over) and runs step
 // 3, proxy authentication, itself. Inside intercepted tunnels the fast path
-// serves GET and HEAD the same way, ahead of innerHandler (intercept.go).
+// serves GET and HEAD the same way, ahead of serveInner (intercept.go).
 
-// ServeHTTP is the entry point of every request the listener accepts.
+// ServeHTTP is the entry point of every request net/http reads on the
+// proxy listener: all that the fast path declined.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.serve(w, r, connFrom(r.Context()))
+}
+
+// serve runs a request read on the proxy listener from conn (nil if
+// unknown), by net/http or, for a CONNECT, by the fast path.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, conn *clientConn) {
 	client := clientAddr(r.RemoteAddr)
 
 	// 0. A request head the framing guard refused (framing.go): answer its
 	// status and close; nothing of it was read or forwarded.
 	if r.URL.Path == rejectPath {
-		if c := connFrom(r.Context()); c != nil && c.rejected() != 0 {
+		if c := conn; c != nil && c.rejected() != 0 {
 			status := c.rejected()
 			s.cfg.Log.Warn().Str(fClient, client.String()).Int(fStatus, status).Msg("refused an ambiguous or oversized request head")
 			refuseHead(w, status)
@@ -57,18 +63,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 3. Proxy authentication, when configured: 407 without valid
 	// credentials, 429 when a client keeps failing. The user travels with
-	// the request (and into a tunnel's inner requests).
+	// the request's exchange (and into a tunnel's inner requests).
+	var id identity
 	if s.cfg.Authenticate != nil {
-		id, ok := s.authenticate(w, r, client)
-		if !ok {
+		var ok bool
+		if id, ok = s.authenticate(w, r, client); !ok {
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 	}
+	x := newExchange(r, client, nil)
+	x.conn, x.req.User, x.req.Groups = conn, id.user, id.groups
 
 	// 4. CONNECT: a host-level decision, then block, tunnel or intercept.
 	if r.Method == http.MethodConnect {
-		s.handleConnect(w, r, client)
+		s.handleConnect(w, r, x)
 		return
 	}
 	if r.URL.Scheme != "http" && r.URL.Scheme != "https" || r.URL.Host == "" {
@@ -78,13 +86,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 5. Absolute-form HTTP: goproxy reads it and calls roundTrip.
-	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), writerKey{}, w)))
+	s.forward(w, r, x)
 }
 
-// handleConnect decides a CONNECT and carries the decision out.
-func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, client netip.Addr) {
-	x := &exchange{start: time.Now(), req: Request{Client: client, Method: http.MethodConnect, Connect: true}, proto: r.Proto}
-	x.req.User, x.req.Groups = identityFrom(r.Context())
+// forward hands r, an absolute-form request whose state is x, to goproxy,
+// which calls roundTrip with x and writes the response to w. It is the only
+// way into goproxy.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
+	x.w = w
+	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+}
+
+// handleConnect decides a CONNECT, whose state is x, and carries the
+// decision out.
+func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, x *exchange) {
+	client := x.req.Client
 	defer s.logAccess(x)
 
 	// 1. The target must be host:port with a valid port.
@@ -199,13 +215,12 @@ func (s *Server) establish(w http.ResponseWriter, x *exchange) (net.Conn, []byte
 	return conn, buffered, true
 }
 
-// roundTrip handles one HTTP request, plain or read inside an intercepted
-// tunnel. goproxy calls it as the request's RoundTripper. It never returns
-// an error: every outcome is a response, and every response logs one line
-// when its body is closed.
-func (s *Server) roundTrip(in *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
-	x := s.newExchange(in, ctx)
-
+// roundTrip handles one HTTP request in, plain or read inside an
+// intercepted tunnel, whose state is x. goproxy calls it as the request's
+// RoundTripper (newGoproxy), the fast path directly. It never returns an
+// error: every outcome is a response, and every response logs one line when
+// its body is closed.
+func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error) {
 	// 1. A warn page's "continue" link is answered here, never forwarded.
 	if in.URL.Path == continuePath {
 		return s.respond(x, in, s.pages.handleContinue(in, x))
@@ -300,37 +315,29 @@ func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*h
 			return s.respond(x, in, pageResponse(in, page{Status: http.StatusBadGateway, Title: "Bad gateway",
 				Msg: "The upstream switched protocols without a usable connection."}))
 		}
-		if c := connFrom(in.Context()); c != nil {
-			c.idle(s.cfg.TunnelIdleTimeout) // the upgraded connection is hijacked by goproxy
+		if x.conn != nil {
+			x.conn.idle(s.cfg.TunnelIdleTimeout) // the upgraded connection is hijacked by goproxy
 		}
 		resp.Body = &upgradeBody{rwc: rwc, x: x, s: s}
 	case resp.Body == nil || resp.Body == http.NoBody:
 		x.complete.Store(true)
 		s.logAccess(x)
 	default:
-		resp.Body = &logBody{ReadCloser: resp.Body, x: x, s: s, end: clientEndOf(in.Context())}
+		resp.Body = &logBody{ReadCloser: resp.Body, x: x, s: s, end: x.clientEnd()}
 	}
 	return resp, nil
 }
 
-// newExchange starts the state of one HTTP request.
-func (s *Server) newExchange(in *http.Request, ctx *goproxy.ProxyCtx) *exchange {
-	x := &exchange{
-		start: time.Now(),
-		req:   Request{Client: clientAddr(in.RemoteAddr), Method: in.Method, URL: in.URL},
-		proto: in.Proto,
-	}
-	x.req.User, x.req.Groups = identityFrom(in.Context())
-	if t, ok := in.Context().Value(tunnelKey{}).(*tunnel); ok {
-		x.tunnel, x.req.Client, x.req.Intercepted = t, t.client, true
-		x.req.User, x.req.Groups = t.user, t.groups // authenticated at CONNECT
-	}
-	return x
-}
-
-// outbound clones in into the request sent upstream.
+// outbound clones in into the request sent upstream, with the route the
+// dialler must take for it: an upgrade never goes over HTTP/2
+// (poolguard.go), a transparent request always to its original
+// destination.
 func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
-	out := in.Clone(in.Context())
+	ctx := in.Context()
+	if rt := (route{pin: x.pin, http1Only: upgradeType(in.Header) != ""}); rt != routeOf(ctx) {
+		ctx = withRoute(ctx, rt) // a fast-path tunnel's connection carries its pin already
+	}
+	out := in.Clone(ctx)
 	out.RequestURI = ""
 	out.Host = "" // the URL's host wins over the Host header (RFC 9112 §3.2.2)
 	out.Close = false
@@ -349,22 +356,11 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 		out.Header.Add("X-Forwarded-For", x.req.Client.String())
 	}
 	if in.Body != nil && in.Body != http.NoBody {
-		x.body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn, idle: s.cfg.TunnelIdleTimeout}
-		if st, ok := in.Context().Value(clientEndKey{}).(*h2Stream); ok {
-			x.body.rc = st // usable after the handler returned, unlike the ResponseWriter
-		} else if w, ok := in.Context().Value(writerKey{}).(http.ResponseWriter); ok {
-			x.body.rc = http.NewResponseController(w)
-		}
+		x.body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn, rc: x.bodyDeadliner(), idle: s.cfg.TunnelIdleTimeout}
 		out.Body = x.body
 	}
-	return http1Only(out) // an upgrade never goes over HTTP/2 (poolguard.go)
+	return out
 }
-
-type tunnelKey struct{}
-
-// writerKey carries the client's ResponseWriter to roundTrip, for read
-// deadlines on the request body.
-type writerKey struct{}
 
 // connectTarget returns the CONNECT target as host:port, or false when it
 // is not one (no port, port out of range, a path, userinfo).

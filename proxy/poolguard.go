@@ -130,7 +130,7 @@ func handshake(ctx context.Context, t *http.Transport, c net.Conn, addr string) 
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
-	if ctx.Value(http1OnlyKey{}) != nil {
+	if routeOf(ctx).http1Only {
 		cfg.NextProtos = nil // as the Transport's own dial does for an upgrade
 	}
 	if d := t.TLSHandshakeTimeout; d > 0 {
@@ -167,21 +167,6 @@ func insertSock(c net.Conn, t *turns, records bool) (net.Conn, *sockConn) {
 		return c, s
 	}
 	return s, s
-}
-
-// http1OnlyKey marks the context of a request that must go over HTTP/1.1
-// (an upgrade). The Transport's own TLS dial leaves h2 out of ALPN for such
-// a request and keeps its connections apart; a DialTLSContext is not told,
-// so handshake reads this mark (the dial's context carries the request's
-// values).
-type http1OnlyKey struct{}
-
-// http1Only marks r when it asks to upgrade its connection.
-func http1Only(r *http.Request) *http.Request {
-	if r.Header.Get("Upgrade") == "" {
-		return r
-	}
-	return r.WithContext(context.WithValue(r.Context(), http1OnlyKey{}, true))
 }
 
 // turnPhase is where a guarded connection is between requests.

@@ -84,12 +84,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.local = s.localHandler()
 	s.gp = s.newGoproxy()
-	s.http = s.newHTTPServer(s, func(ctx context.Context, c net.Conn) context.Context {
-		if cc, ok := c.(*clientConn); ok {
-			return context.WithValue(ctx, connKey{}, cc)
-		}
-		return ctx
-	})
+	s.http = s.newHTTPServer(s, withConn)
 	return s, nil
 }
 
@@ -127,7 +122,9 @@ func (s *Server) newGoproxy() *goproxy.ProxyHttpServer {
 	// on context.Background(), reads the inner requests with no header-size
 	// limit and no deadline, and closes the client connection on an upstream
 	// error instead of answering it).
-	rt := goproxy.RoundTripperFunc(s.roundTrip)
+	rt := goproxy.RoundTripperFunc(func(in *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		return s.roundTrip(exchangeOf(in), in)
+	})
 	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		ctx.RoundTripper = rt
 		return r, nil

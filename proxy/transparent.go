@@ -25,20 +25,6 @@ import (
 // Picket always dials that original address, never the name, so a forged
 // Host or SNI can neither reach another server nor slip past the policy.
 
-type pinKey struct{}
-
-// withPin makes the dialer connect to addr whatever host the request names.
-func withPin(ctx context.Context, addr string) context.Context {
-	return context.WithValue(ctx, pinKey{}, addr)
-}
-
-func pinned(ctx context.Context) (string, bool) {
-	a, ok := ctx.Value(pinKey{}).(string)
-	return a, ok
-}
-
-type origDstKey struct{}
-
 // ServeTransparentHTTP serves plain HTTP connections redirected to ln.
 func (s *Server) ServeTransparentHTTP(ln net.Listener) error {
 	if errNoTransparent != nil {
@@ -46,25 +32,30 @@ func (s *Server) ServeTransparentHTTP(ln net.Listener) error {
 	}
 	srv := s.newHTTPServer(http.HandlerFunc(s.serveTransparentHTTP), func(ctx context.Context, c net.Conn) context.Context {
 		if cc, ok := c.(*clientConn); ok {
-			ctx = context.WithValue(ctx, connKey{}, cc)
 			if dst, err := originalDst(cc.Conn); err == nil {
-				ctx = context.WithValue(ctx, origDstKey{}, dst)
+				cc.origDst = dst
 			}
 		}
-		return ctx
+		return withConn(ctx, c)
 	})
 	s.track(srv)
 	return srv.Serve(&listener{Listener: ln, conns: s.conns, guard: s.cfg.MaxHeaderBytes})
 }
 
+// serveTransparentHTTP is the entry point of every request read on a
+// transparent HTTP listener.
 func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
 	client := clientAddr(r.RemoteAddr)
 	if !s.clientAllowed(client) {
 		writePage(w, page{Status: http.StatusForbidden, Title: "Forbidden", Msg: "Your address is not allowed to use this gateway."})
 		return
 	}
-	dst, ok := r.Context().Value(origDstKey{}).(netip.AddrPort)
-	if !ok || s.isSelfAddr(dst) {
+	conn := connFrom(r.Context())
+	var dst netip.AddrPort
+	if conn != nil {
+		dst = conn.origDst
+	}
+	if !dst.IsValid() || s.isSelfAddr(dst) {
 		// Not redirected: someone connected to the listener itself.
 		s.local.ServeHTTP(w, r)
 		return
@@ -81,7 +72,9 @@ func (s *Server) serveTransparentHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.URL.Scheme, r.URL.Host = "http", urlHost(stripPort(host), dst.Port(), 80)
-	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(withPin(r.Context(), dst.String()), writerKey{}, w)))
+	x := newExchange(r, client, nil)
+	x.conn, x.pin = conn, dst.String()
+	s.forward(w, r, x)
 }
 
 // ServeTransparentHTTPS serves TLS connections redirected to ln: the

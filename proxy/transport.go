@@ -110,8 +110,8 @@ func address(addr string) string {
 // both directions longer than the tunnel idle timeout, so a stalled upstream
 // body cannot hold a client forever.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	if p, ok := pinned(ctx); ok {
-		addr = p // transparent mode: always the original destination
+	if pin := routeOf(ctx).pin; pin != "" {
+		addr = pin // transparent mode: always the original destination
 	}
 	var version uint64
 	if d.dest.block != nil {

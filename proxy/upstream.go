@@ -108,8 +108,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(u.parents) == 0 {
 		return u.direct.RoundTrip(req)
 	}
-	pin, _ := pinned(req.Context())
-	direct, err := u.goesDirect(req.Context(), hostPort(req.URL), pin)
+	direct, err := u.goesDirect(req.Context(), hostPort(req.URL), routeOf(req.Context()).pin)
 	switch {
 	case err != nil:
 		if req.Body != nil {
@@ -315,8 +314,8 @@ func (b *parentBody) Close() error {
 // parent: a CONNECT to addr (pin in transparent mode), over which the
 // transport speaks TLS with the origin.
 func (u *Upstream) dialViaParents(ctx context.Context, _, addr string) (net.Conn, error) {
-	if p, ok := pinned(ctx); ok {
-		addr = p
+	if pin := routeOf(ctx).pin; pin != "" {
+		addr = pin
 	}
 	c, err := u.tunnelVia(ctx, address(addr))
 	if err != nil {
