@@ -14,26 +14,13 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
-// clock is a frozen clock the test moves by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newClock is the tests' clock, stopped at a fixed time.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // entry is an htpasswd line for user and password at bcrypt's minimum cost.
@@ -82,7 +69,7 @@ var (
 
 type fixture struct {
 	a        *Authenticator
-	clock    *clock
+	clock    *testutil.Clock
 	htpasswd string
 	groups   string
 }
@@ -105,7 +92,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	if cfg.ReloadInterval == 0 {
 		cfg.ReloadInterval = -1
 	}
-	a, err := newAuthenticator(cfg, zerolog.Nop(), f.clock.now)
+	a, err := newAuthenticator(cfg, zerolog.Nop(), f.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,17 +303,17 @@ func TestRateLimit(t *testing.T) {
 	// Other clients are not affected.
 	check(bob, right, nil)
 	// One attempt is earned back every 10 s.
-	f.clock.advance(4 * time.Second)
+	f.clock.Add(4 * time.Second)
 	if rl := check(alice, right, ErrRateLimited); !near(rl.RetryAfter, 6*time.Second) {
 		t.Errorf("got retry after %s, want 6s", rl.RetryAfter)
 	}
-	f.clock.advance(6 * time.Second)
+	f.clock.Add(6 * time.Second)
 	check(alice, wrong, ErrBadCredentials)
 	check(alice, right, ErrRateLimited)
-	f.clock.advance(10 * time.Second)
+	f.clock.Add(10 * time.Second)
 	check(alice, right, nil)
 	// A whole window restores the whole budget.
-	f.clock.advance(time.Hour)
+	f.clock.Add(time.Hour)
 	for range 3 {
 		check(alice, wrong, ErrBadCredentials)
 	}
@@ -369,7 +356,7 @@ func TestCache(t *testing.T) {
 		t.Errorf("got %v, want ErrBadCredentials", err)
 	}
 	// Expired: bcrypt again, then remembered again.
-	f.clock.advance(61 * time.Second)
+	f.clock.Add(61 * time.Second)
 	f.a.Check(alice, right)
 	f.a.Check(alice, right)
 	if hits() != 3 {

@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/picket-proxy/picket/internal/slapdtest"
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // directoryLDIF is added to slapdtest.People: alice also in a group of
@@ -109,7 +110,7 @@ func ldapConfig(s *slapdtest.Server) *LDAPConfig {
 
 // newLDAPAuth is an Authenticator with the directory only, on a clock
 // the test moves.
-func newLDAPAuth(t *testing.T, cfg Config) (*Authenticator, *clock) {
+func newLDAPAuth(t *testing.T, cfg Config) (*Authenticator, *testutil.Clock) {
 	t.Helper()
 	clk := newClock()
 	if cfg.ReloadInterval == 0 {
@@ -121,7 +122,7 @@ func newLDAPAuth(t *testing.T, cfg Config) (*Authenticator, *clock) {
 	if cfg.MaxUserFailures == 0 {
 		cfg.MaxUserFailures = 1000
 	}
-	a, err := newAuthenticator(cfg, zerolog.Nop(), clk.now)
+	a, err := newAuthenticator(cfg, zerolog.Nop(), clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,12 +289,12 @@ func TestLDAPDirectoryDown(t *testing.T) {
 			if got := a.dir.servers[0].dials.Load(); got != dials {
 				t.Errorf("got %d dials to a server known down, want none", got-dials)
 			}
-			clk.advance(2 * time.Minute) // past the cache TTL
+			clk.Add(2 * time.Minute) // past the cache TTL
 			if fail == FailClosed {
 				check("alice", ErrUnavailable)
 			} else {
 				check("alice", nil) // the stale verification stands in
-				clk.advance(30 * time.Minute)
+				clk.Add(30 * time.Minute)
 				check("alice", ErrUnavailable) // ...until the stale TTL
 			}
 			if st := a.Stats(); st.ServersDown != 1 || st.Unavailable < 3 {
@@ -301,7 +302,7 @@ func TestLDAPDirectoryDown(t *testing.T) {
 			}
 			s.Restart(t)
 			check("bob", ErrUnavailable) // within the retry interval
-			clk.advance(11 * time.Second)
+			clk.Add(11 * time.Second)
 			check("bob", nil)
 			check("alice", nil)
 			if st := a.Stats(); st.ServersDown != 0 {
@@ -336,13 +337,13 @@ func TestLDAPPasswordChange(t *testing.T) {
 	s.SetPassword(t, aliceDN, "alice-new-pw")
 	check("alice-pw", nil, true) // within the TTL: remembered
 	check("alice-new-pw", nil, false)
-	clk.advance(5*time.Minute + time.Second)
+	clk.Add(5*time.Minute + time.Second)
 	check("alice-pw", ErrBadCredentials, false)
 	check("alice-pw", ErrBadCredentials, false) // forgotten, not remembered as right
 	check("alice-new-pw", nil, false)
 	check("alice-new-pw", nil, true)
 	s.Stop(t)
-	clk.advance(5*time.Minute + time.Second)
+	clk.Add(5*time.Minute + time.Second)
 	check("alice-pw", ErrUnavailable, false)
 	check("alice-new-pw", nil, false) // stale, standing in
 	if st := a.Stats(); st.StaleHits != 1 {
@@ -454,7 +455,7 @@ func TestLDAPUserRateLimit(t *testing.T) {
 	if got := a.Stats().DirectoryChecks; got != checks+1 {
 		t.Errorf("got %d directory checks, want %d (bob only)", got, checks+1)
 	}
-	clk.advance(10 * time.Second)
+	clk.Add(10 * time.Second)
 	if _, _, err := a.Check(bob, basic("alice", "guess")); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("after the wait: got %v, want ErrBadCredentials", err)
 	}
@@ -602,15 +603,10 @@ func TestLDAPConfigRefused(t *testing.T) {
 // never hold the password.
 func TestLDAPNoSecretsInErrors(t *testing.T) {
 	s := startDirectory(t)
-	var logBuf strings.Builder
-	var mu sync.Mutex
-	log := zerolog.New(zerolog.SyncWriter(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logBuf.Write(p)
-	}))).Level(zerolog.DebugLevel)
+	var logBuf testutil.SyncBuffer
+	log := zerolog.New(&logBuf).Level(zerolog.DebugLevel)
 	cfg := ldapConfig(s)
-	a, err := newAuthenticator(Config{LDAP: cfg, ReloadInterval: -1}, log, newClock().now)
+	a, err := newAuthenticator(Config{LDAP: cfg, ReloadInterval: -1}, log, newClock().Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,8 +620,6 @@ func TestLDAPNoSecretsInErrors(t *testing.T) {
 	s.Stop(t)
 	_, _, err = a.Check(alice, basic("bob", secret))
 	errs = append(errs, fmt.Sprint(err))
-	mu.Lock()
-	defer mu.Unlock()
 	if all := strings.Join(errs, "\n") + logBuf.String(); strings.Contains(all, secret) || strings.Contains(all, "service-pw") {
 		t.Errorf("a password leaked:\n%s", all)
 	}
@@ -633,10 +627,6 @@ func TestLDAPNoSecretsInErrors(t *testing.T) {
 		t.Errorf("the server going down was not logged:\n%s", logBuf.String())
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // FuzzUserFilter: whatever the user name, the user filter compiles and keeps
 // its structure: decompiled, it is the filter built, so the name stayed a

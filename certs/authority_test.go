@@ -53,11 +53,11 @@ func TestCacheRenewal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			clk.Advance(tc.stillFresh)
+			clk.Add(tc.stillFresh)
 			if got, _ := a.Leaf("example.com"); got != first {
 				t.Errorf("after %v: got a new leaf, want the cached one", tc.stillFresh)
 			}
-			clk.Advance(tc.renewed - tc.stillFresh)
+			clk.Add(tc.renewed - tc.stillFresh)
 			second, err := a.Leaf("example.com")
 			if err != nil {
 				t.Fatal(err)
@@ -80,7 +80,7 @@ func TestCacheRenewal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clk.Advance(-2 * time.Hour)
+		clk.Add(-2 * time.Hour)
 		second, err := a.Leaf("example.com")
 		if err != nil {
 			t.Fatal(err)

@@ -15,26 +15,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock is the tests' clock for Config.Now, stopped at a fixed time.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // rsaKey is one RSA-2048 key shared by the tests of a run; generating it

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/reputation"
 )
 
@@ -57,16 +58,6 @@ var (
 	unwanted = reputation.Verdict{Kind: reputation.KindUnwanted, Category: "adware"}
 	clean    = reputation.Verdict{Kind: reputation.KindClean, Category: "news"}
 )
-
-// clock is an injected clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) set(t time.Time)     { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func berlin(t testing.TB) *time.Location {
 	t.Helper()
@@ -337,11 +328,11 @@ func TestTimeWindows(t *testing.T) {
 		{"autumn repeat: 02:30 UTC is 03:30 CET, inside", early, utc("2025-10-26 02:30"), true},
 		{"autumn repeat: 03:00 UTC is 04:00 CET, outside", early, utc("2025-10-26 03:00"), false},
 	}
-	clk := &clock{}
+	clk := testutil.NewClock(time.Time{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk.set(tt.at)
-			e := newEngine(t, Config{Rules: []Rule{tt.rule}, Location: loc}, nil, clk.now)
+			clk.Set(tt.at)
+			e := newEngine(t, Config{Rules: []Rule{tt.rule}, Location: loc}, nil, clk.Now)
 			d := decide(t, e, req("GET", "https://x.example/"))
 			if got := d.Rule == tt.rule.Name; got != tt.match {
 				t.Errorf("at %v: matched = %v, want %v", tt.at.In(loc), got, tt.match)
@@ -361,13 +352,13 @@ func TestLocalListsOverrideReputation(t *testing.T) {
 		backend.known[reputation.HashExpression(h)] = reputation.Verdict{Kind: reputation.KindMalware, Category: "malware", TTL: time.Hour}
 	}
 	backend.known[reputation.HashExpression("ads.example/")] = reputation.Verdict{Kind: reputation.KindUnwanted, TTL: time.Hour}
-	clk := &clock{}
-	clk.set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := testutil.NewClock(time.Time{})
+	clk.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	rep, err := reputation.New(reputation.Config{
 		Backend: backend,
 		Allow:   []string{"good.example"},
 		Block:   []string{"blocked.example"},
-		Now:     clk.now,
+		Now:     clk.Now,
 	}, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("reputation.New: %v", err)
@@ -397,7 +388,7 @@ func TestLocalListsOverrideReputation(t *testing.T) {
 			e := newEngine(t, Config{Protection: tt.table}, rep, nil)
 			for i, cached := range []bool{false, true, false} {
 				if i == 2 {
-					clk.add(reputation.LocalTTL + time.Hour) // every entry expired
+					clk.Add(reputation.LocalTTL + time.Hour) // every entry expired
 				}
 				d := decide(t, e, req("GET", tt.url))
 				check(t, d, tt.want)
@@ -488,23 +479,23 @@ func TestConnectInterception(t *testing.T) {
 }
 
 func TestAutoBypass(t *testing.T) {
-	clk := &clock{t: time.Date(2025, 6, 4, 12, 0, 0, 0, time.UTC)}
-	e := newEngine(t, Config{Inspection: Inspection{Intercept: true, AutoBypass: time.Hour}}, nil, clk.now)
+	clk := testutil.NewClock(time.Date(2025, 6, 4, 12, 0, 0, 0, time.UTC))
+	e := newEngine(t, Config{Inspection: Inspection{Intercept: true, AutoBypass: time.Hour}}, nil, clk.Now)
 	intercepted := func() bool { return decide(t, e, connect("app.example:443")).Intercept }
 
 	if e.NoteHandshakeFailure("app.example:443") || e.NoteHandshakeFailure("APP.example") {
 		t.Fatal("bypass started before the threshold")
 	}
-	clk.add(5 * time.Minute) // the first two failures leave the window
+	clk.Add(5 * time.Minute) // the first two failures leave the window
 	if e.NoteHandshakeFailure("app.example") {
 		t.Fatal("bypass started with failures outside the window")
 	}
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	e.NoteHandshakeFailure("app.example")
 	if !intercepted() {
 		t.Fatal("bypass started early")
 	}
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	if !e.NoteHandshakeFailure("app.example:443") {
 		t.Fatal("third failure within 5 minutes: got no bypass, want one")
 	}
@@ -520,11 +511,11 @@ func TestAutoBypass(t *testing.T) {
 	if e.NoteHandshakeFailure("app.example") {
 		t.Error("failure during a bypass restarted it")
 	}
-	clk.add(time.Hour - time.Second)
+	clk.Add(time.Hour - time.Second)
 	if intercepted() {
 		t.Error("auto-bypass ended early")
 	}
-	clk.add(time.Second)
+	clk.Add(time.Second)
 	if !intercepted() {
 		t.Error("auto-bypass did not expire after an hour")
 	}
@@ -532,7 +523,7 @@ func TestAutoBypass(t *testing.T) {
 		t.Errorf("AutoBypassed() after expiry = %v, want none", got)
 	}
 
-	off := newEngine(t, Config{Inspection: Inspection{Intercept: true}}, nil, clk.now)
+	off := newEngine(t, Config{Inspection: Inspection{Intercept: true}}, nil, clk.Now)
 	for range 10 {
 		if off.NoteHandshakeFailure("app.example") {
 			t.Fatal("auto-bypass disabled (AutoBypass 0) but started")

@@ -125,7 +125,7 @@ func TestBlockAddress(t *testing.T) {
 		t.Errorf("access line of the listed GET: %v", l)
 	}
 	if code, body, _ := get(trusting, tlsByName); code != http.StatusForbidden || !strings.Contains(body, "SBL1") {
-		t.Errorf("intercepted GET to a listed address: got %d %q, want 403 naming SBL1\n%s", code, body, tp.app.buf.String())
+		t.Errorf("intercepted GET to a listed address: got %d %q, want 403 naming SBL1\n%s", code, body, tp.app.String())
 	}
 	if s := connect(); !strings.Contains(s, " 403 ") {
 		t.Errorf("CONNECT to a listed address: got %q, want 403", s)

@@ -2,58 +2,30 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines returns the JSON log lines written so far.
-func (b *syncBuffer) lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
 
 // testProxy is a running proxy on loopback.
 type testProxy struct {
 	*Server
 	addr   string
 	url    *url.URL
-	access *syncBuffer
-	app    *syncBuffer
+	access *testutil.SyncBuffer
+	app    *testutil.SyncBuffer
 }
 
 // startProxy starts a proxy with cfg on 127.0.0.1:0 and stops it when the
@@ -69,7 +41,7 @@ func startProxy(t testing.TB, cfg Config) *testProxy {
 	if cfg.ConnectPorts == nil {
 		cfg.ConnectPorts = []PortRange{{Lo: 1, Hi: 65535}}
 	}
-	tp := &testProxy{access: &syncBuffer{}, app: &syncBuffer{}}
+	tp := &testProxy{access: &testutil.SyncBuffer{}, app: &testutil.SyncBuffer{}}
 	cfg.AccessLog = zerolog.New(tp.access)
 	cfg.Log = zerolog.New(tp.app).Level(zerolog.DebugLevel)
 	if _, ok := t.(*testing.B); ok { // benchmarks: do not keep b.N lines
@@ -115,14 +87,14 @@ func (tp *testProxy) waitAccess(t *testing.T, pred func(map[string]any) bool) ma
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		for _, l := range tp.access.lines() {
+		for _, l := range tp.access.Lines() {
 			if pred(l) {
 				return l
 			}
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no matching access-log line; have:\n%s", tp.access.buf.String())
+			t.Fatalf("no matching access-log line; have:\n%s", tp.access.String())
 			return nil
 		case <-time.After(5 * time.Millisecond):
 		}

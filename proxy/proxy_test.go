@@ -461,7 +461,7 @@ func TestRequestsToTheProxyItself(t *testing.T) {
 			}
 		})
 	}
-	if n := len(tp.access.lines()); n != 0 {
+	if n := len(tp.access.Lines()); n != 0 {
 		t.Errorf("local pages must not be proxied: got %d access lines", n)
 	}
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/elazarl/goproxy"
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // testParent is a real forward proxy (goproxy, with its own transport and
@@ -235,8 +237,8 @@ func TestParentEveryPath(t *testing.T) {
 	if len(st) != 1 || !st[0].Up || st[0].Proxy != parent.addr || st[0].Requests < 4 || st[0].Failures != 0 {
 		t.Errorf("status: got %+v, want %s up with 4 or more requests", st, parent.addr)
 	}
-	for name, buf := range map[string]*syncBuffer{"access": tp.access, "application": tp.app} {
-		if text := buf.text(); strings.Contains(text, secret) || strings.Contains(text, base64.StdEncoding.EncodeToString([]byte("picket:"+secret))) {
+	for name, buf := range map[string]*testutil.SyncBuffer{"access": tp.access, "application": tp.app} {
+		if text := buf.String(); strings.Contains(text, secret) || strings.Contains(text, base64.StdEncoding.EncodeToString([]byte("picket:"+secret))) {
 			t.Errorf("the %s log holds the parent's credentials", name)
 		}
 	}
@@ -540,21 +542,14 @@ func (tp *testProxy) waitApp(t *testing.T, msg string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, l := range tp.app.lines() {
+		for _, l := range tp.app.Lines() {
 			if l["message"] == msg {
 				return
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("no %q in the application log:\n%s", msg, tp.app.text())
-}
-
-// text returns what was written so far.
-func (b *syncBuffer) text() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	t.Fatalf("no %q in the application log:\n%s", msg, tp.app.String())
 }
 
 // TestParentRefusals: a parent that refuses a CONNECT target is answered

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // fakeBackend is a Backend whose behaviour is a function field.
@@ -45,32 +47,14 @@ func knows(ttl, negTTL time.Duration, entries map[string]Kind) func(context.Cont
 	}
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTestClient(t testing.TB, cfg Config) (*Client, *clock) {
+func newTestClient(t testing.TB, cfg Config) (*Client, *testutil.Clock) {
 	t.Helper()
 	c, err := New(cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	c.now = clk.now
+	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c.now = clk.Now
 	t.Cleanup(func() { c.Close() })
 	return c, clk
 }
@@ -105,7 +89,7 @@ func TestClientCacheAndTTL(t *testing.T) {
 		t.Errorf("got %d requests, last with %v; want 2, the last with 1 prefix", n, fb.asked[len(fb.asked)-1])
 	}
 	// The positive TTL expires: a new request.
-	clk.advance(61 * time.Second)
+	clk.Add(61 * time.Second)
 	v = mustLookup(t, c, Query{URL: "http://evil.test/a/b.html?x=1"})
 	if fb.calls.Load() != 3 || v.Source != SourceServer || v.Cached {
 		t.Errorf("after TTL: %d requests, source %v, cached %v; want 3, server, not cached", fb.calls.Load(), v.Source, v.Cached)
@@ -116,7 +100,7 @@ func TestClientCacheAndTTL(t *testing.T) {
 	if fb.calls.Load() != 4 {
 		t.Errorf("got %d requests, want 4", fb.calls.Load())
 	}
-	clk.advance(5*time.Minute + time.Second)
+	clk.Add(5*time.Minute + time.Second)
 	if v := mustLookup(t, c, Query{URL: "http://good.test/"}); v.Kind != KindUnknown || fb.calls.Load() != 5 {
 		t.Errorf("after negative TTL: %+v after %d requests, want unknown after 5", v, fb.calls.Load())
 	}
@@ -185,7 +169,7 @@ func TestClientFailPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testutil.SyncBuffer
 			c, err := New(Config{Backend: &fakeBackend{find: hang}, Timeout: 30 * time.Millisecond, Fail: tt.policy}, zerolog.New(&logs))
 			if err != nil {
 				t.Fatal(err)
@@ -246,7 +230,7 @@ func TestClientBreaker(t *testing.T) {
 	mu.Lock()
 	fail = false
 	mu.Unlock()
-	clk.advance(11 * time.Second)
+	clk.Add(11 * time.Second)
 	if v := mustLookup(t, c, Query{URL: "http://probe.test/"}); v.Source != SourceServer {
 		t.Errorf("probe = %+v, want an answer from the server", v)
 	}
@@ -335,7 +319,7 @@ func TestClientProvenanceSurvivesCache(t *testing.T) {
 				{"1st", func() {}, false},
 				{"2nd", func() {}, tt.cachedOn2n},
 				{"3rd", func() {}, tt.cachedOn2n},
-				{"after TTL", func() { clk.advance(LocalTTL + time.Second) }, false},
+				{"after TTL", func() { clk.Add(LocalTTL + time.Second) }, false},
 				{"after Reload", func() {
 					if err := c.Reload(); err != nil {
 						t.Fatal(err)
@@ -414,25 +398,6 @@ func BenchmarkCanonicalizeExpressions(b *testing.B) {
 			_ = HashExpression(e)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b)
 }
 
 func TestLookupCachedAllocatesNothing(t *testing.T) {

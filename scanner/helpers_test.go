@@ -5,13 +5,13 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/flate"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"os"
 	"testing"
 
+	tf "github.com/picket-proxy/picket/internal/testfiles"
 	"github.com/picket-proxy/picket/reputation"
 )
 
@@ -56,22 +56,14 @@ type member struct {
 	data []byte
 }
 
-// zipOf returns a zip of the members, deflated.
+// zipOf returns a zip of the members, deflated (testfiles.Zip).
 func zipOf(t testing.TB, ms ...member) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, m := range ms {
-		w, err := zw.Create(m.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(m.data)
+	zs := make([]tf.Member, len(ms))
+	for i, m := range ms {
+		zs[i] = tf.Member{Name: m.name, Data: m.data}
 	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return tf.Zip(zs...)
 }
 
 // nestZip wraps data in depth zips, the innermost member named name.
@@ -85,12 +77,7 @@ func nestZip(t testing.TB, name string, data []byte, depth int) []byte {
 
 func gzipOf(t testing.TB, name string, data []byte) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Name = name
-	zw.Write(data)
-	zw.Close()
-	return buf.Bytes()
+	return tf.Gzip(name, data)
 }
 
 func tarOf(t testing.TB, ms ...member) []byte {

@@ -6,15 +6,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/picket-proxy/picket/reputation/server"
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
+	"github.com/picket-proxy/picket/reputation/server"
 )
 
 // received is one request a test cloud server got, body decompressed.
@@ -50,23 +51,6 @@ func (c *cloud) paths(path string) []received {
 	return out
 }
 
-func copyFeeds(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	files, err := filepath.Glob("../data/feeds/*")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("demo feeds: %v", err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644)
-	}
-	return dir
-}
-
 func startCloud(t testing.TB) *cloud {
 	t.Helper()
 	c := &cloud{dir: t.TempDir()}
@@ -74,7 +58,7 @@ func startCloud(t testing.TB) *cloud {
 	if c.intake, err = NewIntake(IntakeConfig{Dir: c.dir}, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Role: server.RoleCloud, Feeds: copyFeeds(t), Poll: -1, Intake: c.intake, Token: "tok"}, zerolog.Nop())
+	srv, err := server.New(server.Config{Role: server.RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1, Intake: c.intake, Token: "tok"}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,46 +83,13 @@ func startCloud(t testing.TB) *cloud {
 	return c
 }
 
-// clock is a frozen clock that tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// lockedBuffer is a goroutine-safe log buffer.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// newClock is the tests' clock, stopped at a fixed time.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
 }
 
 // testConfig is a KSN configuration against c with participation as given.
-func testConfig(t testing.TB, c *cloud, clk *clock, dir string, file Settings) Config {
+func testConfig(t testing.TB, c *cloud, clk *testutil.Clock, dir string, file Settings) Config {
 	cfg := Config{KSN: true, Token: "tok", File: file, Interval: time.Hour, QueueDir: filepath.Join(dir, "participation"),
 		StateFile: filepath.Join(dir, "participation.json"), QueueMax: 4, MinClients: 1, Version: "test", Now: clk.Now,
 		SamplesMaxSize: 1024, SamplesMinClients: 1}

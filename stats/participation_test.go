@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/picket-proxy/picket/reputation"
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
+	"github.com/picket-proxy/picket/reputation"
 )
 
 // lookupClient is a reputation client asking the test cloud.
@@ -86,7 +88,7 @@ func TestParticipationOffSendsOnlyLookups(t *testing.T) {
 func TestKPSNSendsNothingAndWarns(t *testing.T) {
 	c := startCloud(t)
 	clk := newClock()
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	rc := lookupClient(t, c)
 	cfg := testConfig(t, c, clk, t.TempDir(), Settings{Participation: true, Samples: SamplesFull})
 	cfg.KSN = false
@@ -216,7 +218,7 @@ func TestRuntimeToggleAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	p.log = zerolog.New(&logs)
 	on, off := true, false
 	traffic(p, "192.0.2.1")

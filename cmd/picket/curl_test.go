@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // TestCurlThroughPicket is the README's promise with a real curl: plain
@@ -41,7 +43,7 @@ func TestCurlThroughPicket(t *testing.T) {
 	defer cancel()
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	go func() { done <- serve(ctx, path, &stdout, &stderr, ready) }()
 	var addr string
 	select {

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // debLock serialises the package tests of every checkout on this machine:
@@ -142,7 +144,7 @@ func TestDebPackageInstallsSystemWide(t *testing.T) {
 	serve := exec.Command("/usr/bin/picket", "serve", "-config", "/etc/picket/config.toml")
 	serve.Dir = "/"
 	serve.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	serve.Stdout, serve.Stderr = &stdout, &stderr
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/picket-proxy/picket/internal/avtest"
+	tf "github.com/picket-proxy/picket/internal/testfiles"
 )
 
 // Test files for the engines: the .hdb names the whole detected file by
@@ -44,11 +45,11 @@ func withAt(seed uint64, n, at int) []byte {
 func TestEnginesBlock(t *testing.T) {
 	d := avtest.StartClamd(t, avtest.ClamdOptions{Signatures: engineSignatures()})
 	ic := avtest.StartCICAP(t, d.Socket, avtest.CICAPOptions{})
-	sigZip := zipOf(t, "docs/readme.txt", append([]byte("hello "), engineBodySig...))
+	sigZip := tf.Zip(tf.Member{Name: "docs/readme.txt", Data: append([]byte("hello "), engineBodySig...)})
 	objs := map[string]object{
 		"/detected.exe": {engineDetected, "application/octet-stream", ""},
 		"/sig.zip":      {sigZip, "application/zip", ""},
-		"/sig-gz.zip":   {gzipOf(sigZip), "application/zip", "gzip"},
+		"/sig-gz.zip":   {tf.Gzip("", sigZip), "application/zip", "gzip"},
 		"/clean.exe":    {peFile(22, 2<<20), "application/octet-stream", ""},
 		"/early.exe":    {withAt(23, 3<<20, 512<<10), "application/octet-stream", ""},
 		"/late.exe":     {withAt(24, 3<<20, 2<<20), "application/octet-stream", ""},

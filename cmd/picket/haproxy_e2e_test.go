@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/picket-proxy/picket/certs"
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // The addresses of the HAProxy test: clients connect from clientIP,
@@ -254,7 +255,7 @@ func buildPicket(t *testing.T) string {
 func startProcess(t *testing.T, what, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", what, err)
@@ -292,7 +293,7 @@ type rollingNode struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
-	stderr  *lockedBuffer // this run's application log
+	stderr  *testutil.SyncBuffer // this run's application log
 
 	downAt, exitAt                time.Time // when the test saw HAProxy take it out, and it exit
 	downAfter, exitAfter, upAfter time.Duration
@@ -302,7 +303,7 @@ type rollingNode struct {
 func (n *rollingNode) start(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(n.bin, "serve", "-config", n.config)
-	stderr := &lockedBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = io.Discard, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -379,7 +380,7 @@ func (n *rollingNode) requestsBetween(t *testing.T, from, to time.Time) []string
 }
 
 // haproxyUnderTest is haproxy in the foreground with its log on stdout.
-type haproxyUnderTest struct{ out *lockedBuffer }
+type haproxyUnderTest struct{ out *testutil.SyncBuffer }
 
 // startHAProxy writes deploy/haproxy.cfg's defaults, frontend and backend
 // with the test's addresses under a global section for a foreground
@@ -416,7 +417,7 @@ func startHAProxy(t *testing.T, bin, dir, front string, nodes []*rollingNode) *h
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-f", path, "-db")
-	h := &haproxyUnderTest{out: &lockedBuffer{}}
+	h := &haproxyUnderTest{out: &testutil.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

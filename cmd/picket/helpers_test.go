@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // picketUnderTest is a Picket started with serve() on loopback.
@@ -23,9 +22,9 @@ type picketUnderTest struct {
 	dir    string // the config's directory (CA under it)
 	caFile string
 	ca     *x509.Certificate
-	stdout *lockedBuffer // access log
-	stderr *lockedBuffer // application log
-	stop   func()        // shuts serve() down and waits (idempotent)
+	stdout *testutil.SyncBuffer // access log
+	stderr *testutil.SyncBuffer // application log
+	stop   func()               // shuts serve() down and waits (idempotent)
 }
 
 // startPicket runs serve() with writeConfig(extra) until the test ends.
@@ -47,7 +46,7 @@ func startPicketAt(t *testing.T, path string) *picketUnderTest {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	p := &picketUnderTest{dir: filepath.Dir(path), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
+	p := &picketUnderTest{dir: filepath.Dir(path), stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}}
 	go func() { done <- serve(ctx, path, p.stdout, p.stderr, ready) }()
 	select {
 	case p.addr = <-ready:
@@ -91,10 +90,8 @@ func (p *picketUnderTest) client(t *testing.T) *http.Client {
 // accessLines returns the access-log lines so far.
 func (p *picketUnderTest) accessLines() []map[string]any {
 	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(p.stdout.String()))
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m["log"] == "access" {
+	for _, m := range p.stdout.Lines() {
+		if m["log"] == "access" {
 			out = append(out, m)
 		}
 	}

@@ -13,10 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 func TestUsageAndExitCodes(t *testing.T) {
@@ -48,33 +49,9 @@ func TestUsageAndExitCodes(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a goroutine-safe buffer for logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // feedsDir is the repository's demo feed set, the embedded database of the
 // tests' configs.
-func feedsDir(t *testing.T) string {
-	dir, err := filepath.Abs(filepath.Join("..", "..", "data", "feeds"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func feedsDir(t *testing.T) string { return testutil.FeedsDir(t) }
 
 // writeConfig writes a config that listens on a free loopback port.
 func writeConfig(t *testing.T, extra string) string {
@@ -104,7 +81,7 @@ func TestServeForwardsAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	go func() { done <- serve(ctx, path, &stdout, &stderr, ready) }()
 	var addr string
 	select {
@@ -183,7 +160,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "picket.toml")
 	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n[reputation.kpsn]\ndatabase = %q\n", addr, feedsDir(t))), 0o644)
 	cmd := exec.Command(bin, "serve", "-config", path)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -220,7 +197,7 @@ func TestBinarySIGTERM(t *testing.T) {
 }
 
 // waitFor waits until log holds msg, failing if the process exits first.
-func waitFor(t *testing.T, exited <-chan struct{}, log *lockedBuffer, msg string) {
+func waitFor(t *testing.T, exited <-chan struct{}, log *testutil.SyncBuffer, msg string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(log.String(), msg) {

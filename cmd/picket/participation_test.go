@@ -19,11 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/picket-proxy/picket/config"
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/proxy"
 	"github.com/picket-proxy/picket/reputation/server"
 	"github.com/picket-proxy/picket/stats"
-	"github.com/rs/zerolog"
 )
 
 // statsCloud is a cloud repserver on loopback with the participation
@@ -108,17 +110,13 @@ func participationFile(t *testing.T, c *statsCloud) (string, *config.File) {
 	return path, f
 }
 
-type testClock struct{ t time.Time }
-
-func (c *testClock) now() time.Time { return c.t }
-
-func startParticipation(t *testing.T, f *config.File, clk *testClock) *stats.Participation {
+func startParticipation(t *testing.T, f *config.File, clk *testutil.Clock) *stats.Participation {
 	t.Helper()
 	cfg, err := participationConfig(f, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Now = clk.now
+	cfg.Now = clk.Now
 	p, err := stats.New(cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +132,7 @@ func startParticipation(t *testing.T, f *config.File, clk *testClock) *stats.Par
 func TestObserveEventSendsNoPersonalData(t *testing.T) {
 	c := startStatsCloud(t)
 	_, f := participationFile(t, c)
-	clk := &testClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
 	p := startParticipation(t, f, clk)
 	observe := observeEvent(p)
 	secrets := []string{"198.51.100.23", "alice-user", "cookie-secret", "query-secret", "rule-secret", "incident-secret",
@@ -152,7 +150,7 @@ func TestObserveEventSendsNoPersonalData(t *testing.T) {
 			Action: "allow", Verdict: "unknown", Source: "server",
 			Scan: &proxy.ScanEvent{Type: "pe", Result: "unknown", SHA256: exe[:], Size: 10, Executable: true, Threat: "rule-secret"}})
 	}
-	clk.t = clk.t.Add(time.Hour)
+	clk.Add(time.Hour)
 	if err := p.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +176,7 @@ func TestObserveEventSendsNoPersonalData(t *testing.T) {
 func TestStatsPreviewEqualsSent(t *testing.T) {
 	c := startStatsCloud(t)
 	path, f := participationFile(t, c)
-	clk := &testClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
 	p := startParticipation(t, f, clk)
 	observe := observeEvent(p)
 	exe := sha256.Sum256([]byte("new dropper"))
@@ -186,7 +184,7 @@ func TestStatsPreviewEqualsSent(t *testing.T) {
 		observe(proxy.Event{Client: netip.MustParseAddr("10.0.0.9"), URL: "http://dl.example/x.exe", Action: "allow",
 			Scan: &proxy.ScanEvent{Type: "pe", Result: "unknown", SHA256: exe[:], Size: 10, Executable: true}})
 	}
-	clk.t = clk.t.Add(time.Minute)
+	clk.Add(time.Minute)
 	p.Tick(context.Background()) // checkpoint; the interval is not over
 	var out, errb bytes.Buffer
 	if code := run([]string{"stats", "preview", "-config", path}, &out, &errb); code != 0 {
@@ -195,7 +193,7 @@ func TestStatsPreviewEqualsSent(t *testing.T) {
 	if !strings.Contains(errb.String(), "participation is on") {
 		t.Errorf("preview note: %s", errb.String())
 	}
-	clk.t = clk.t.Add(time.Hour)
+	clk.Add(time.Hour)
 	if err := p.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/picket-proxy/picket/admin"
 	"github.com/picket-proxy/picket/config"
 	tf "github.com/picket-proxy/picket/internal/testfiles"
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/proxy"
 	"github.com/picket-proxy/picket/stats"
 )
@@ -216,7 +217,7 @@ func TestStatsPreviewListsSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &testClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
 	part := startParticipation(t, f, clk)
 	docm := tf.Docx{Text: "secret-body-text", Macros: true}.Bytes()
 	sum := sha256.Sum256(docm)

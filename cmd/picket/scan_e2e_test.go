@@ -3,7 +3,6 @@ package main
 import (
 	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -15,27 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	tf "github.com/picket-proxy/picket/internal/testfiles"
 )
 
 const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
-
-func zipOf(t *testing.T, name string, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	w, _ := zw.Create(name)
-	w.Write(data)
-	zw.Close()
-	return b.Bytes()
-}
-
-func gzipOf(data []byte) []byte {
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	zw.Write(data)
-	zw.Close()
-	return b.Bytes()
-}
 
 // peFile is a small file with PE magic and pseudo-random content.
 func peFile(seed uint64, n int) []byte {
@@ -87,9 +70,9 @@ func TestDownloadScanning(t *testing.T) {
 
 	objs := map[string]object{
 		"/eicar.com":        {[]byte(eicar), "application/octet-stream", ""},
-		"/eicar.zip":        {zipOf(t, "eicar.com", []byte(eicar)), "application/zip", ""},
-		"/eicar-nested.zip": {zipOf(t, "inner.zip", zipOf(t, "eicar.com", []byte(eicar))), "application/zip", ""},
-		"/eicar-gz.txt":     {gzipOf([]byte(eicar)), "text/plain", "gzip"},
+		"/eicar.zip":        {tf.Zip(tf.Member{Name: "eicar.com", Data: []byte(eicar)}), "application/zip", ""},
+		"/eicar-nested.zip": {tf.Zip(tf.Member{Name: "inner.zip", Data: tf.Zip(tf.Member{Name: "eicar.com", Data: []byte(eicar)})}), "application/zip", ""},
+		"/eicar-gz.txt":     {tf.Gzip("", []byte(eicar)), "text/plain", "gzip"},
 		"/detected.exe":     {detected, "application/octet-stream", ""},
 		"/cleared.exe":      {cleared, "application/octet-stream", ""},
 		"/repclean.exe":     {reputationClean, "application/octet-stream", ""},

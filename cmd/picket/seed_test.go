@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/picket-proxy/picket/data"
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // configElsewhere writes a configuration into a directory of its own, far
@@ -32,7 +33,7 @@ func configElsewhere(t *testing.T, extra string) string {
 
 // serveOnce starts serve with path and returns the proxy address and a stop
 // function that waits for it to end.
-func serveOnce(t *testing.T, path string, stdout, stderr *lockedBuffer) (string, func()) {
+func serveOnce(t *testing.T, path string, stdout, stderr *testutil.SyncBuffer) (string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -67,7 +68,7 @@ func serveOnce(t *testing.T, path string, stdout, stderr *lockedBuffer) (string,
 func TestConfigOutsideCheckout(t *testing.T) {
 	path := configElsewhere(t, "")
 	dir := filepath.Dir(path)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	addr, stop := serveOnce(t, path, &stdout, &stderr)
 
 	for _, sub := range []string{"feeds", "signatures"} {
@@ -108,7 +109,7 @@ func TestConfigOutsideCheckout(t *testing.T) {
 	if err := os.WriteFile(edited, []byte("edited.picket.test\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout2, stderr2 lockedBuffer
+	var stdout2, stderr2 testutil.SyncBuffer
 	addr, _ = serveOnce(t, path, &stdout2, &stderr2)
 	if b, _ := os.ReadFile(edited); string(b) != "edited.picket.test\n" {
 		t.Errorf("a second start rewrote the feeds: %q", b)
@@ -126,7 +127,7 @@ func TestConfigOutsideCheckout(t *testing.T) {
 // not exist stops Picket with the file, line, key and the full path.
 func TestFeedDirectoryMissing(t *testing.T) {
 	path := configElsewhere(t, "[reputation.kpsn]\ndatabase = \"feeds-not-here\"\n")
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	err := serve(context.Background(), path, &stdout, &stderr, nil)
 	want := fmt.Sprintf("%s:8: reputation.kpsn.database: no feed directory at %s", path, filepath.Join(filepath.Dir(path), "feeds-not-here"))
 	if err == nil || !strings.Contains(err.Error(), want) {

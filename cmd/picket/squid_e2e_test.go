@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // squidUnderTest is Debian's squid started by a test as a parent proxy on
@@ -81,7 +83,7 @@ http_access deny all
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-N", "-f", confPath)
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

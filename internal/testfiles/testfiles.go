@@ -8,6 +8,7 @@ package testfiles
 import (
 	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"compress/zlib"
 	"encoding/binary"
 	"fmt"
@@ -404,6 +405,16 @@ func PE(seed string, n int) []byte {
 type Member struct {
 	Name string
 	Data []byte
+}
+
+// Gzip returns data gzip-compressed, with name in the header ("" for none).
+func Gzip(name string, data []byte) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Name = name
+	zw.Write(data)
+	zw.Close()
+	return b.Bytes()
 }
 
 // Zip returns a zip archive of the members, deflated, in order.

@@ -18,28 +18,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/picket-proxy/picket/reputation"
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
+	"github.com/picket-proxy/picket/reputation"
 )
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newFakeClock is the tests' clock, stopped at a fixed time.
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // feedServer is a feed publisher on loopback: it serves body with an ETag
@@ -132,7 +119,7 @@ func (fs *feedServer) last() *http.Request {
 
 // openManual opens a Store on dir whose downloads run only when asked,
 // on clk, with no randomness.
-func openManual(t *testing.T, dir string, clk *fakeClock) *Store {
+func openManual(t *testing.T, dir string, clk *testutil.Clock) *Store {
 	t.Helper()
 	s, err := Open(Config{Dir: dir, Poll: -1, Fetch: FetchConfig{Manual: true, Now: clk.Now, Jitter: func() float64 { return 0 }}}, zerolog.Nop())
 	if err != nil {

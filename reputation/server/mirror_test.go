@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/picket-proxy/picket/internal/feedgen"
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/reputation/db"
-	"github.com/rs/zerolog"
 )
 
 // updateCall is one update request the cloud answered, as the mirror got
@@ -375,7 +377,7 @@ func TestMirrorFollowsCloud(t *testing.T) {
 }
 
 func TestUpdateAnswers(t *testing.T) {
-	feeds := copyFeeds(t)
+	feeds := testutil.CopyFeeds(t)
 	cloud := startServer(t, Config{Role: RoleCloud, Feeds: feeds, Poll: -1, MinWait: 90 * time.Second})
 	d := cloud.srv.DB()
 	token := versionToken(d.Version())

@@ -18,9 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/reputation/db"
-	"github.com/rs/zerolog"
 )
 
 // recorded is one request a server received, with its response.
@@ -69,24 +71,6 @@ func (rc *recorder) all() []recorded {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return append([]recorded(nil), rc.reqs...)
-}
-
-// copyFeeds copies the demo feed set to a temporary directory.
-func copyFeeds(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	files, err := filepath.Glob("../../data/feeds/*")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("demo feeds: %v", err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644)
-	}
-	return dir
 }
 
 type testServer struct {
@@ -159,7 +143,7 @@ var prefixRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
 
 func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	feeds := copyFeeds(t)
+	feeds := testutil.CopyFeeds(t)
 	cloud := startServer(t, Config{Role: RoleCloud, Feeds: feeds, Poll: -1, Token: "cloud-secret"})
 	mirrorDir := t.TempDir()
 	private := startServer(t, Config{Role: RolePrivate, Upstream: cloud.http.URL, UpstreamToken: "cloud-secret",
@@ -296,7 +280,7 @@ func TestPrivateHasNoIntake(t *testing.T) {
 		t.Error("private server with an intake: no error")
 	}
 	private := startServer(t, Config{Role: RolePrivate, Upstream: "http://127.0.0.1:1"})
-	cloud := startServer(t, Config{Role: RoleCloud, Feeds: copyFeeds(t), Poll: -1, Intake: intake})
+	cloud := startServer(t, Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1, Intake: intake})
 	for _, p := range []string{reputation.PathStats, reputation.PathSamples, reputation.PathUpdate} {
 		resp, err := http.Post(private.http.URL+p, "application/json", strings.NewReader("{}"))
 		if err != nil {
@@ -324,7 +308,7 @@ func TestPrivateHasNoIntake(t *testing.T) {
 }
 
 func TestMalformedRequests(t *testing.T) {
-	ts := startServer(t, Config{Role: RoleCloud, Feeds: copyFeeds(t), Poll: -1, Token: "tok"})
+	ts := startServer(t, Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1, Token: "tok"})
 	many := `{"prefixes":[` + strings.Repeat(`"00000000",`, reputation.MaxPrefixesPerRequest) + `"00000000"]}`
 	tests := []struct {
 		name, method, path, token, body string
@@ -419,7 +403,7 @@ func TestClientAgainstDeadServer(t *testing.T) {
 }
 
 func TestServeGracefulShutdown(t *testing.T) {
-	s, err := New(Config{Role: RoleCloud, Feeds: copyFeeds(t), Poll: -1}, zerolog.Nop())
+	s, err := New(Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +426,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 }
 
 func BenchmarkRemoteRoundTrip(b *testing.B) {
-	ts := startServer(b, Config{Role: RoleCloud, Feeds: copyFeeds(b), Poll: -1})
+	ts := startServer(b, Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(b), Poll: -1})
 	r := remote(b, ts.http.URL, "")
 	u, _ := reputation.ParseURL("http://malware.picket.test/a/b/c.html?x=1")
 	var prefixes []reputation.Prefix
@@ -462,7 +446,7 @@ func BenchmarkRemoteRoundTrip(b *testing.B) {
 // BenchmarkLookupEmbeddedUncached is a client lookup that misses both
 // caches and asks the embedded database: canonicalize, 30 hashes, search.
 func BenchmarkLookupEmbeddedUncached(b *testing.B) {
-	st, err := db.Open(db.Config{Dir: copyFeeds(b), Poll: -1}, zerolog.Nop())
+	st, err := db.Open(db.Config{Dir: testutil.CopyFeeds(b), Poll: -1}, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -486,7 +470,7 @@ func BenchmarkLookupEmbeddedUncached(b *testing.B) {
 }
 
 func TestEmbeddedClientReload(t *testing.T) {
-	feeds := copyFeeds(t)
+	feeds := testutil.CopyFeeds(t)
 	st, err := db.Open(db.Config{Dir: feeds, Poll: -1}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

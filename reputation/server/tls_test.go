@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/picket-proxy/picket/reputation"
 	"github.com/rs/zerolog"
+
+	"github.com/picket-proxy/picket/internal/testutil"
+	"github.com/picket-proxy/picket/reputation"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key; it returns
@@ -52,7 +54,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 
 func TestServeTLSWithToken(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
-	s, err := New(Config{Role: RoleCloud, Feeds: copyFeeds(t), Poll: -1, Token: "licence"}, zerolog.Nop())
+	s, err := New(Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1, Token: "licence"}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

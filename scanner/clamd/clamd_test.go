@@ -1,7 +1,6 @@
 package clamd
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/picket-proxy/picket/internal/avtest"
+	tf "github.com/picket-proxy/picket/internal/testfiles"
 	"github.com/picket-proxy/picket/scanner"
 )
 
@@ -26,19 +26,6 @@ func sigs() map[string]string {
 		"test.hdb": avtest.HDB("Picket.Test.MD5", detected),
 		"test.ndb": avtest.NDB("Picket.Test.Body", bodySig),
 	}
-}
-
-func zipOf(t testing.TB, name string, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	w, err := zw.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(data)
-	zw.Close()
-	return b.Bytes()
 }
 
 func newClient(t testing.TB, cfg Config) *Client {
@@ -88,8 +75,8 @@ func TestInstream(t *testing.T) {
 			{"clean", []byte("nothing to see here\n"), 7, ""},
 			{"empty", nil, 1, ""},
 			{"ndb body signature in 2 MiB", withSig, 32 << 10, "Picket.Test.Body.UNOFFICIAL"},
-			{"ndb inside a zip", zipOf(t, "inner/readme.txt", append([]byte("hello "), bodySig...)), 100, "Picket.Test.Body.UNOFFICIAL"},
-			{"hdb member inside a zip", zipOf(t, "x.txt", detected), 100, "Picket.Test.MD5.UNOFFICIAL"},
+			{"ndb inside a zip", tf.Zip(tf.Member{Name: "inner/readme.txt", Data: append([]byte("hello "), bodySig...)}), 100, "Picket.Test.Body.UNOFFICIAL"},
+			{"hdb member inside a zip", tf.Zip(tf.Member{Name: "x.txt", Data: detected}), 100, "Picket.Test.MD5.UNOFFICIAL"},
 			{"clean 3.9 MiB", big, 64 << 10, ""},
 		} {
 			t.Run(addr.name+"/"+tc.name, func(t *testing.T) {

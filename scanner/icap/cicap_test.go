@@ -1,7 +1,6 @@
 package icap
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/picket-proxy/picket/internal/avtest"
+	tf "github.com/picket-proxy/picket/internal/testfiles"
 	"github.com/picket-proxy/picket/scanner"
 )
 
@@ -16,19 +16,6 @@ var (
 	detected = []byte("Picket ICAP test: a harmless file that the test's .hdb detects.\n")
 	bodySig  = []byte("PICKET-ICAP-BODY-SIGNATURE-0d9e")
 )
-
-func zipOf(t testing.TB, name string, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	w, err := zw.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(data)
-	zw.Close()
-	return b.Bytes()
-}
 
 func newClient(t testing.TB, cfg Config) *Client {
 	t.Helper()
@@ -95,7 +82,7 @@ func TestCICAP(t *testing.T) {
 		{"empty body", get("empty.bin"), nil, 1, ""},
 		{"signature after the preview, 2 MiB", get("big.bin"), large, 32 << 10, "Picket.Test.Body.UNOFFICIAL"},
 		{"clean 2 MiB, 204 after 100 Continue", get("clean.bin"), filler, 64 << 10, ""},
-		{"inside a zip", get("x.zip"), zipOf(t, "docs/readme.txt", append([]byte("hi "), bodySig...)), 100, "Picket.Test.Body.UNOFFICIAL"},
+		{"inside a zip", get("x.zip"), tf.Zip(tf.Member{Name: "docs/readme.txt", Data: append([]byte("hi "), bodySig...)}), 100, "Picket.Test.Body.UNOFFICIAL"},
 		{"upload by REQMOD, detected", upload("up.txt"), detected, 1000, "Picket.Test.MD5.UNOFFICIAL"},
 		{"upload by REQMOD, clean", upload("ok.txt"), filler[:5000], 1000, ""},
 	} {
