@@ -4,32 +4,25 @@ import (
 	"context"
 	"net/netip"
 	"net/url"
+
+	"github.com/picket-proxy/picket/policy"
 )
 
-// Action is what the pipeline does with a request or a tunnel.
-type Action uint8
+// Action is what the pipeline does with a request or a tunnel: policy's
+// Action, so that one value means one thing from the rules to the access
+// log (least severe first: Allow, Warn, Block).
+type Action = policy.Action
 
+// The actions.
 const (
 	// Allow forwards the request (or opens the tunnel).
-	Allow Action = iota
-	// Block answers with a block page (or 403 to a CONNECT) and forwards nothing.
-	Block
+	Allow = policy.Allow
 	// Warn shows a warning page whose "continue" link allows the host for
 	// that client for a while (Config.WarnFor).
-	Warn
+	Warn = policy.Warn
+	// Block answers with a block page (or 403 to a CONNECT) and forwards nothing.
+	Block = policy.Block
 )
-
-func (a Action) String() string {
-	switch a {
-	case Allow:
-		return "allow"
-	case Block:
-		return "block"
-	case Warn:
-		return "warn"
-	}
-	return "unknown"
-}
 
 // Request is what a Decider sees of a request. It is read-only for the
 // decider.

@@ -32,6 +32,7 @@ func (d decider) Decide(ctx context.Context, r *proxy.Request) (proxy.Decision, 
 // toProxyDecision maps a policy decision onto the proxy's.
 func toProxyDecision(pd policy.Decision) proxy.Decision {
 	out := proxy.Decision{
+		Action:    pd.Action, // one type: proxy.Action is policy.Action
 		Intercept: pd.Intercept,
 		Bypass:    pd.Bypass,
 		Rule:      pd.Rule,
@@ -39,14 +40,6 @@ func toProxyDecision(pd policy.Decision) proxy.Decision {
 	}
 	if pd.Stage != policy.StageNone {
 		out.Stage = pd.Stage.String()
-	}
-	switch pd.Action {
-	case policy.Block:
-		out.Action = proxy.Block
-	case policy.Warn:
-		out.Action = proxy.Warn
-	default:
-		out.Action = proxy.Allow
 	}
 	if v := pd.Verdict; v.Source != reputation.SourceNone {
 		out.Verdict = v.Kind.String()
