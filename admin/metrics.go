@@ -192,7 +192,7 @@ func (m *Metrics) Observe(e proxy.Event) {
 		m.verdicts[label(kindLabels, e.Verdict)][label(sourceLabels, src)].Inc()
 	}
 	if e.ErrKind != "" {
-		m.errors[label(errorLabels, e.ErrKind)].Inc()
+		m.errors[label(errorLabels, string(e.ErrKind))].Inc()
 	}
 	if e.Scan != nil {
 		m.scans[label(typeLabels, e.Scan.Type)][label(resultLabels, e.Scan.Result)].Inc()

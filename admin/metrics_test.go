@@ -172,7 +172,7 @@ func TestMetricsCardinality(t *testing.T) {
 	for i := range 500 {
 		s.Observe(proxy.Event{
 			Method: fmt.Sprintf("M%d", i), Action: fmt.Sprintf("a%d", i), Verdict: fmt.Sprintf("v%d", i),
-			Source: fmt.Sprintf("s%d", i), ErrKind: fmt.Sprintf("e%d", i), Host: fmt.Sprintf("h%d.example", i),
+			Source: fmt.Sprintf("s%d", i), ErrKind: proxy.ErrKind(fmt.Sprintf("e%d", i)), Host: fmt.Sprintf("h%d.example", i),
 			URL: fmt.Sprintf("http://h%d.example/", i), Scan: &proxy.ScanEvent{Type: fmt.Sprintf("t%d", i), Result: "r"},
 		})
 	}

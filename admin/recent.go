@@ -42,7 +42,7 @@ func decisionOf(e *proxy.Event) Decision {
 	d := Decision{
 		Time: e.Time, DurationMS: float64(e.Duration.Microseconds()) / 1000, Method: e.Method, URL: e.URL,
 		Host: e.Host, Status: e.Status, Action: e.Action, Verdict: e.Verdict, Category: e.Category,
-		Source: e.Source, Rule: e.Rule, Stage: e.Stage, Incident: e.Incident, ErrKind: e.ErrKind,
+		Source: e.Source, Rule: e.Rule, Stage: e.Stage, Incident: e.Incident, ErrKind: string(e.ErrKind),
 		BytesIn: e.BytesIn, BytesOut: e.BytesOut,
 	}
 	if e.Client.IsValid() {

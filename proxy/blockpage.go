@@ -281,7 +281,7 @@ func (p *pages) handleContinue(in *http.Request, x *exchange) *http.Response {
 	exp, ok := p.verify(q.Get("t"), x.req.Client, host)
 	target := q.Get("u")
 	if !ok || !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") || strings.ContainsAny(target, "\\\r\n") {
-		x.errKind = "continue-token"
+		x.errKind = ErrContinueToken
 		return textResponse(in, http.StatusForbidden, "This continue link is invalid or has expired. Open the site again.\n")
 	}
 	p.allowed.Add(allowance(x.req.Client, host), exp)

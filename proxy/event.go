@@ -33,9 +33,9 @@ type Event struct {
 	Rule     string
 	Stage    string
 	Incident string
-	ErrKind  string // upstream failure class, "" if none
-	Tunnel   bool   // a CONNECT tunnel (not a request)
-	Complete bool   // the response body reached its end
+	ErrKind  ErrKind // what failed, "" if nothing did
+	Tunnel   bool    // a CONNECT tunnel (not a request)
+	Complete bool    // the response body reached its end
 	// Scan is the download scan's outcome, nil when the body was not scanned.
 	Scan *ScanEvent
 }

@@ -51,7 +51,7 @@ type exchange struct {
 
 	decision     Decision
 	status       int
-	errKind      string        // upstream failure class, "" if none
+	errKind      ErrKind       // what failed, "" if nothing did
 	incident     string        // shown on block and warn pages, logged
 	scan         *ScanEvent    // download scan outcome, nil if not scanned
 	ctype        string        // the response's Content-Type, for the squid log
@@ -278,7 +278,7 @@ func (s *Server) jsonAccess(x *exchange) {
 			ev = ev.Str(fIncident, x.incident)
 		}
 		if x.errKind != "" {
-			ev = ev.Str(fError, x.errKind)
+			ev = ev.Str(fError, string(x.errKind))
 		}
 		if sc := x.scan; sc != nil {
 			ev = ev.Str(fScanType, sc.Type).Str(fScanResult, sc.Result)

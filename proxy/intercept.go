@@ -228,8 +228,12 @@ func isIPLiteral(h string) bool {
 // receiving the certificate (as apps with their own trust store do). A
 // client that goes away before that, or a timeout, does not count.
 func clientRejected(err error, certSent bool) bool {
+	// An alert the client sent comes as a *net.OpError whose Op is "remote
+	// error" (crypto/tls's own alert type is unexported); tls.AlertError is
+	// what QUIC connections report.
 	var alert tls.AlertError
-	if errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls:") {
+	var op *net.OpError
+	if errors.As(err, &alert) || errors.As(err, &op) && op.Op == "remote error" {
 		return true
 	}
 	return certSent && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET))

@@ -83,7 +83,7 @@ func errorPage(e *upstreamError, host string) page {
 	case http.StatusForbidden:
 		title = "Destination not allowed"
 	}
-	return page{Status: e.Status, Title: title, Msg: e.Msg + ".", Host: host, Detail: "Error class: " + e.Kind}
+	return page{Status: e.Status, Title: title, Msg: e.Msg + ".", Host: host, Detail: "Error class: " + string(e.Kind)}
 }
 
 // localHandler serves requests addressed to the proxy itself (origin form):

@@ -269,7 +269,7 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 		ue := classify(in.URL.Host, err)
 		x.errKind = ue.Kind
 		if ue.Kind != "canceled" {
-			s.cfg.Log.Warn().Err(err).Str(fHost, in.URL.Host).Str(fKind, ue.Kind).Msg("upstream failed")
+			s.cfg.Log.Warn().Err(err).Str(fHost, in.URL.Host).Str(fKind, string(ue.Kind)).Msg("upstream failed")
 		}
 		return s.respond(x, in, pageResponse(in, errorPage(ue, in.URL.Hostname())))
 	}

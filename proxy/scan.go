@@ -76,7 +76,7 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 	case err != nil:
 		st.Close()
 		body.Close()
-		x.errKind = "upstream-body"
+		x.errKind = ErrUpstreamBody
 		return pageResponse(in, page{Status: http.StatusBadGateway, Title: "Bad gateway",
 			Msg: "The download was interrupted before it could be checked."})
 	}

@@ -121,8 +121,8 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	hello, sni, err := peekSNI(conn)
 	_ = conn.SetReadDeadline(time.Time{})
-	if err != nil && (len(hello) == 0 || strings.Contains(err.Error(), "invalid server name")) {
-		x.status, x.errKind = http.StatusBadRequest, "client-hello"
+	if err != nil && (len(hello) == 0 || errors.Is(err, errBadServerName)) {
+		x.status, x.errKind = http.StatusBadRequest, ErrClientHello
 		return
 	}
 	// The policy judges the SNI name (no SNI: the original destination's
@@ -137,7 +137,7 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 	// 2. The same host-level decision as a CONNECT.
 	d, err := s.cfg.Decider.Decide(context.Background(), &x.req)
 	if err != nil {
-		x.status, x.errKind = http.StatusServiceUnavailable, "decide"
+		x.status, x.errKind = http.StatusServiceUnavailable, ErrDecide
 		return
 	}
 	x.decision = d
@@ -232,6 +232,10 @@ func (s *Server) isSelfAddr(dst netip.AddrPort) bool {
 	return ours && (ip.IsLoopback() || ip.IsUnspecified() || isLocalIP(ip))
 }
 
+// errBadServerName is the error of a ClientHello whose server name is no
+// host name at all (bytes a name cannot hold).
+var errBadServerName = errors.New("invalid server name in ClientHello")
+
 // peekSNI reads the client's ClientHello and returns the bytes read (to be
 // replayed) and the server name it asks for. Go's own TLS stack parses the
 // hello: a handshake over a connection that records what it reads and
@@ -255,7 +259,7 @@ func peekSNI(c net.Conn) ([]byte, string, error) {
 	case isIPLiteral(sni) || hasPort(sni):
 		sni = "" // not allowed there (RFC 6066 §3): as if none was sent
 	default:
-		return rec.Bytes(), "", fmt.Errorf("invalid server name %q in ClientHello", sni)
+		return rec.Bytes(), "", fmt.Errorf("%w: %q", errBadServerName, sni)
 	}
 	return rec.Bytes(), sni, err
 }

@@ -161,9 +161,9 @@ func (c *recheckedConn) Write(p []byte) (int, error) {
 // upstreamError classifies an upstream failure into the status the client
 // gets and a short explanation for the error page and the log.
 type upstreamError struct {
-	Status int    // 502, 504, or 403 for a refused destination
-	Kind   string // dns, refused, timeout, tls, reset, other: for logs and metrics
-	Msg    string // one human-readable sentence
+	Status int     // 502, 504, or 403 for a refused destination
+	Kind   ErrKind // dns, refused, timeout, tls, reset, other: for logs and metrics
+	Msg    string  // one human-readable sentence
 }
 
 // classify maps a transport or dial error for host to an upstreamError.

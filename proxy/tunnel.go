@@ -38,7 +38,7 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 	x.bytesIn.Add(up)
 	x.bytesOut.Add(down)
 	if err != nil {
-		x.errKind = "handshake"
+		x.errKind = ErrHandshake
 	}
 }
 
