@@ -200,14 +200,7 @@ func (d Docx) Bytes() []byte {
 	for _, n := range names {
 		members = append(members, Member{n, d.Members[n]})
 	}
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	for _, m := range members {
-		w, _ := zw.Create(m.Name)
-		w.Write(m.Data)
-	}
-	zw.Close()
-	return b.Bytes()
+	return Zip(members...)
 }
 
 func xmlEscape(s string) string {
