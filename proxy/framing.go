@@ -196,50 +196,84 @@ func (g *framingGuard) step() bool {
 		g.state = stateChunkSize
 		return true
 	case stateChunkSize:
-		i := bytes.IndexByte(g.buf, '\n')
-		if i < 0 {
-			if len(g.buf) > 4096 {
-				g.finished = true
-			}
-			return false
-		}
-		line := strings.TrimSuffix(string(g.buf[:i]), "\r")
-		if j := strings.IndexByte(line, ';'); j >= 0 {
-			line = line[:j]
-		}
-		size, err := strconv.ParseInt(strings.TrimSpace(line), 16, 64)
-		if err != nil || size < 0 {
-			g.finished = true // net/http answers the malformed chunk
-			return true
-		}
-		g.pass(i + 1)
-		if size == 0 {
-			g.state = stateTrailers
-		} else {
-			g.state, g.remain = stateChunkData, size
-		}
-		return true
+		return g.chunkSize()
 	case stateTrailers:
-		i := bytes.IndexByte(g.buf, '\n')
-		if i < 0 {
-			if len(g.buf) > g.maxHead {
-				g.finished = true
-			}
-			return false
-		}
-		empty := i == 0 || i == 1 && g.buf[0] == '\r'
-		g.pass(i + 1)
-		if empty {
-			g.state = stateHead
-		}
-		return true
+		return g.trailer()
 	}
 	return false
 }
 
+// chunkSize reads a chunk-size line.
+func (g *framingGuard) chunkSize() bool {
+	i := bytes.IndexByte(g.buf, '\n')
+	if i < 0 {
+		if len(g.buf) > 4096 {
+			g.finished = true
+		}
+		return false
+	}
+	line := strings.TrimSuffix(string(g.buf[:i]), "\r")
+	if j := strings.IndexByte(line, ';'); j >= 0 {
+		line = line[:j]
+	}
+	size, err := strconv.ParseInt(strings.TrimSpace(line), 16, 64)
+	if err != nil || size < 0 {
+		g.finished = true // net/http answers the malformed chunk
+		return true
+	}
+	g.pass(i + 1)
+	if size == 0 {
+		g.state = stateTrailers
+	} else {
+		g.state, g.remain = stateChunkData, size
+	}
+	return true
+}
+
+// trailer reads a trailer line; the empty one ends the chunked body.
+func (g *framingGuard) trailer() bool {
+	i := bytes.IndexByte(g.buf, '\n')
+	if i < 0 {
+		if len(g.buf) > g.maxHead {
+			g.finished = true
+		}
+		return false
+	}
+	empty := i == 0 || i == 1 && g.buf[0] == '\r'
+	g.pass(i + 1)
+	if empty {
+		g.state = stateHead
+	}
+	return true
+}
+
 // head checks one complete request head.
 func (g *framingGuard) head() bool {
-	// Blank lines between requests are tolerated, as net/http does.
+	g.skipBlankLines()
+	end, status, complete := g.headEnd()
+	if status != 0 {
+		g.refuse(status)
+		return true
+	}
+	if !complete {
+		return false
+	}
+	h, status := g.scanHead(g.buf[:end+1])
+	if status == 0 {
+		status = h.refusal(g.maxHeaders)
+	}
+	if status != 0 {
+		g.refuse(status)
+		return true
+	}
+	g.pass(end + 3)
+	g.follow(&h)
+	return true
+}
+
+// skipBlankLines passes the blank lines between requests, which net/http
+// tolerates.
+func (g *framingGuard) skipBlankLines() {
 	for len(g.buf) > 0 && (g.buf[0] == '\r' || g.buf[0] == '\n') {
 		if g.buf[0] == '\r' && (len(g.buf) < 2 || g.buf[1] != '\n') {
 			break
@@ -250,108 +284,128 @@ func (g *framingGuard) head() bool {
 			g.pass(1)
 		}
 	}
-	end := bytes.Index(g.buf, []byte("\n\r\n"))
+}
+
+// headEnd finds the end of the head at the start of buf: the index of its
+// "\n\r\n", and complete. It returns a status to refuse with when the
+// request line is too long or the head ends in bare LFs; not complete when
+// more bytes are needed (or, beyond the head size limit, when the guard
+// finished: net/http answers 431).
+func (g *framingGuard) headEnd() (end, status int, complete bool) {
+	end = bytes.Index(g.buf, []byte("\n\r\n"))
 	lf := bytes.Index(g.buf, []byte("\n\n"))
 	switch {
 	case end < 0 && lf < 0:
 		if nl := bytes.IndexByte(g.buf, '\n'); (nl < 0 && len(g.buf) > g.maxLine) || nl > g.maxLine {
-			g.refuse(http.StatusRequestURITooLong)
-			return true
+			return 0, http.StatusRequestURITooLong, false
 		}
 		if len(g.buf) > g.maxHead {
 			g.finished = true // net/http answers 431
 		}
-		return false
+		return 0, 0, false
 	case end < 0 || (lf >= 0 && lf < end):
-		g.refuse(http.StatusBadRequest) // a head ended by bare LFs
-		return true
+		return 0, http.StatusBadRequest, false // a head ended by bare LFs
 	}
-	n := end + 3
-	// Walk the lines in place: no copies, no allocations on this path.
-	var (
-		reqLine          []byte
-		cl, te           int
-		clValue          []byte
-		headers          int
-		upgrade, chunked bool
-		badCoding        bool
-	)
-	for off := 0; off < end+1; {
-		nl := bytes.IndexByte(g.buf[off:end+1], '\n') + off
-		line := g.buf[off:nl]
+	return end, 0, true
+}
+
+// clientHead is what the framing guard reads of a client's request head.
+type clientHead struct {
+	line             []byte // the request line
+	headers          int    // header lines
+	cl, te           int    // Content-Length and Transfer-Encoding lines
+	clValue          []byte // the (last) Content-Length value
+	upgrade, chunked bool   // an Upgrade line; a Transfer-Encoding of chunked alone
+	badCoding        bool   // a Transfer-Encoding that does not apply chunked last, once
+}
+
+// scanHead walks the lines of a head (through its last header line's
+// '\n') in place: no copies, no allocations on this path. A status is
+// returned for a bare LF, an overlong request line or obsolete line
+// folding.
+func (g *framingGuard) scanHead(head []byte) (h clientHead, status int) {
+	for off := 0; off < len(head); {
+		nl := bytes.IndexByte(head[off:], '\n') + off
+		line := head[off:nl]
 		off = nl + 1
 		if len(line) == 0 || line[len(line)-1] != '\r' {
-			g.refuse(http.StatusBadRequest) // bare LF
-			return true
+			return h, http.StatusBadRequest // bare LF
 		}
 		line = line[:len(line)-1]
-		if reqLine == nil {
-			reqLine = line
-			if len(reqLine) > g.maxLine {
-				g.refuse(http.StatusRequestURITooLong)
-				return true
+		if h.line == nil {
+			if h.line = line; len(line) > g.maxLine {
+				return h, http.StatusRequestURITooLong
 			}
 			continue
 		}
 		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			g.refuse(http.StatusBadRequest) // obsolete line folding
-			return true
+			return h, http.StatusBadRequest // obsolete line folding
 		}
-		headers++
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			continue // net/http refuses it
-		}
-		name, value := bytes.TrimSpace(line[:colon]), bytes.TrimSpace(line[colon+1:])
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			cl++
-			clValue = value
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			te++
-			chunked = bytes.EqualFold(value, []byte("chunked"))
-			badCoding = !chunkedLast(value)
-		case bytes.EqualFold(name, []byte("Upgrade")):
-			upgrade = true
-		}
+		h.headers++
+		h.field(line)
 	}
-	if headers > g.maxHeaders {
-		g.refuse(http.StatusRequestHeaderFieldsTooLarge)
-		return true
+	return h, 0
+}
+
+// field notes a header line of the head.
+func (h *clientHead) field(line []byte) {
+	colon := bytes.IndexByte(line, ':')
+	if colon < 0 {
+		return // net/http refuses it
 	}
-	if v := reqLine[bytes.LastIndexByte(reqLine, ' ')+1:]; len(v) > 5 && string(v[:5]) == "HTTP/" && v[5] != '1' {
+	name, value := bytes.TrimSpace(line[:colon]), bytes.TrimSpace(line[colon+1:])
+	switch {
+	case bytes.EqualFold(name, []byte("Content-Length")):
+		h.cl++
+		h.clValue = value
+	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+		h.te++
+		h.chunked = bytes.EqualFold(value, []byte("chunked"))
+		h.badCoding = !chunkedLast(value)
+	case bytes.EqualFold(name, []byte("Upgrade")):
+		h.upgrade = true
+	}
+}
+
+// refusal returns the status to refuse the head with, or 0.
+func (h *clientHead) refusal(maxHeaders int) int {
+	if h.headers > maxHeaders {
+		return http.StatusRequestHeaderFieldsTooLarge
+	}
+	if v := h.line[bytes.LastIndexByte(h.line, ' ')+1:]; len(v) > 5 && string(v[:5]) == "HTTP/" && v[5] != '1' {
 		// Not HTTP/1.x: the HTTP/2 connection preface ("PRI * HTTP/2.0")
 		// on the proxy port, or HTTP/0.9 (RFC 9110 §15.6.6).
-		g.refuse(http.StatusHTTPVersionNotSupported)
-		return true
+		return http.StatusHTTPVersionNotSupported
 	}
-	http10 := bytes.HasSuffix(reqLine, []byte("HTTP/1.0"))
+	http10 := bytes.HasSuffix(h.line, []byte("HTTP/1.0"))
 	switch {
-	case cl > 0 && te > 0, cl > 1, te > 1, te > 0 && http10,
-		badCoding: // RFC 9112 §6.3: the length cannot be determined; 400 and close
-		g.refuse(http.StatusBadRequest)
-		return true
+	case h.cl > 0 && h.te > 0, h.cl > 1, h.te > 1, h.te > 0 && http10,
+		h.badCoding: // RFC 9112 §6.3: the length cannot be determined; 400 and close
+		return http.StatusBadRequest
 	}
-	connect := bytes.HasPrefix(reqLine, []byte("CONNECT "))
-	g.pass(n)
+	return 0
+}
+
+// follow sets the guard to what comes after an accepted head: its body, the
+// next head, or bytes that are not HTTP.
+func (g *framingGuard) follow(h *clientHead) {
 	switch {
-	case connect || upgrade:
+	case bytes.HasPrefix(h.line, []byte("CONNECT ")) || h.upgrade:
 		g.finished = true // a tunnel or another protocol follows
-	case te > 0:
-		if !chunked {
+	case h.te > 0:
+		if !h.chunked {
 			g.finished = true // net/http answers an unknown coding
 		} else {
 			g.state = stateChunkSize
 		}
-	case cl == 1:
-		size, err := strconv.ParseInt(string(clValue), 10, 64)
+	case h.cl == 1:
+		size, err := strconv.ParseInt(string(h.clValue), 10, 64)
 		if err != nil || size < 0 {
 			g.finished = true // net/http answers it
 		} else if size > 0 {
 			g.state, g.remain = stateBody, size
 		}
 	}
-	return true
 }
 
 // rejectRequest is the request net/http reads in place of a refused head.
