@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The fast path's response writing (fastpath.go).
+
+var fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// fastWriter is the response writer a fast-path CONNECT is decided on:
+// serve either hijacks the connection (a tunnel) or writes an answer
+// (403, 407, 502, ...), sent when it returns, after which the connection
+// closes.
+type fastWriter struct {
+	c        net.Conn
+	br       *bufio.Reader
+	h        http.Header
+	status   int
+	body     []byte
+	hijacked bool
+}
+
+func (w *fastWriter) Header() http.Header { return w.h }
+
+func (w *fastWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *fastWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+// Hijack hands the connection over with the bytes already buffered.
+func (w *fastWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.hijacked = true
+	return w.c, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.c, 64)), nil
+}
+
+// finish sends the answer written as the response to req; keepOpen is
+// whether the connection stays open after it. It reports whether the connection can
+// carry another request.
+func (w *fastWriter) finish(req *http.Request, keepOpen bool) bool {
+	w.WriteHeader(http.StatusOK)
+	_ = w.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer w.c.SetWriteDeadline(time.Time{})
+	resp := &http.Response{StatusCode: w.status, Header: w.h, ContentLength: int64(len(w.body)),
+		Body: io.NopCloser(bytes.NewReader(w.body))}
+	w.h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
+	return writeResponse(w.c, req, resp, keepOpen)
+}
+
+// writeFast writes resp to the client and closes its body. It reports
+// whether the connection can carry another request.
+func (s *Server) writeFast(c net.Conn, req *http.Request, resp *http.Response) bool {
+	return writeResponse(c, req, resp, !req.Close && !resp.Close && s.keepAlive())
+}
+
+// writeResponse writes resp as the answer to req and closes its body;
+// keepOpen is whether the connection stays open after it. It reports whether the
+// connection can carry another request.
+func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keepOpen bool) bool {
+	bw := fastWriters.Get().(*bufio.Writer)
+	bw.Reset(c)
+	defer func() {
+		bw.Reset(nil)
+		fastWriters.Put(bw)
+	}()
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	code := resp.StatusCode
+	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
+	chunked := !noBody && resp.ContentLength < 0
+
+	// Head.
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	if text := http.StatusText(code); text != "" {
+		bw.WriteString(text)
+	} else {
+		bw.WriteString("status code " + strconv.Itoa(code))
+	}
+	bw.WriteString("\r\n")
+	h := resp.Header
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		var b [32]byte
+		bw.Write(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case chunked:
+		h.Del("Content-Length")
+		h["Transfer-Encoding"] = []string{"chunked"}
+	case !noBody:
+		h.Del("Transfer-Encoding")
+		if _, ok := h["Content-Length"]; !ok {
+			h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+		}
+	}
+	if !keepOpen {
+		h["Connection"] = []string{"close"}
+	}
+	if err := h.Write(bw); err != nil {
+		resp.Body.Close()
+		return false
+	}
+	bw.WriteString("\r\n")
+
+	// Body.
+	var err error
+	switch {
+	case noBody:
+	case chunked:
+		err = copyChunked(bw, resp)
+	default:
+		var n int64
+		n, err = io.Copy(bw, resp.Body)
+		if err == nil && n != resp.ContentLength {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	resp.Body.Close()
+	return keepOpen && err == nil
+}
+
+// copyChunked writes resp's body in chunked encoding, then its trailers, flushing each chunk so that
+// streams (server-sent events, long polls) are not held back.
+func copyChunked(bw *bufio.Writer, resp *http.Response) error {
+	_, err := io.Copy(&chunkWriter{bw: bw}, resp.Body)
+	if err != nil {
+		return err
+	}
+	bw.WriteString("0\r\n")
+	if len(resp.Trailer) > 0 { // complete once the body reached EOF
+		if err := resp.Trailer.Write(bw); err != nil {
+			return err
+		}
+	}
+	_, err = bw.WriteString("\r\n")
+	return err
+}
+
+type chunkWriter struct{ bw *bufio.Writer }
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	w.bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+	w.bw.WriteString("\r\n")
+	w.bw.Write(p)
+	w.bw.WriteString("\r\n")
+	return len(p), w.bw.Flush()
+}
