@@ -85,7 +85,7 @@ func altProtocol(alt string) string {
 		return ""
 	}
 	id = strings.TrimSpace(id)
-	if id == "" || !validFieldName(id) {
+	if !isToken(id) {
 		return ""
 	}
 	dec, err := url.PathUnescape(id)

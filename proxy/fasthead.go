@@ -148,7 +148,7 @@ func simpleHeader(rest []byte) (h http.Header, f headFacts, ok bool) {
 		l, after, _ := strings.Cut(text, "\r\n")
 		text = after
 		name, value, ok := strings.Cut(l, ":")
-		if !ok || !validFieldName(name) || !validFieldValue(value) {
+		if !ok || !isToken(name) || !validFieldValue(value) {
 			return nil, f, false
 		}
 		name = textproto.CanonicalMIMEHeaderKey(name)
@@ -183,13 +183,14 @@ func (f *headFacts) connection(value string) bool {
 	return true
 }
 
-// validFieldName reports whether name is an HTTP token (RFC 9110 §5.1).
-func validFieldName(name string) bool {
-	if name == "" {
+// isToken reports whether b is an HTTP token (RFC 9110 §5.6.2), as a
+// field name must be (§5.1): one or more token characters.
+func isToken[T string | []byte](b T) bool {
+	if len(b) == 0 {
 		return false
 	}
-	for i := 0; i < len(name); i++ {
-		if !isTokenByte[name[i]] {
+	for i := 0; i < len(b); i++ {
+		if !isTokenByte[b[i]] {
 			return false
 		}
 	}

@@ -135,16 +135,9 @@ type respFraming struct {
 // own parser decides (goRespHead).
 func parseRespHead(head []byte) (f respFraming, ok bool) {
 	line, rest := cutHeadLine(head)
-	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[7] != '0' && line[7] != '1' || line[8] != ' ' ||
-		len(line) > 12 && line[12] != ' ' {
+	var http10 bool
+	if f.status, http10, ok = parseStatusLine(line); !ok {
 		return f, false
-	}
-	http10 := line[7] == '0'
-	for _, c := range line[9:12] {
-		if c < '0' || c > '9' {
-			return f, false
-		}
-		f.status = f.status*10 + int(c-'0')
 	}
 	f.length = -1
 	var lengths, encodings int
@@ -154,39 +147,56 @@ func parseRespHead(head []byte) (f respFraming, ok bool) {
 			break
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
+		if colon <= 0 || !isToken(line[:colon]) {
 			return f, false
 		}
-		name := line[:colon]
-		for _, c := range name {
-			if !isTokenByte[c] {
-				return f, false
-			}
-		}
+		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
 		switch {
 		case len(name) == len("Content-Length") && bytes.EqualFold(name, []byte("Content-Length")):
 			if lengths++; lengths > 1 {
 				return f, false
 			}
-			v := bytes.Trim(line[colon+1:], " \t")
-			if len(v) == 0 || len(v) > 18 {
+			if f.length, ok = parseLength(value); !ok {
 				return f, false
 			}
-			f.length = 0
-			for _, c := range v {
-				if c < '0' || c > '9' {
-					return f, false
-				}
-				f.length = f.length*10 + int64(c-'0')
-			}
 		case len(name) == len("Transfer-Encoding") && bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			if encodings++; encodings > 1 || !bytes.EqualFold(bytes.Trim(line[colon+1:], " \t"), []byte("chunked")) {
+			if encodings++; encodings > 1 || !bytes.EqualFold(value, []byte("chunked")) {
 				return f, false
 			}
 			f.chunked = !http10 // HTTP/1.0 ignores it, as net/http does
 		}
 	}
 	return f, true
+}
+
+// parseStatusLine reads "HTTP/1.x NNN ..." and whether it is HTTP/1.0.
+func parseStatusLine(line []byte) (status int, http10, ok bool) {
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[7] != '0' && line[7] != '1' || line[8] != ' ' ||
+		len(line) > 12 && line[12] != ' ' {
+		return 0, false, false
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return 0, false, false
+		}
+		status = status*10 + int(c-'0')
+	}
+	return status, line[7] == '0', true
+}
+
+// parseLength reads a Content-Length of at most 18 digits.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // goRespHead reads the framing of head with net/http's own parser: the
