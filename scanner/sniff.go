@@ -79,65 +79,18 @@ func (t Type) Scannable() bool { return t >= TypePE && t <= TypeRTF }
 // missed.
 const HeadSize = 512
 
-// Sniff returns the type of a body from its first bytes (up to HeadSize).
-// It does not allocate.
+// Sniff returns the type of a body from its first bytes (up to HeadSize):
+// the first of signatures that matches, else a PDF header after some junk,
+// else text or unknown. It does not allocate.
 func Sniff(head []byte) Type {
-	h := head
-	if len(h) > HeadSize {
-		h = h[:HeadSize]
-	}
+	h := head[:min(len(head), HeadSize)]
 	if len(h) < 2 {
 		return TypeUnknown
 	}
-	switch {
-	case h[0] == 'M' && h[1] == 'Z':
-		return TypePE
-	case h[0] == '#' && h[1] == '!':
-		return TypeScript
-	case h[0] == 0x1f && h[1] == 0x8b:
-		return TypeGzip
-	case bytes.HasPrefix(h, []byte("PK\x03\x04")):
-		return zipKind(h)
-	case bytes.HasPrefix(h, []byte("PK\x05\x06")), bytes.HasPrefix(h, []byte("PK\x07\x08")):
-		return TypeZip
-	case bytes.HasPrefix(h, []byte("\x7fELF")):
-		return TypeELF
-	case bytes.HasPrefix(h, []byte("%PDF-")):
-		return TypePDF
-	case bytes.HasPrefix(h, []byte("\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")):
-		return TypeOLE2
-	case bytes.HasPrefix(h, []byte("7z\xbc\xaf\x27\x1c")):
-		return Type7z
-	case bytes.HasPrefix(h, []byte("Rar!\x1a\x07")):
-		return TypeRAR
-	case bytes.HasPrefix(h, []byte("BZh")):
-		return TypeBzip2
-	case bytes.HasPrefix(h, []byte("\xfd7zXZ\x00")):
-		return TypeXZ
-	case bytes.HasPrefix(h, []byte("MSCF\x00\x00\x00\x00")):
-		return TypeCAB
-	case bytes.HasPrefix(h, []byte(`{\rtf`)):
-		return TypeRTF
-	}
-	if len(h) >= 8 {
-		switch binary.BigEndian.Uint32(h) {
-		case 0xfeedface, 0xfeedfacf, 0xcefaedfe, 0xcffaedfe:
-			return TypeMachO
-		case 0xcafebabe, 0xcafebabf:
-			// Fat Mach-O and Java class files share the magic; a fat
-			// header's next word is a small architecture count, a class
-			// file's is its version (45 and up in the low half).
-			if n := binary.BigEndian.Uint32(h[4:]); n > 0 && n < 45 {
-				return TypeMachO
-			}
-			return TypeJavaClass
+	for _, i := range candidates[h[0]] {
+		if t := signatures[i].match(h); t != TypeUnknown {
+			return t
 		}
-	}
-	if len(h) >= 262 && bytes.Equal(h[257:262], []byte("ustar")) {
-		return TypeTar
-	}
-	if t := mediaType(h); t != TypeUnknown {
-		return t
 	}
 	// A PDF's header may follow some junk within its first 1024 bytes.
 	if bytes.Contains(h, []byte("%PDF-")) {
@@ -145,6 +98,131 @@ func Sniff(head []byte) Type {
 	}
 	if looksText(h) {
 		return TypeText
+	}
+	return TypeUnknown
+}
+
+// signature is a type's magic: bytes at an offset of a body's head, and a
+// second part for the few types that need one.
+type signature struct {
+	typ   Type
+	magic magicAt
+	also  magicAt // none when empty
+	min   int     // the head is at least this long (beyond the magic's own end)
+	// kind, when set, tells the type from a head that has the magic
+	// (TypeUnknown: not a match after all).
+	kind func(h []byte) Type
+}
+
+// magicAt is bytes at an offset.
+type magicAt struct {
+	off   int
+	bytes string
+}
+
+// at is magic at offset 0.
+func at(magic string) magicAt { return magicAt{0, magic} }
+
+// in reports whether h holds the magic.
+func (m magicAt) in(h []byte) bool {
+	end := m.off + len(m.bytes)
+	return end <= len(h) && string(h[m.off:end]) == m.bytes
+}
+
+// match returns the signature's type when h has its magic, else
+// TypeUnknown.
+func (s *signature) match(h []byte) Type {
+	if len(h) < s.min || !s.magic.in(h) || s.also.bytes != "" && !s.also.in(h) {
+		return TypeUnknown
+	}
+	if s.kind != nil {
+		return s.kind(h)
+	}
+	return s.typ
+}
+
+// signatures are the magics Sniff knows, in the order it tries them: the
+// first that matches decides. Executables, archives and documents come
+// before media, fonts and text.
+var signatures = [...]signature{
+	{typ: TypePE, magic: at("MZ")},
+	{typ: TypeScript, magic: at("#!")},
+	{typ: TypeGzip, magic: at("\x1f\x8b")},
+	{magic: at("PK\x03\x04"), kind: zipKind},
+	{typ: TypeZip, magic: at("PK\x05\x06")},
+	{typ: TypeZip, magic: at("PK\x07\x08")},
+	{typ: TypeELF, magic: at("\x7fELF")},
+	{typ: TypePDF, magic: at("%PDF-")},
+	{typ: TypeOLE2, magic: at("\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")},
+	{typ: Type7z, magic: at("7z\xbc\xaf\x27\x1c")},
+	{typ: TypeRAR, magic: at("Rar!\x1a\x07")},
+	{typ: TypeBzip2, magic: at("BZh")},
+	{typ: TypeXZ, magic: at("\xfd7zXZ\x00")},
+	{typ: TypeCAB, magic: at("MSCF\x00\x00\x00\x00")},
+	{typ: TypeRTF, magic: at(`{\rtf`)},
+	{typ: TypeMachO, magic: at("\xfe\xed\xfa\xce"), min: 8},
+	{typ: TypeMachO, magic: at("\xfe\xed\xfa\xcf"), min: 8},
+	{typ: TypeMachO, magic: at("\xce\xfa\xed\xfe"), min: 8},
+	{typ: TypeMachO, magic: at("\xcf\xfa\xed\xfe"), min: 8},
+	{magic: at("\xca\xfe\xba\xbe"), min: 8, kind: fatOrClass},
+	{magic: at("\xca\xfe\xba\xbf"), min: 8, kind: fatOrClass},
+	{typ: TypeTar, magic: magicAt{257, "ustar"}},
+
+	{typ: TypeImage, magic: at("\x89PNG\r\n\x1a\n")},
+	{typ: TypeImage, magic: at("\xff\xd8\xff")},
+	{typ: TypeImage, magic: at("GIF87a")},
+	{typ: TypeImage, magic: at("GIF89a")},
+	{typ: TypeImage, magic: at("BM"), also: magicAt{6, "\x00\x00\x00\x00"}, min: 14},
+	{typ: TypeImage, magic: at("\x00\x00\x01\x00")}, // ICO
+	{typ: TypeImage, magic: at("RIFF"), also: magicAt{8, "WEBP"}},
+	{typ: TypeImage, magic: magicAt{4, "ftypavif"}},
+	{typ: TypeImage, magic: magicAt{4, "ftypheic"}},
+	{typ: TypeVideo, magic: magicAt{4, "ftyp"}},
+	{typ: TypeVideo, magic: at("\x1a\x45\xdf\xa3")},
+	{typ: TypeVideo, magic: at("RIFF"), also: magicAt{8, "AVI "}},
+	{typ: TypeVideo, magic: at("FLV")},
+	{typ: TypeAudio, magic: at("ID3")},
+	{typ: TypeAudio, magic: at("OggS")},
+	{typ: TypeAudio, magic: at("fLaC")},
+	{typ: TypeAudio, magic: at("RIFF"), also: magicAt{8, "WAVE"}},
+	{magic: at("\xff"), min: 3, kind: mpegAudio},
+	{typ: TypeFont, magic: at("wOFF")},
+	{typ: TypeFont, magic: at("wOF2")},
+	{typ: TypeFont, magic: at("OTTO")},
+	{typ: TypeFont, magic: at("\x00\x01\x00\x00\x00")},
+}
+
+// candidates lists, for each first byte of a head, the signatures that can
+// match it, in their order: those whose magic starts with that byte, and
+// those whose magic starts further in. Sniff tries a few signatures instead
+// of all of them.
+var candidates = func() (c [256][]uint8) {
+	for i, sig := range signatures {
+		if m := sig.magic; m.off == 0 {
+			c[m.bytes[0]] = append(c[m.bytes[0]], uint8(i))
+			continue
+		}
+		for b := range c {
+			c[b] = append(c[b], uint8(i))
+		}
+	}
+	return c
+}()
+
+// fatOrClass tells a fat Mach-O from a Java class file, which share their
+// magic: a fat header's next word is a small architecture count, a class
+// file's is its version (45 and up in the low half).
+func fatOrClass(h []byte) Type {
+	if n := binary.BigEndian.Uint32(h[4:]); n > 0 && n < 45 {
+		return TypeMachO
+	}
+	return TypeJavaClass
+}
+
+// mpegAudio recognises an MPEG audio frame header (h starts with 0xff).
+func mpegAudio(h []byte) Type {
+	if h[1]&0xe0 == 0xe0 && h[1]&0x06 != 0 && h[1] != 0xfe && h[2]&0xf0 != 0xf0 {
+		return TypeAudio
 	}
 	return TypeUnknown
 }
@@ -170,30 +248,6 @@ func zipKind(h []byte) Type {
 		return TypeJAR
 	}
 	return TypeZip
-}
-
-func mediaType(h []byte) Type {
-	switch {
-	case bytes.HasPrefix(h, []byte("\x89PNG\r\n\x1a\n")), bytes.HasPrefix(h, []byte("\xff\xd8\xff")),
-		bytes.HasPrefix(h, []byte("GIF87a")), bytes.HasPrefix(h, []byte("GIF89a")),
-		bytes.HasPrefix(h, []byte("BM")) && len(h) >= 14 && h[6] == 0 && h[7] == 0 && h[8] == 0 && h[9] == 0,
-		bytes.HasPrefix(h, []byte("\x00\x00\x01\x00")), // ICO
-		len(h) >= 12 && bytes.HasPrefix(h, []byte("RIFF")) && bytes.Equal(h[8:12], []byte("WEBP")),
-		len(h) >= 12 && bytes.Equal(h[4:12], []byte("ftypavif")), len(h) >= 12 && bytes.Equal(h[4:12], []byte("ftypheic")):
-		return TypeImage
-	case len(h) >= 8 && bytes.Equal(h[4:8], []byte("ftyp")), bytes.HasPrefix(h, []byte("\x1a\x45\xdf\xa3")),
-		len(h) >= 12 && bytes.HasPrefix(h, []byte("RIFF")) && bytes.Equal(h[8:12], []byte("AVI ")),
-		bytes.HasPrefix(h, []byte("FLV")):
-		return TypeVideo
-	case bytes.HasPrefix(h, []byte("ID3")), bytes.HasPrefix(h, []byte("OggS")), bytes.HasPrefix(h, []byte("fLaC")),
-		len(h) >= 12 && bytes.HasPrefix(h, []byte("RIFF")) && bytes.Equal(h[8:12], []byte("WAVE")),
-		len(h) >= 3 && h[0] == 0xff && h[1]&0xe0 == 0xe0 && h[1]&0x06 != 0 && h[1] != 0xfe && h[2]&0xf0 != 0xf0: // MPEG audio frame
-		return TypeAudio
-	case bytes.HasPrefix(h, []byte("wOFF")), bytes.HasPrefix(h, []byte("wOF2")), bytes.HasPrefix(h, []byte("OTTO")),
-		bytes.HasPrefix(h, []byte("\x00\x01\x00\x00\x00")):
-		return TypeFont
-	}
-	return TypeUnknown
 }
 
 // looksText reports whether h has no control bytes other than whitespace
