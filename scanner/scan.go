@@ -329,28 +329,10 @@ func (s *Scanner) bombResult(res Result, why string) Result {
 //   - then an archive bomb (blocked unless PassArchiveBombs);
 //   - else the file is clean if known good, unknown otherwise.
 func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result, error) {
-	// The objects to look up: the file first, then members with findings,
-	// then executable members.
-	objs := make([]object, 0, maxLookups)
-	objs = append(objs, object{path: "", sums: res.Sums, typ: res.Type})
-	seen := map[[32]byte]bool{res.Sums.SHA256: true}
-	for _, list := range [][]object{in.flagged(), in.executables} {
-		for _, o := range list {
-			if len(objs) < maxLookups && !seen[o.sums.SHA256] {
-				seen[o.sums.SHA256] = true
-				objs = append(objs, o)
-			}
-		}
-	}
-	verdicts := make([]reputation.Verdict, len(objs))
-	if s.cfg.Reputation != nil {
-		for i, o := range objs {
-			v, err := s.cfg.Reputation.Lookup(ctx, reputation.Query{SHA256: o.sums.SHA256[:], SHA1: o.sums.SHA1[:], MD5: o.sums.MD5[:]})
-			if err != nil {
-				return Result{}, fmt.Errorf("scanner: reputation of %s: %w", hexSHA(o.sums), err)
-			}
-			verdicts[i] = v
-		}
+	objs := lookupObjects(res, in)
+	verdicts, err := s.lookup(ctx, objs)
+	if err != nil {
+		return Result{}, err
 	}
 	res.Reputation = verdicts[0]
 	clean := map[string]bool{}
@@ -359,32 +341,11 @@ func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result,
 			clean[o.path] = true
 		}
 	}
-
-	// Local findings, minus known good and reputation-clean ones.
-	var active []finding
-	var dropped *finding
-	for i, f := range in.findings {
-		if in.anyGood(f.chain) || anyIn(f.chain, clean) {
-			if dropped == nil {
-				dropped = &in.findings[i]
-			}
-			continue
-		}
-		active = append(active, f)
-	}
+	active, dropped := in.activeFindings(clean)
 
 	switch {
 	case verdicts[0].Kind == reputation.KindClean:
-		res.Verdict, res.Source = VerdictClean, SourceReputation
-		switch {
-		case len(active) > 0:
-			res.FalseAlarm, res.Threat, res.Member, res.Engine = true, active[0].threat, active[0].path, active[0].engine
-		case dropped != nil:
-			res.FalseAlarm, res.Threat, res.Member, res.Engine = true, dropped.threat, dropped.path, dropped.engine
-		case in.bomb != "":
-			res.FalseAlarm, res.Threat, res.Reason = true, "Archive-Bomb", in.bomb
-		}
-		return res, nil
+		return reputationClean(res, active, dropped, in.bomb), nil
 	case len(active) > 0:
 		f := active[0]
 		res.Verdict, res.Blocked, res.Threat, res.Member, res.Source = VerdictMalicious, true, f.threat, f.path, f.source
@@ -393,15 +354,7 @@ func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result,
 	}
 	for i, v := range verdicts {
 		if v.Blocks() {
-			res.Verdict, res.Blocked, res.Source, res.Member = VerdictMalicious, true, SourceReputation, objs[i].path
-			res.Threat = v.ThreatName
-			if res.Threat == "" {
-				res.Threat = v.Category
-			}
-			if res.Threat == "" {
-				res.Threat = "reputation-" + v.Kind.String()
-			}
-			return res, nil
+			return reputationBlocks(res, v, objs[i].path), nil
 		}
 	}
 	switch {
@@ -419,6 +372,87 @@ func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result,
 		}
 	}
 	return res, nil
+}
+
+// lookupObjects lists what merge asks the reputation service about: the
+// file first, then members with findings, then executable members, each
+// once, at most maxLookups.
+func lookupObjects(res Result, in *inspector) []object {
+	objs := make([]object, 0, maxLookups)
+	objs = append(objs, object{path: "", sums: res.Sums, typ: res.Type})
+	seen := map[[32]byte]bool{res.Sums.SHA256: true}
+	for _, list := range [][]object{in.flagged(), in.executables} {
+		for _, o := range list {
+			if len(objs) < maxLookups && !seen[o.sums.SHA256] {
+				seen[o.sums.SHA256] = true
+				objs = append(objs, o)
+			}
+		}
+	}
+	return objs
+}
+
+// lookup returns the reputation verdict of each object (none without a
+// reputation service).
+func (s *Scanner) lookup(ctx context.Context, objs []object) ([]reputation.Verdict, error) {
+	verdicts := make([]reputation.Verdict, len(objs))
+	if s.cfg.Reputation == nil {
+		return verdicts, nil
+	}
+	for i, o := range objs {
+		v, err := s.cfg.Reputation.Lookup(ctx, reputation.Query{SHA256: o.sums.SHA256[:], SHA1: o.sums.SHA1[:], MD5: o.sums.MD5[:]})
+		if err != nil {
+			return nil, fmt.Errorf("scanner: reputation of %s: %w", hexSHA(o.sums), err)
+		}
+		verdicts[i] = v
+	}
+	return verdicts, nil
+}
+
+// activeFindings returns the local findings that stand, and the first
+// dropped as a false alarm: its own hash or an enclosing archive's is known
+// good, or clean by reputation (clean holds those paths).
+func (in *inspector) activeFindings(clean map[string]bool) (active []finding, dropped *finding) {
+	for i, f := range in.findings {
+		if in.anyGood(f.chain) || anyIn(f.chain, clean) {
+			if dropped == nil {
+				dropped = &in.findings[i]
+			}
+			continue
+		}
+		active = append(active, f)
+	}
+	return active, dropped
+}
+
+// reputationClean is the result for a file the reputation service says is
+// clean: whatever was found locally (or the archive limit it hit) is a
+// false alarm.
+func reputationClean(res Result, active []finding, dropped *finding, bomb string) Result {
+	res.Verdict, res.Source = VerdictClean, SourceReputation
+	switch {
+	case len(active) > 0:
+		res.FalseAlarm, res.Threat, res.Member, res.Engine = true, active[0].threat, active[0].path, active[0].engine
+	case dropped != nil:
+		res.FalseAlarm, res.Threat, res.Member, res.Engine = true, dropped.threat, dropped.path, dropped.engine
+	case bomb != "":
+		res.FalseAlarm, res.Threat, res.Reason = true, "Archive-Bomb", bomb
+	}
+	return res
+}
+
+// reputationBlocks is the result for a file whose member at path (the file
+// itself: "") has the blocking verdict v.
+func reputationBlocks(res Result, v reputation.Verdict, path string) Result {
+	res.Verdict, res.Blocked, res.Source, res.Member = VerdictMalicious, true, SourceReputation, path
+	res.Threat = v.ThreatName
+	if res.Threat == "" {
+		res.Threat = v.Category
+	}
+	if res.Threat == "" {
+		res.Threat = "reputation-" + v.Kind.String()
+	}
+	return res
 }
 
 // anyIn reports whether one of the paths is in set.
