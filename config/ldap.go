@@ -134,6 +134,16 @@ func (c *LDAP) validate(p *problems) {
 	}
 	p.check("auth.ldap.user_filter", auth.CheckFilter(c.UserFilter, "{user}"))
 	p.check("auth.ldap.group_filter", auth.CheckFilter(c.GroupFilter, "{dn}"))
+	c.validateBind(p)
+	p.oneOf("auth.ldap.groups", c.Groups, "auto", "member_of", "search", "none")
+	p.oneOf("auth.ldap.nested_groups", c.NestedGroups, "none", "in_chain", "search")
+	p.oneOf("auth.ldap.group_name", c.GroupName, "cn", "dn")
+	p.oneOf("auth.ldap.fail", c.Fail, "closed", "cached")
+	c.validateLimits(p)
+}
+
+// validateBind checks the bind DN and where its password comes from.
+func (c *LDAP) validateBind(p *problems) {
 	switch {
 	case c.BindDN != "" && c.BindPasswordFile == "" && c.BindPasswordEnv == "":
 		p.add("auth.ldap.bind_dn", "needs bind_password_file or bind_password_env")
@@ -142,15 +152,11 @@ func (c *LDAP) validate(p *problems) {
 	case c.BindDN == "" && (c.BindPasswordFile != "" || c.BindPasswordEnv != ""):
 		p.addMissing("auth.ldap.bind_dn", "auth.ldap", "is required with a bind password")
 	}
-	oneOf := func(key, v string, allowed ...string) {
-		if !slices.Contains(allowed, v) {
-			p.add(key, "must be one of %q, got %q", allowed, v)
-		}
-	}
-	oneOf("auth.ldap.groups", c.Groups, "auto", "member_of", "search", "none")
-	oneOf("auth.ldap.nested_groups", c.NestedGroups, "none", "in_chain", "search")
-	oneOf("auth.ldap.group_name", c.GroupName, "cn", "dn")
-	oneOf("auth.ldap.fail", c.Fail, "closed", "cached")
+}
+
+// validateLimits checks the numbers: nesting depth, timeout, pool, stale
+// entries' lifetime.
+func (c *LDAP) validateLimits(p *problems) {
 	if c.NestedDepth < 1 || c.NestedDepth > maxLDAPNestedDepth {
 		p.add("auth.ldap.nested_depth", "must be between 1 and %d, got %d", maxLDAPNestedDepth, c.NestedDepth)
 	}
@@ -162,6 +168,13 @@ func (c *LDAP) validate(p *problems) {
 	}
 	if c.StaleTTL.D() <= 0 || c.StaleTTL.D() > maxLDAPStaleTTL {
 		p.add("auth.ldap.stale_ttl", "must be between 1s and 24h, got %s", c.StaleTTL.D())
+	}
+}
+
+// oneOf adds a problem when v is not one of allowed.
+func (p *problems) oneOf(key, v string, allowed ...string) {
+	if !slices.Contains(allowed, v) {
+		p.add(key, "must be one of %q, got %q", allowed, v)
 	}
 }
 

@@ -151,7 +151,19 @@ func (c *ScannerSection) validate(p *problems) {
 	if c.MaxConcurrent < 0 || c.MaxConcurrent > 4096 {
 		p.add("scanner.max_concurrent", "must be between 0 (the number of CPUs) and 4096, got %d", c.MaxConcurrent)
 	}
-	for _, g := range c.Signatures {
+	validateSignatures(c.Signatures, p)
+	c.TrickleHold.validate(c.MaxSize, p)
+	c.Clamd.validate(p)
+	c.ICAP.validate(p)
+	if c.CacheSize < 1 || c.CacheSize > 10000000 {
+		p.add("scanner.cache_size", "must be between 1 and 10000000, got %d", c.CacheSize)
+	}
+	c.Archive.validate(p)
+}
+
+// validateSignatures checks the signature database patterns.
+func validateSignatures(patterns []string, p *problems) {
+	for _, g := range patterns {
 		if g == "" {
 			p.add("scanner.signatures", "empty pattern")
 			continue
@@ -165,21 +177,22 @@ func (c *ScannerSection) validate(p *problems) {
 			p.add("scanner.signatures", "%q: want ClamAV hash databases (.hdb, .hsb, .hdu, .hsu, .fp, .sfp)", g)
 		}
 	}
-	h := c.TrickleHold
+}
+
+// validate checks the trickle hold against max_size.
+func (h TrickleHold) validate(maxSize Size, p *problems) {
 	switch {
 	case h.Percent < 0 || h.Percent > 100:
 		p.add("scanner.trickle_hold", "percentage must be between 1 and 100, got %d", h.Percent)
 	case h.Percent == 0 && h.Bytes < 1:
 		p.add("scanner.trickle_hold", "must hold back at least 1 byte")
-	case h.Bytes > c.MaxSize:
-		p.add("scanner.trickle_hold", "must not exceed max_size (%d bytes), got %d", c.MaxSize, h.Bytes)
+	case h.Bytes > maxSize:
+		p.add("scanner.trickle_hold", "must not exceed max_size (%d bytes), got %d", maxSize, h.Bytes)
 	}
-	c.Clamd.validate(p)
-	c.ICAP.validate(p)
-	if c.CacheSize < 1 || c.CacheSize > 10000000 {
-		p.add("scanner.cache_size", "must be between 1 and 10000000, got %d", c.CacheSize)
-	}
-	a := c.Archive
+}
+
+// validate checks the archive limits.
+func (a ScannerArchive) validate(p *problems) {
 	if a.MaxDepth < 1 || a.MaxDepth > 16 {
 		p.add("scanner.archive.max_depth", "must be between 1 and 16, got %d", a.MaxDepth)
 	}
