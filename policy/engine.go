@@ -361,45 +361,45 @@ func (q *request) normalForm() string {
 // matches checks the cheap criteria first and looks up only when every
 // other criterion matched.
 func (r *rule) matches(q *request) (bool, error) {
-	if len(r.methods) > 0 && !contains(r.methods, q.method) {
+	if !r.matchesWho(q) || r.window != nil && !r.window.contains(q.local) {
 		return false, nil
 	}
-	if len(r.clients) > 0 && !inPrefixes(r.clients, q.in.Client) {
+	if r.hosts != nil && !r.hosts.matchTarget(q.host) || r.needsURL && !r.matchesURL(q.normalForm()) {
 		return false, nil
 	}
-	if len(r.users) > 0 && (q.in.User == "" || !containsFold(r.users, q.in.User)) {
-		return false, nil
+	if !r.needsVerdict {
+		return true, nil
 	}
-	if len(r.groups) > 0 && !anyFold(r.groups, q.in.Groups) {
-		return false, nil
+	if err := q.look(); err != nil {
+		return false, err
 	}
-	if r.window != nil && !r.window.contains(q.local) {
-		return false, nil
+	return r.matchesVerdict(q.verdict), nil
+}
+
+// matchesWho checks the method, the client, the user and the groups.
+func (r *rule) matchesWho(q *request) bool {
+	switch {
+	case len(r.methods) > 0 && !contains(r.methods, q.method),
+		len(r.clients) > 0 && !inPrefixes(r.clients, q.in.Client),
+		len(r.users) > 0 && (q.in.User == "" || !containsFold(r.users, q.in.User)),
+		len(r.groups) > 0 && !anyFold(r.groups, q.in.Groups):
+		return false
 	}
-	if r.hosts != nil && !r.hosts.matchTarget(q.host) {
-		return false, nil
+	return true
+}
+
+// matchesURL checks the URL prefixes and the regular expression on the
+// URL's normal form u.
+func (r *rule) matchesURL(u string) bool {
+	return (len(r.prefixes) == 0 || matchPrefixes(r.prefixes, u)) && (r.re == nil || r.re.MatchString(u))
+}
+
+// matchesVerdict checks the verdict's kind and category.
+func (r *rule) matchesVerdict(v reputation.Verdict) bool {
+	if r.kinds != 0 && r.kinds&(1<<v.Kind) == 0 {
+		return false
 	}
-	if r.needsURL {
-		u := q.normalForm()
-		if len(r.prefixes) > 0 && !matchPrefixes(r.prefixes, u) {
-			return false, nil
-		}
-		if r.re != nil && !r.re.MatchString(u) {
-			return false, nil
-		}
-	}
-	if r.needsVerdict {
-		if err := q.look(); err != nil {
-			return false, err
-		}
-		if r.kinds != 0 && r.kinds&(1<<q.verdict.Kind) == 0 {
-			return false, nil
-		}
-		if len(r.cats) > 0 && (q.verdict.Category == "" || !containsFold(r.cats, q.verdict.Category)) {
-			return false, nil
-		}
-	}
-	return true, nil
+	return len(r.cats) == 0 || v.Category != "" && containsFold(r.cats, v.Category)
 }
 
 func matchPrefixes(ps []urlPrefix, u string) bool {

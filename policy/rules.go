@@ -143,22 +143,37 @@ func compileRule(r Rule) (*rule, []keyError) {
 	var errs []keyError
 	fail := func(key string, err error) { errs = append(errs, keyError{key, err}) }
 	c := &rule{name: r.Name}
+	c.stage, c.action = ruleStage(r, fail)
+	c.compileURLCriteria(r, fail)
+	c.compileVerdictCriteria(r, fail)
+	c.compileWhoCriteria(r, fail)
+	if len(r.Days) > 0 || r.Hours != "" {
+		w, kerrs := compileWindow(r.Days, r.Hours)
+		errs = append(errs, kerrs...)
+		c.window = w
+	}
+	c.needsURL = len(c.prefixes) > 0 || c.re != nil
+	c.needsVerdict = len(c.cats) > 0 || c.kinds != 0
+	return c, errs
+}
 
-	// Stage and action.
+// ruleStage reads a rule's stage and action: a bypass rule's action is
+// bypass; other stages need allow, warn or block.
+func ruleStage(r Rule, fail func(string, error)) (stage Stage, action Action) {
 	switch {
 	case r.Stage != "":
 		s, err := ParseStage(r.Stage)
 		if err != nil {
 			fail("stage", err)
 		}
-		c.stage = s
+		stage = s
 	case r.Action == "bypass":
-		c.stage = StageBypass
+		stage = StageBypass
 	default:
-		c.stage = StageAccess
+		stage = StageAccess
 	}
 	switch {
-	case c.stage == StageBypass:
+	case stage == StageBypass:
 		if r.Action != "" && r.Action != "bypass" {
 			fail("action", fmt.Errorf("a bypass rule's action is \"bypass\" (or empty), got %q", r.Action))
 		}
@@ -171,10 +186,14 @@ func compileRule(r Rule) (*rule, []keyError) {
 		if err != nil {
 			fail("action", err)
 		}
-		c.action = a
+		action = a
 	}
+	return stage, action
+}
 
-	// Criteria.
+// compileURLCriteria compiles what a rule matches of the URL: hosts, URL
+// prefixes, a regular expression.
+func (c *rule) compileURLCriteria(r Rule, fail func(string, error)) {
 	if len(r.Hosts) > 0 {
 		hs, err := CompileHosts(r.Hosts)
 		if err != nil {
@@ -197,6 +216,11 @@ func compileRule(r Rule) (*rule, []keyError) {
 		}
 		c.re = re
 	}
+}
+
+// compileVerdictCriteria compiles what a rule matches of the reputation
+// verdict (categories, kinds), which a bypass rule cannot know.
+func (c *rule) compileVerdictCriteria(r Rule, fail func(string, error)) {
 	for _, cat := range r.Categories {
 		if strings.TrimSpace(cat) == "" {
 			fail("categories", errors.New("empty category"))
@@ -220,6 +244,11 @@ func compileRule(r Rule) (*rule, []keyError) {
 			fail("verdicts", errors.New("bypass rules are decided before any lookup: no verdicts"))
 		}
 	}
+}
+
+// compileWhoCriteria compiles what a rule matches of who asks and how:
+// client networks, users, groups, methods.
+func (c *rule) compileWhoCriteria(r Rule, fail func(string, error)) {
 	for _, n := range r.Clients {
 		p, err := netaddr.ParsePrefix(n)
 		if err != nil {
@@ -238,14 +267,6 @@ func compileRule(r Rule) (*rule, []keyError) {
 		}
 		c.methods = append(c.methods, m)
 	}
-	if len(r.Days) > 0 || r.Hours != "" {
-		w, kerrs := compileWindow(r.Days, r.Hours)
-		errs = append(errs, kerrs...)
-		c.window = w
-	}
-	c.needsURL = len(c.prefixes) > 0 || c.re != nil
-	c.needsVerdict = len(c.cats) > 0 || c.kinds != 0
-	return c, errs
 }
 
 func nonEmpty(list []string, key string, fail func(string, error)) []string {
