@@ -168,75 +168,96 @@ func ReadManifest(dir string) (*Manifest, error) {
 // values from the environment or files are resolved only for an enabled
 // source (resolve).
 func (s *Source) check(dir string, resolve bool) []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+	var e sourceErrors
 	switch {
 	case s.Path == "" && s.URL == "":
-		bad("path", "missing (give path or url)")
+		e.bad("path", "missing (give path or url)")
 	case s.Path != "" && s.URL != "":
-		bad("url", "give either path or url, not both")
+		e.bad("url", "give either path or url, not both")
 	}
 	if !knownFormat(s.Format) {
-		bad("format", "unknown format %q (want one of %s)", s.Format, strings.Join(Formats, ", "))
+		e.bad("format", "unknown format %q (want one of %s)", s.Format, strings.Join(Formats, ", "))
 	}
 	if s.Verdict != "" {
 		if _, err := reputation.ParseKind(s.Verdict); err != nil {
-			bad("verdict", "%v", err)
+			e.bad("verdict", "%v", err)
 		}
 	}
 	if s.URL == "" {
-		for _, k := range []struct {
-			key string
-			set bool
-		}{{"refresh", s.Refresh != 0}, {"timeout", s.Timeout != 0}, {"max_size", s.MaxSize != 0},
-			{"headers", len(s.Headers) > 0}, {"compression", s.Compression != ""}, {"member", s.Member != ""},
-			{"min_ratio", s.MinRatio != 0}} {
-			if k.set {
-				bad(k.key, "only for a source with url")
-			}
-		}
-		return errs
+		s.checkLocal(&e)
+		return e
 	}
+	s.checkDownload(dir, resolve, &e)
+	return e
+}
+
+// sourceErrors are the problems of one source, each naming its key.
+type sourceErrors []error
+
+func (e *sourceErrors) bad(key, format string, args ...any) {
+	*e = append(*e, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+// checkLocal refuses the keys that only a downloaded source has.
+func (s *Source) checkLocal(e *sourceErrors) {
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"refresh", s.Refresh != 0}, {"timeout", s.Timeout != 0}, {"max_size", s.MaxSize != 0},
+		{"headers", len(s.Headers) > 0}, {"compression", s.Compression != ""}, {"member", s.Member != ""},
+		{"min_ratio", s.MinRatio != 0}} {
+		if k.set {
+			e.bad(k.key, "only for a source with url")
+		}
+	}
+}
+
+// checkDownload checks a source with a URL: its name, URL, schedule,
+// compression and headers.
+func (s *Source) checkDownload(dir string, resolve bool, e *sourceErrors) {
 	if s.Name != "" && !sourceName.MatchString(s.Name) {
-		bad("name", "%q: want letters, digits, '.', '_' or '-' (at most 64)", s.Name)
+		e.bad("name", "%q: want letters, digits, '.', '_' or '-' (at most 64)", s.Name)
 	}
 	if s.Name == "" {
-		bad("name", "required with url")
+		e.bad("name", "required with url")
 	}
 	if err := checkFeedURL(s.URL); err != nil {
-		bad("url", "%v", err)
+		e.bad("url", "%v", err)
 	} else if _, err := ExpandURL(dir, s.URL); err != nil && resolve {
-		bad("url", "%v", err)
+		e.bad("url", "%v", err)
 	}
 	if s.Refresh != 0 && s.Refresh.D() < MinRefresh {
-		bad("refresh", "%s is too often (at least %s; most providers ask for an hour or more)", s.Refresh.D(), MinRefresh)
+		e.bad("refresh", "%s is too often (at least %s; most providers ask for an hour or more)", s.Refresh.D(), MinRefresh)
 	}
 	if s.StaleAfter != 0 && s.Refresh != 0 && s.StaleAfter.D() < s.Refresh.D() {
-		bad("stale_after", "%s is shorter than refresh (%s)", s.StaleAfter.D(), s.Refresh.D())
+		e.bad("stale_after", "%s is shorter than refresh (%s)", s.StaleAfter.D(), s.Refresh.D())
 	}
 	switch s.Compression {
 	case "", "auto", "gzip", "zip", "none":
 	default:
-		bad("compression", "unknown compression %q (want auto, gzip, zip or none)", s.Compression)
+		e.bad("compression", "unknown compression %q (want auto, gzip, zip or none)", s.Compression)
 	}
 	if s.Member != "" && s.Compression != "" && s.Compression != "auto" && s.Compression != "zip" {
-		bad("member", "only for zip archives")
+		e.bad("member", "only for zip archives")
 	}
 	if s.MinRatio < 0 || s.MinRatio > 1 {
-		bad("min_ratio", "%v is not between 0 and 1", s.MinRatio)
+		e.bad("min_ratio", "%v is not between 0 and 1", s.MinRatio)
 	}
+	s.checkHeaders(dir, resolve, e)
+}
+
+// checkHeaders checks the names of the headers sent with the download and,
+// when resolve, that their values can be read.
+func (s *Source) checkHeaders(dir string, resolve bool, e *sourceErrors) {
 	for k, v := range s.Headers {
 		if !validHeaderName(k) {
-			bad("headers."+k, "not a valid header name")
+			e.bad("headers."+k, "not a valid header name")
 			continue
 		}
 		if _, err := HeaderValue(dir, v); err != nil && resolve {
-			bad("headers."+k, "%v", err)
+			e.bad("headers."+k, "%v", err)
 		}
 	}
-	return errs
 }
 
 func (s *Source) setDefaults() {
