@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/picket-proxy/picket/internal/countio"
 )
 
 // responseScripts are response streams as origins send them, for the
@@ -55,7 +56,7 @@ var responseScripts = []struct {
 // bytes that took. ok is false when net/http fails on raw; untilClose
 // reports a body that ends with the connection, switched a 101.
 func goResponseEnd(raw []byte, head bool) (end int, untilClose, switched, ok bool) {
-	src := &countingReader{r: bytes.NewReader(raw)}
+	src := &countio.Reader{R: bytes.NewReader(raw)}
 	br := bufio.NewReader(src)
 	req := &http.Request{Method: http.MethodGet}
 	if head {
@@ -79,19 +80,8 @@ func goResponseEnd(raw []byte, head bool) (end int, untilClose, switched, ok boo
 		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 			return 0, false, false, false
 		}
-		return src.n - br.Buffered(), false, false, true
+		return int(src.N) - br.Buffered(), false, false, true
 	}
-}
-
-type countingReader struct {
-	r io.Reader
-	n int
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += n
-	return n, err
 }
 
 // followResponse feeds raw to the framing follower in pieces split at cuts.

@@ -13,6 +13,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/picket-proxy/picket/internal/countio"
 )
 
 // errBomb stops every read of an inspection once a limit is crossed.
@@ -217,7 +219,7 @@ func (in *inspector) buffer() []byte {
 func (in *inspector) archiveStream(path string, t Type, r io.Reader, depth int) {
 	switch t {
 	case TypeGzip:
-		cr := &countingReader{r: r}
+		cr := &countio.Reader{R: r}
 		zr, err := gzip.NewReader(cr)
 		if err != nil {
 			in.note(fmt.Sprintf("%s: not a valid gzip file: %v", display(path), err))
@@ -360,7 +362,7 @@ func zipEntries(ra io.ReaderAt, size int64) (uint64, bool) {
 type expander struct {
 	in         *inspector
 	r          io.Reader
-	compressed *countingReader
+	compressed *countio.Reader
 	out        int64
 }
 
@@ -380,21 +382,10 @@ func (e *expander) Read(p []byte) (int, error) {
 	case in.expanded > in.lim.MaxExpanded:
 		in.setBomb("decompression past max_expanded (%d bytes)", in.lim.MaxExpanded)
 		return n, errBomb
-	case e.out >= ratioFloor && e.out/max(e.compressed.n, 1) > int64(in.lim.MaxRatio):
+	case e.out >= ratioFloor && e.out/max(e.compressed.N, 1) > int64(in.lim.MaxRatio):
 		in.setBomb("gzip stream expands over max_ratio (%d:1)", in.lim.MaxRatio)
 		return n, errBomb
 	}
-	return n, err
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
 	return n, err
 }
 

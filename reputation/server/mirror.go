@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/picket-proxy/picket/internal/countio"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/reputation/db"
 )
@@ -155,7 +156,7 @@ func (s *Server) fetchUpdate(ctx context.Context, cur *db.DB, from string) (*db.
 		json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
 		return nil, res, &reputation.StatusError{Code: resp.StatusCode, Msg: e.Error}
 	}
-	body := &countingReader{r: resp.Body}
+	body := &countio.Reader{R: resp.Body}
 	// Changes are applied to a copy into the snapshot's place (renamed only
 	// once verified), so that a restart finds the last good copy.
 	t := db.Target{Path: s.snapshotPath(), Version: nextVersion(cur)}
@@ -166,7 +167,7 @@ func (s *Server) fetchUpdate(ctx context.Context, cur *db.DB, from string) (*db.
 	} else {
 		next, err = s.applyJSON(io.LimitReader(body, maxUpdateResponse), cur, from, t, &res)
 	}
-	res.bytes = body.n
+	res.bytes = body.N
 	return next, res, err
 }
 
@@ -353,16 +354,4 @@ func parseMinWait(s string) time.Duration {
 // always above the current one.
 func nextVersion(cur *db.DB) uint64 {
 	return max(uint64(time.Now().UnixNano()), cur.Version()+1)
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

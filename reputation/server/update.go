@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/picket-proxy/picket/internal/countio"
 	"github.com/picket-proxy/picket/reputation"
 	"github.com/picket-proxy/picket/reputation/db"
 )
@@ -87,7 +88,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	cw := &countingWriter{w: w}
+	cw := &countio.Writer{W: w}
 	var entries int
 	var err error
 	if kind == "full" && accepts(r, MediaTypeDB) {
@@ -104,7 +105,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		entries, err = s.writeUpdate(cw, r, head, c, d)
 	}
 	s.sent.entries.Add(uint64(entries))
-	s.sent.bytes.Add(uint64(cw.n))
+	s.sent.bytes.Add(uint64(cw.N))
 	switch kind {
 	case "current":
 		s.sent.current.Add(1)
@@ -118,13 +119,13 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		ev = s.log.Warn().Err(err)
 	}
 	ev.Str(reputation.LogFrom, from).Str(reputation.LogVersion, token).Str(reputation.LogUpdate, kind).
-		Int(reputation.LogEntries, entries).Int64(reputation.LogBytes, cw.n).Msg("update served")
+		Int(reputation.LogEntries, entries).Int64(reputation.LogBytes, cw.N).Msg("update served")
 }
 
 // writeUpdate streams the JSON answer: head, then the changes c, or all of
 // d when head.Full. It returns the entries written.
-func (s *Server) writeUpdate(cw *countingWriter, r *http.Request, head UpdateResponse, c db.Changes, d *db.DB) (int, error) {
-	h := cw.w.(http.ResponseWriter).Header()
+func (s *Server) writeUpdate(cw *countio.Writer, r *http.Request, head UpdateResponse, c db.Changes, d *db.DB) (int, error) {
+	h := cw.W.(http.ResponseWriter).Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	var out io.Writer = cw
@@ -199,16 +200,4 @@ func accepts(r *http.Request, mediaType string) bool {
 		return true
 	}
 	return false
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
