@@ -293,13 +293,9 @@ func Empty(version uint64) *DB {
 // checkCRC is set (a file read through its mapping); the index is always
 // checked, so that no lookup can go out of bounds.
 func open(data []byte, checkCRC bool, m *mapping) (*DB, error) {
-	h, err := parseHeader(data)
+	h, l, err := headerLayout(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
-	}
-	l, err := h.layout()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+		return nil, err
 	}
 	if l.end != uint64(len(data)) {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrBadSnapshot, len(data), l.end)
@@ -374,13 +370,9 @@ func openFile(f *os.File, checkCRC bool) (*DB, error) {
 	if _, err := f.ReadAt(hb[:], 0); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
-	h, err := parseHeader(hb[:])
+	h, l, err := headerLayout(hb[:])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
-	}
-	l, err := h.layout()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+		return nil, err
 	}
 	if l.end != uint64(fi.Size()) || l.end > uint64(maxInt) {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrBadSnapshot, fi.Size(), l.end)

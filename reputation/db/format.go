@@ -118,6 +118,20 @@ func (h *header) marshal() []byte {
 	return b
 }
 
+// headerLayout parses a file's header and the layout it describes; the error
+// is ErrBadSnapshot's.
+func headerLayout(b []byte) (header, layout, error) {
+	h, err := parseHeader(b)
+	if err != nil {
+		return h, layout{}, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	l, err := h.layout()
+	if err != nil {
+		return h, l, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	return h, l, nil
+}
+
 func parseHeader(b []byte) (header, error) {
 	var h header
 	if len(b) < headerSize {

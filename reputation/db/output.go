@@ -255,13 +255,9 @@ func Receive(r io.Reader, t Target) (*DB, error) {
 	if _, err := io.ReadFull(r, hb[:]); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
-	h, err := parseHeader(hb[:])
+	_, l, err := headerLayout(hb[:])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
-	}
-	l, err := h.layout()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+		return nil, err
 	}
 	dir := t.TempDir
 	if t.Path != "" {
