@@ -42,13 +42,9 @@ func cmdCA(args []string, stdout, stderr io.Writer) int {
 	if sub == "export" {
 		fs.BoolVar(&der, "der", false, "write DER instead of PEM")
 	}
-	if code, ok := parseFlags(fs, args[1:], false); !ok {
+	f, code, ok := parseConfigFlags(fs, args[1:], path, stderr)
+	if !ok {
 		return code
-	}
-	f, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "picket: %v\n", err)
-		return 1
 	}
 	ca, generated, err := loadCA(f)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/picket-proxy/picket/config"
 	"github.com/rs/zerolog"
 )
 
@@ -103,6 +104,21 @@ func parseFlags(fs *flag.FlagSet, args []string, allowArgs bool) (int, bool) {
 		return 2, false
 	}
 	return 0, true
+}
+
+// parseConfigFlags parses a subcommand's flags, then loads the
+// configuration file its -config flag names (path, read after parsing). When
+// ok is false, the problem was printed and code is the exit code.
+func parseConfigFlags(fs *flag.FlagSet, args []string, path *string, stderr io.Writer) (f *config.File, code int, ok bool) {
+	if code, ok := parseFlags(fs, args, false); !ok {
+		return nil, code, false
+	}
+	f, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "picket: %v\n", err)
+		return nil, 1, false
+	}
+	return f, 0, true
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/stats"
 	"github.com/rs/zerolog"
 )
@@ -26,13 +25,9 @@ func cmdStats(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := newFlagSet("stats preview", synopsis, stderr)
 	path := fs.String("config", "config.toml", "configuration file")
-	if code, ok := parseFlags(fs, args[1:], false); !ok {
+	f, code, ok := parseConfigFlags(fs, args[1:], path, stderr)
+	if !ok {
 		return code
-	}
-	f, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "picket: %v\n", err)
-		return 1
 	}
 	cfg, err := participationConfig(f, nil)
 	if err != nil {
