@@ -38,6 +38,22 @@ type Sources struct {
 	// Auth reads proxy authentication (auth.Authenticator.Stats); nil when
 	// it is off.
 	Auth func() auth.Stats
+	// AccessLog reads the access log's buffer; nil when the access log is
+	// off.
+	AccessLog func() AccessLogStats
+}
+
+// AccessLogStats are the access log's counters: lines are buffered and
+// written out by one goroutine; when the destination cannot keep up,
+// requests wait for it rather than lose their lines.
+type AccessLogStats struct {
+	Waits    uint64        // writes that waited for the destination
+	WaitTime time.Duration // how long they waited in all (waits that ended)
+	Waiting  int64         // writes waiting now
+	Bytes    uint64        // written to the destination
+	Errors   uint64        // failed writes (each retried)
+	Lost     uint64        // bytes given up at shutdown after writes kept failing
+	Buffered int64         // bytes waiting in memory now
 }
 
 // The label values. Every label has a closed set of values, the last one
@@ -268,6 +284,13 @@ var (
 	authCache     = desc("picket_auth_cache_hits_total", "Successes from remembered verifications: fresh (within cache_ttl), stale (standing in for an unreachable directory).", "kind")
 	authDirChecks = desc("picket_auth_directory_checks_total", "Logins the directory answered (accepted or refused).")
 	authDirDown   = desc("picket_auth_directory_servers_down", "Directory servers that could not be reached at their last try.")
+	logWaits      = desc("picket_access_log_waits_total", "Access-log lines that waited for the log's destination (both buffers full: the disk or pipe is slower than the lines arrive).")
+	logWait       = desc("picket_access_log_wait_seconds_total", "Time requests spent waiting for the access log's destination, in seconds.")
+	logBytes      = desc("picket_access_log_written_bytes_total", "Bytes written to the access log's destination.")
+	logErrors     = desc("picket_access_log_write_errors_total", "Failed writes to the access log's destination (each retried until it succeeds).")
+	logLost       = desc("picket_access_log_lost_bytes_total", "Access-log bytes given up at shutdown because the destination kept failing.")
+	logBuffered   = desc("picket_access_log_buffered_bytes", "Access-log bytes waiting in memory to be written.")
+	logWaiting    = desc("picket_access_log_waiting", "Requests waiting now for the access log's destination.")
 )
 
 // h2ErrorLabels are the kinds of picket_http2_client_errors_total.
@@ -287,7 +310,7 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 		repBreaker, repEntries, certMints, certCache, certEvictions, certEntries, scanScans, scanSpills,
 		scanBytes, scanMemory, engineUp, engineScans, engineDetects, engineErrors, enginePartial, engineCache,
 		engineLatency, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails, h2Errors,
-		authChecks, authCache, authDirChecks, authDirDown} {
+		authChecks, authCache, authDirChecks, authDirDown, logWaits, logWait, logBytes, logErrors, logLost, logBuffered, logWaiting} {
 		ch <- d
 	}
 }
@@ -360,6 +383,16 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(authCache, s.StaleHits, "stale")
 		counter(authDirChecks, s.DirectoryChecks)
 		gauge(authDirDown, float64(s.ServersDown))
+	}
+	if c.src.AccessLog != nil {
+		s := c.src.AccessLog()
+		counter(logWaits, s.Waits)
+		ch <- prometheus.MustNewConstMetric(logWait, prometheus.CounterValue, s.WaitTime.Seconds())
+		counter(logBytes, s.Bytes)
+		counter(logErrors, s.Errors)
+		counter(logLost, s.Lost)
+		gauge(logBuffered, float64(s.Buffered))
+		gauge(logWaiting, float64(s.Waiting))
 	}
 	if c.src.OpenConns != nil {
 		gauge(openConns, float64(c.src.OpenConns()))

@@ -61,6 +61,9 @@ type adminParts struct {
 	Parents func() []proxy.ParentStatus
 	// HTTP2Errors counts HTTP/2 client errors (proxy.Server.HTTP2Errors).
 	HTTP2Errors func() map[string]int64
+	// AccessLog reads the access log's buffer (logs.AccessStats); nil
+	// when the access log is off.
+	AccessLog func() LogStats
 }
 
 // newAdmin builds the admin server from [admin] (listen in f.Admin, the
@@ -125,6 +128,14 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 	cfg.Sources.Reputation = parts.ReputationStats
 	cfg.Sources.Scanner = parts.ScannerStats
 	cfg.Sources.Auth = parts.AuthStats
+	if parts.AccessLog != nil {
+		read := parts.AccessLog
+		cfg.Sources.AccessLog = func() admin.AccessLogStats {
+			s := read()
+			return admin.AccessLogStats{Waits: uint64(s.Waits), WaitTime: s.WaitTime, Waiting: s.Waiting, Bytes: uint64(s.Bytes),
+				Errors: uint64(s.Errors), Lost: uint64(s.Lost), Buffered: s.Buffered}
+		}
+	}
 	return admin.New(cfg)
 }
 

@@ -153,6 +153,7 @@ url_prefixes = [%q, %q]
 	if _, body := fetch(t, http.DefaultClient, metrics, nil); !strings.Contains(body, "picket_auth_directory_servers_down 0") {
 		t.Errorf("the directory is still counted down after it answered")
 	}
+	p.stop() // every buffered access-log line written out
 	for _, l := range p.accessLines() {
 		if strings.Contains(fmt.Sprint(l), "-pw") {
 			t.Errorf("a password in the access log: %v", l)

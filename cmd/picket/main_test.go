@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -142,8 +144,10 @@ func TestServeBadConfig(t *testing.T) {
 	}
 }
 
-// TestBinarySIGTERM builds the real binary, runs it, proxies one request and
-// stops it with SIGTERM: it must exit 0.
+// TestBinarySIGTERM builds the real binary, runs it under load and stops it
+// with SIGTERM while requests are in flight: it must exit 0, and its access
+// log — buffered in memory (logbuf.go) — must hold one whole line for every
+// request it answered.
 func TestBinarySIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -157,8 +161,11 @@ func TestBinarySIGTERM(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	path := filepath.Join(t.TempDir(), "picket.toml")
-	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"2s\"\nallow_destinations = [\"127.0.0.0/8\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n[reputation.kpsn]\ndatabase = %q\n", addr, feedsDir(t))), 0o644)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "access.log")
+	path := filepath.Join(dir, "picket.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\nshutdown_grace = \"5s\"\nallow_destinations = [\"127.0.0.0/8\"]\nmax_conns_per_client = 0\n"+
+		"[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\naccess_log = %q\n[reputation.kpsn]\ndatabase = %q\n", addr, logPath, feedsDir(t))), 0o644)
 	cmd := exec.Command(bin, "serve", "-config", path)
 	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -173,16 +180,54 @@ func TestBinarySIGTERM(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	// An origin slow enough that requests are in flight at the signal.
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+		io.WriteString(w, "ok")
+	}))
 	defer origin.Close()
 	proxyURL, _ := url.Parse("http://" + addr)
-	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
-	resp, err := (&http.Client{Transport: tr}).Get(origin.URL)
-	if err != nil {
-		t.Fatal(err)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL), MaxIdleConnsPerHost: 8}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var mu sync.Mutex
+	answered := map[string]bool{}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				p := fmt.Sprintf("/r/%d-%d", w, i)
+				resp, err := client.Get(origin.URL + p)
+				if err != nil {
+					return // the proxy stopped taking requests
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode == 200 && string(b) == "ok" {
+					mu.Lock()
+					answered[p] = true
+					mu.Unlock()
+				}
+				if resp.Close {
+					return // shutting down: the proxy closes the connection
+				}
+			}
+		}()
 	}
-	resp.Body.Close()
-	tr.CloseIdleConnections()
+	for {
+		mu.Lock()
+		n := len(answered)
+		mu.Unlock()
+		if n >= 200 {
+			break
+		}
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatalf("only %d requests answered", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	errc := make(chan error, 1)
 	go func() { errc <- cmd.Wait() }()
@@ -191,9 +236,36 @@ func TestBinarySIGTERM(t *testing.T) {
 		if err != nil {
 			t.Errorf("exit after SIGTERM: %v (want status 0)\n%s", err, stderr.String())
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("binary did not exit after SIGTERM")
 	}
+	wg.Wait()
+
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := map[string]int{}
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		var l struct {
+			URL string `json:"url"`
+		}
+		if !strings.HasSuffix(line, "\n") || json.Unmarshal([]byte(line), &l) != nil {
+			t.Fatalf("torn access-log line %q", line)
+		}
+		if u, err := url.Parse(l.URL); err == nil {
+			logged[u.Path]++
+		}
+	}
+	for p := range answered {
+		if logged[p] != 1 {
+			t.Errorf("%s was answered and logged %d times, want once", p, logged[p])
+		}
+	}
+	t.Logf("%d requests answered, %d access-log lines", len(answered), len(logged))
 }
 
 // waitFor waits until log holds msg, failing if the process exits first.

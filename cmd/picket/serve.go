@@ -244,6 +244,9 @@ func (p *instance) adminParts() adminParts {
 	if p.authn != nil {
 		parts.AuthStats = p.authn.Stats
 	}
+	if p.lg.accessBuf != nil {
+		parts.AccessLog = p.lg.AccessStats
+	}
 	return parts
 }
 

@@ -368,6 +368,7 @@ func TestSquidParentAuth(t *testing.T) {
 		}
 	}
 	for _, pu := range []*picketUnderTest{p, bad} {
+		pu.stop() // every buffered access-log line written out
 		for name, text := range map[string]string{"access": pu.stdout.String(), "application": pu.stderr.String()} {
 			if strings.Contains(text, password) || strings.Contains(text, "t%40pw") || strings.Contains(text, "wrong@") {
 				t.Errorf("the %s log holds a parent password", name)
