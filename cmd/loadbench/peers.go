@@ -253,3 +253,6 @@ func goTunnel(c *net.TCPConn) {
 	c.CloseWrite()
 	<-done
 }
+
+// proc is the peer as a column's process.
+func (p *peer) proc() *proc { return &proc{p.url, p.cpu} }

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// rowKind is what a scenario asks of a proxy: plain HTTP forwarding, a
+// CONNECT tunnel, interception of HTTP/1.1, or interception of HTTP/2.
+type rowKind int
+
+const (
+	plainRow rowKind = iota
+	tunnelRow
+	interceptRow
+	h2Row
+	rowKinds
+)
+
+func (sc scenario) kind() rowKind {
+	switch {
+	case sc.h2:
+		return h2Row
+	case sc.intercept:
+		return interceptRow
+	case sc.https:
+		return tunnelRow
+	}
+	return plainRow
+}
+
+// proc is a proxy process measured in a column: where it listens and its
+// CPU time so far.
+type proc struct {
+	url *url.URL
+	cpu func() time.Duration
+}
+
+// column is one contestant of the table: the process it measures on each
+// kind of row (nil: no entry on such rows).
+type column struct {
+	name  string
+	procs [rowKinds]*proc
+}
+
+// scenarios are the rows of the table.
+var scenarios = []scenario{
+	{name: "HTTP 1 KiB GET, 64 keep-alive conns", conns: 64, path: "/1k"},
+	{name: "HTTP 10 MiB GET, 4 conns", conns: 4, path: "/10m"},
+	{name: "HTTPS new TCP+TLS per request (tunnel)", conns: 16, https: true, fresh: true, path: "/1k"},
+	{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"},
+	{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"},
+	{name: "HTTPS new conns, intercepted (cert cache)", conns: 16, https: true, fresh: true, path: "/1k", intercept: true},
+	{name: "HTTPS new conns, intercepted, resumed", conns: 16, https: true, fresh: true, resume: true, path: "/1k", intercept: true},
+	{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k", intercept: true},
+	{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m", intercept: true},
+	{name: "HTTP/2 intercepted, 4 conns x 32 streams", conns: 4, streams: 32, https: true, h2: true, path: "/1k", intercept: true},
+}
+
+// bench is one run of loadbench: the origins, the temporary directory and
+// the settings every part reads.
+type bench struct {
+	bin  string
+	dur  time.Duration
+	only string
+	dir  string // temporary, removed at the end
+
+	origin, tlsOrigin, h2Origin *httptest.Server
+	originPEM                   string // the TLS origins' certificate, for Picket's extra_roots
+
+	stops []func() // processes to stop at the end, in reverse order
+}
+
+// stopLater registers stop to run when the bench ends.
+func (b *bench) stopLater(stop func()) { b.stops = append(b.stops, stop) }
+
+func (b *bench) close() {
+	for i := len(b.stops) - 1; i >= 0; i-- {
+		b.stops[i]()
+	}
+	b.origin.Close()
+	b.tlsOrigin.Close()
+	b.h2Origin.Close()
+	os.RemoveAll(b.dir)
+}
+
+func run(bin string, dur time.Duration, only string) error {
+	b := &bench{bin: bin, dur: dur, only: only}
+	b.origin, b.tlsOrigin, b.h2Origin = startOrigins()
+	var err error
+	if b.dir, err = os.MkdirTemp("", "picket-loadbench"); err != nil {
+		return err
+	}
+	defer b.close()
+	b.originPEM = filepath.Join(b.dir, "origin.pem")
+	if err := os.WriteFile(b.originPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.tlsOrigin.Certificate().Raw}), 0o644); err != nil {
+		return err
+	}
+	field, tunnel, err := b.startField()
+	if err != nil {
+		return err
+	}
+	b.printHeader(field)
+	for _, sc := range scenarios {
+		if selected(only, sc.name) {
+			b.row(sc, field)
+		}
+	}
+	return b.sections(tunnel)
+}
+
+// picketConfigs are the [tls] settings of the two Picket processes:
+// tunnels (filtering on, interception off) and interception of every
+// CONNECT.
+func (b *bench) picketConfigs() (tunnelCfg, mitmCfg string) {
+	return "[tls]\nintercept = false\n",
+		fmt.Sprintf("[tls]\nextra_roots = [%q]\nauto_bypass = \"0s\" # the load generator hangs up mid-handshake at the end of each run\n", b.originPEM)
+}
+
+// startPicketPair starts a Picket for tunnels and one for interception
+// and returns its column.
+func (b *bench) startPicketPair(name, bin, env string) (column, *picket, error) {
+	tunnelCfg, mitmCfg := b.picketConfigs()
+	suffix := strings.TrimPrefix(name, "picket")
+	t, err := startPicket(bin, env, b.dir, "tunnel"+suffix, tunnelCfg)
+	if err != nil {
+		return column{}, nil, err
+	}
+	b.stopLater(t.stop)
+	m, err := startPicket(bin, env, b.dir, "mitm"+suffix, mitmCfg)
+	if err != nil {
+		return column{}, nil, err
+	}
+	b.stopLater(m.stop)
+	pt, pm := &proc{t.url, t.cpu}, &proc{m.url, m.cpu}
+	return column{name: name, procs: [rowKinds]*proc{pt, pt, pm, pm}}, t, nil
+}
+
+// startField starts every contestant: Picket first, then picket-b, the
+// peers and the floor as the flags ask. It returns the columns and the
+// tunnel Picket (for the memory sections).
+func (b *bench) startField() ([]column, *picket, error) {
+	pk, tunnel, err := b.startPicketPair("picket", b.bin, picketEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	field := []column{pk}
+	if bBin != "" || bEnv != "" {
+		bin, env := b.bin, strings.TrimSpace(picketEnv+" "+bEnv)
+		if bBin != "" {
+			bin = bBin
+		}
+		c, _, err := b.startPicketPair("picket-b", bin, env)
+		if err != nil {
+			return nil, nil, err
+		}
+		field = append(field, c)
+	}
+	if withPeers {
+		peers, err := b.startPeers()
+		if err != nil {
+			return nil, nil, err
+		}
+		field = append(field, peers...)
+	}
+	if withFloor {
+		p, err := startGoTunnel()
+		if err != nil {
+			return nil, nil, err
+		}
+		b.stopLater(p.stop)
+		field = append(field, column{name: "go-tunnel", procs: [rowKinds]*proc{tunnelRow: p.proc()}})
+	}
+	return field, tunnel, nil
+}
+
+// startPeers starts squid, tinyproxy, bare goproxy (forwarding and
+// intercepting) and mitmproxy.
+func (b *bench) startPeers() ([]column, error) {
+	var procs []*peer
+	for _, start := range []func() (*peer, error){
+		func() (*peer, error) { return startSquid(b.dir) },
+		func() (*peer, error) { return startTinyproxy(b.dir) },
+		func() (*peer, error) { return startGoproxy(false) },
+		func() (*peer, error) { return startGoproxy(true) },
+		func() (*peer, error) { return startMitmproxy(b.dir) },
+	} {
+		p, err := start()
+		if err != nil {
+			return nil, err
+		}
+		b.stopLater(p.stop)
+		procs = append(procs, p)
+	}
+	squid, tiny, gp, gpm, mp := procs[0].proc(), procs[1].proc(), procs[2].proc(), procs[3].proc(), procs[4].proc()
+	return []column{
+		{name: "squid", procs: [rowKinds]*proc{squid, squid, nil, nil}},
+		{name: "tinyproxy", procs: [rowKinds]*proc{tiny, tiny, nil, nil}},
+		// goproxy's MITM answers http/1.1 only (its HTTP/2 path would
+		// skip per-request handlers): no entry on the HTTP/2 row.
+		{name: "goproxy", procs: [rowKinds]*proc{gp, gp, gpm, nil}},
+		// mitmproxy intercepts (HTTP/1.1 and HTTP/2 on both sides); it
+		// does not forward the plain rows here.
+		{name: "mitmproxy", procs: [rowKinds]*proc{nil, nil, mp, mp}},
+	}, nil
+}
+
+func (b *bench) printHeader(field []column) {
+	fmt.Printf("loadbench: %d rounds of %s per proxy and scenario; origin and load generator in this process; 2 cores shared by all.\n", rounds, b.dur)
+	fmt.Printf("Each round measures direct, then every proxy in a rotated order. Each proxy column: the median over the rounds\n")
+	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request")
+	fmt.Printf(" (per MiB for 10 MiB rows: divide by 10).\n\n")
+	header := fmt.Sprintf("%-42s %10s | %-34s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99")
+	for _, c := range field[1:] {
+		header += fmt.Sprintf(" | %-16s", c.name)
+	}
+	fmt.Println(header)
+}
+
+// row measures one scenario over the rounds and prints its line.
+func (b *bench) row(sc scenario, field []column) {
+	target := b.origin.URL
+	switch {
+	case sc.h2:
+		target = b.h2Origin.URL // offers h2: direct runs are HTTP/2 too
+	case sc.https:
+		target = b.tlsOrigin.URL // http/1.1 only
+	}
+	k := sc.kind()
+	tallies := make([]tally, len(field))
+	var directs []float64
+	var directT tally // this process's CPU and the machine's counters in the direct runs
+	// Rounds: each measures direct, then every contestant in an order
+	// rotated by one per round, so that a slow or fast stretch of the
+	// shared machine does not favour whoever runs at a fixed position.
+	for round := range rounds {
+		direct := directT.observe(func() result { return load(sc, target, nil, b.dur) })
+		directs = append(directs, direct.rate())
+		directT.n += direct.n
+		for j := range field {
+			i := (j + round) % len(field)
+			p := field[i].procs[k]
+			if p == nil {
+				continue
+			}
+			cpu0 := p.cpu()
+			r := tallies[i].observe(func() result { return load(sc, target, p.url, b.dur) })
+			tallies[i].add(r, direct, p.cpu()-cpu0)
+		}
+	}
+	printRow(sc, field, median(directs), tallies)
+	if verbose {
+		printVerbose(sc, field, &directT, tallies)
+	}
+}
+
+func printRow(sc scenario, field []column, direct float64, tallies []tally) {
+	k := sc.kind()
+	row := fmt.Sprintf("%-42s %10.0f", sc.name, direct)
+	t := &tallies[0]
+	p50, p99 := t.latency()
+	row += fmt.Sprintf(" | %6.2f %10s %6s %6s", t.ratio(), t.perReq(), p50, p99)
+	errs := []string{fmt.Sprintf("picket %d", t.errs)}
+	anyErr := t.errs > 0
+	for i, c := range field[1:] {
+		if c.procs[k] == nil {
+			row += fmt.Sprintf(" | %-16s", "-")
+			continue
+		}
+		t := &tallies[i+1]
+		row += fmt.Sprintf(" | %5.2f %10s", t.ratio(), t.perReq())
+		errs = append(errs, fmt.Sprintf("%s %d", c.name, t.errs))
+		anyErr = anyErr || t.errs > 0
+	}
+	if anyErr {
+		row += fmt.Sprintf("  (errors: %s)", strings.Join(errs, ", "))
+	}
+	fmt.Println(row)
+}
+
+func printVerbose(sc scenario, field []column, directT *tally, tallies []tally) {
+	fmt.Printf("    %-10s client+origin CPU/req %s, %s\n", "direct", perReq(directT.self, directT.n), directT.machineString())
+	for i, c := range field {
+		if c.procs[sc.kind()] == nil {
+			continue
+		}
+		t := &tallies[i]
+		p50, p99 := t.latency()
+		fmt.Printf("    %-10s ratios per round %.2f, latency p50 %s p99 %s, client+origin CPU/req %s, %s\n",
+			c.name, t.ratios, p50, p99, perReq(t.self, t.n), t.machineString())
+	}
+}
+
+// sections runs the sections after the table that -only selects: memory
+// of a streamed body, of idle connections and tunnels, and scanning.
+func (b *bench) sections(tunnel *picket) error {
+	// Memory: a 64 MiB upload and download streamed through the proxy must
+	// not grow its resident set by more than a few MiB.
+	if selected(b.only, "memory") {
+		rss0 := tunnel.rss()
+		if err := stream64(b.origin.URL, tunnel.url); err != nil {
+			return err
+		}
+		fmt.Printf("\n64 MiB POST echoed through the proxy: RSS before %.1f MiB, after %.1f MiB, peak %.1f MiB\n",
+			mib(rss0), mib(tunnel.rss()), mib(tunnel.hwm()))
+	}
+	if selected(b.only, "connections") {
+		if err := connMemory(tunnel, b.origin.URL, 10000, 1000); err != nil {
+			return fmt.Errorf("connection memory: %w", err)
+		}
+	}
+	if selected(b.only, "scanning") {
+		return scanning(b.bin, b.dir, b.origin.URL)
+	}
+	return nil
+}

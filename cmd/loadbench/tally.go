@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/picket-proxy/picket/internal/procstat"
+)
+
+// result counts completed requests of one run.
+type result struct {
+	n, errs int64
+	d       time.Duration
+	lat     []time.Duration // a sample of request latencies, sorted
+}
+
+func (r result) rate() float64 { return float64(r.n) / r.d.Seconds() }
+
+// p returns the q-th percentile latency, rounded for the table.
+func (r result) p(q int) string {
+	if len(r.lat) == 0 {
+		return "-"
+	}
+	d := r.lat[min(len(r.lat)-1, len(r.lat)*q/100)]
+	switch {
+	case d < time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+// selected reports whether the scenario or section name is chosen by
+// -only: empty chooses all, else any |-separated alternative name contains.
+func selected(only, name string) bool {
+	if only == "" {
+		return true
+	}
+	for _, alt := range strings.Split(only, "|") {
+		if alt != "" && strings.Contains(name, alt) {
+			return true
+		}
+	}
+	return false
+}
+
+// tally gathers one contestant's rounds of a scenario.
+type tally struct {
+	ratios  []float64 // throughput / direct, per round
+	n, errs int64
+	cpu     time.Duration
+	self    time.Duration // this process's (load generator and origin) CPU
+	idle    []float64     // the machine's idle share, per round
+	segs    uint64        // TCP segments sent on the machine
+	lat     []time.Duration
+}
+
+func (t *tally) add(r, direct result, cpu time.Duration) {
+	ratio := 0.0
+	if direct.rate() > 0 {
+		ratio = r.rate() / direct.rate()
+	}
+	t.ratios = append(t.ratios, ratio)
+	t.n += r.n
+	t.errs += r.errs
+	t.cpu += cpu
+	t.lat = append(t.lat, r.lat...)
+}
+
+// observe runs one load run and adds what the rest of the machine did
+// meanwhile: this process's CPU, the machine's idle share, TCP segments.
+func (t *tally) observe(run func() result) result {
+	self0, m0 := procstat.CPU(os.Getpid()), procstat.ReadMachine()
+	r := run()
+	t.self += procstat.CPU(os.Getpid()) - self0
+	idle, segs := procstat.ReadMachine().Since(m0)
+	t.idle = append(t.idle, idle)
+	t.segs += segs
+	return r
+}
+
+func (t *tally) machineString() string {
+	if t.n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("machine idle %.0f%%, TCP segments/req %.1f", 100*median(t.idle), float64(t.segs)/float64(t.n))
+}
+
+// ratio is the median of the rounds' ratios to direct.
+func (t *tally) ratio() float64 { return median(t.ratios) }
+
+// perReq is the CPU time per request over all rounds.
+func (t *tally) perReq() string { return perReq(t.cpu, t.n) }
+
+func perReq(cpu time.Duration, n int64) string {
+	if n == 0 {
+		return "-"
+	}
+	return (cpu / time.Duration(n)).Round(time.Microsecond).String()
+}
+
+// latency returns the p50 and p99 latencies over all rounds.
+func (t *tally) latency() (p50, p99 string) {
+	slices.Sort(t.lat)
+	r := result{lat: t.lat}
+	return r.p(50), r.p(99)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
