@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// This file is the [P10] hardening suite: hostile and broken peers on both
+// This file is the hardening suite: hostile and broken peers on both
 // sides of the proxy, driven over raw sockets. Every case states the bytes a
 // client sends, what a recording origin does, and the outcome: the status
 // lines the client gets, whether the proxy closes the connection, how many
