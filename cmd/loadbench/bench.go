@@ -102,17 +102,35 @@ func run(bin string, dur time.Duration, only string) error {
 	if err := os.WriteFile(b.originPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.tlsOrigin.Certificate().Raw}), 0o644); err != nil {
 		return err
 	}
-	field, tunnel, err := b.startField()
-	if err != nil {
-		return err
-	}
-	b.printHeader(field)
-	for _, sc := range scenarios {
-		if selected(only, sc.name) {
-			b.row(sc, field)
+	var tunnel *picket
+	for i, logOn := range logSettings {
+		// Each setting has its own processes, stopped before the next
+		// starts; the last setting's stay for the sections.
+		n := len(b.stops)
+		field, t, err := b.startField(logOn)
+		if err != nil {
+			return err
+		}
+		tunnel = t
+		b.printHeader(field, logOn)
+		for _, sc := range scenarios {
+			if selected(only, sc.name) {
+				b.row(sc, field)
+			}
+		}
+		if i < len(logSettings)-1 {
+			b.stopFrom(n)
 		}
 	}
 	return b.sections(tunnel)
+}
+
+// stopFrom stops the processes registered since the n-th.
+func (b *bench) stopFrom(n int) {
+	for i := len(b.stops) - 1; i >= n; i-- {
+		b.stops[i]()
+	}
+	b.stops = b.stops[:n]
 }
 
 // picketConfigs are the [tls] settings of the two Picket processes:
@@ -125,15 +143,17 @@ func (b *bench) picketConfigs() (tunnelCfg, mitmCfg string) {
 
 // startPicketPair starts a Picket for tunnels and one for interception
 // and returns its column.
-func (b *bench) startPicketPair(name, bin, env string) (column, *picket, error) {
+func (b *bench) startPicketPair(name, bin, env string, logOn bool) (column, *picket, error) {
 	tunnelCfg, mitmCfg := b.picketConfigs()
-	suffix := strings.TrimPrefix(name, "picket")
-	t, err := startPicket(bin, env, b.dir, "tunnel"+suffix, tunnelCfg)
+	suffix := strings.TrimPrefix(name, "picket") + logSuffix(logOn)
+	o := picketOpts{bin: bin, env: env, name: "tunnel" + suffix, extra: tunnelCfg, noAccessLog: !logOn}
+	t, err := startPicketWith(b.dir, o)
 	if err != nil {
 		return column{}, nil, err
 	}
 	b.stopLater(t.stop)
-	m, err := startPicket(bin, env, b.dir, "mitm"+suffix, mitmCfg)
+	o.name, o.extra = "mitm"+suffix, mitmCfg
+	m, err := startPicketWith(b.dir, o)
 	if err != nil {
 		return column{}, nil, err
 	}
@@ -145,8 +165,8 @@ func (b *bench) startPicketPair(name, bin, env string) (column, *picket, error) 
 // startField starts every contestant: Picket first, then picket-b, the
 // peers and the floor as the flags ask. It returns the columns and the
 // tunnel Picket (for the memory sections).
-func (b *bench) startField() ([]column, *picket, error) {
-	pk, tunnel, err := b.startPicketPair("picket", b.bin, picketEnv)
+func (b *bench) startField(logOn bool) ([]column, *picket, error) {
+	pk, tunnel, err := b.startPicketPair("picket", b.bin, picketEnv, logOn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -156,40 +176,46 @@ func (b *bench) startField() ([]column, *picket, error) {
 		if bBin != "" {
 			bin = bBin
 		}
-		c, _, err := b.startPicketPair("picket-b", bin, env)
+		c, _, err := b.startPicketPair("picket-b", bin, env, logOn)
 		if err != nil {
 			return nil, nil, err
 		}
 		field = append(field, c)
 	}
 	if withPeers {
-		peers, err := b.startPeers()
+		peers, err := b.startPeers(logOn)
 		if err != nil {
 			return nil, nil, err
 		}
 		field = append(field, peers...)
 	}
 	if withFloor {
-		p, err := startGoTunnel()
+		t, err := startGoTunnel()
 		if err != nil {
 			return nil, nil, err
 		}
-		b.stopLater(p.stop)
-		field = append(field, column{name: "go-tunnel", procs: [rowKinds]*proc{tunnelRow: p.proc()}})
+		b.stopLater(t.stop)
+		f, err := startGoForward()
+		if err != nil {
+			return nil, nil, err
+		}
+		b.stopLater(f.stop)
+		fw := f.proc()
+		field = append(field, column{name: "floor", procs: [rowKinds]*proc{fw, t.proc(), fw, fw}})
 	}
 	return field, tunnel, nil
 }
 
 // startPeers starts squid, tinyproxy, bare goproxy (forwarding and
 // intercepting) and mitmproxy.
-func (b *bench) startPeers() ([]column, error) {
+func (b *bench) startPeers(logOn bool) ([]column, error) {
 	var procs []*peer
 	for _, start := range []func() (*peer, error){
-		func() (*peer, error) { return startSquid(b.dir) },
-		func() (*peer, error) { return startTinyproxy(b.dir) },
+		func() (*peer, error) { return startSquid(b.dir, logOn) },
+		func() (*peer, error) { return startTinyproxy(b.dir, logOn) },
 		func() (*peer, error) { return startGoproxy(false) },
 		func() (*peer, error) { return startGoproxy(true) },
-		func() (*peer, error) { return startMitmproxy(b.dir) },
+		func() (*peer, error) { return startMitmproxy(b.dir, logOn) },
 	} {
 		p, err := start()
 		if err != nil {
@@ -211,12 +237,17 @@ func (b *bench) startPeers() ([]column, error) {
 	}, nil
 }
 
-func (b *bench) printHeader(field []column) {
+func (b *bench) printHeader(field []column, logOn bool) {
+	setting := "OFF for every contestant (Picket access_log = \"off\", squid access_log none, tinyproxy LogLevel Critical, mitmdump flow_detail=0)"
+	if logOn {
+		setting = "ON for every contestant that has one (Picket a file, squid daemon: buffered, tinyproxy LogLevel Info, mitmdump flow_detail=1)"
+	}
+	fmt.Printf("\n== Access log %s\n", setting)
 	fmt.Printf("loadbench: %d rounds of %s per proxy and scenario; origin and load generator in this process; 2 cores shared by all.\n", rounds, b.dur)
 	fmt.Printf("Each round measures direct, then every proxy in a rotated order. Each proxy column: the median over the rounds\n")
 	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request")
 	fmt.Printf(" (per MiB for 10 MiB rows: divide by 10).\n\n")
-	header := fmt.Sprintf("%-42s %10s | %-34s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99")
+	header := fmt.Sprintf("%-42s %10s | %-34s %6s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99", "/floor")
 	for _, c := range field[1:] {
 		header += fmt.Sprintf(" | %-16s", c.name)
 	}
@@ -265,7 +296,7 @@ func printRow(sc scenario, field []column, direct float64, tallies []tally) {
 	row := fmt.Sprintf("%-42s %10.0f", sc.name, direct)
 	t := &tallies[0]
 	p50, p99 := t.latency()
-	row += fmt.Sprintf(" | %6.2f %10s %6s %6s", t.ratio(), t.perReq(), p50, p99)
+	row += fmt.Sprintf(" | %6.2f %10s %6s %6s %6s", t.ratio(), t.perReq(), p50, p99, floorRatio(k, field, tallies))
 	errs := []string{fmt.Sprintf("picket %d", t.errs)}
 	anyErr := t.errs > 0
 	for i, c := range field[1:] {
@@ -282,6 +313,17 @@ func printRow(sc scenario, field []column, direct float64, tallies []tally) {
 		row += fmt.Sprintf("  (errors: %s)", strings.Join(errs, ", "))
 	}
 	fmt.Println(row)
+}
+
+// floorRatio is Picket's CPU per request as a ratio to the floor's on a
+// row of kind k ("-" without a floor).
+func floorRatio(k rowKind, field []column, tallies []tally) string {
+	for i, c := range field {
+		if c.name == "floor" && c.procs[k] != nil && tallies[i].n > 0 && tallies[0].n > 0 {
+			return fmt.Sprintf("%.2f", tallies[0].cpuPerReq()/tallies[i].cpuPerReq())
+		}
+	}
+	return "-"
 }
 
 func printVerbose(sc scenario, field []column, directT *tally, tallies []tally) {

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -20,17 +21,35 @@ func main() {
 	serveGP := flag.String("serve-goproxy", "", "internal: run as a bare goproxy on this address")
 	gpMitm := flag.Bool("goproxy-mitm", false, "internal: with -serve-goproxy, intercept CONNECT")
 	serveGT := flag.String("serve-gotunnel", "", "internal: run as the minimal Go CONNECT proxy on this address")
-	flag.BoolVar(&withFloor, "floor", false, "also measure go-tunnel, the least a Go CONNECT proxy does (tunnel rows only): the floor Go's runtime sets")
+	serveGF := flag.String("serve-goforward", "", "internal: run as the minimal Go HTTP/1.1 forward (and intercepting) proxy on this address")
+	flag.BoolVar(&withFloor, "floor", false, "also measure the floors, the least a Go proxy does: go-forward (HTTP rows), go-tunnel (tunnel rows), go-forward intercepting (intercepted rows)")
 	flag.StringVar(&profileDir, "profile", "", "write each picket's CPU profile into this directory")
 	flag.IntVar(&rounds, "rounds", 5, "rounds per scenario; each proxy's ratio is the median over them")
 	flag.BoolVar(&verbose, "v", false, "print every round's ratios, and per contestant this process's CPU per request, the machine's idle share and TCP segments per request")
 	flag.StringVar(&picketEnv, "picket-env", "", "extra environment for picket (e.g. \"GOGC=200\")")
 	flag.StringVar(&bBin, "b-bin", "", "A/B: also measure this picket binary, as \"picket-b\", in the same rounds")
 	flag.StringVar(&bEnv, "b-env", "", "A/B: also measure picket with this extra environment, as \"picket-b\"")
+	logs := flag.String("logs", "off,on", "access-log settings to measure, each a table of its own: off, on or both")
 	flag.Parse()
+	for _, s := range strings.Split(*logs, ",") {
+		switch s {
+		case "off", "on":
+			logSettings = append(logSettings, s == "on")
+		default:
+			fmt.Fprintln(os.Stderr, "loadbench: -logs takes off, on or off,on")
+			os.Exit(2)
+		}
+	}
 	if *serveGT != "" {
 		if err := serveGoTunnel(*serveGT); err != nil {
 			fmt.Fprintln(os.Stderr, "loadbench go-tunnel:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *serveGF != "" {
+		if err := serveGoForward(*serveGF); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench go-forward:", err)
 			os.Exit(1)
 		}
 		return
@@ -70,10 +89,13 @@ var picketEnv string
 // a change is compared with the code before it under the same load.
 var bBin, bEnv string
 
+// logSettings are the access-log settings measured, in order (true: on).
+var logSettings []bool
+
 // withPeers adds squid, tinyproxy, bare goproxy and mitmproxy columns.
 var withPeers bool
 
-// withFloor adds the go-tunnel column (tunnel rows only).
+// withFloor adds the floor column (floor.go).
 var withFloor bool
 
 // scenario is one load shape.

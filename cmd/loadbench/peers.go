@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/elazarl/goproxy"
 	"github.com/picket-proxy/picket/internal/procstat"
+	"github.com/prometheus/procfs"
 )
 
 // peer is a proxy measured beside Picket: a process on loopback whose CPU
@@ -24,9 +23,36 @@ type peer struct {
 	name string
 	url  *url.URL
 	cmd  *exec.Cmd
+	tree bool // count the CPU of its child processes too
 }
 
-func (p *peer) cpu() time.Duration { return procstat.CPU(p.cmd.Process.Pid) }
+func (p *peer) cpu() time.Duration {
+	if p.tree {
+		return treeCPU(p.cmd.Process.Pid)
+	}
+	return procstat.CPU(p.cmd.Process.Pid)
+}
+
+// treeCPU is the CPU time of process pid and of its running descendants.
+func treeCPU(pid int) time.Duration {
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return procstat.CPU(pid)
+	}
+	children := map[int][]int{}
+	for _, p := range procs {
+		if s, err := p.Stat(); err == nil {
+			children[s.PPID] = append(children[s.PPID], p.PID)
+		}
+	}
+	var total time.Duration
+	for todo := []int{pid}; len(todo) > 0; {
+		p := todo[len(todo)-1]
+		todo = append(todo[:len(todo)-1], children[p]...)
+		total += procstat.CPU(p)
+	}
+	return total
+}
 
 func (p *peer) stop() { stopProcess(p.cmd) }
 
@@ -49,7 +75,7 @@ func startPeer(name, addr string, cmd *exec.Cmd) (*peer, error) {
 // startPeerWithin is startPeer for a peer that may take up to limit to
 // start listening.
 func startPeerWithin(name, addr string, cmd *exec.Cmd, limit time.Duration) (*peer, error) {
-	cmd.Stdout, cmd.Stderr = nil, nil
+	cmd.Stderr = nil
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -76,23 +102,31 @@ func waitListening(name, addr string, limit time.Duration) error {
 	}
 }
 
-// startSquid runs Debian's squid with no cache, access from localhost only,
-// CONNECT to any port, logging to a file as Picket does.
-func startSquid(dir string) (*peer, error) {
-	bin, err := exec.LookPath("squid")
-	if err != nil {
-		return nil, errors.New("squid not installed (make loadtest PEERS=1 installs it)")
-	}
-	addr, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	// Squid drops to its own user: it must be able to reach its directory.
+// peerDir makes dir/name writable by a peer that drops to its own user.
+func peerDir(dir, name string) string {
 	os.Chmod(dir, 0o711)
-	d := filepath.Join(dir, "squid")
+	d := filepath.Join(dir, name)
 	os.MkdirAll(d, 0o777)
 	os.Chmod(d, 0o777)
-	conf := fmt.Sprintf(`http_port %s
+	return d
+}
+
+// squidConf is squid's configuration as its documentation
+// (squid.conf.documented, Debian's squid 5.7) has it for a non-caching
+// forward proxy: nothing stored (cache deny all, no memory cache, no
+// cache_dir), no pinger (ICMP measurements for cache peer selection), one
+// worker, no ident or reverse-DNS look-ups (none is configured), no
+// per-client statistics database (client_db off: it only feeds the cache
+// manager), names from the hosts file squid reads at start. With the access
+// log on, squid's default module (daemon: a helper process writes the
+// file, squid hands it whole buffers) with buffered_logs on, squid's own
+// way of doing what Picket's buffered log does.
+func squidConf(addr, d string, logOn bool) string {
+	accessLog := "access_log none"
+	if logOn {
+		accessLog = fmt.Sprintf("access_log daemon:%s/access.log squid\nbuffered_logs on", d)
+	}
+	return fmt.Sprintf(`http_port %s
 acl localnet src 127.0.0.0/8
 acl SSL_ports port 1-65535
 acl Safe_ports port 1-65535
@@ -101,22 +135,62 @@ http_access allow localnet
 http_access deny all
 cache deny all
 cache_mem 0
-access_log stdio:%s/access.log
+workers 1
+pinger_enable off
+client_db off
+hosts_file /etc/hosts
+%s
 cache_log %s/cache.log
 pid_filename %s/squid.pid
 coredump_dir %s
 shutdown_lifetime 1 seconds
 max_filedescriptors 8192
-`, addr, d, d, d, d)
-	path := filepath.Join(d, "squid.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return startPeer("squid", addr, exec.Command(bin, "-N", "-f", path))
+`, addr, accessLog, d, d, d)
 }
 
-// startTinyproxy runs Debian's tinyproxy.
-func startTinyproxy(dir string) (*peer, error) {
+// startSquid runs Debian's squid (squidConf) in the foreground.
+func startSquid(dir string, logOn bool) (*peer, error) {
+	bin, err := exec.LookPath("squid")
+	if err != nil {
+		return nil, errors.New("squid not installed (make loadtest PEERS=1 installs it)")
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d := peerDir(dir, "squid"+logSuffix(logOn))
+	path := filepath.Join(d, "squid.conf")
+	if err := os.WriteFile(path, []byte(squidConf(addr, d, logOn)), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := startPeer("squid", addr, exec.Command(bin, "-N", "-f", path))
+	if p != nil {
+		p.tree = true // the log daemon is a child process
+	}
+	return p, err
+}
+
+// logSuffix names a directory after the access-log setting.
+func logSuffix(logOn bool) string {
+	if logOn {
+		return "-log"
+	}
+	return "-nolog"
+}
+
+// tinyproxyConf is tinyproxy's configuration: Debian's default
+// (/etc/tinyproxy/tinyproxy.conf: LogLevel Info, a log file, MaxClients,
+// Timeout) on loopback; with the access log off, LogLevel Critical.
+func tinyproxyConf(port, d string, logOn bool) string {
+	level := "Critical"
+	if logOn {
+		level = "Info"
+	}
+	return fmt.Sprintf("Port %s\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nMaxClients 512\nLogLevel %s\nLogFile \"%s/tinyproxy.log\"\n", port, level, d)
+}
+
+// startTinyproxy runs Debian's tinyproxy (tinyproxyConf) in the foreground.
+func startTinyproxy(dir string, logOn bool) (*peer, error) {
 	bin, err := exec.LookPath("tinyproxy")
 	if err != nil {
 		return nil, errors.New("tinyproxy not installed (make loadtest PEERS=1 installs it)")
@@ -126,24 +200,35 @@ func startTinyproxy(dir string) (*peer, error) {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	os.Chmod(dir, 0o711)
-	d := filepath.Join(dir, "tinyproxy")
-	os.MkdirAll(d, 0o777)
-	os.Chmod(d, 0o777)
-	conf := fmt.Sprintf("Port %s\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nMaxClients 512\nLogLevel Error\nLogFile \"%s/tinyproxy.log\"\n", port, d)
+	d := peerDir(dir, "tinyproxy"+logSuffix(logOn))
 	path := filepath.Join(d, "tinyproxy.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(tinyproxyConf(port, d, logOn)), 0o644); err != nil {
 		return nil, err
 	}
 	return startPeer("tinyproxy", addr, exec.Command(bin, "-d", "-c", path))
 }
 
-// startMitmproxy runs Debian's mitmdump, intercepting every CONNECT with
-// its own CA (written into its directory on first start) and speaking
-// HTTP/2 on both sides where offered, as Picket does. It does not verify
-// the loopback origin's self-signed certificate (--ssl-insecure); the load
-// generator does not verify mitmproxy's.
-func startMitmproxy(dir string) (*peer, error) {
+// mitmdumpArgs are mitmdump's arguments: regular mode on addr, its own CA
+// (written into d on first start), no add-ons or scripts, no flow file
+// (no -w), bodies above 1 MiB streamed instead of kept
+// (stream_large_bodies), not verifying the loopback origin's self-signed
+// certificate (--ssl-insecure; the load generator does not verify
+// mitmproxy's either). Its access log is the one line per flow it prints
+// (flow_detail=1, its default) into a file; off is flow_detail=0 and
+// --quiet.
+func mitmdumpArgs(addr, d string, logOn bool) []string {
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"--listen-host", host, "-p", port, "--set", "confdir=" + d, "--ssl-insecure",
+		"--set", "stream_large_bodies=1m"}
+	if logOn {
+		return append(args, "--set", "flow_detail=1")
+	}
+	return append(args, "--quiet", "--set", "flow_detail=0")
+}
+
+// startMitmproxy runs Debian's mitmdump (mitmdumpArgs), intercepting every
+// CONNECT and speaking HTTP/2 on both sides where offered, as Picket does.
+func startMitmproxy(dir string, logOn bool) (*peer, error) {
 	bin, err := exec.LookPath("mitmdump")
 	if err != nil {
 		return nil, errors.New("mitmdump not installed (make tools installs mitmproxy)")
@@ -152,14 +237,21 @@ func startMitmproxy(dir string) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, port, _ := net.SplitHostPort(addr)
-	d := filepath.Join(dir, "mitmproxy")
+	d := filepath.Join(dir, "mitmproxy"+logSuffix(logOn))
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return nil, err
 	}
+	cmd := exec.Command(bin, mitmdumpArgs(addr, d, logOn)...)
+	if logOn {
+		f, err := os.Create(filepath.Join(d, "flows.log"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close() // the child has its own descriptor
+		cmd.Stdout = f
+	}
 	// Python starts slowly: about 10 s on a busy 2-core machine.
-	return startPeerWithin("mitmproxy", addr, exec.Command(bin, "--quiet", "--listen-host", host, "-p", port,
-		"--set", "confdir="+d, "--ssl-insecure", "--set", "stream_large_bodies=1m"), time.Minute)
+	return startPeerWithin("mitmproxy", addr, cmd, time.Minute)
 }
 
 // startGoproxy runs this program as a bare goproxy (the library Picket is
@@ -198,60 +290,6 @@ func serveGoproxy(addr string, mitm bool) error {
 		gp.OnRequest().HandleConnect(goproxy.AlwaysMitm) // goproxy's own CA: a benchmark peer only
 	}
 	return http.ListenAndServe(addr, gp)
-}
-
-// startGoTunnel runs this program as go-tunnel (serveGoTunnel) in a child
-// process.
-func startGoTunnel() (*peer, error) { return startSelf("go-tunnel", "-serve-gotunnel") }
-
-// serveGoTunnel is go-tunnel, the child process of startGoTunnel: the least
-// a Go CONNECT proxy does — accept, read the request, dial, answer 200, then
-// io.Copy both ways (splice between the sockets) and half-close on EOF. No
-// filtering, logging, limits or timeouts: not a proxy for use, a measure of
-// what Go's runtime and net package cost per tunnel. It opens tunnels to
-// loopback only.
-func serveGoTunnel(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go goTunnel(c.(*net.TCPConn))
-	}
-}
-
-func goTunnel(c *net.TCPConn) {
-	defer c.Close()
-	req, err := http.ReadRequest(bufio.NewReader(c)) // the client waits for the 200: nothing is read ahead
-	if err != nil || req.Method != http.MethodConnect {
-		return
-	}
-	if host, _, err := net.SplitHostPort(req.Host); err != nil || !net.ParseIP(host).IsLoopback() {
-		c.Write([]byte("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"))
-		return
-	}
-	up, err := net.Dial("tcp", req.Host)
-	if err != nil {
-		c.Write([]byte("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"))
-		return
-	}
-	defer up.Close()
-	if _, err := c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		io.Copy(up, c)
-		up.(*net.TCPConn).CloseWrite()
-		close(done)
-	}()
-	io.Copy(c, up)
-	c.CloseWrite()
-	<-done
 }
 
 // proc is the peer as a column's process.

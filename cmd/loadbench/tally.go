@@ -93,6 +93,9 @@ func (t *tally) machineString() string {
 // ratio is the median of the rounds' ratios to direct.
 func (t *tally) ratio() float64 { return median(t.ratios) }
 
+// cpuPerReq is the CPU time per request over all rounds, in seconds.
+func (t *tally) cpuPerReq() float64 { return t.cpu.Seconds() / float64(max(t.n, 1)) }
+
 // perReq is the CPU time per request over all rounds.
 func (t *tally) perReq() string { return perReq(t.cpu, t.n) }
 
