@@ -113,7 +113,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, x *exchan
 	}
 	x.req.URL = &url.URL{Scheme: "https", Host: host}
 	if _, port, _ := net.SplitHostPort(host); !s.dest.connectPortAllowed(port) {
-		x.status, x.errKind = http.StatusForbidden, "denied"
+		x.status, x.errKind = http.StatusForbidden, ErrDenied
 		writePage(w, page{Status: http.StatusForbidden, Title: "Port not allowed",
 			Msg: "Picket does not open tunnels to port " + port + "."})
 		return
@@ -122,7 +122,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, x *exchan
 	// 2. Decide at host level.
 	d, err := s.cfg.Decider.Decide(r.Context(), &x.req)
 	if err != nil {
-		x.status, x.errKind = http.StatusServiceUnavailable, "decide"
+		x.status, x.errKind = http.StatusServiceUnavailable, ErrDecide
 		s.cfg.Log.Error().Err(err).Str(fHost, host).Msg("could not decide CONNECT")
 		writePage(w, page{Status: x.status, Title: "Service unavailable", Msg: "The filter could not decide on this site."})
 		return
@@ -195,7 +195,7 @@ var connectEstablished = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
 func (s *Server) establish(w http.ResponseWriter, x *exchange) (net.Conn, []byte, bool) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		x.status, x.errKind = http.StatusInternalServerError, "hijack"
+		x.status, x.errKind = http.StatusInternalServerError, ErrHijack
 		s.cfg.Log.Error().Err(err).Msg("cannot take over the CONNECT connection")
 		return nil, nil, false
 	}
@@ -229,7 +229,7 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 	// 2. Decide on the full URL.
 	d, err := s.cfg.Decider.Decide(in.Context(), &x.req)
 	if err != nil {
-		x.errKind = "decide"
+		x.errKind = ErrDecide
 		s.cfg.Log.Error().Err(err).Str(fURL, logURL(in.URL, false)).Msg("could not decide request")
 		return s.respond(x, in, pageResponse(in, page{Status: http.StatusServiceUnavailable,
 			Title: "Service unavailable", Msg: "The filter could not decide on this request."}))
@@ -255,7 +255,7 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 	x.upstreamWait = time.Since(upStart)
 	if err != nil && x.body != nil && x.body.err != nil && !x.body.awaitedContinue(in) {
 		// The client's own body was bad (malformed chunks) or never came.
-		x.errKind = "client-body"
+		x.errKind = ErrClientBody
 		resp := pageResponse(in, page{Status: http.StatusBadRequest, Title: "Bad request",
 			Msg: "The request body could not be read."})
 		resp.Close = true
@@ -268,7 +268,7 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 	if err != nil {
 		ue := classify(in.URL.Host, err)
 		x.errKind = ue.Kind
-		if ue.Kind != "canceled" {
+		if ue.Kind != ErrCanceled {
 			s.cfg.Log.Warn().Err(err).Str(fHost, in.URL.Host).Str(fKind, string(ue.Kind)).Msg("upstream failed")
 		}
 		return s.respond(x, in, pageResponse(in, errorPage(ue, in.URL.Hostname())))
@@ -311,7 +311,7 @@ func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*h
 		rwc, ok := resp.Body.(io.ReadWriteCloser)
 		if !ok {
 			resp.Body.Close()
-			x.errKind = "upgrade"
+			x.errKind = ErrUpgrade
 			return s.respond(x, in, pageResponse(in, page{Status: http.StatusBadGateway, Title: "Bad gateway",
 				Msg: "The upstream switched protocols without a usable connection."}))
 		}

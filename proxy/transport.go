@@ -178,36 +178,36 @@ func classify(host string, err error) *upstreamError {
 		alert   tls.AlertError
 		netErr  net.Error
 	)
-	e := &upstreamError{Status: http.StatusBadGateway, Kind: "other"}
+	e := &upstreamError{Status: http.StatusBadGateway, Kind: ErrOther}
 	var pe *parentError
 	if errors.As(err, &pe) {
 		return classifyParent(host, pe)
 	}
 	switch {
 	case isDeniedErr(err):
-		e.Status, e.Kind, e.Msg = http.StatusForbidden, "denied", fmt.Sprintf("Picket does not connect to %s: it is an internal or special-purpose address", host)
+		e.Status, e.Kind, e.Msg = http.StatusForbidden, ErrDenied, fmt.Sprintf("Picket does not connect to %s: it is an internal or special-purpose address", host)
 	case errors.Is(err, errUnsolicited):
-		e.Kind, e.Msg = "desync", fmt.Sprintf("%s sent a response no request asked for; Picket closed that connection", host)
+		e.Kind, e.Msg = ErrDesync, fmt.Sprintf("%s sent a response no request asked for; Picket closed that connection", host)
 	case errors.Is(err, context.Canceled):
-		e.Kind, e.Msg = "canceled", "The client went away"
+		e.Kind, e.Msg = ErrCanceled, "The client went away"
 	case errors.As(err, &dnsErr):
-		e.Kind, e.Msg = "dns", fmt.Sprintf("The name %s could not be resolved", host)
+		e.Kind, e.Msg = ErrDNS, fmt.Sprintf("The name %s could not be resolved", host)
 		if dnsErr.IsTimeout {
-			e.Status, e.Kind = http.StatusGatewayTimeout, "timeout"
+			e.Status, e.Kind = http.StatusGatewayTimeout, ErrTimeout
 		}
 	case errors.As(err, &certErr), errors.As(err, &unkCA), errors.As(err, &hostErr), errors.As(err, &invErr):
-		e.Kind, e.Msg = "tls", fmt.Sprintf("The certificate of %s could not be verified, so Picket did not connect", host)
+		e.Kind, e.Msg = ErrTLS, fmt.Sprintf("The certificate of %s could not be verified, so Picket did not connect", host)
 	case errors.As(err, &recErr), errors.As(err, &alert):
-		e.Kind, e.Msg = "tls", fmt.Sprintf("The TLS handshake with %s failed", host)
+		e.Kind, e.Msg = ErrTLS, fmt.Sprintf("The TLS handshake with %s failed", host)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		e.Kind, e.Msg = "refused", fmt.Sprintf("%s refused the connection", host)
+		e.Kind, e.Msg = ErrRefused, fmt.Sprintf("%s refused the connection", host)
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		e.Kind, e.Msg = "reset", fmt.Sprintf("%s closed the connection unexpectedly", host)
+		e.Kind, e.Msg = ErrReset, fmt.Sprintf("%s closed the connection unexpectedly", host)
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		e.Kind, e.Msg = "unreachable", fmt.Sprintf("%s is unreachable", host)
+		e.Kind, e.Msg = ErrUnreachable, fmt.Sprintf("%s is unreachable", host)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
-		e.Status, e.Kind, e.Msg = http.StatusGatewayTimeout, "timeout", fmt.Sprintf("%s did not answer in time", host)
+		e.Status, e.Kind, e.Msg = http.StatusGatewayTimeout, ErrTimeout, fmt.Sprintf("%s did not answer in time", host)
 	default:
 		e.Msg = fmt.Sprintf("The request to %s failed", host)
 	}
@@ -216,25 +216,25 @@ func classify(host string, err error) *upstreamError {
 
 // classifyParent maps a failure through the parent proxy named in pe.
 func classifyParent(host string, pe *parentError) *upstreamError {
-	e := &upstreamError{Status: http.StatusBadGateway, Kind: "parent"}
+	e := &upstreamError{Status: http.StatusBadGateway, Kind: ErrParent}
 	var netErr net.Error
 	switch {
 	case pe.status == http.StatusProxyAuthRequired:
 		e.Msg = fmt.Sprintf("The parent proxy %s refused Picket's credentials", pe.parent)
 	case pe.status == http.StatusForbidden:
-		e.Status, e.Kind = http.StatusForbidden, "denied"
+		e.Status, e.Kind = http.StatusForbidden, ErrDenied
 		e.Msg = fmt.Sprintf("The parent proxy %s refused to connect to %s", pe.parent, host)
 	case pe.status == http.StatusGatewayTimeout:
-		e.Status, e.Kind = http.StatusGatewayTimeout, "timeout"
+		e.Status, e.Kind = http.StatusGatewayTimeout, ErrTimeout
 		e.Msg = fmt.Sprintf("%s did not answer the parent proxy %s in time", host, pe.parent)
 	case pe.status != 0:
-		e.Kind = "other"
+		e.Kind = ErrOther
 		e.Msg = fmt.Sprintf("The parent proxy %s could not connect to %s (%d %s)", pe.parent, host, pe.status, http.StatusText(pe.status))
 	case isDeniedErr(pe.err):
-		e.Kind = "denied"
+		e.Kind = ErrDenied
 		e.Msg = fmt.Sprintf("Picket does not connect to the parent proxy %s: its address is an internal or special-purpose address", pe.parent)
 	case errors.Is(pe.err, context.DeadlineExceeded), errors.Is(pe.err, os.ErrDeadlineExceeded), errors.As(pe.err, &netErr) && netErr.Timeout():
-		e.Status, e.Kind = http.StatusGatewayTimeout, "timeout"
+		e.Status, e.Kind = http.StatusGatewayTimeout, ErrTimeout
 		e.Msg = fmt.Sprintf("The parent proxy %s did not answer in time", pe.parent)
 	default:
 		e.Msg = fmt.Sprintf("The parent proxy %s could not be reached", pe.parent)
