@@ -146,6 +146,7 @@ func hardeningCases() []hardeningCase {
 		{name: "CONNECT port 0", raw: "CONNECT example.test:0 HTTP/1.1\r\nHost: example.test:0\r\n\r\n", want: []string{"400"}, forwarded: 0},
 		{name: "CONNECT port 65536", raw: "CONNECT example.test:65536 HTTP/1.1\r\nHost: example.test:65536\r\n\r\n", want: []string{"400"}, forwarded: 0},
 		{name: "CONNECT port 99999999999", raw: "CONNECT example.test:99999999999 HTTP/1.1\r\nHost: x\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "CONNECT port +443", raw: "CONNECT example.test:+443 HTTP/1.1\r\nHost: x\r\n\r\n", want: []string{"400"}, forwarded: 0},
 		{name: "CONNECT with userinfo", raw: "CONNECT user:pw@ORIGIN HTTP/1.1\r\nHost: ORIGIN\r\n\r\n", want: []string{"400"}, forwarded: 0},
 		{name: "CONNECT to a URL", raw: "CONNECT http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n", want: []string{"400"}, forwarded: 0},
 

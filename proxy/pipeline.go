@@ -7,8 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/netaddr"
 )
 
 // This file is the request pipeline, top to bottom: serve classifies what
@@ -370,8 +371,7 @@ func connectTarget(r *http.Request) (string, bool) {
 	if err != nil || host == "" {
 		return "", false
 	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p <= 0 || p > 65535 {
+	if _, err := netaddr.ParsePort(port); err != nil {
 		return "", false
 	}
 	for _, c := range target {
