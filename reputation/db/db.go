@@ -423,7 +423,7 @@ func readHeader(path string) (header, error) {
 // WriteFile writes the database to path atomically (a temporary file, then
 // rename), as a file ReadFile opens.
 func (d *DB) WriteFile(path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".picketdb-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), buildPrefix+"*")
 	if err != nil {
 		return err
 	}

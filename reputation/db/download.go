@@ -236,8 +236,12 @@ func zipMember(zr *zip.Reader, name string) (*zip.File, error) {
 	return nil, fmt.Errorf("%w: zip holds %d files; set member", ErrCompression, len(files))
 }
 
-// tmpPrefix starts the names of temporary files in the cache directory.
-const tmpPrefix = ".tmp-"
+// Prefixes of temporary files, removed at start when a day old
+// (removeStale).
+const (
+	tmpPrefix   = ".tmp-"      // a download or a fetch state in the cache directory
+	buildPrefix = ".picketdb-" // a compiled database being written, beside its final name
+)
 
 // spool copies r into a new temporary file of cache, at most max bytes (a
 // larger body is ErrOversized), hashing into h if not nil. A read that ends

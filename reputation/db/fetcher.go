@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -497,21 +496,4 @@ func (f *Fetcher) Status(m *Manifest, s *Source) FetchStatus {
 		Entries: st.Entries, BadLines: st.BadLines, Size: st.Size}
 	fs.NextAttempt = f.dueAt(m, s, st)
 	return fs
-}
-
-// removeStaleTemps deletes temporary files a crash left in the cache
-// directory (older than a day, so none in use by another process).
-func removeStaleTemps(cache string, now time.Time) {
-	entries, err := os.ReadDir(cache)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tmpPrefix) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > 24*time.Hour {
-			os.Remove(filepath.Join(cache, e.Name()))
-		}
-	}
 }

@@ -128,7 +128,7 @@ func tempFile(dir string, unlinked bool) func() (*os.File, error) {
 		if dir == "" {
 			dir = os.TempDir()
 		}
-		f, err := os.CreateTemp(dir, ".picketdb-*")
+		f, err := os.CreateTemp(dir, buildPrefix+"*")
 		if err != nil {
 			return nil, fmt.Errorf("db: temporary file: %w", err)
 		}

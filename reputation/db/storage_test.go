@@ -720,3 +720,49 @@ func TestBuildLongRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoveStale: only regular files with the prefix and over a day old go,
+// for both prefixes (a cache directory's downloads, a compiled database's
+// builds).
+func TestRemoveStale(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	for _, prefix := range []string{tmpPrefix, buildPrefix} {
+		t.Run(prefix, func(t *testing.T) {
+			dir := t.TempDir()
+			files := []struct {
+				name string
+				age  time.Duration
+				dir  bool
+				gone bool
+			}{
+				{name: prefix + "old", age: 25 * time.Hour, gone: true},
+				{name: prefix + "young", age: 23 * time.Hour},
+				{name: prefix + "olddir", age: 48 * time.Hour, dir: true},
+				{name: "feed.txt", age: 48 * time.Hour},
+				{name: "x" + prefix + "old", age: 48 * time.Hour},
+			}
+			for _, f := range files {
+				p := filepath.Join(dir, f.name)
+				var err error
+				if f.dir {
+					err = os.Mkdir(p, 0o755)
+				} else {
+					err = os.WriteFile(p, []byte("left"), 0o644)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(p, now.Add(-f.age), now.Add(-f.age)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			removeStale(dir, prefix, now)
+			for _, f := range files {
+				_, err := os.Stat(filepath.Join(dir, f.name))
+				if gone := errors.Is(err, os.ErrNotExist); gone != f.gone {
+					t.Errorf("%s: got removed %v, want %v", f.name, gone, f.gone)
+				}
+			}
+		})
+	}
+}

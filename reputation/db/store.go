@@ -166,27 +166,28 @@ func (s *Store) compiledPath(c string) string {
 	case "":
 		c = filepath.Join(s.dir, DefaultCompiled)
 	}
-	f, err := os.CreateTemp(filepath.Dir(c), ".picketdb-probe-*")
+	f, err := os.CreateTemp(filepath.Dir(c), buildPrefix+"probe-*")
 	if err != nil {
 		s.log.Warn().Err(err).Str(reputation.LogFile, c).Msg("cannot write the compiled database; every start will parse the feeds")
 		return ""
 	}
 	f.Close()
 	os.Remove(f.Name())
-	removeStaleBuilds(filepath.Dir(c), time.Now())
+	removeStale(filepath.Dir(c), buildPrefix, time.Now())
 	return c
 }
 
-// removeStaleBuilds removes what builds that never finished (a crash, a
-// kill) left in dir: their temporary files, named until renamed. A day
-// old, none can be in progress.
-func removeStaleBuilds(dir string, now time.Time) {
+// removeStale removes the regular files named prefix* in dir that are over
+// a day old: the temporary files of a download or a build that never
+// finished (a crash, a kill), named so until renamed. A day old, none can
+// still be in use by another process.
+func removeStale(dir, prefix string, now time.Time) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".picketdb-") {
+		if !strings.HasPrefix(e.Name(), prefix) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > 24*time.Hour {

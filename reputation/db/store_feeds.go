@@ -47,7 +47,7 @@ func startFetchLoop(s *Store, dir string, cfg FetchConfig, log zerolog.Logger) {
 	}
 	l.now = l.f.now
 	if s.manifest != nil {
-		removeStaleTemps(s.manifest.Cache(), time.Now())
+		removeStale(s.manifest.Cache(), tmpPrefix, time.Now())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
