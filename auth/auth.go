@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -418,21 +417,13 @@ func (a *Authenticator) load(old *table) (*table, error) {
 	}
 	t := &table{stamps: stamps, users: map[string][]byte{}}
 	if a.htpasswd != "" {
-		data, err := os.ReadFile(a.htpasswd)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
-		}
-		if t.users, err = parseHtpasswd(a.htpasswd, data); err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+		if t.users, err = readFile(a.htpasswd, parseHtpasswd); err != nil {
+			return nil, err
 		}
 	}
 	if a.groups != "" {
-		data, err := os.ReadFile(a.groups)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
-		}
-		if t.groups, err = parseGroups(a.groups, data); err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+		if t.groups, err = readFile(a.groups, parseGroups); err != nil {
+			return nil, err
 		}
 	}
 	// The dummy hash costs what the dearest real entry costs.

@@ -59,6 +59,21 @@ type FileError struct {
 
 func (e *FileError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
+// readFile reads the file at path and parses it with parse, which names
+// path in its errors.
+func readFile[T any](path string, parse func(path string, data []byte) (T, error)) (T, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("auth: %w", err)
+	}
+	v, err := parse(path, data)
+	if err != nil {
+		return v, fmt.Errorf("auth: %w", err)
+	}
+	return v, nil
+}
+
 // parseHtpasswd reads "user:hash" lines; blank lines and lines starting
 // with '#' are skipped. Every entry must be bcrypt; the error names each bad
 // line.
