@@ -73,8 +73,12 @@ type bench struct {
 
 	origin, tlsOrigin, h2Origin *httptest.Server
 	originPEM                   string // the TLS origins' certificate, for Picket's extra_roots
+	mix                         *urlMix
+	feeds                       string // the generated feed directory; "" the demo feeds
 
 	stops []func() // processes to stop at the end, in reverse order
+
+	pickets [rowKinds]*picket // the Picket under test on each kind of row
 }
 
 // stopLater registers stop to run when the bench ends.
@@ -91,16 +95,30 @@ func (b *bench) close() {
 }
 
 func run(bin string, dur time.Duration, only string) error {
-	b := &bench{bin: bin, dur: dur, only: only}
-	b.origin, b.tlsOrigin, b.h2Origin = startOrigins()
+	b := &bench{bin: bin, dur: dur, only: only, mix: newMix(hostCount)}
 	var err error
+	if b.origin, b.tlsOrigin, b.h2Origin, err = startOrigins(); err != nil {
+		return err
+	}
 	if b.dir, err = os.MkdirTemp("", "picket-loadbench"); err != nil {
 		return err
 	}
 	defer b.close()
+	if hostCount > 0 {
+		if err := b.mix.mountHosts(b.dir); err != nil {
+			return err
+		}
+	}
+	if err := b.realData(); err != nil {
+		return err
+	}
 	b.originPEM = filepath.Join(b.dir, "origin.pem")
 	if err := os.WriteFile(b.originPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.tlsOrigin.Certificate().Raw}), 0o644); err != nil {
 		return err
+	}
+	if hostCount > 0 {
+		fmt.Printf("URL mix: %d host names (site0.%s ...) resolving to 127.0.0.1 only (a hosts file mounted in loadbench's own mount namespace, seen by every contestant); paths Zipf(%.1f) over %d URLs, a new sequence per run; keep-alive HTTPS connections keep one host each\n",
+			hostCount, mixDomain, mixZipf, mixURLs)
 	}
 	var tunnel *picket
 	for i, logOn := range logSettings {
@@ -113,6 +131,7 @@ func run(bin string, dur time.Duration, only string) error {
 		}
 		tunnel = t
 		b.printHeader(field, logOn)
+		b.warm(field)
 		for _, sc := range scenarios {
 			if selected(only, sc.name) {
 				b.row(sc, field)
@@ -123,6 +142,30 @@ func run(bin string, dur time.Duration, only string) error {
 		}
 	}
 	return b.sections(tunnel)
+}
+
+// warm sends the HTTP mix through each Picket for a few seconds, so that
+// the rows meet warm verdict caches, and prints their hit ratio meanwhile;
+// then the intercepted keep-alive mix through every intercepting
+// contestant, so that each has minted (and, if it keeps them, cached) its
+// certificates for the mix's hosts before the rows.
+func (b *bench) warm(field []column) {
+	sc := scenarios[0]
+	for _, p := range []*picket{b.pickets[plainRow], b.pickets[interceptRow]} {
+		w := newCacheWatch(p)
+		load(sc, newTargets(sc, b.origin.URL, b.mix), p.url, 5*time.Second)
+		fmt.Printf("warm-up, 5 s of the HTTP mix through %s: %s\n", p.name, w)
+	}
+	for _, sc := range scenarios {
+		if sc.kind() != interceptRow || sc.fresh || sc.path != "/1k" {
+			continue
+		}
+		for _, c := range field {
+			if p := c.procs[interceptRow]; p != nil {
+				load(sc, newTargets(sc, b.tlsOrigin.URL, b.mix), p.url, 3*time.Second)
+			}
+		}
+	}
 }
 
 // stopFrom stops the processes registered since the n-th.
@@ -146,7 +189,7 @@ func (b *bench) picketConfigs() (tunnelCfg, mitmCfg string) {
 func (b *bench) startPicketPair(name, bin, env string, logOn bool) (column, *picket, error) {
 	tunnelCfg, mitmCfg := b.picketConfigs()
 	suffix := strings.TrimPrefix(name, "picket") + logSuffix(logOn)
-	o := picketOpts{bin: bin, env: env, name: "tunnel" + suffix, extra: tunnelCfg, noAccessLog: !logOn}
+	o := picketOpts{bin: bin, env: env, name: "tunnel" + suffix, extra: tunnelCfg, noAccessLog: !logOn, feeds: b.feeds, admin: true}
 	t, err := startPicketWith(b.dir, o)
 	if err != nil {
 		return column{}, nil, err
@@ -159,6 +202,9 @@ func (b *bench) startPicketPair(name, bin, env string, logOn bool) (column, *pic
 	}
 	b.stopLater(m.stop)
 	pt, pm := &proc{t.url, t.cpu}, &proc{m.url, m.cpu}
+	if name == "picket" {
+		b.pickets = [rowKinds]*picket{t, t, m, m}
+	}
 	return column{name: name, procs: [rowKinds]*proc{pt, pt, pm, pm}}, t, nil
 }
 
@@ -264,6 +310,7 @@ func (b *bench) row(sc scenario, field []column) {
 		target = b.tlsOrigin.URL // http/1.1 only
 	}
 	k := sc.kind()
+	cache := newCacheWatch(b.pickets[k])
 	tallies := make([]tally, len(field))
 	var directs []float64
 	var directT tally // this process's CPU and the machine's counters in the direct runs
@@ -271,7 +318,7 @@ func (b *bench) row(sc scenario, field []column) {
 	// rotated by one per round, so that a slow or fast stretch of the
 	// shared machine does not favour whoever runs at a fixed position.
 	for round := range rounds {
-		direct := directT.observe(func() result { return load(sc, target, nil, b.dur) })
+		direct := directT.observe(func() result { return load(sc, newTargets(sc, target, b.mix), nil, b.dur) })
 		directs = append(directs, direct.rate())
 		directT.n += direct.n
 		for j := range field {
@@ -281,11 +328,12 @@ func (b *bench) row(sc scenario, field []column) {
 				continue
 			}
 			cpu0 := p.cpu()
-			r := tallies[i].observe(func() result { return load(sc, target, p.url, b.dur) })
+			r := tallies[i].observe(func() result { return load(sc, newTargets(sc, target, b.mix), p.url, b.dur) })
 			tallies[i].add(r, direct, p.cpu()-cpu0)
 		}
 	}
 	printRow(sc, field, median(directs), tallies)
+	fmt.Printf("    picket: %s\n", cache)
 	if verbose {
 		printVerbose(sc, field, &directT, tallies)
 	}
@@ -336,6 +384,9 @@ func printVerbose(sc scenario, field []column, directT *tally, tallies []tally) 
 		p50, p99 := t.latency()
 		fmt.Printf("    %-10s ratios per round %.2f, latency p50 %s p99 %s, client+origin CPU/req %s, %s\n",
 			c.name, t.ratios, p50, p99, perReq(t.self, t.n), t.machineString())
+		if t.firstErr != "" {
+			fmt.Printf("    %-10s first error: %s\n", "", t.firstErr)
+		}
 	}
 }
 

@@ -29,6 +29,8 @@ func main() {
 	flag.StringVar(&picketEnv, "picket-env", "", "extra environment for picket (e.g. \"GOGC=200\")")
 	flag.StringVar(&bBin, "b-bin", "", "A/B: also measure this picket binary, as \"picket-b\", in the same rounds")
 	flag.StringVar(&bEnv, "b-env", "", "A/B: also measure picket with this extra environment, as \"picket-b\"")
+	flag.IntVar(&hostCount, "hosts", 64, "host names of the URL mix, all resolving to 127.0.0.1 through a hosts file mounted in loadbench's own mount namespace (root); 0: every request to 127.0.0.1")
+	flag.IntVar(&dbEntries, "db-entries", 5000000, "entries of the reputation database Picket loads, generated (internal/feedgen) into the temporary directory; 0: the repository's demo feeds")
 	logs := flag.String("logs", "off,on", "access-log settings to measure, each a table of its own: off, on or both")
 	flag.Parse()
 	for _, s := range strings.Split(*logs, ",") {
@@ -61,6 +63,11 @@ func main() {
 		}
 		return
 	}
+	if hostCount > 0 {
+		if ran, status := inNamespace(); ran {
+			os.Exit(status)
+		}
+	}
 	withPeers = *peers
 	if rounds < 1 {
 		fmt.Fprintln(os.Stderr, "loadbench: -rounds must be at least 1")
@@ -88,6 +95,12 @@ var picketEnv string
 // binary, or the same one with that environment) to the same rounds, so that
 // a change is compared with the code before it under the same load.
 var bBin, bEnv string
+
+// hostCount is the number of host names in the URL mix (urlmix.go).
+var hostCount int
+
+// dbEntries is the size of the generated reputation database.
+var dbEntries int
 
 // logSettings are the access-log settings measured, in order (true: on).
 var logSettings []bool

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -288,8 +289,32 @@ func serveGoproxy(addr string, mitm bool) error {
 	}
 	if mitm {
 		gp.OnRequest().HandleConnect(goproxy.AlwaysMitm) // goproxy's own CA: a benchmark peer only
+		// A certificate cache, as goproxy's documentation recommends
+		// (ProxyHttpServer.CertStore): without one it signs a new leaf
+		// with a new RSA key for every CONNECT.
+		gp.CertStore = &certStore{certs: map[string]*tls.Certificate{}}
 	}
 	return http.ListenAndServe(addr, gp)
+}
+
+// certStore is the bare goproxy's certificate cache: one leaf per host,
+// kept.
+type certStore struct {
+	mu    sync.Mutex
+	certs map[string]*tls.Certificate
+}
+
+func (s *certStore) Fetch(host string, gen func() (*tls.Certificate, error)) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.certs[host]; c != nil {
+		return c, nil
+	}
+	c, err := gen()
+	if err == nil {
+		s.certs[host] = c
+	}
+	return c, err
 }
 
 // proc is the peer as a column's process.

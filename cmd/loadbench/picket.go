@@ -14,6 +14,7 @@ import (
 
 // picket is the proxy process under test.
 type picket struct {
+	name  string
 	cmd   *exec.Cmd
 	url   *url.URL
 	admin string // the admin listener's base URL; "" when it has none
@@ -81,14 +82,21 @@ func startPicketWith(base string, o picketOpts) (*picket, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &picket{cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}}
+	p := &picket{name: o.name, cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}}
 	if adminAddr != "" {
 		p.admin = "http://" + adminAddr
 	}
-	// A first load of a large database takes seconds.
-	if err := waitListening("picket", addr, 2*time.Minute); err != nil {
+	if err := waitListening("picket", addr, 10*time.Second); err != nil {
 		p.stop()
 		return nil, err
+	}
+	// The listeners are bound before the database is loaded (a first load
+	// of a large one takes seconds): wait for /readyz.
+	if p.admin != "" {
+		if err := p.waitReady(5 * time.Minute); err != nil {
+			p.stop()
+			return nil, err
+		}
 	}
 	return p, nil
 }

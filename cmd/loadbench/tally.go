@@ -12,9 +12,10 @@ import (
 
 // result counts completed requests of one run.
 type result struct {
-	n, errs int64
-	d       time.Duration
-	lat     []time.Duration // a sample of request latencies, sorted
+	n, errs  int64
+	firstErr string // the first error's text, for -v
+	d        time.Duration
+	lat      []time.Duration // a sample of request latencies, sorted
 }
 
 func (r result) rate() float64 { return float64(r.n) / r.d.Seconds() }
@@ -57,6 +58,8 @@ type tally struct {
 	idle    []float64     // the machine's idle share, per round
 	segs    uint64        // TCP segments sent on the machine
 	lat     []time.Duration
+	// firstErr is the first error of the rounds, for -v.
+	firstErr string
 }
 
 func (t *tally) add(r, direct result, cpu time.Duration) {
@@ -69,6 +72,9 @@ func (t *tally) add(r, direct result, cpu time.Duration) {
 	t.errs += r.errs
 	t.cpu += cpu
 	t.lat = append(t.lat, r.lat...)
+	if t.firstErr == "" {
+		t.firstErr = r.firstErr
+	}
 }
 
 // observe runs one load run and adds what the rest of the machine did
