@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -111,6 +113,24 @@ func (p *problems) check(key string, err error) {
 	if err != nil {
 		p.add(key, "%s", err.Error())
 	}
+}
+
+// oneOf records a problem when v, the value of key, is not one of allowed:
+// "unknown <what> "v" (want "a", "b" or "c")". Every key with a fixed set
+// of values is checked by it, so that each says so the same way.
+func (p *problems) oneOf(key, what, v string, allowed ...string) {
+	if slices.Contains(allowed, v) {
+		return
+	}
+	want := make([]string, len(allowed))
+	for i, a := range allowed {
+		want[i] = strconv.Quote(a)
+	}
+	list := want[len(want)-1]
+	if len(want) > 1 {
+		list = strings.Join(want[:len(want)-1], ", ") + " or " + list
+	}
+	p.add(key, "unknown %s %q (want %s)", what, v, list)
 }
 
 // Load reads, defaults and validates the configuration in path. The returned

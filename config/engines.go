@@ -106,9 +106,7 @@ func validateEngine(p *problems, key string, timeout, health Duration, maxConns,
 	if idle < 0 || idle > maxConns {
 		p.add(key+".idle_connections", "must be between 0 and max_connections (%d), got %d", maxConns, idle)
 	}
-	if fail != "open" && fail != "closed" {
-		p.add(key+".fail", "unknown policy %q (want \"open\" or \"closed\")", fail)
-	}
+	p.oneOf(key+".fail", "policy", fail, "open", "closed")
 }
 
 // checkClamdAddress accepts "unix:/abs/path", "/abs/path" and "host:port".

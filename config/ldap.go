@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/picket-proxy/picket/auth"
@@ -135,10 +134,10 @@ func (c *LDAP) validate(p *problems) {
 	p.check("auth.ldap.user_filter", auth.CheckFilter(c.UserFilter, "{user}"))
 	p.check("auth.ldap.group_filter", auth.CheckFilter(c.GroupFilter, "{dn}"))
 	c.validateBind(p)
-	p.oneOf("auth.ldap.groups", c.Groups, "auto", "member_of", "search", "none")
-	p.oneOf("auth.ldap.nested_groups", c.NestedGroups, "none", "in_chain", "search")
-	p.oneOf("auth.ldap.group_name", c.GroupName, "cn", "dn")
-	p.oneOf("auth.ldap.fail", c.Fail, "closed", "cached")
+	p.oneOf("auth.ldap.groups", "group source", c.Groups, "auto", "member_of", "search", "none")
+	p.oneOf("auth.ldap.nested_groups", "nesting", c.NestedGroups, "none", "in_chain", "search")
+	p.oneOf("auth.ldap.group_name", "group naming", c.GroupName, "cn", "dn")
+	p.oneOf("auth.ldap.fail", "policy", c.Fail, "closed", "cached")
 	c.validateLimits(p)
 }
 
@@ -168,13 +167,6 @@ func (c *LDAP) validateLimits(p *problems) {
 	}
 	if c.StaleTTL.D() <= 0 || c.StaleTTL.D() > maxLDAPStaleTTL {
 		p.add("auth.ldap.stale_ttl", "must be between 1s and 24h, got %s", c.StaleTTL.D())
-	}
-}
-
-// oneOf adds a problem when v is not one of allowed.
-func (p *problems) oneOf(key, v string, allowed ...string) {
-	if !slices.Contains(allowed, v) {
-		p.add(key, "must be one of %q, got %q", allowed, v)
 	}
 }
 

@@ -56,11 +56,7 @@ func (c *Participation) defaults() {
 }
 
 func (c *Participation) validate(p *problems) {
-	switch c.Samples {
-	case "off", "full", "full-or-part":
-	default:
-		p.add("reputation.ksn.samples", "unknown value %q (want \"off\", \"full\" or \"full-or-part\")", c.Samples)
-	}
+	p.oneOf("reputation.ksn.samples", "value", c.Samples, "off", "full", "full-or-part")
 	if c.SamplesMaxSize < 1<<10 || c.SamplesMaxSize > 256<<20 {
 		p.add("reputation.ksn.samples_max_size", "must be between 1KiB and 256MiB, got %d bytes", c.SamplesMaxSize)
 	}

@@ -81,16 +81,8 @@ func (c *Reputation) defaults() {
 
 func (c *Reputation) validate(p *problems) {
 	c.KSN.Participation.validate(p)
-	switch c.Mode {
-	case "ksn", "kpsn":
-	default:
-		p.add("reputation.mode", "unknown mode %q (want \"kpsn\" or \"ksn\")", c.Mode)
-	}
-	switch c.Fail {
-	case "open", "closed":
-	default:
-		p.add("reputation.fail", "unknown policy %q (want \"open\" or \"closed\")", c.Fail)
-	}
+	p.oneOf("reputation.mode", "mode", c.Mode, "kpsn", "ksn")
+	p.oneOf("reputation.fail", "policy", c.Fail, "open", "closed")
 	if c.Timeout.D() < time.Millisecond || c.Timeout.D() > time.Minute {
 		p.add("reputation.timeout", "must be between 1ms and 1m, got %s", c.Timeout.D())
 	}

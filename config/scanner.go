@@ -129,16 +129,8 @@ func (c *ScannerSection) defaults() {
 }
 
 func (c *ScannerSection) validate(p *problems) {
-	switch c.Mode {
-	case "buffer", "trickle":
-	default:
-		p.add("scanner.mode", "unknown mode %q (want buffer or trickle)", c.Mode)
-	}
-	switch c.Oversize {
-	case "pass", "block":
-	default:
-		p.add("scanner.oversize", "unknown action %q (want pass or block)", c.Oversize)
-	}
+	p.oneOf("scanner.mode", "mode", c.Mode, "buffer", "trickle")
+	p.oneOf("scanner.oversize", "action", c.Oversize, "pass", "block")
 	if c.MaxSize < 1<<10 || c.MaxSize > 4<<30 {
 		p.add("scanner.max_size", "must be between 1KiB and 4GiB, got %d bytes", c.MaxSize)
 	}

@@ -195,22 +195,12 @@ func (c *Log) defaults() {
 }
 
 func (c *Log) validate(p *problems) {
-	switch c.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		p.add("log.level", "unknown level %q (want debug, info, warn or error)", c.Level)
-	}
-	switch c.Format {
-	case "auto", "console", "json":
-	default:
-		p.add("log.format", "unknown format %q (want auto, console or json)", c.Format)
-	}
+	p.oneOf("log.level", "level", c.Level, "debug", "info", "warn", "error")
+	p.oneOf("log.format", "format", c.Format, "auto", "console", "json")
 	if c.Output == "" || c.Output == "off" {
 		p.add("log.output", "must be stderr, stdout or a file path")
 	}
-	if c.AccessFormat != "json" && c.AccessFormat != "squid" {
-		p.add("log.access_format", "unknown format %q (want json or squid)", c.AccessFormat)
-	}
+	p.oneOf("log.access_format", "format", c.AccessFormat, "json", "squid")
 	if c.AccessLog == "" {
 		p.add("log.access_log", `must be stdout, stderr, a file path or "off"`)
 	}
