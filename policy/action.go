@@ -1,6 +1,6 @@
 package policy
 
-import "fmt"
+import "github.com/picket-proxy/picket/internal/enum"
 
 // Action is what happens to a request or a tunnel.
 type Action uint8
@@ -19,22 +19,10 @@ const (
 
 var actionNames = [...]string{"allow", "warn", "block"}
 
-func (a Action) String() string {
-	if int(a) < len(actionNames) {
-		return actionNames[a]
-	}
-	return fmt.Sprintf("Action(%d)", uint8(a))
-}
+func (a Action) String() string { return enum.Name("Action", actionNames[:], a) }
 
 // ParseAction is the inverse of Action.String.
-func ParseAction(s string) (Action, error) {
-	for i, n := range actionNames {
-		if n == s {
-			return Action(i), nil
-		}
-	}
-	return Allow, fmt.Errorf("unknown action %q (want allow, warn or block)", s)
-}
+func ParseAction(s string) (Action, error) { return enum.Parse("action", actionNames[:], Allow, s) }
 
 // MarshalText writes the action's name.
 func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
@@ -57,22 +45,10 @@ const (
 
 var stageNames = [...]string{"none", "bypass", "access", "protection"}
 
-func (s Stage) String() string {
-	if int(s) < len(stageNames) {
-		return stageNames[s]
-	}
-	return fmt.Sprintf("Stage(%d)", uint8(s))
-}
+func (s Stage) String() string { return enum.Name("Stage", stageNames[:], s) }
 
 // ParseStage is the inverse of Stage.String for the three rule stages.
-func ParseStage(s string) (Stage, error) {
-	for i, n := range stageNames {
-		if i > 0 && n == s {
-			return Stage(i), nil
-		}
-	}
-	return StageNone, fmt.Errorf("unknown stage %q (want bypass, access or protection)", s)
-}
+func ParseStage(s string) (Stage, error) { return enum.Parse("stage", stageNames[:], StageBypass, s) }
 
 // MarshalText writes the stage's name.
 func (s Stage) MarshalText() ([]byte, error) { return []byte(s.String()), nil }

@@ -1,8 +1,9 @@
 package reputation
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/enum"
 )
 
 // Kind is the class of a verdict. Kinds are ordered by severity: a larger
@@ -20,22 +21,10 @@ const (
 
 var kindNames = [...]string{"unknown", "clean", "unwanted", "phishing", "malware"}
 
-func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
-	}
-	return fmt.Sprintf("Kind(%d)", uint8(k))
-}
+func (k Kind) String() string { return enum.Name("Kind", kindNames[:], k) }
 
 // ParseKind is the inverse of Kind.String.
-func ParseKind(s string) (Kind, error) {
-	for i, n := range kindNames {
-		if n == s {
-			return Kind(i), nil
-		}
-	}
-	return KindUnknown, fmt.Errorf("unknown verdict %q (want unknown, clean, unwanted, phishing or malware)", s)
-}
+func ParseKind(s string) (Kind, error) { return enum.Parse("verdict", kindNames[:], KindUnknown, s) }
 
 // Blocks reports whether a request with this verdict should be blocked.
 func (k Kind) Blocks() bool { return k >= KindUnwanted }
@@ -74,12 +63,7 @@ const (
 
 var sourceNames = [...]string{"none", "local", "database", "server", "failure"}
 
-func (s Source) String() string {
-	if int(s) < len(sourceNames) {
-		return sourceNames[s]
-	}
-	return fmt.Sprintf("Source(%d)", uint8(s))
-}
+func (s Source) String() string { return enum.Name("Source", sourceNames[:], s) }
 
 // MarshalText writes the source's name.
 func (s Source) MarshalText() ([]byte, error) { return []byte(s.String()), nil }

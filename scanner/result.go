@@ -1,9 +1,9 @@
 package scanner
 
 import (
-	"fmt"
 	"time"
 
+	"github.com/picket-proxy/picket/internal/enum"
 	"github.com/picket-proxy/picket/reputation"
 )
 
@@ -21,12 +21,7 @@ const (
 
 var verdictNames = [...]string{"unknown", "clean", "malicious", "bomb", "oversize"}
 
-func (v Verdict) String() string {
-	if int(v) < len(verdictNames) {
-		return verdictNames[v]
-	}
-	return fmt.Sprintf("Verdict(%d)", uint8(v))
-}
+func (v Verdict) String() string { return enum.Name("Verdict", verdictNames[:], v) }
 
 // MarshalText writes the verdict's name.
 func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
@@ -47,12 +42,7 @@ const (
 
 var sourceNames = [...]string{"none", "eicar", "signature", "known-good", "reputation", "limits", "engine"}
 
-func (s Source) String() string {
-	if int(s) < len(sourceNames) {
-		return sourceNames[s]
-	}
-	return fmt.Sprintf("Source(%d)", uint8(s))
-}
+func (s Source) String() string { return enum.Name("Source", sourceNames[:], s) }
 
 // MarshalText writes the source's name.
 func (s Source) MarshalText() ([]byte, error) { return []byte(s.String()), nil }

@@ -3,8 +3,9 @@ package scanner
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"strings"
+
+	"github.com/picket-proxy/picket/internal/enum"
 )
 
 // Type is the true type of a body, from its magic bytes.
@@ -51,12 +52,7 @@ var typeNames = [...]string{
 	"image", "audio", "video", "font", "text",
 }
 
-func (t Type) String() string {
-	if int(t) < len(typeNames) {
-		return typeNames[t]
-	}
-	return fmt.Sprintf("Type(%d)", uint8(t))
-}
+func (t Type) String() string { return enum.Name("Type", typeNames[:], t) }
 
 // MarshalText writes the type's name.
 func (t Type) MarshalText() ([]byte, error) { return []byte(t.String()), nil }

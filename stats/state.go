@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/enum"
 )
 
 // Samples says which file samples may be sent.
@@ -24,21 +26,11 @@ const (
 
 var samplesNames = [...]string{"off", "full", "full-or-part"}
 
-func (s Samples) String() string {
-	if int(s) < len(samplesNames) {
-		return samplesNames[s]
-	}
-	return fmt.Sprintf("Samples(%d)", uint8(s))
-}
+func (s Samples) String() string { return enum.Name("Samples", samplesNames[:], s) }
 
 // ParseSamples is the inverse of Samples.String.
 func ParseSamples(s string) (Samples, error) {
-	for i, n := range samplesNames {
-		if n == s {
-			return Samples(i), nil
-		}
-	}
-	return SamplesOff, fmt.Errorf("unknown samples setting %q (want off, full or full-or-part)", s)
+	return enum.Parse("samples setting", samplesNames[:], SamplesOff, s)
 }
 
 // MarshalText writes the setting's name.
