@@ -289,105 +289,19 @@ func (b *bench) printHeader(field []column, logOn bool) {
 		setting = "ON for every contestant that has one (Picket a file, squid daemon: buffered, tinyproxy LogLevel Info, mitmdump flow_detail=1)"
 	}
 	fmt.Printf("\n== Access log %s\n", setting)
-	fmt.Printf("loadbench: %d rounds of %s per proxy and scenario; origin and load generator in this process; 2 cores shared by all.\n", rounds, b.dur)
+	fmt.Printf("loadbench: %d rounds (tunnel rows %d) of %s per proxy, scenario and generator; origins and the go generator in this process; 2 cores shared by all.\n",
+		rounds, max(rounds, tunnelRounds), b.dur)
 	fmt.Printf("Each round measures direct, then every proxy in a rotated order. Each proxy column: the median over the rounds\n")
-	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request")
-	fmt.Printf(" (per MiB for 10 MiB rows: divide by 10).\n\n")
-	header := fmt.Sprintf("%-42s %10s | %-34s %6s", "scenario", "direct/s", "picket: ratio  cpu/req   p50    p99", "/floor")
+	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request (per MiB for 10 MiB rows: divide by 10).\n")
+	fmt.Printf("gen: go (in-process), wrk (HTTP rows), hey (HTTPS rows; one URL of the mix per run; HTTP/2: conns x streams workers on hey's connections).\n")
+	fmt.Printf("/floor: Picket's CPU per request over the floor's (go-forward on HTTP rows, go-tunnel on tunnel rows, go-forward intercepting on\n")
+	fmt.Printf("intercepted rows). A row is MET when by both generators Picket's ratio is at least the best peer's (tunnel rows 0.95x) and\n")
+	fmt.Printf("its CPU per request within 1.2x the floor's (tunnel rows 1.15x).\n\n")
+	header := fmt.Sprintf("%-42s %-3s %10s | %-34s %6s", "scenario", "gen", "direct/s", "picket: ratio  cpu/req   p50    p99", "/floor")
 	for _, c := range field[1:] {
 		header += fmt.Sprintf(" | %-16s", c.name)
 	}
 	fmt.Println(header)
-}
-
-// row measures one scenario over the rounds and prints its line.
-func (b *bench) row(sc scenario, field []column) {
-	target := b.origin.URL
-	switch {
-	case sc.h2:
-		target = b.h2Origin.URL // offers h2: direct runs are HTTP/2 too
-	case sc.https:
-		target = b.tlsOrigin.URL // http/1.1 only
-	}
-	k := sc.kind()
-	cache := newCacheWatch(b.pickets[k])
-	tallies := make([]tally, len(field))
-	var directs []float64
-	var directT tally // this process's CPU and the machine's counters in the direct runs
-	// Rounds: each measures direct, then every contestant in an order
-	// rotated by one per round, so that a slow or fast stretch of the
-	// shared machine does not favour whoever runs at a fixed position.
-	for round := range rounds {
-		direct := directT.observe(func() result { return load(sc, newTargets(sc, target, b.mix), nil, b.dur) })
-		directs = append(directs, direct.rate())
-		directT.n += direct.n
-		for j := range field {
-			i := (j + round) % len(field)
-			p := field[i].procs[k]
-			if p == nil {
-				continue
-			}
-			cpu0 := p.cpu()
-			r := tallies[i].observe(func() result { return load(sc, newTargets(sc, target, b.mix), p.url, b.dur) })
-			tallies[i].add(r, direct, p.cpu()-cpu0)
-		}
-	}
-	printRow(sc, field, median(directs), tallies)
-	fmt.Printf("    picket: %s\n", cache)
-	if verbose {
-		printVerbose(sc, field, &directT, tallies)
-	}
-}
-
-func printRow(sc scenario, field []column, direct float64, tallies []tally) {
-	k := sc.kind()
-	row := fmt.Sprintf("%-42s %10.0f", sc.name, direct)
-	t := &tallies[0]
-	p50, p99 := t.latency()
-	row += fmt.Sprintf(" | %6.2f %10s %6s %6s %6s", t.ratio(), t.perReq(), p50, p99, floorRatio(k, field, tallies))
-	errs := []string{fmt.Sprintf("picket %d", t.errs)}
-	anyErr := t.errs > 0
-	for i, c := range field[1:] {
-		if c.procs[k] == nil {
-			row += fmt.Sprintf(" | %-16s", "-")
-			continue
-		}
-		t := &tallies[i+1]
-		row += fmt.Sprintf(" | %5.2f %10s", t.ratio(), t.perReq())
-		errs = append(errs, fmt.Sprintf("%s %d", c.name, t.errs))
-		anyErr = anyErr || t.errs > 0
-	}
-	if anyErr {
-		row += fmt.Sprintf("  (errors: %s)", strings.Join(errs, ", "))
-	}
-	fmt.Println(row)
-}
-
-// floorRatio is Picket's CPU per request as a ratio to the floor's on a
-// row of kind k ("-" without a floor).
-func floorRatio(k rowKind, field []column, tallies []tally) string {
-	for i, c := range field {
-		if c.name == "floor" && c.procs[k] != nil && tallies[i].n > 0 && tallies[0].n > 0 {
-			return fmt.Sprintf("%.2f", tallies[0].cpuPerReq()/tallies[i].cpuPerReq())
-		}
-	}
-	return "-"
-}
-
-func printVerbose(sc scenario, field []column, directT *tally, tallies []tally) {
-	fmt.Printf("    %-10s client+origin CPU/req %s, %s\n", "direct", perReq(directT.self, directT.n), directT.machineString())
-	for i, c := range field {
-		if c.procs[sc.kind()] == nil {
-			continue
-		}
-		t := &tallies[i]
-		p50, p99 := t.latency()
-		fmt.Printf("    %-10s ratios per round %.2f, latency p50 %s p99 %s, client+origin CPU/req %s, %s\n",
-			c.name, t.ratios, p50, p99, perReq(t.self, t.n), t.machineString())
-		if t.firstErr != "" {
-			fmt.Printf("    %-10s first error: %s\n", "", t.firstErr)
-		}
-	}
 }
 
 // sections runs the sections after the table that -only selects: memory

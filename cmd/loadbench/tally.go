@@ -14,6 +14,9 @@ import (
 type result struct {
 	n, errs  int64
 	firstErr string // the first error's text, for -v
+	// p50 and p99 are the latencies an external generator reports (it
+	// gives no sample).
+	p50, p99 time.Duration
 	d        time.Duration
 	lat      []time.Duration // a sample of request latencies, sorted
 }
@@ -25,7 +28,11 @@ func (r result) p(q int) string {
 	if len(r.lat) == 0 {
 		return "-"
 	}
-	d := r.lat[min(len(r.lat)-1, len(r.lat)*q/100)]
+	return roundLatency(r.lat[min(len(r.lat)-1, len(r.lat)*q/100)])
+}
+
+// roundLatency rounds a latency for the table.
+func roundLatency(d time.Duration) string {
 	switch {
 	case d < time.Millisecond:
 		return d.Round(10 * time.Microsecond).String()
@@ -60,6 +67,8 @@ type tally struct {
 	lat     []time.Duration
 	// firstErr is the first error of the rounds, for -v.
 	firstErr string
+	// p50s and p99s are an external generator's latencies, per round.
+	p50s, p99s []time.Duration
 }
 
 func (t *tally) add(r, direct result, cpu time.Duration) {
@@ -74,6 +83,9 @@ func (t *tally) add(r, direct result, cpu time.Duration) {
 	t.lat = append(t.lat, r.lat...)
 	if t.firstErr == "" {
 		t.firstErr = r.firstErr
+	}
+	if r.p50 > 0 {
+		t.p50s, t.p99s = append(t.p50s, r.p50), append(t.p99s, r.p99)
 	}
 }
 
@@ -113,10 +125,20 @@ func perReq(cpu time.Duration, n int64) string {
 }
 
 // latency returns the p50 and p99 latencies over all rounds.
+// From an external generator, the medians of its rounds' figures.
 func (t *tally) latency() (p50, p99 string) {
+	if len(t.lat) == 0 && len(t.p50s) > 0 {
+		return roundLatency(medianDuration(t.p50s)), roundLatency(medianDuration(t.p99s))
+	}
 	slices.Sort(t.lat)
 	r := result{lat: t.lat}
 	return r.p(50), r.p(99)
+}
+
+func medianDuration(v []time.Duration) time.Duration {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func median(v []float64) float64 {

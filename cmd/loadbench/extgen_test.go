@@ -1,0 +1,91 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Outputs as wrk 4.1.0 and hey 0.1.4 (Debian) print them.
+const wrkOut = `Running 2s test @ http://127.0.0.1:40111/
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.10ms    1.31ms  30.17ms   89.12%
+    Req/Sec    15.71k     1.10k   17.90k    70.00%
+  Latency Distribution
+     50%    1.85ms
+     75%    2.40ms
+     90%    3.20ms
+     99%    7.51ms
+  62510 requests in 2.00s, 69.69MB read
+  Socket errors: connect 0, read 12, write 1, timeout 2
+  Non-2xx or 3xx responses: 10
+Requests/sec:  31245.12
+Transfer/sec:     34.83MB
+`
+
+const heyOut = `
+Summary:
+  Total:	2.0061 secs
+  Slowest:	0.0711 secs
+  Fastest:	0.0002 secs
+  Average:	0.0052 secs
+  Requests/sec:	12270.1228
+
+Latency distribution:
+  10% in 0.0013 secs
+  50% in 0.0039 secs
+  99% in 0.0230 secs
+
+Status code distribution:
+  [200]	24600 responses
+  [502]	3 responses
+
+Error distribution:
+  [61]	Get "https://site1.bench.test:4000/1k/1": context deadline exceeded (Client.Timeout exceeded while awaiting headers)
+  [2]	Get "https://site1.bench.test:4000/1k/1": EOF
+`
+
+func TestParseWrk(t *testing.T) {
+	r := parseWrk(wrkOut)
+	if r.n != 62500 || r.errs != 13 || r.d != 2*time.Second {
+		t.Errorf("got %d requests, %d errors in %s, want 62500, 13 in 2s", r.n, r.errs, r.d)
+	}
+	if r.p50 != 1850*time.Microsecond || r.p99 != 7510*time.Microsecond {
+		t.Errorf("got p50 %s p99 %s, want 1.85ms 7.51ms", r.p50, r.p99)
+	}
+	if bad := parseWrk("unable to connect to 127.0.0.1:1 Connection refused"); bad.errs != 1 || bad.n != 0 || !strings.Contains(bad.firstErr, "refused") {
+		t.Errorf("got %+v, want one error naming the refusal", bad)
+	}
+}
+
+func TestParseHey(t *testing.T) {
+	r := parseHey(heyOut)
+	if r.n != 24600 || r.errs != 5 || r.d != 2006100*time.Microsecond {
+		t.Errorf("got %d requests, %d errors in %s, want 24600, 5 (3 statuses, 2 EOF; the cut-off ones not) in 2.0061s", r.n, r.errs, r.d)
+	}
+	if r.p50 != 3900*time.Microsecond || r.p99 != 23*time.Millisecond {
+		t.Errorf("got p50 %s p99 %s, want 3.9ms 23ms", r.p50, r.p99)
+	}
+	if bad := parseHey("flag provided but not defined"); bad.errs != 1 || bad.n != 0 {
+		t.Errorf("got %+v, want one error", bad)
+	}
+}
+
+// TestWrkScript checks that the script sends absolute-form requests
+// through a proxy, origin-form direct, each with its Host.
+func TestWrkScript(t *testing.T) {
+	b := &bench{mix: newMix(8)}
+	sc := scenarios[0]
+	proxied := wrkScript(b, sc, "http://127.0.0.1:8080", true)
+	if !strings.Contains(proxied, `"GET http://site`) || !strings.Contains(proxied, `.bench.test:8080/1k/`) || !strings.Contains(proxied, `HTTP/1.1\r\nHost: site`) {
+		t.Errorf("proxied script lacks absolute-form requests: %.200s", proxied)
+	}
+	direct := wrkScript(b, sc, "http://127.0.0.1:8080", false)
+	if !strings.Contains(direct, `"GET /1k/`) || strings.Contains(direct, `"GET http://`) {
+		t.Errorf("direct script is not origin-form: %.200s", direct)
+	}
+	if n := strings.Count(direct, "\n") - strings.Count(direct[strings.Index(direct, "}"):], "\n"); n != 4097 {
+		t.Errorf("got %d lines of requests, want 4096 and the opening", n)
+	}
+}
