@@ -96,6 +96,11 @@ func (b *bench) close() {
 
 func run(bin string, dur time.Duration, only string) error {
 	b := &bench{bin: bin, dur: dur, only: only, mix: newMix(hostCount)}
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	var err error
 	if b.origin, b.tlsOrigin, b.h2Origin, err = startOrigins(); err != nil {
 		return err
@@ -204,6 +209,9 @@ func (b *bench) startPicketPair(name, bin, env string, logOn bool) (column, *pic
 	pt, pm := &proc{t.url, t.cpu}, &proc{m.url, m.cpu}
 	if name == "picket" {
 		b.pickets = [rowKinds]*picket{t, t, m, m}
+		if showConfigs {
+			fmt.Printf("-- picket (plain and tunnel rows) picket serve -config picket.toml:\n%s-- picket (intercepted rows): the same with\n%s", t.conf, mitmCfg)
+		}
 	}
 	return column{name: name, procs: [rowKinds]*proc{pt, pt, pm, pm}}, t, nil
 }
@@ -247,6 +255,9 @@ func (b *bench) startField(logOn bool) ([]column, *picket, error) {
 		}
 		b.stopLater(f.stop)
 		fw := f.proc()
+		if showConfigs {
+			fmt.Printf("-- floor: loadbench -serve-goforward (HTTP and intercepted rows), loadbench -serve-gotunnel (tunnel rows): cmd/loadbench/floor.go; no access log\n")
+		}
 		field = append(field, column{name: "floor", procs: [rowKinds]*proc{fw, t.proc(), fw, fw}})
 	}
 	return field, tunnel, nil
@@ -269,6 +280,9 @@ func (b *bench) startPeers(logOn bool) ([]column, error) {
 		}
 		b.stopLater(p.stop)
 		procs = append(procs, p)
+		if verbose || showConfigs {
+			fmt.Printf("-- %s\n%s", p.name, p.conf)
+		}
 	}
 	squid, tiny, gp, gpm, mp := procs[0].proc(), procs[1].proc(), procs[2].proc(), procs[3].proc(), procs[4].proc()
 	return []column{

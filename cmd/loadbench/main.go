@@ -31,6 +31,7 @@ func main() {
 	flag.StringVar(&bEnv, "b-env", "", "A/B: also measure picket with this extra environment, as \"picket-b\"")
 	flag.IntVar(&hostCount, "hosts", 64, "host names of the URL mix, all resolving to 127.0.0.1 through a hosts file mounted in loadbench's own mount namespace (root); 0: every request to 127.0.0.1")
 	flag.IntVar(&dbEntries, "db-entries", 5000000, "entries of the reputation database Picket loads, generated (internal/feedgen) into the temporary directory; 0: the repository's demo feeds")
+	flag.BoolVar(&showConfigs, "configs", true, "print every contestant's configuration before its table")
 	flag.IntVar(&tunnelRounds, "tunnel-rounds", 9, "rounds of a tunnel row, if more than -rounds")
 	flag.BoolVar(&secondGen, "gen2", true, "also drive each row with a second load generator where one fits: wrk (HTTP rows), hey (HTTPS rows but the resumed one)")
 	logs := flag.String("logs", "off,on", "access-log settings to measure, each a table of its own: off, on or both")
@@ -97,6 +98,9 @@ var picketEnv string
 // binary, or the same one with that environment) to the same rounds, so that
 // a change is compared with the code before it under the same load.
 var bBin, bEnv string
+
+// showConfigs prints the contestants' configurations.
+var showConfigs bool
 
 // tunnelRounds is the least number of rounds of a tunnel row.
 var tunnelRounds int

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +25,8 @@ type peer struct {
 	name string
 	url  *url.URL
 	cmd  *exec.Cmd
-	tree bool // count the CPU of its child processes too
+	tree bool   // count the CPU of its child processes too
+	conf string // its configuration, as printed with the table
 }
 
 func (p *peer) cpu() time.Duration {
@@ -167,6 +169,7 @@ func startSquid(dir string, logOn bool) (*peer, error) {
 	p, err := startPeer("squid", addr, exec.Command(bin, "-N", "-f", path))
 	if p != nil {
 		p.tree = true // the log daemon is a child process
+		p.conf = "squid -N -f squid.conf:\n" + squidConf(addr, d, logOn)
 	}
 	return p, err
 }
@@ -206,7 +209,11 @@ func startTinyproxy(dir string, logOn bool) (*peer, error) {
 	if err := os.WriteFile(path, []byte(tinyproxyConf(port, d, logOn)), 0o644); err != nil {
 		return nil, err
 	}
-	return startPeer("tinyproxy", addr, exec.Command(bin, "-d", "-c", path))
+	p, err := startPeer("tinyproxy", addr, exec.Command(bin, "-d", "-c", path))
+	if p != nil {
+		p.conf = "tinyproxy -d -c tinyproxy.conf:\n" + tinyproxyConf(port, d, logOn)
+	}
+	return p, err
 }
 
 // mitmdumpArgs are mitmdump's arguments: regular mode on addr, its own CA
@@ -252,17 +259,36 @@ func startMitmproxy(dir string, logOn bool) (*peer, error) {
 		cmd.Stdout = f
 	}
 	// Python starts slowly: about 10 s on a busy 2-core machine.
-	return startPeerWithin("mitmproxy", addr, cmd, time.Minute)
+	p, err := startPeerWithin("mitmproxy", addr, cmd, time.Minute)
+	if p != nil {
+		p.conf = "mitmdump " + strings.Join(mitmdumpArgs(addr, d, logOn), " ")
+		if logOn {
+			p.conf += " > flows.log"
+		}
+		p.conf += "\n"
+	}
+	return p, err
 }
 
 // startGoproxy runs this program as a bare goproxy (the library Picket is
 // built on, with a tuned pool and no filtering) in a child process.
 func startGoproxy(mitm bool) (*peer, error) {
 	if mitm {
-		return startSelf("goproxy-mitm", "-serve-goproxy", "-goproxy-mitm")
+		p, err := startSelf("goproxy-mitm", "-serve-goproxy", "-goproxy-mitm")
+		if p != nil {
+			p.conf = "loadbench -serve-goproxy -goproxy-mitm: goproxy v1.9.3, " + goproxyConf + ", AlwaysMitm with goproxy's CA and a certificate cache (CertStore); no access log\n"
+		}
+		return p, err
 	}
-	return startSelf("goproxy", "-serve-goproxy")
+	p, err := startSelf("goproxy", "-serve-goproxy")
+	if p != nil {
+		p.conf = "loadbench -serve-goproxy: goproxy v1.9.3, " + goproxyConf + "; no access log\n"
+	}
+	return p, err
 }
+
+// goproxyConf says how serveGoproxy configures goproxy.
+const goproxyConf = "Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90s, InsecureSkipVerify towards the loopback origin}"
 
 // startSelf runs this program as a peer on a free loopback port: serve is
 // the flag that takes the address, extra further arguments.

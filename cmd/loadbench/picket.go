@@ -15,6 +15,7 @@ import (
 // picket is the proxy process under test.
 type picket struct {
 	name  string
+	conf  string // its config file
 	cmd   *exec.Cmd
 	url   *url.URL
 	admin string // the admin listener's base URL; "" when it has none
@@ -82,7 +83,7 @@ func startPicketWith(base string, o picketOpts) (*picket, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &picket{name: o.name, cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}}
+	p := &picket{name: o.name, conf: cfg, cmd: cmd, url: &url.URL{Scheme: "http", Host: addr}}
 	if adminAddr != "" {
 		p.admin = "http://" + adminAddr
 	}
