@@ -27,9 +27,12 @@ type Meta struct {
 	Size int64
 	// Method, URL (without its query), Name (the file name) and
 	// ContentType describe the body to the engines (an ICAP server sees
-	// them); Upload marks a request body. Local checks ignore them.
+	// them). Local checks ignore them but for Upload.
 	Method, URL, Name, ContentType string
-	Upload                         bool
+	// Upload marks a request body (form.go): an engine gets it as an
+	// upload (ICAP REQMOD), the files of a multipart/form-data body are
+	// also checked one by one, and its hashes are never looked up.
+	Upload bool
 }
 
 // Scan is one body being scanned: write it (Write or ReadFrom) as it
@@ -244,6 +247,9 @@ func (sc *Scan) finish(ctx context.Context) (Result, error) {
 
 	// 3.-5. Signatures, archives, known good.
 	in.file("", file, size, sums, head[:n], res.Type)
+	if b := formBoundary(sc.meta); b != "" && in.stop == nil {
+		in.form(io.NewSectionReader(file, 0, size), b) // form.go: each file of an upload on its own
+	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("scanner: %w", err)
 	}
@@ -261,8 +267,9 @@ func (sc *Scan) finish(ctx context.Context) (Result, error) {
 	}
 	res.Incomplete = in.incomplete
 
-	// 7. Reputation, and the merge.
-	res, err = s.merge(ctx, res, in)
+	// 7. Reputation (never for an upload: its hashes name a person's own
+	// document), and the merge.
+	res, err = s.merge(ctx, res, in, sc.meta.Upload)
 	if err == nil && res.Partial && !res.Blocked && s.cfg.BlockOversize && res.Verdict != VerdictClean {
 		res.Blocked = true
 		res.Reason = "only partly scanned by an engine, and oversize bodies are blocked"
@@ -328,9 +335,9 @@ func (s *Scanner) bombResult(res Result, why string) Result {
 //     or without a local detection;
 //   - then an archive bomb (blocked unless PassArchiveBombs);
 //   - else the file is clean if known good, unknown otherwise.
-func (s *Scanner) merge(ctx context.Context, res Result, in *inspector) (Result, error) {
+func (s *Scanner) merge(ctx context.Context, res Result, in *inspector, upload bool) (Result, error) {
 	objs := lookupObjects(res, in)
-	verdicts, err := s.lookup(ctx, objs)
+	verdicts, err := s.lookup(ctx, objs, upload)
 	if err != nil {
 		return Result{}, err
 	}
@@ -393,10 +400,11 @@ func lookupObjects(res Result, in *inspector) []object {
 }
 
 // lookup returns the reputation verdict of each object (none without a
-// reputation service).
-func (s *Scanner) lookup(ctx context.Context, objs []object) ([]reputation.Verdict, error) {
+// reputation service, and none for an upload: the service is not told the
+// hashes of what people send).
+func (s *Scanner) lookup(ctx context.Context, objs []object, upload bool) ([]reputation.Verdict, error) {
 	verdicts := make([]reputation.Verdict, len(objs))
-	if s.cfg.Reputation == nil {
+	if s.cfg.Reputation == nil || upload {
 		return verdicts, nil
 	}
 	for i, o := range objs {

@@ -1,0 +1,94 @@
+package scanner
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"mime/multipart"
+	"net/textproto"
+	"testing"
+
+	"github.com/picket-proxy/picket/reputation"
+)
+
+// formOf returns a multipart/form-data body with a text field and the
+// files, and its Content-Type.
+func formOf(t testing.TB, files ...member) ([]byte, string) {
+	t.Helper()
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	if err := w.WriteField("comment", "quarterly figures"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, f.name))
+		h.Set("Content-Type", "application/octet-stream")
+		pw, err := w.CreatePart(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw.Write(f.data)
+	}
+	w.Close()
+	return b.Bytes(), w.FormDataContentType()
+}
+
+// TestUploadForm: the files of a multipart upload are checked one by one,
+// as archive members are (a detection names the file), but only for an
+// upload; a form claiming a boundary it does not have is scanned whole.
+func TestUploadForm(t *testing.T) {
+	sigs := sigsFrom(t, nil, Detections, fmt.Sprintf("%x:*:Local.Detection", sha256.Sum256(harmless)))
+	s := newTestScanner(t, Config{Signatures: sigs})
+	eicarForm, ct := formOf(t, member{"notes.txt", []byte("hello")}, member{"eicar.com", eicarFile})
+	sigForm, sigCT := formOf(t, member{"report.zip", zipOf(t, member{"inner/doc.txt", harmless})})
+	cleanForm, cleanCT := formOf(t, member{"photo.jpg", []byte("\xff\xd8\xff\xe0 not much of a photo")})
+	tests := []struct {
+		name   string
+		data   []byte
+		m      Meta
+		want   Verdict
+		threat string
+		member string
+	}{
+		{"EICAR in a form", eicarForm, Meta{Upload: true, ContentType: ct, Size: -1}, VerdictMalicious, EICARName, "eicar.com"},
+		{"signature in a zip in a form", sigForm, Meta{Upload: true, ContentType: sigCT, Size: -1}, VerdictMalicious, "Local.Detection", "report.zip/inner/doc.txt"},
+		{"clean form", cleanForm, Meta{Upload: true, ContentType: cleanCT, Size: -1}, VerdictUnknown, "", ""},
+		{"a download is not a form", eicarForm, Meta{ContentType: ct, Size: -1}, VerdictUnknown, "", ""},
+		{"wrong boundary", eicarForm, Meta{Upload: true, ContentType: "multipart/form-data; boundary=nothere", Size: -1}, VerdictUnknown, "", ""},
+		{"a bare upload", eicarFile, Meta{Upload: true, ContentType: "application/octet-stream", Size: -1}, VerdictMalicious, EICARName, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := scanBytes(t, s, tt.data, tt.m)
+			if res.Verdict != tt.want || res.Threat != tt.threat || res.Member != tt.member || res.Blocked != (tt.want == VerdictMalicious) {
+				t.Errorf("got %v %q in %q (blocked %v), want %v %q in %q", res.Verdict, res.Threat, res.Member, res.Blocked, tt.want, tt.threat, tt.member)
+			}
+		})
+	}
+}
+
+// TestUploadNoReputation: an upload's hashes are never looked up, even
+// when the service would have a verdict; the same bytes downloaded are.
+func TestUploadNoReputation(t *testing.T) {
+	sum := sha256.Sum256(pe(4096))
+	rep := &fakeReputation{lookup: func(q reputation.Query) reputation.Verdict {
+		if [32]byte(q.SHA256) == sum {
+			return reputation.Verdict{Kind: reputation.KindMalware, ThreatName: "Rep.Threat", Source: reputation.SourceServer}
+		}
+		return reputation.Verdict{}
+	}}
+	s := newTestScanner(t, Config{Reputation: rep})
+	form, ct := formOf(t, member{"tool.exe", pe(4096)})
+	for _, m := range []struct {
+		data []byte
+		meta Meta
+	}{{pe(4096), Meta{Upload: true, Size: -1}}, {form, Meta{Upload: true, ContentType: ct, Size: -1}}} {
+		if res := scanBytes(t, s, m.data, m.meta); res.Verdict != VerdictUnknown || rep.calls != 0 {
+			t.Errorf("upload: got %v after %d lookups, want unknown after none", res.Verdict, rep.calls)
+		}
+	}
+	if res := scanBytes(t, s, pe(4096), Meta{Size: -1}); res.Verdict != VerdictMalicious || rep.calls == 0 {
+		t.Errorf("download: got %v after %d lookups, want malicious after a lookup", res.Verdict, rep.calls)
+	}
+}
