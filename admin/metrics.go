@@ -127,7 +127,7 @@ func NewMetrics(version string, src Sources) *Metrics {
 	}, []string{"kind", "source"})
 	scans := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "picket_scans_total",
-		Help: "Scanned downloads by true file type and result.",
+		Help: "Scanned downloads and uploads by true file type and result.",
 	}, []string{"type", "result"})
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "picket_upstream_errors_total",
@@ -210,8 +210,10 @@ func (m *Metrics) Observe(e proxy.Event) {
 	if e.ErrKind != "" {
 		m.errors[label(errorLabels, string(e.ErrKind))].Inc()
 	}
-	if e.Scan != nil {
-		m.scans[label(typeLabels, e.Scan.Type)][label(resultLabels, e.Scan.Result)].Inc()
+	for _, sc := range []*proxy.ScanEvent{e.Scan, e.Upload} { // downloads and uploads alike
+		if sc != nil {
+			m.scans[label(typeLabels, sc.Type)][label(resultLabels, sc.Result)].Inc()
+		}
 	}
 	if e.Tunnel {
 		m.tunnels.Observe(e.Duration.Seconds())

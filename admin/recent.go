@@ -36,6 +36,8 @@ type ScanInfo struct {
 	Type   string `json:"type"`
 	Result string `json:"result"`
 	Threat string `json:"threat,omitempty"`
+	// Upload says the scan was of the request's body.
+	Upload bool `json:"upload,omitempty"`
 }
 
 func decisionOf(e *proxy.Event) Decision {
@@ -48,8 +50,11 @@ func decisionOf(e *proxy.Event) Decision {
 	if e.Client.IsValid() {
 		d.Client = e.Client.String()
 	}
-	if e.Scan != nil {
+	switch {
+	case e.Scan != nil:
 		d.Scan = &ScanInfo{Type: e.Scan.Type, Result: e.Scan.Result, Threat: e.Scan.Threat}
+	case e.Upload != nil: // the response was not scanned: show what was sent
+		d.Scan = &ScanInfo{Type: e.Upload.Type, Result: e.Upload.Result, Threat: e.Upload.Threat, Upload: true}
 	}
 	return d
 }

@@ -111,10 +111,12 @@ func (p *Point) count(e *proxy.Event) {
 	case "error":
 		p.Errors++
 	}
-	if e.Scan != nil {
-		p.Scans++
-		if e.Scan.Result == "malicious" || e.Scan.Result == "bomb" {
-			p.Threats++
+	for _, sc := range []*proxy.ScanEvent{e.Scan, e.Upload} { // downloads and uploads alike
+		if sc != nil {
+			p.Scans++
+			if sc.Result == "malicious" || sc.Result == "bomb" {
+				p.Threats++
+			}
 		}
 	}
 }

@@ -44,6 +44,12 @@ type ScannerSection struct {
 	// bytes ("64KiB", the default) or a percentage of the declared length
 	// ("10%", at least 64KiB).
 	TrickleHold TrickleHold `toml:"trickle_hold"`
+	// Uploads is whether request bodies (uploads: POST, PUT, ...) are
+	// scanned before they are forwarded: "auto" (default) scans them when
+	// [scanner.icap] reqmod_url names a REQMOD service, "on" always (local
+	// checks, clamd, and ICAP REQMOD if set), "off" never. Uploads are
+	// held whole up to MaxSize; Oversize and the engines' Fail apply.
+	Uploads string `toml:"uploads"`
 	// Archive bounds archive inspection.
 	Archive ScannerArchive `toml:"archive"`
 	// Clamd and ICAP are the external anti-virus engines (engines.go),
@@ -104,6 +110,12 @@ func (h TrickleHold) MarshalText() ([]byte, error) {
 	return h.Bytes.MarshalText()
 }
 
+// ScanUploads reports whether uploads are scanned: uploads = "on", or
+// "auto" with a REQMOD service; never when scanning is off.
+func (c *ScannerSection) ScanUploads() bool {
+	return c.Enabled && (c.Uploads == "on" || c.Uploads == "auto" && c.ICAP.ReqmodURL != "")
+}
+
 // ScannerDefaults returns the [scanner] section when the file has none.
 func ScannerDefaults() ScannerSection {
 	var c ScannerSection
@@ -114,6 +126,7 @@ func ScannerDefaults() ScannerSection {
 func (c *ScannerSection) defaults() {
 	c.Enabled = true
 	c.Mode = "buffer"
+	c.Uploads = "auto"
 	c.MaxSize = 32 << 20
 	c.Oversize = "pass"
 	c.MemoryThreshold = 4 << 20
@@ -130,6 +143,10 @@ func (c *ScannerSection) defaults() {
 
 func (c *ScannerSection) validate(p *problems) {
 	p.oneOf("scanner.mode", "mode", c.Mode, "buffer", "trickle")
+	p.oneOf("scanner.uploads", "value", c.Uploads, "auto", "on", "off")
+	if c.Uploads == "on" && !c.Enabled {
+		p.add("scanner.uploads", "uploads = \"on\" needs the scanner: enabled = true")
+	}
 	p.oneOf("scanner.oversize", "action", c.Oversize, "pass", "block")
 	if c.MaxSize < 1<<10 || c.MaxSize > 4<<30 {
 		p.add("scanner.max_size", "must be between 1KiB and 4GiB, got %d bytes", c.MaxSize)

@@ -134,9 +134,13 @@ type Config struct {
 	Scanner *scanner.Scanner
 	// ScanMode is how scanned downloads are delivered (buffer or trickle).
 	ScanMode ScanMode
-	// ScanFailClosed blocks a download the scanner could not decide on;
-	// by default it is delivered (and logged).
+	// ScanFailClosed blocks a download (or upload) the scanner could not
+	// decide on; by default it is delivered (and logged).
 	ScanFailClosed bool
+	// ScanUploads has Scanner judge every request body (an upload: POST,
+	// PUT, ...) before it is forwarded (upload.go); false forwards bodies
+	// unscanned.
+	ScanUploads bool
 
 	// WantSample says whether participation wants a sample of a scanned
 	// download that passed with an unknown verdict, downloaded by client;

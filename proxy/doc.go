@@ -2,7 +2,7 @@
 // goproxy. It accepts plain HTTP (absolute-form), CONNECT and redirected
 // (transparent) traffic, asks a Decider what to do with each request,
 // forwards over a pooled, verifying upstream transport or answers with a
-// block, warn or error page, scans downloads, and writes one access-log
+// block, warn or error page, scans uploads and downloads, and writes one access-log
 // line (and one Event) per request or tunnel.
 //
 // The whole flow lives in pipeline.go and reads top to bottom:
@@ -36,6 +36,8 @@
 //	  transparent listeners (transparent.go): Host/SNI + SO_ORIGINAL_DST ──────────┤
 //	                                                                               ▼
 //	                   roundTrip: warn "continue" link? Decide(URL) ── block/warn ─► page (blockpage.go)
+//	                      │ upload scanning (upload.go): the request body whole (≤ max_size),
+//	                      │   before a byte is forwarded ── infected ─► block page
 //	                      │ strip hop-by-hop (TE: trailers kept), Via, X-Forwarded-For
 //	                      │ Upstream (upstream.go): direct, the dialer checking the dialled IP
 //	                      │   (destinations.go: destination policy, then the feeds' address

@@ -38,10 +38,16 @@ type Event struct {
 	Complete bool    // the response body reached its end
 	// Scan is the download scan's outcome, nil when the body was not scanned.
 	Scan *ScanEvent
+	// Upload is the upload scan's outcome (the request body's), nil when
+	// none was scanned.
+	Upload *ScanEvent
 }
 
-// ScanEvent is the outcome of scanning one download.
+// ScanEvent is the outcome of scanning one download or upload.
 type ScanEvent struct {
+	// Upload says the body was the request's: a person's own file, never
+	// a sample, its hash never sent.
+	Upload     bool
 	Type       string // true file type: pe, elf, zip, pdf, ...
 	Result     string // clean, malicious, unknown, bomb, oversize, error
 	Threat     string
@@ -70,7 +76,7 @@ func (s *Server) event(x *exchange) Event {
 		BytesIn: x.bytesIn.Load(), BytesOut: x.bytesOut.Load(), Action: x.action(),
 		Verdict: x.decision.Verdict, Category: x.decision.Category, Source: x.decision.VerdictSource,
 		Rule: x.decision.Rule, Stage: x.decision.Stage, Incident: x.incident, ErrKind: x.errKind,
-		Tunnel: x.req.Connect, Complete: x.complete.Load(), Scan: x.scan,
+		Tunnel: x.req.Connect, Complete: x.complete.Load(), Scan: x.scan, Upload: x.upload,
 	}
 	if x.req.URL != nil {
 		e.Host = x.req.URL.Hostname()

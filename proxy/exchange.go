@@ -54,6 +54,7 @@ type exchange struct {
 	errKind      ErrKind       // what failed, "" if nothing did
 	incident     string        // shown on block and warn pages, logged
 	scan         *ScanEvent    // download scan outcome, nil if not scanned
+	upload       *ScanEvent    // upload scan outcome (upload.go), nil if not scanned
 	ctype        string        // the response's Content-Type, for the squid log
 	body         *countingBody // the request body sent upstream, nil if none
 	upstreamWait time.Duration // waiting for the upstream's response head
@@ -293,6 +294,18 @@ func (s *Server) jsonAccess(x *exchange) {
 			}
 			if sc.Active != "" {
 				ev = ev.Str(fActive, sc.Active)
+			}
+		}
+		if up := x.upload; up != nil {
+			ev = ev.Str(fUploadType, up.Type).Str(fUploadResult, up.Result)
+			if up.Threat != "" {
+				ev = ev.Str(fUploadThreat, up.Threat)
+			}
+			if up.Engine != "" {
+				ev = ev.Str(fUploadEngine, up.Engine)
+			}
+			if up.Partial {
+				ev = ev.Bool(fUploadPartial, true)
 			}
 		}
 		if x.tunnel != nil {

@@ -247,10 +247,16 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 		return s.respond(x, in, s.pages.render(in, x, true, s.pages.continueURL(x)))
 	}
 
-	// 3. Build the outbound request: hop-by-hop headers out, Via in.
+	// 3. Uploads are scanned whole before a byte is forwarded (upload.go):
+	// an infected one is answered with the block page here.
+	if resp := s.scanUpload(in, x); resp != nil {
+		return s.respond(x, in, resp)
+	}
+
+	// 4. Build the outbound request: hop-by-hop headers out, Via in.
 	out := s.outbound(in, x)
 
-	// 4. Forward over the pooled upstream transport.
+	// 5. Forward over the pooled upstream transport.
 	upStart := time.Now()
 	resp, err := s.up.RoundTrip(out)
 	x.upstreamWait = time.Since(upStart)
@@ -275,7 +281,7 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 		return s.respond(x, in, pageResponse(in, errorPage(ue, in.URL.Hostname())))
 	}
 
-	// 5. The response goes back with its own hop-by-hop headers removed,
+	// 6. The response goes back with its own hop-by-hop headers removed,
 	// and without QUIC alternatives (altsvc.go): clients stay on TCP,
 	// through Picket.
 	removeHopHeaders(resp.Header)
@@ -290,7 +296,7 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 		resp.Close = true // finish keep-alive connections when draining and during shutdown
 	}
 
-	// 6. Downloads whose true type calls for it are scanned (scan.go).
+	// 7. Downloads whose true type calls for it are scanned (scan.go).
 	return s.respond(x, in, s.scanResponse(in, x, resp))
 }
 
@@ -356,7 +362,10 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 	if s.cfg.ForwardedFor {
 		out.Header.Add("X-Forwarded-For", x.req.Client.String())
 	}
-	if in.Body != nil && in.Body != http.NoBody {
+	switch {
+	case x.body != nil: // a scanned upload: in.Body replays it, counted already
+		out.Body = in.Body
+	case in.Body != nil && in.Body != http.NoBody:
 		x.body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn, rc: x.bodyDeadliner(), idle: s.cfg.TunnelIdleTimeout}
 		out.Body = x.body
 	}

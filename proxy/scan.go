@@ -81,11 +81,11 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 			Msg: "The download was interrupted before it could be checked."})
 	}
 	res, ferr := st.Finish(in.Context())
-	s.noteScan(x, res, ferr)
+	s.noteScan(x, x.scan, res, ferr)
 	if blocked := s.scanBlocks(res, ferr); blocked {
 		st.Close()
 		body.Close()
-		s.blockDownload(x, res, ferr)
+		s.blockScanned(x, res, ferr, false)
 		b := s.pages.render(in, x, false, "")
 		b.Header.Set("X-Picket-Reason", headerSafe(blockReason(x.decision)))
 		return b
@@ -119,18 +119,22 @@ func (s *Server) scanBlocks(res scanner.Result, err error) bool {
 	return res.Blocked
 }
 
-// noteScan records the scan's outcome for the log and observers.
-func (s *Server) noteScan(x *exchange, res scanner.Result, err error) {
-	e := x.scan
+// noteScan records the outcome of x's download or upload scan in e, for
+// the log and observers.
+func (s *Server) noteScan(x *exchange, e *ScanEvent, res scanner.Result, err error) {
 	e.Type, e.Threat, e.Size, e.FalseAlarm = res.Type.String(), res.Threat, res.Size, res.FalseAlarm
 	e.Engine, e.Partial, e.Source = res.Engine, res.Partial, res.Source.String()
 	e.Active = res.Active.String()
 	e.Executable = res.Type.Executable()
 	e.SHA256 = res.Sums.SHA256[:]
 	e.Result = res.Verdict.String()
+	what := "download"
+	if e.Upload {
+		what = "upload"
+	}
 	if err != nil {
 		e.Result = "error"
-		s.cfg.Log.Warn().Err(err).Str(fURL, logURL(x.req.URL, false)).Msg("download scan could not decide")
+		s.cfg.Log.Warn().Err(err).Str(fURL, logURL(x.req.URL, false)).Msg(what + " scan could not decide")
 	}
 	if res.FalseAlarm {
 		s.cfg.Log.Info().Str(fURL, logURL(x.req.URL, false)).Str("threat", res.Threat).Str(fEngine, res.Engine).
@@ -138,40 +142,49 @@ func (s *Server) noteScan(x *exchange, res scanner.Result, err error) {
 	}
 	if err == nil && res.Incomplete != "" && strings.Contains(res.Incomplete, "(fail open)") {
 		s.cfg.Log.Warn().Str(fURL, logURL(x.req.URL, false)).Str(fReason, res.Incomplete).
-			Msg("an anti-virus engine could not scan a download; it went on without that engine (fail open)")
+			Msg("an anti-virus engine could not scan a " + what + "; it went on without that engine (fail open)")
 	}
 }
 
-// blockDownload turns the exchange's decision into the scanner's block.
-func (s *Server) blockDownload(x *exchange, res scanner.Result, err error) {
+// blockScanned turns the exchange's decision into the scanner's block of
+// its download, or of its upload: then the rule says so
+// ("scanner.upload.clamd") and the reason speaks of what was sent.
+func (s *Server) blockScanned(x *exchange, res scanner.Result, err error, upload bool) {
+	what, fate, prefix := "download", "It was not delivered.", "scanner."
+	if upload {
+		what, fate, prefix = "upload", "It was not sent.", "scanner.upload."
+	}
 	d := &x.decision
 	d.Action, d.Stage, d.Threat = Block, "scan", res.Threat
-	d.Rule = "scanner." + res.Source.String()
+	d.Rule = prefix + res.Source.String()
 	if res.Engine != "" {
-		d.Rule = "scanner." + res.Engine
+		d.Rule = prefix + res.Engine
 	}
 	switch {
 	case scanner.IsEngineError(err):
 		d.Verdict = "unknown"
-		d.Reason = "The download could not be checked by the anti-virus engine (" + res.Engine + "), and your organisation blocks what cannot be checked."
+		d.Reason = "The " + what + " could not be checked by the anti-virus engine (" + res.Engine + "), and your organisation blocks what cannot be checked."
 	case err != nil:
-		d.Verdict, d.Reason = "unknown", "The download could not be checked, and your organisation blocks what cannot be checked."
+		d.Verdict, d.Reason = "unknown", "The "+what+" could not be checked, and your organisation blocks what cannot be checked."
 	case res.Verdict != scanner.VerdictMalicious && res.Partial:
-		d.Verdict, d.Reason = "unknown", "This download is larger than your organisation's anti-virus engine can check whole."
+		d.Verdict, d.Reason = "unknown", "This "+what+" is larger than your organisation's anti-virus engine can check whole."
 	case res.Verdict == scanner.VerdictBomb:
 		d.Verdict, d.Reason = "malware", "This archive is built to exhaust the systems that open it (an archive bomb)."
 	case res.Verdict == scanner.VerdictOversize:
-		d.Verdict, d.Reason = "unknown", "This download is larger than your organisation allows to be checked."
+		d.Verdict, d.Reason = "unknown", "This "+what+" is larger than your organisation allows to be checked."
 	default:
 		d.Verdict = "malware"
-		d.Reason = "This download contains malware"
+		d.Reason = "This " + what + " contains malware"
+		if upload && res.Member != "" { // a file of a form
+			d.Reason = "The file " + res.Member + " in this upload contains malware"
+		}
 		switch {
 		case res.Threat != "" && res.Engine != "":
 			d.Reason += " (" + res.Threat + ", found by " + res.Engine + ")"
 		case res.Threat != "":
 			d.Reason += " (" + res.Threat + ")"
 		}
-		d.Reason += ". It was not delivered."
+		d.Reason += ". " + fate
 	}
 	x.incident = newIncident()
 }
@@ -204,9 +217,9 @@ func (b *trickleBody) Read(p []byte) (int, error) {
 	}
 	// The whole body is in: judge it before releasing the tail.
 	res, ferr := b.st.Finish(b.in.Context())
-	b.s.noteScan(b.x, res, ferr)
+	b.s.noteScan(b.x, b.x.scan, res, ferr)
 	if b.s.scanBlocks(res, ferr) {
-		b.s.blockDownload(b.x, res, ferr)
+		b.s.blockScanned(b.x, res, ferr, false)
 		b.s.cfg.Log.Warn().Str(fURL, logURL(b.x.req.URL, false)).Str("threat", res.Threat).Str(fIncident, b.x.incident).
 			Msg("trickled download aborted: the client did not get the complete file")
 		b.err = fmt.Errorf("%w: %s", errBlockedDownload, res.Threat)

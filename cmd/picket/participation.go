@@ -71,6 +71,15 @@ func observeEvent(p *stats.Participation) func(proxy.Event) {
 	return func(e proxy.Event) {
 		se := stats.Event{Action: e.Action, Verdict: e.Verdict, Category: e.Category, Source: e.Source,
 			Stage: e.Stage, Tunnel: e.Tunnel, URL: e.URL, Client: e.Client}
+		if e.Upload != nil {
+			// Where a person sent a file of their own is not a malware
+			// address, and the file's hash is theirs: statistics take
+			// neither the URL nor anything of the upload's scan.
+			se.URL = ""
+			if e.Scan == nil && e.Stage == "scan" {
+				se.Verdict, se.Category, se.Source = "", "", ""
+			}
+		}
 		if s := e.Scan; s != nil {
 			se.Scan = &stats.Scan{Type: s.Type, Result: s.Result, SHA256: s.SHA256, Size: s.Size, Executable: s.Executable,
 				Threat: s.Threat, Source: s.Source}

@@ -285,6 +285,7 @@ func (p *instance) configureProxy(pcfg *proxy.Config) error {
 		pcfg.ScanMode = proxy.ScanTrickle
 	}
 	pcfg.ScanFailClosed = f.Reputation.Fail == "closed"
+	pcfg.ScanUploads = p.scan != nil && f.Scanner.ScanUploads()
 	part := p.part
 	observePart := observeEvent(part)
 	pcfg.Observe = observePart
