@@ -37,11 +37,13 @@ type ScannerClamd struct {
 }
 
 // ScannerICAP is [scanner.icap]: an ICAP anti-virus service (c-icap,
-// commercial engines). An empty URL leaves it off.
+// commercial engines). With neither URL nor ReqmodURL it is off.
 type ScannerICAP struct {
-	// URL is the RESPMOD service for downloads: icap://host[:1344]/service.
+	// URL is the RESPMOD service for downloads: icap://host[:1344]/service;
+	// "" sends none.
 	URL string `toml:"url"`
-	// ReqmodURL is the REQMOD service for uploads; "" sends none.
+	// ReqmodURL is the REQMOD service for uploads; "" sends none. Setting
+	// it turns upload scanning on ([scanner] uploads = "auto").
 	ReqmodURL string `toml:"reqmod_url"`
 	// Name names the engine; default "icap".
 	Name string `toml:"name"`

@@ -334,7 +334,9 @@ func (sc *Scan) runEngines(ctx context.Context, res *Result, in *inspector, file
 		go func() {
 			defer wg.Done()
 			out[i] = sc.askEngine(ctx, e, f, file, size)
-			if out[i].err == nil {
+			// A body the engine skipped (no service for its direction, a
+			// Transfer-Ignore by name) was not judged: nothing to reuse.
+			if out[i].err == nil && out[i].res.Skipped == "" {
 				s.cache.put(i, res.Sums.SHA256, tag, out[i].res)
 			}
 		}()

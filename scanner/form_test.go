@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"mime/multipart"
@@ -92,3 +93,40 @@ func TestUploadNoReputation(t *testing.T) {
 		t.Errorf("download: got %v after %d lookups, want malicious after a lookup", res.Verdict, rep.calls)
 	}
 }
+
+// TestSkippedNotCached: a body an engine skipped (an ICAP server without a
+// REQMOD service skips uploads) was not judged, so the same bytes
+// downloaded later are asked about, not answered from the cache.
+func TestSkippedNotCached(t *testing.T) {
+	bad := append(pe(4096), "ENGINE-MARKER"...)
+	e := &fakeEngine{name: "fake", tag: "t1", judge: detects("ENGINE-MARKER", "Fake.Threat")}
+	skipUploads := &skipping{fakeEngine: e}
+	s := newTestScanner(t, Config{Engines: []EngineConfig{{Engine: skipUploads}}})
+	if res := scanBytes(t, s, bad, Meta{Upload: true, Size: -1}); res.Verdict != VerdictUnknown {
+		t.Fatalf("skipped upload: got %v, want unknown", res.Verdict)
+	}
+	if res := scanBytes(t, s, bad, Meta{Size: -1}); res.Threat != "Fake.Threat" {
+		t.Errorf("download after a skipped upload: got %v %q, want the engine's detection", res.Verdict, res.Threat)
+	}
+	if st := s.EngineStats()[0]; st.CacheHits != 0 {
+		t.Errorf("got %d cache hits, want none", st.CacheHits)
+	}
+}
+
+// skipping is a fakeEngine that skips uploads.
+type skipping struct{ *fakeEngine }
+
+func (s *skipping) Open(m EngineMeta) EngineStream {
+	if m.Upload {
+		return skipStream{}
+	}
+	return s.fakeEngine.Open(m)
+}
+
+type skipStream struct{}
+
+func (skipStream) Write(p []byte) (int, error) { return len(p), nil }
+func (skipStream) Finish(context.Context) (EngineResult, error) {
+	return EngineResult{Skipped: "no REQMOD service for uploads"}, nil
+}
+func (skipStream) Close() error { return nil }

@@ -41,7 +41,7 @@ func newEngines(c config.ScannerSection, log zerolog.Logger) (list []scanner.Eng
 		open = append(open, e)
 		list = append(list, scanner.EngineConfig{Engine: e, FailClosed: a.Fail == "closed"})
 	}
-	if a := c.ICAP; a.URL != "" {
+	if a := c.ICAP; a.URL != "" || a.ReqmodURL != "" {
 		e, err := icap.New(icap.Config{Name: a.Name, URL: a.URL, ReqmodURL: a.ReqmodURL, Timeout: a.Timeout.D(),
 			MaxConnections: a.MaxConnections, IdleConnections: a.IdleConnections, HealthInterval: a.HealthInterval.D()})
 		if err != nil {

@@ -110,6 +110,19 @@ func TestCICAP(t *testing.T) {
 		t.Errorf("health %+v, want healthy with the ISTag and c-icap's Service", h)
 	}
 
+	// A client of the REQMOD service alone scans uploads and skips
+	// downloads, healthy and tagged by that service.
+	up := newClient(t, Config{ReqmodURL: ic.URL, Timeout: 20 * time.Second})
+	if err := up.Check(context.Background()); err != nil || up.Tag() == "" || !up.Health().Healthy {
+		t.Fatalf("REQMOD only: check %v, tag %q, health %+v; want healthy with an ISTag", err, up.Tag(), up.Health())
+	}
+	if res, err := scan(t, up, upload("up.txt"), detected, 1000); err != nil || res.Threat != "Picket.Test.MD5.UNOFFICIAL" {
+		t.Errorf("REQMOD only, upload: got %+v %v, want the detection", res, err)
+	}
+	if res, err := scan(t, up, get("a.txt"), detected, 1000); err != nil || res.Threat != "" || res.Skipped == "" {
+		t.Errorf("REQMOD only, download: got %+v %v, want it skipped", res, err)
+	}
+
 	// With clamd gone, c-icap answers an error: a clear error here, and an
 	// unhealthy engine.
 	d.Kill()

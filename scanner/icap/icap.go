@@ -46,10 +46,12 @@ const (
 type Config struct {
 	// Name names the engine in logs and metrics; default "icap".
 	Name string
-	// URL is the RESPMOD service: icap://host[:port]/service.
+	// URL is the RESPMOD service for downloads:
+	// icap://host[:port]/service ("" scans no downloads).
 	URL string
 	// ReqmodURL is the REQMOD service for uploads ("" sends none; often
-	// the same URL as a c-icap service handles both).
+	// the same URL as a c-icap service handles both). At least one of the
+	// two is needed.
 	ReqmodURL string
 	// Timeout bounds every exchange: connecting, OPTIONS, each write, the
 	// answer to a preview and the verdict after the body's last byte.
@@ -86,7 +88,7 @@ type Options struct {
 // concurrent use; Close stops its health checks and closes its connections.
 type Client struct {
 	cfg     Config
-	respmod *service
+	respmod *service // nil without downloads
 	reqmod  *service // nil without uploads
 	health  *wire.Health
 	once    sync.Once
@@ -121,17 +123,22 @@ func New(cfg Config) (*Client, error) {
 	cfg.IdleConnections = cmp.Or(cfg.IdleConnections, DefaultIdleConnections)
 	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
 	cfg.HealthInterval = cmp.Or(cfg.HealthInterval, DefaultHealthInterval)
+	if cfg.URL == "" && cfg.ReqmodURL == "" {
+		return nil, errors.New("icap: no service URL (RESPMOD or REQMOD)")
+	}
 	c := &Client{cfg: cfg}
 	var err error
-	if c.respmod, err = c.newService("RESPMOD", cfg.URL); err != nil {
-		return nil, err
+	if cfg.URL != "" {
+		if c.respmod, err = c.newService("RESPMOD", cfg.URL); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.ReqmodURL != "" {
 		if c.reqmod, err = c.newService("REQMOD", cfg.ReqmodURL); err != nil {
 			return nil, err
 		}
 	}
-	c.health = wire.NewHealth("icap", c.respmod.url)
+	c.health = wire.NewHealth("icap", c.primary().url)
 	if cfg.HealthInterval > 0 {
 		c.health.Run(cfg.HealthInterval, c.Check)
 	}
@@ -183,12 +190,22 @@ func (s *service) dial(ctx context.Context) (net.Conn, error) {
 // Name implements scanner.Engine.
 func (c *Client) Name() string { return c.cfg.Name }
 
-// Tag implements scanner.Engine: the RESPMOD service's ISTag (a c-icap
+// primary is the service that speaks for the server in health, options
+// and tags: the RESPMOD service, else the REQMOD one.
+func (c *Client) primary() *service {
+	if c.respmod != nil {
+		return c.respmod
+	}
+	return c.reqmod
+}
+
+// Tag implements scanner.Engine: the primary service's ISTag (a c-icap
 // virus_scan ISTag changes with the signatures).
 func (c *Client) Tag() string {
-	c.respmod.mu.Lock()
-	defer c.respmod.mu.Unlock()
-	return c.respmod.istag
+	p := c.primary()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.istag
 }
 
 // Health implements scanner.Engine.
@@ -199,9 +216,10 @@ func (c *Client) Health() scanner.EngineHealth { return c.health.Get() }
 func (c *Client) Close() error {
 	c.once.Do(func() {
 		c.health.Stop()
-		c.respmod.pool.Close()
-		if c.reqmod != nil {
-			c.reqmod.pool.Close()
+		for _, s := range []*service{c.respmod, c.reqmod} {
+			if s != nil {
+				s.pool.Close()
+			}
 		}
 	})
 	return nil
@@ -209,8 +227,8 @@ func (c *Client) Close() error {
 
 // Check asks OPTIONS of the services now and records the result in Health.
 func (c *Client) Check(ctx context.Context) error {
-	o, err := c.respmod.refresh(ctx)
-	if err == nil && c.reqmod != nil {
+	o, err := c.primary().refresh(ctx)
+	if err == nil && c.respmod != nil && c.reqmod != nil {
 		_, err = c.reqmod.refresh(ctx)
 	}
 	if o != nil {
@@ -220,9 +238,9 @@ func (c *Client) Check(ctx context.Context) error {
 	return err
 }
 
-// Options returns the RESPMOD service's options, asking the server when
-// they are older than their Options-TTL.
-func (c *Client) Options(ctx context.Context) (*Options, error) { return c.respmod.options(ctx) }
+// Options returns the primary service's options (RESPMOD's, else
+// REQMOD's), asking the server when they are older than their Options-TTL.
+func (c *Client) Options(ctx context.Context) (*Options, error) { return c.primary().options(ctx) }
 
 // options returns the cached options while fresh, else asks the server.
 func (s *service) options(ctx context.Context) (*Options, error) {

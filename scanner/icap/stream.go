@@ -36,15 +36,18 @@ const (
 )
 
 // Open implements scanner.Engine: a RESPMOD of a download, or a REQMOD of
-// an upload (m.Upload); without a REQMOD service uploads are skipped.
+// an upload (m.Upload); without the service a body is skipped.
 func (c *Client) Open(m scanner.EngineMeta) scanner.EngineStream {
 	s := &stream{c: c, svc: c.respmod, meta: m}
 	s.hash.SetSeed(seed)
-	if m.Upload {
+	switch {
+	case m.Upload:
 		s.svc = c.reqmod
 		if s.svc == nil {
 			s.state, s.skipped = stSkip, "no REQMOD service for uploads"
 		}
+	case s.svc == nil:
+		s.state, s.skipped = stSkip, "no RESPMOD service for downloads"
 	}
 	return s
 }
