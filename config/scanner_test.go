@@ -80,6 +80,8 @@ func TestScannerInvalid(t *testing.T) {
 		{"depth", "[scanner.archive]\nmax_depth = 0", "scanner.archive.max_depth"},
 		{"ratio", "[scanner.archive]\nmax_ratio = 2", "scanner.archive.max_ratio"},
 		{"unknown key", `colour = "red"`, "scanner.colour"},
+		{"uploads", `uploads = "yes"`, "scanner.uploads"},
+		{"uploads without the scanner", "enabled = false\nuploads = \"on\"", "scanner.uploads"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,6 +93,34 @@ func TestScannerInvalid(t *testing.T) {
 			var ce *Error
 			if !errors.As(err, &ce) || ce.Key != tt.key || ce.Line == 0 {
 				t.Errorf("got %v, want an error on %s with its line", err, tt.key)
+			}
+		})
+	}
+}
+
+// TestScanUploads: uploads are scanned when asked, or by default when a
+// REQMOD service is named; an existing configuration without one keeps
+// forwarding uploads unscanned.
+func TestScanUploads(t *testing.T) {
+	tests := []struct {
+		name, text string
+		want       bool
+	}{
+		{"default", "", false},
+		{"ICAP downloads only", "[scanner.icap]\nurl = \"icap://127.0.0.1/avscan\"", false},
+		{"REQMOD service", "[scanner.icap]\nreqmod_url = \"icap://127.0.0.1/avscan\"", true},
+		{"on", "[scanner]\nuploads = \"on\"", true},
+		{"off despite REQMOD", "[scanner]\nuploads = \"off\"\n[scanner.icap]\nreqmod_url = \"icap://127.0.0.1/avscan\"", false},
+		{"scanner off", "[scanner]\nenabled = false\n[scanner.icap]\nreqmod_url = \"icap://127.0.0.1/avscan\"", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseScanner(t, tt.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.ScanUploads(); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
 	}
