@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"sync"
 
 	"github.com/picket-proxy/picket/scanner"
 )
@@ -68,6 +69,53 @@ func (s *Server) scanUpload(in *http.Request, x *exchange) *http.Response {
 
 	// 3. Forward the scanned bytes, then any rest; the transport closes
 	// the body, and with it the scan, once it has sent it.
-	in.Body = &joinedBody{Reader: io.MultiReader(st.Reader(), x.body), Closer: closers{st, x.body}}
+	in.Body = &uploadBody{st: st, held: st.Reader(), rest: x.body}
 	return nil
 }
+
+// uploadBody replays a scanned upload: the bytes the scan holds, then the
+// rest of the client's body (past max_size). The transport may Close it
+// while another of its goroutines Reads (HTTP/2 does, golang.org/x/net
+// http2's closeReqBodyLocked; golang/go#51907): the scan's memory must not
+// be freed under a read of it, so both take mu. The client's body itself
+// is safe to close while read.
+type uploadBody struct {
+	mu     sync.Mutex
+	st     *scanner.Scan
+	held   io.Reader // st's bytes; nil once replayed (st then closed)
+	rest   io.ReadCloser
+	closed bool
+}
+
+func (b *uploadBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return 0, errUploadClosed
+	}
+	if b.held != nil {
+		n, err := b.held.Read(p)
+		if err == io.EOF {
+			b.held, err = nil, nil
+			b.st.Close() // replayed: free its memory now
+		}
+		b.mu.Unlock()
+		if n > 0 || err != nil {
+			return n, err
+		}
+	} else {
+		b.mu.Unlock()
+	}
+	return b.rest.Read(p)
+}
+
+func (b *uploadBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.st.Close()
+	b.mu.Unlock()
+	return b.rest.Close()
+}
+
+// errUploadClosed is a read of an upload body after its Close.
+var errUploadClosed = errors.New("picket: upload body closed")

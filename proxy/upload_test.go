@@ -251,3 +251,35 @@ func TestUploadOversize(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadBodyCloseWhileRead: the transport may close a request body
+// while another goroutine reads it (HTTP/2); the scan's memory is freed
+// only between reads, and reads after Close fail (run with -race).
+func TestUploadBodyCloseWhileRead(t *testing.T) {
+	sc, err := scanner.New(scanner.Config{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(randReader(3, 4<<20))
+	for range 20 {
+		st := sc.NewScan(scanner.Meta{Size: -1, Upload: true})
+		if _, err := st.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		b := &uploadBody{st: st, held: st.Reader(), rest: io.NopCloser(strings.NewReader("rest"))}
+		done := make(chan error, 1)
+		go func() {
+			buf := make([]byte, 1024)
+			for {
+				if _, err := b.Read(buf); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		b.Close()
+		if err := <-done; err != errUploadClosed && err != io.EOF {
+			t.Fatalf("read after Close: got %v, want %v (or the end)", err, errUploadClosed)
+		}
+	}
+}
