@@ -257,3 +257,48 @@ func TestInit(t *testing.T) {
 		})
 	}
 }
+
+// TestObserveEventUploads: a blocked upload reaches statistics only as a
+// block: not the URL it was sent to (hashed as a detection), not its
+// verdict, not its hash; a blocked download beside it is listed.
+func TestObserveEventUploads(t *testing.T) {
+	c := startStatsCloud(t)
+	_, f := participationFile(t, c)
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+	p := startParticipation(t, f, clk)
+	observe := observeEvent(p)
+	doc := sha256.Sum256([]byte("an infected document of a person"))
+	dl := sha256.Sum256([]byte("a detected download"))
+	for _, client := range []string{"10.0.0.1", "10.0.0.2"} {
+		observe(proxy.Event{Client: netip.MustParseAddr(client), Method: "POST", URL: "https://drive.example/alice/upload",
+			Action: "block", Verdict: "malware", Stage: "scan", Rule: "scanner.upload.clamd",
+			Upload: &proxy.ScanEvent{Upload: true, Type: "ooxml", Result: "malicious", SHA256: doc[:], Threat: "Doc.Macro.Agent", Source: "engine"}})
+		observe(proxy.Event{Client: netip.MustParseAddr(client), URL: "http://dl.example/tool.exe",
+			Action: "block", Verdict: "malware", Source: "server", Stage: "scan", Rule: "scanner.clamd",
+			Scan: &proxy.ScanEvent{Type: "pe", Result: "malicious", SHA256: dl[:], Threat: "Win.Trojan.X", Source: "engine"}})
+	}
+	clk.Add(time.Hour)
+	if err := p.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.batches()); n != 1 {
+		t.Fatalf("batches: got %d, want 1", n)
+	}
+	var b stats.Batch
+	if err := json.Unmarshal(c.batches()[0], &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Files) != 1 || b.Files[0].SHA256 != hex.EncodeToString(dl[:]) || len(b.URLs) != 1 {
+		t.Errorf("batch files %+v and urls %+v, want the download's file and URL only", b.Files, b.URLs)
+	}
+	if bytes.Contains(c.batches()[0], []byte(hex.EncodeToString(doc[:]))) {
+		t.Errorf("the upload's hash was sent: %s", c.batches()[0])
+	}
+	blocks := 0
+	for _, bc := range b.Blocks {
+		blocks += int(bc.Count)
+	}
+	if blocks != 4 {
+		t.Errorf("blocks %+v, want 4 counted", b.Blocks)
+	}
+}
