@@ -12,42 +12,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/scanner"
 )
 
 // eicarFile is the EICAR test file, as uploaded.
 const eicarFile = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
-
-// uploadOrigin records every request it receives: its path, framing and
-// body (read whole).
-type uploadOrigin struct {
-	mu   sync.Mutex
-	got  map[string]receivedUpload
-	seen int
-}
-
-type receivedUpload struct {
-	body          []byte
-	contentLength int64
-	chunked       bool
-	err           error
-}
-
-func (o *uploadOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(r.Body)
-	o.mu.Lock()
-	o.got[r.URL.Path] = receivedUpload{b, r.ContentLength, len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked", err}
-	o.seen++
-	o.mu.Unlock()
-	fmt.Fprintf(w, "stored %d bytes", len(b))
-}
-
-func (o *uploadOrigin) received(path string) (receivedUpload, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	r, ok := o.got[path]
-	return r, ok
-}
 
 // formBody is a multipart/form-data body with a field and one file.
 func formBody(t *testing.T, name string, data []byte) ([]byte, string) {
@@ -94,10 +64,10 @@ func TestUploadScanning(t *testing.T) {
 		{"eicar in a form", form, formType, true, scanner.EICARName, "eicar.com"},
 	}
 
-	plain := &uploadOrigin{got: map[string]receivedUpload{}}
+	plain := testutil.NewSink()
 	plainSrv := httptest.NewServer(plain)
 	defer plainSrv.Close()
-	tlsOrigin := &uploadOrigin{got: map[string]receivedUpload{}}
+	tlsOrigin := testutil.NewSink()
 	tlsSrv := httptest.NewTLSServer(tlsOrigin)
 	defer tlsSrv.Close()
 
@@ -112,7 +82,7 @@ func TestUploadScanning(t *testing.T) {
 	paths := []struct {
 		name   string
 		client *http.Client
-		origin *uploadOrigin
+		origin *testutil.Sink
 		base   string
 		proto  int
 	}{
@@ -144,18 +114,18 @@ func TestUploadScanning(t *testing.T) {
 					t.Errorf("client side: got %s, want HTTP/%d", resp.Proto, p.proto)
 				}
 				l := tp.waitAccess(t, func(l map[string]any) bool { return strings.HasSuffix(fmt.Sprint(l["url"]), path) })
-				got, reached := p.origin.received(path)
+				got, reached := p.origin.Received(path)
 				if b.threat == "" {
-					if resp.StatusCode != 200 || !reached || !bytes.Equal(got.body, b.body) || got.err != nil {
+					if resp.StatusCode != 200 || !reached || !bytes.Equal(got.Body, b.body) || got.Err != nil {
 						t.Fatalf("clean upload: status %d (%.200s), origin reached %v with %d bytes (want %d, identical %v, err %v)",
-							resp.StatusCode, page, reached, len(got.body), len(b.body), bytes.Equal(got.body, b.body), got.err)
+							resp.StatusCode, page, reached, len(got.Body), len(b.body), bytes.Equal(got.Body, b.body), got.Err)
 					}
 					wantCL := int64(len(b.body))
 					if b.chunked {
 						wantCL = -1
 					}
-					if got.contentLength != wantCL || got.chunked != b.chunked {
-						t.Errorf("origin framing: Content-Length %d chunked %v, want %d %v", got.contentLength, got.chunked, wantCL, b.chunked)
+					if got.ContentLength != wantCL || got.Chunked != b.chunked {
+						t.Errorf("origin framing: Content-Length %d chunked %v, want %d %v", got.ContentLength, got.Chunked, wantCL, b.chunked)
 					}
 					if l["action"] != "allow" || l["upload_result"] != "unknown" || l["bytes_in"] != float64(len(b.body)) {
 						t.Errorf("access line %v, want allow, upload_result unknown, bytes_in %d", l, len(b.body))
@@ -163,7 +133,7 @@ func TestUploadScanning(t *testing.T) {
 					return
 				}
 				if reached {
-					t.Fatalf("the origin received the infected upload (%d bytes)", len(got.body))
+					t.Fatalf("the origin received the infected upload (%d bytes)", len(got.Body))
 				}
 				inc, _ := l["incident"].(string)
 				if resp.StatusCode != 403 || inc == "" || !strings.Contains(string(page), inc) || !strings.Contains(string(page), b.threat) ||
@@ -193,7 +163,7 @@ func TestUploadScanning(t *testing.T) {
 // EICAR goes through.
 func TestUploadOversize(t *testing.T) {
 	big, _ := io.ReadAll(randReader(9, 200<<10+17))
-	origin := &uploadOrigin{got: map[string]receivedUpload{}}
+	origin := testutil.NewSink()
 	srv := httptest.NewServer(origin)
 	defer srv.Close()
 	tests := []struct {
@@ -229,7 +199,7 @@ func TestUploadOversize(t *testing.T) {
 			page, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			l := tp.waitAccess(t, func(l map[string]any) bool { return strings.HasSuffix(fmt.Sprint(l["url"]), path) })
-			got, reached := origin.received(path)
+			got, reached := origin.Received(path)
 			if !tt.wantForward {
 				if reached || resp.StatusCode != 403 || !strings.Contains(string(page), "larger than your organisation allows") ||
 					l["upload_result"] != "oversize" || l["rule"] != "scanner.upload.limits" {
@@ -237,9 +207,9 @@ func TestUploadOversize(t *testing.T) {
 				}
 				return
 			}
-			if resp.StatusCode != 200 || !reached || !bytes.Equal(got.body, tt.body) || got.chunked != tt.chunked {
+			if resp.StatusCode != 200 || !reached || !bytes.Equal(got.Body, tt.body) || got.Chunked != tt.chunked {
 				t.Fatalf("got %d, origin reached %v with %d bytes (identical %v, chunked %v); want 200 and the %d bytes, chunked %v",
-					resp.StatusCode, reached, len(got.body), bytes.Equal(got.body, tt.body), got.chunked, len(tt.body), tt.chunked)
+					resp.StatusCode, reached, len(got.Body), bytes.Equal(got.Body, tt.body), got.Chunked, len(tt.body), tt.chunked)
 			}
 			wantResult := any("oversize")
 			if !tt.scan {

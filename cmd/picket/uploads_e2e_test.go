@@ -14,45 +14,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/picket-proxy/picket/internal/avtest"
 	tf "github.com/picket-proxy/picket/internal/testfiles"
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // eicarTestFile is the EICAR test file as a person would save it.
 const eicarTestFile = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
-
-// uploadSink is an origin that records every request's body and framing.
-type uploadSink struct {
-	mu  sync.Mutex
-	got map[string]sunk
-}
-
-type sunk struct {
-	body    []byte
-	chunked bool
-	length  int64
-}
-
-func newUploadSink() *uploadSink { return &uploadSink{got: map[string]sunk{}} }
-
-func (s *uploadSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, _ := io.ReadAll(r.Body)
-	s.mu.Lock()
-	s.got[r.URL.Path] = sunk{b, len(r.TransferEncoding) > 0, r.ContentLength}
-	s.mu.Unlock()
-	fmt.Fprintf(w, "stored %d bytes", len(b))
-}
-
-func (s *uploadSink) received(path string) (sunk, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.got[path]
-	return r, ok
-}
 
 // upload sends body with method to u through c, chunked (no length) if
 // asked, and returns the answer.
@@ -78,9 +49,9 @@ func upload(t *testing.T, c *http.Client, method, u, ctype string, body []byte, 
 
 // uploadOrigins starts a plain and a TLS sink, and returns the extra_roots
 // line that makes Picket trust the TLS one.
-func uploadOrigins(t *testing.T) (plain, tlsSink *uploadSink, plainURL, tlsURL, tlsSection string) {
+func uploadOrigins(t *testing.T) (plain, tlsSink *testutil.Sink, plainURL, tlsURL, tlsSection string) {
 	t.Helper()
-	plain, tlsSink = newUploadSink(), newUploadSink()
+	plain, tlsSink = testutil.NewSink(), testutil.NewSink()
 	ps := httptest.NewServer(plain)
 	t.Cleanup(ps.Close)
 	ts := httptest.NewTLSServer(tlsSink)
@@ -128,19 +99,19 @@ func TestUploadsThroughEngines(t *testing.T) {
 			p := startPicket(t, tlsSection+e.section)
 			c := p.client(t)
 			n := 0
-			check := func(t *testing.T, sink *uploadSink, path string, status int, page string, want []byte, chunked bool, threat, rule string) {
+			check := func(t *testing.T, sink *testutil.Sink, path string, status int, page string, want []byte, chunked bool, threat, rule string) {
 				t.Helper()
 				l := p.waitAccess(t, func(l map[string]any) bool { return strings.HasSuffix(fmt.Sprint(l["url"]), path) })
-				got, reached := sink.received(path)
+				got, reached := sink.Received(path)
 				if threat == "" {
-					if status != 200 || !reached || !bytes.Equal(got.body, want) || got.chunked != chunked {
+					if status != 200 || !reached || !bytes.Equal(got.Body, want) || got.Chunked != chunked {
 						t.Errorf("clean upload: %d %.200q; origin reached %v with %d bytes (want %d, identical %v, chunked %v want %v); access %v",
-							status, page, reached, len(got.body), len(want), bytes.Equal(got.body, want), got.chunked, chunked, l)
+							status, page, reached, len(got.Body), len(want), bytes.Equal(got.Body, want), got.Chunked, chunked, l)
 					}
 					return
 				}
 				if reached {
-					t.Errorf("the origin received the infected upload (%d bytes)", len(got.body))
+					t.Errorf("the origin received the infected upload (%d bytes)", len(got.Body))
 				}
 				if status != 403 || !strings.Contains(page, threat) || !strings.Contains(page, fmt.Sprint(l["incident"])) {
 					t.Errorf("got %d %.400q, want the block page naming %s and incident %v", status, page, threat, l["incident"])
@@ -152,7 +123,7 @@ func TestUploadsThroughEngines(t *testing.T) {
 			for _, tc := range []struct {
 				name    string
 				base    string
-				sink    *uploadSink
+				sink    *testutil.Sink
 				body    []byte
 				chunked bool
 				threat  string
@@ -174,7 +145,7 @@ func TestUploadsThroughEngines(t *testing.T) {
 			for _, tc := range []struct {
 				name   string
 				base   string
-				sink   *uploadSink
+				sink   *testutil.Sink
 				args   []string
 				want   []byte // the clean body the origin must get; nil for a form
 				threat string
@@ -220,12 +191,12 @@ func TestUploadEngineDown(t *testing.T) {
 			d.Kill()
 			body := peFile(53, 500<<10)
 			resp, page := upload(t, p.client(t), http.MethodPost, plainURL+"/up", "application/octet-stream", body, false)
-			got, reached := plain.received("/up")
+			got, reached := plain.Received("/up")
 			l := p.waitAccess(t, func(l map[string]any) bool { return strings.HasSuffix(fmt.Sprint(l["url"]), "/up") })
 			switch fail {
 			case "open":
-				if resp.StatusCode != 200 || !reached || !bytes.Equal(got.body, body) {
-					t.Errorf("fail open with clamd down: %d, origin reached %v with %d bytes; want the upload forwarded", resp.StatusCode, reached, len(got.body))
+				if resp.StatusCode != 200 || !reached || !bytes.Equal(got.Body, body) {
+					t.Errorf("fail open with clamd down: %d, origin reached %v with %d bytes; want the upload forwarded", resp.StatusCode, reached, len(got.Body))
 				}
 			case "closed":
 				if resp.StatusCode != 403 || reached || !strings.Contains(page, "upload could not be checked by the anti-virus engine (clamd)") ||
@@ -271,7 +242,7 @@ samples_min_clients = 1
 		}{{[]byte(eicarTestFile), "application/octet-stream", true}, {uploaded, "application/octet-stream", false}, {form, formType, false}} {
 			path := fmt.Sprintf("/up/%d/%d", i, j)
 			resp, _ := upload(t, c, http.MethodPost, plainURL+path, u.ctype, u.body, false)
-			if _, reached := plain.received(path); (resp.StatusCode == 403) != u.wantBlocked || reached == u.wantBlocked {
+			if _, reached := plain.Received(path); (resp.StatusCode == 403) != u.wantBlocked || reached == u.wantBlocked {
 				t.Fatalf("upload %s: %d, reached the origin %v; want blocked %v", path, resp.StatusCode, reached, u.wantBlocked)
 			}
 		}
