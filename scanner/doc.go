@@ -25,7 +25,8 @@
 //	                                 templates, RTF objects, PDF JavaScript/actions: Result.Active,
 //	                                 a classification, not a verdict)
 //	   6. engines                   (unless 3-5 decided: verdict cache by SHA-256 ▸ clamd, ICAP;
-//	                                 a failure is fail-open or an *EngineError; partial scans marked)
+//	                                 a failure is fail-open or an *EngineError; partial scans marked;
+//	                                 then each file of an uploaded form on its own, form.go)
 //	   7. reputation of the hashes  (clean ▸ false alarm; malware ▸ block; never for an upload)
 //	        │
 //	        ▼

@@ -301,66 +301,108 @@ type engineVerdict struct {
 // bytes, with sums), all at once, and records their findings in in and res.
 // Local findings come first: a file already detected, known good, or a
 // blocked bomb is not waited for. An engine with the fail-closed policy
-// that could not judge the file makes it an *EngineError.
+// that could not judge the file makes it an *EngineError. The files of an
+// uploaded form are then asked about one by one (formEngines, form.go).
 func (sc *Scan) runEngines(ctx context.Context, res *Result, in *inspector, file io.ReaderAt, size int64) error {
 	s := sc.s
 	defer sc.closeFeeds()
-	if len(s.engines) == 0 {
+	if len(s.engines) == 0 || in.decided(s) {
 		return nil
 	}
+	feeds := sc.feeds
+	sc.feeds = nil // taken by askEngines
+	out := sc.askEngines(ctx, res.Sums.SHA256, sc.engineMeta(size), feeds, file, size)
+	if err := sc.applyVerdicts(res, in, out, "", res.Sums); err != nil {
+		return err
+	}
+	if b := formBoundary(sc.meta); b != "" && !in.decided(s) {
+		return sc.formEngines(ctx, res, in, io.NewSectionReader(file, 0, size), b)
+	}
+	return nil
+}
+
+// decided reports whether the local checks (or an engine) have decided
+// already: a detection that stands, the file known good, or a blocked bomb.
+func (in *inspector) decided(s *Scanner) bool {
 	if in.good[""] || in.bomb != "" && !s.cfg.PassArchiveBombs {
-		return nil
+		return true
 	}
 	for _, f := range in.findings {
 		if !in.anyGood(f.chain) {
-			return nil
+			return true
 		}
 	}
+	return false
+}
+
+// askEngines asks every engine about one body (m, file of size bytes,
+// whose SHA-256 is sum), all at once: from the verdict cache, by finishing
+// the engine's feed (feeds, nil for none: the body is then streamed from
+// file), and caches what they judged.
+func (sc *Scan) askEngines(ctx context.Context, sum [32]byte, m EngineMeta, feeds []*feed, file io.ReaderAt, size int64) []engineVerdict {
+	s := sc.s
 	out := make([]engineVerdict, len(s.engines))
 	var wg sync.WaitGroup
 	for i, e := range s.engines {
+		var f *feed
+		if feeds != nil {
+			f = feeds[i]
+		}
 		tag := e.Engine.Tag()
-		if r, ok := s.cache.get(i, res.Sums.SHA256, tag); ok {
+		if r, ok := s.cache.get(i, sum, tag); ok {
 			e.cacheHits.Add(1)
 			out[i] = engineVerdict{res: r, cached: true}
+			if f != nil {
+				f.st.Close()
+			}
 			continue
-		}
-		var f *feed
-		if sc.feeds != nil {
-			f = sc.feeds[i]
-			sc.feeds[i] = nil
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = sc.askEngine(ctx, e, f, file, size)
+			out[i] = sc.askEngine(ctx, e, f, m, file, size)
 			// A body the engine skipped (no service for its direction, a
 			// Transfer-Ignore by name) was not judged: nothing to reuse.
 			if out[i].err == nil && out[i].res.Skipped == "" {
-				s.cache.put(i, res.Sums.SHA256, tag, out[i].res)
+				s.cache.put(i, sum, tag, out[i].res)
 			}
 		}()
 	}
 	wg.Wait()
+	return out
+}
 
+// applyVerdicts records the engines' verdicts on the object at path ("":
+// the file itself, else a file of an uploaded form) in in and res. An
+// engine with the fail-closed policy that could not judge it makes it an
+// *EngineError.
+func (sc *Scan) applyVerdicts(res *Result, in *inspector, out []engineVerdict, path string, sums Sums) error {
+	where := ""
+	if path != "" {
+		where = path + ": "
+	}
 	for i, v := range out {
-		e := s.engines[i]
+		e := sc.s.engines[i]
 		name := e.Engine.Name()
 		switch {
 		case v.err != nil && e.FailClosed:
 			res.Engine = name
 			return &EngineError{Engine: name, Err: v.err}
 		case v.err != nil:
-			in.note(fmt.Sprintf("%s could not scan (fail open): %v", name, v.err))
+			in.note(fmt.Sprintf("%s%s could not scan (fail open): %v", where, name, v.err))
 		case v.res.Threat != "":
-			in.findings = append(in.findings, finding{path: "", chain: []string{""}, threat: v.res.Threat,
-				source: SourceEngine, engine: name, sums: res.Sums})
+			chain := []string{""}
+			if path != "" {
+				chain = append(chain, path)
+			}
+			in.findings = append(in.findings, finding{path: path, chain: chain, threat: v.res.Threat,
+				source: SourceEngine, engine: name, sums: sums})
 		case v.res.Skipped != "":
-			in.note(fmt.Sprintf("%s: %s", name, v.res.Skipped))
+			in.note(fmt.Sprintf("%s%s: %s", where, name, v.res.Skipped))
 		}
 		if v.err == nil && v.res.Partial {
 			res.Partial = true
-			in.note(fmt.Sprintf("%s scanned only the first %d bytes", name, v.res.Scanned))
+			in.note(fmt.Sprintf("%s%s scanned only the first %d bytes", where, name, v.res.Scanned))
 		}
 	}
 	return nil
@@ -369,7 +411,7 @@ func (sc *Scan) runEngines(ctx context.Context, res *Result, in *inspector, file
 // askEngine finishes e's stream of the body, or streams the body from the
 // spool when it had none (an encoded body) or it broke on the way (a
 // stale connection, an engine that restarted); one retry, no more.
-func (sc *Scan) askEngine(ctx context.Context, e *engineState, f *feed, file io.ReaderAt, size int64) engineVerdict {
+func (sc *Scan) askEngine(ctx context.Context, e *engineState, f *feed, m EngineMeta, file io.ReaderAt, size int64) engineVerdict {
 	var res EngineResult
 	var err error
 	if f != nil && !f.broken {
@@ -381,7 +423,7 @@ func (sc *Scan) askEngine(ctx context.Context, e *engineState, f *feed, file io.
 		}
 	}
 	if f == nil || f.broken {
-		res, err = sc.streamFile(ctx, e, file, size)
+		res, err = streamFile(ctx, e, m, file, size)
 	}
 	if err != nil {
 		if ctx.Err() == nil { // a client that went away is not the engine's failure
@@ -401,9 +443,9 @@ func (sc *Scan) askEngine(ctx context.Context, e *engineState, f *feed, file io.
 	return engineVerdict{res: res}
 }
 
-// streamFile sends a whole file held by the scan to e.
-func (sc *Scan) streamFile(ctx context.Context, e *engineState, file io.ReaderAt, size int64) (EngineResult, error) {
-	st := e.Engine.Open(sc.engineMeta(size))
+// streamFile sends a whole file held by the scan, described by m, to e.
+func streamFile(ctx context.Context, e *engineState, m EngineMeta, file io.ReaderAt, size int64) (EngineResult, error) {
+	st := e.Engine.Open(m)
 	defer st.Close()
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)

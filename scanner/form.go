@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -70,4 +71,62 @@ func partName(p *multipart.Part, n int) string {
 		return fmt.Sprintf("part %d", n)
 	}
 	return name
+}
+
+// maxFormFiles bounds the files of one form that the engines are asked
+// about one by one.
+const maxFormFiles = 16
+
+// formEngines asks the engines about each file of an uploaded form (a part
+// with a file name, up to maxFormFiles) as a body of its own, named and
+// typed as the part says. Given the whole form, an engine sees text with the
+// file somewhere inside, where a signature of the file's hash or of its
+// structure does not match: clamd does not open multipart/form-data, and
+// c-icap's virus_scan hands the request body to clamd as it is. Each file is
+// held in a spool of its own while it is asked about; the first detection
+// ends the walk.
+func (sc *Scan) formEngines(ctx context.Context, res *Result, in *inspector, r io.Reader, boundary string) error {
+	mr := multipart.NewReader(ctxReader{ctx, r}, boundary)
+	for pos, files := 1, 0; files < maxFormFiles; pos++ {
+		p, err := mr.NextRawPart()
+		if err != nil {
+			return ctxErr(ctx) // the end, or a broken form (noted by form)
+		}
+		name := partName(p, pos)
+		if p.FileName() == "" || in.good[name] {
+			continue
+		}
+		files++
+		sp := sc.s.newSpool()
+		h := NewHasher()
+		_, err = io.Copy(io.MultiWriter(sp, h), p)
+		if err != nil || sp.Size() == 0 {
+			sp.Close()
+			if err != nil {
+				in.note(fmt.Sprintf("form part %s not sent to the engines: %v", name, err))
+				return ctxErr(ctx)
+			}
+			continue
+		}
+		m := sc.engineMeta(sp.Size())
+		m.Name, m.ContentType = p.FileName(), p.Header.Get("Content-Type")
+		sums := h.Sums()
+		out := sc.askEngines(ctx, sums.SHA256, m, nil, sp, sp.Size())
+		sp.Close()
+		if err := sc.applyVerdicts(res, in, out, name, sums); err != nil {
+			return err
+		}
+		if in.decided(sc.s) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// ctxErr is ctx's error, wrapped, or nil.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("scanner: %w", err)
+	}
+	return nil
 }

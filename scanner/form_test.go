@@ -130,3 +130,41 @@ func (skipStream) Finish(context.Context) (EngineResult, error) {
 	return EngineResult{Skipped: "no REQMOD service for uploads"}, nil
 }
 func (skipStream) Close() error { return nil }
+
+// TestFormFilesToEngines: an engine that knows a file only whole (by its
+// hash or structure: here, a body that starts with MZ and holds a marker)
+// finds it in an uploaded form, because each file of the form goes to it
+// on its own; the detection names the file and the engine. A download of
+// the same form is asked about whole only.
+func TestFormFilesToEngines(t *testing.T) {
+	judge := func(b []byte) (EngineResult, error) {
+		if bytes.HasPrefix(b, []byte("MZ")) && bytes.Contains(b, []byte("ENGINE-MARKER")) {
+			return EngineResult{Threat: "Fake.Whole.File"}, nil
+		}
+		return EngineResult{}, nil
+	}
+	bad := append(pe(4096), "ENGINE-MARKER"...)
+	form, ct := formOf(t, member{"notes.txt", []byte("hello")}, member{"tool.exe", bad})
+	for _, tc := range []struct {
+		name   string
+		m      Meta
+		threat string
+		member string
+		asked  int
+	}{
+		{"upload", Meta{Upload: true, ContentType: ct, Size: -1}, "Fake.Whole.File", "tool.exe", 3},
+		{"download", Meta{ContentType: ct, Size: -1}, "", "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &fakeEngine{name: "fake", judge: judge}
+			s := newTestScanner(t, Config{Engines: []EngineConfig{{Engine: e}}})
+			res := scanBytes(t, s, form, tc.m)
+			if res.Threat != tc.threat || res.Member != tc.member || (tc.threat != "" && (res.Engine != "fake" || !res.Blocked)) {
+				t.Errorf("got %q in %q by %q (blocked %v), want %q in %q", res.Threat, res.Member, res.Engine, res.Blocked, tc.threat, tc.member)
+			}
+			if e.opens != tc.asked {
+				t.Errorf("engine asked about %d bodies, want %d (the form, then each file)", e.opens, tc.asked)
+			}
+		})
+	}
+}

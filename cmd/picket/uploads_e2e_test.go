@@ -65,8 +65,9 @@ func uploadOrigins(t *testing.T) (plain, tlsSink *testutil.Sink, plainURL, tlsUR
 
 // TestUploadsThroughEngines uploads through Picket with clamd and with
 // c-icap (REQMOD) as the engine: a file only the engine knows (a body
-// signature inside a PE), as the body (Content-Length, chunked) and inside
-// a form sent by curl -F, over plain HTTP and intercepted HTTPS, is
+// signature inside a PE; a file by its MD5), as the body (Content-Length,
+// chunked) and inside a form sent by curl -F, over plain HTTP and
+// intercepted HTTPS, is
 // blocked with the block page naming the engine and never reaches the
 // origin; EICAR in a form is blocked by Picket's own check; clean files
 // reach the origin byte for byte with their framing, from Go and from curl.
@@ -81,7 +82,8 @@ func TestUploadsThroughEngines(t *testing.T) {
 	dir := t.TempDir()
 	infected := withAt(51, 300<<10, 100<<10)
 	clean := peFile(52, 2<<20)
-	files := map[string][]byte{"infected.exe": infected, "clean.exe": clean, "eicar.com": []byte(eicarTestFile)}
+	files := map[string][]byte{"infected.exe": infected, "clean.exe": clean, "eicar.com": []byte(eicarTestFile),
+		"detected.exe": engineDetected}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
@@ -152,6 +154,10 @@ func TestUploadsThroughEngines(t *testing.T) {
 				rule   string
 			}{
 				{"-F infected", plainURL, plain, []string{"-F", "file=@" + filepath.Join(dir, "infected.exe")}, nil, threat, "scanner.upload." + e.name},
+				// Known to the engine by its MD5 only: found because each file
+				// of a form goes to the engine on its own.
+				{"-F by MD5, intercepted", tlsURL, tlsSink, []string{"-F", "note=hello", "-F", "file=@" + filepath.Join(dir, "detected.exe")},
+					nil, "Picket.Test.MD5.UNOFFICIAL", "scanner.upload." + e.name},
 				{"-F eicar, intercepted", tlsURL, tlsSink, []string{"-F", "file=@" + filepath.Join(dir, "eicar.com")}, nil, "EICAR-Test-File", "scanner.upload.eicar"},
 				{"--data-binary clean, chunked", plainURL, plain, []string{"--data-binary", "@" + filepath.Join(dir, "clean.exe"),
 					"-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream"}, clean, "", ""},
