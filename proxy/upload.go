@@ -38,9 +38,9 @@ func (s *Server) scanUpload(in *http.Request, x *exchange) *http.Response {
 		// if it passes, what was read goes out first, then the rest.
 	case err != nil:
 		st.Close()
-		x.errKind = "client-body"
+		x.errKind = ErrClientBody
 		if errors.Is(err, context.Canceled) || in.Context().Err() != nil {
-			x.errKind = "canceled"
+			x.errKind = ErrCanceled
 		}
 		resp := pageResponse(in, page{Status: http.StatusBadRequest, Title: "Bad request",
 			Msg: "The request body could not be read."})
