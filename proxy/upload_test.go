@@ -1,16 +1,19 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/scanner"
@@ -251,5 +254,51 @@ func TestUploadBodyCloseWhileRead(t *testing.T) {
 		if err := <-done; err != errUploadClosed && err != io.EOF {
 			t.Fatalf("read after Close: got %v, want %v (or the end)", err, errUploadClosed)
 		}
+	}
+}
+
+// TestUploadBadBody: an upload whose chunked body is malformed, or that
+// ends before its Content-Length, is answered 400 (if the client still
+// listens) and nothing of it reaches the origin.
+func TestUploadBadBody(t *testing.T) {
+	origin := testutil.NewSink()
+	srv := httptest.NewServer(origin)
+	defer srv.Close()
+	sc, err := scanner.New(scanner.Config{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, Config{Scanner: sc, ScanUploads: true})
+	for _, tc := range []struct{ name, head, body, kind string }{
+		{"bad chunk size", "Transfer-Encoding: chunked", "5\r\nhello\r\nzz\r\n", "client-body"},
+		// The client closed its side: net/http cancels the request.
+		{"short body", "Content-Length: 100", "only this", "canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := "/bad/" + strings.ReplaceAll(tc.name, " ", "-")
+			raw := "POST " + srv.URL + path + " HTTP/1.1\r\nHost: " + strings.TrimPrefix(srv.URL, "http://") + "\r\n" + tc.head + "\r\n\r\n" + tc.body
+			c, err := net.Dial("tcp", tp.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, raw)
+			if cw, ok := c.(*net.TCPConn); ok {
+				cw.CloseWrite() // the body ends here
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if _, reached := origin.Received(path); resp.StatusCode != 400 || reached {
+				t.Errorf("got %d, origin reached %v; want 400 and nothing forwarded", resp.StatusCode, reached)
+			}
+			l := tp.waitAccess(t, func(l map[string]any) bool { return strings.HasSuffix(fmt.Sprint(l["url"]), path) })
+			if l["error"] != tc.kind {
+				t.Errorf("access line %v, want error %s", l, tc.kind)
+			}
+		})
 	}
 }
