@@ -11,7 +11,7 @@
 //	Classify(head, type, name, size) ── not scannable ──▶ stream untouched
 //	        │ scannable
 //	        ▼
-//	Scanner.New ──▶ Scan.Write / ReadFrom   hash ×3, buffer (memory ▸ temp file), ≤ MaxSize,
+//	Scanner.NewScan ▶ Scan.Write / ReadFrom   hash ×3, buffer (memory ▸ temp file), ≤ MaxSize,
 //	        │                               and stream to each Engine as it arrives (not encoded)
 //	        ▼
 //	Scan.Finish(ctx)      (at most MaxConcurrent at once for steps 1-5)
@@ -37,8 +37,10 @@
 //
 // Files are in this package by concern: sniff.go (types), hash.go, spool.go
 // (memory and temp-file buffering with the memory budget), signatures.go
-// (ClamAV hash databases), eicar.go, archive.go, form.go (uploaded forms), encoding.go, scan.go (the
+// (ClamAV hash databases), eicar.go, archive.go, form.go (uploaded forms),
+// encoding.go, scan.go (the
 // scan object and the verdict merge), trickle.go (the trickle-mode helper),
 // engines.go (the Engine interface, the verdict cache, per-engine counters),
-// active.go and activepdf.go (what active content a file carries).
+// active.go, activepdf.go and activepdflex.go (what active content a file
+// carries; the last is the PDF lexer).
 package scanner
