@@ -38,9 +38,8 @@
 // Files are in this package by concern: sniff.go (types), hash.go, spool.go
 // (memory and temp-file buffering with the memory budget), signatures.go
 // (ClamAV hash databases), eicar.go, archive.go, form.go (uploaded forms),
-// encoding.go, scan.go (the
-// scan object and the verdict merge), trickle.go (the trickle-mode helper),
-// engines.go (the Engine interface, the verdict cache, per-engine counters),
-// active.go, activepdf.go and activepdflex.go (what active content a file
-// carries; the last is the PDF lexer).
+// encoding.go, scan.go (the scan object and the verdict merge), trickle.go
+// (the trickle-mode helper), engines.go (the Engine interface, the verdict
+// cache, per-engine counters), active.go, activepdf.go and activepdflex.go
+// (what active content a file carries; the last is the PDF lexer).
 package scanner
