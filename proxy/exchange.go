@@ -44,10 +44,10 @@ type exchange struct {
 	tunnel *tunnel // non-nil inside an intercepted tunnel
 
 	// Where the request came from and where its response goes.
-	conn   *clientConn         // the accepted client connection; nil if unknown (an HTTP/2 stream)
-	stream *h2Stream           // the HTTP/2 stream; nil over HTTP/1.1
-	w      http.ResponseWriter // net/http's writer, for the request body's read deadline; nil on the fast path
-	pin    string              // transparent mode: the original destination every dial goes to
+	conn      *clientConn       // the accepted client connection; nil if unknown (an HTTP/2 stream)
+	stream    *h2Stream         // the HTTP/2 stream; nil over HTTP/1.1
+	deadlines *handlerDeadlines // the HTTP/1.1 handler's writer, for the request body's read deadline; nil on the fast path and over HTTP/2
+	pin       string            // transparent mode: the original destination every dial goes to
 
 	decision     Decision
 	status       int
@@ -70,7 +70,7 @@ type exchange struct {
 // address as the path's entry knows it). A request inside the intercepted
 // tunnel t (nil for none) is the tunnel's client's, with the user
 // authenticated at CONNECT. The entry then fills in what it knows of the
-// client's side (conn, stream, w).
+// client's side (conn, stream, deadlines).
 func newExchange(r *http.Request, client netip.Addr, t *tunnel) *exchange {
 	x := &exchange{
 		start: time.Now(),
@@ -101,17 +101,65 @@ func (x *exchange) clientEnd() clientEnd {
 }
 
 // bodyDeadliner returns what bounds the reads of the request body: the
-// HTTP/2 stream (usable after the handler returned, unlike the
-// ResponseWriter), else net/http's connection; nil on the fast path, whose
-// requests have no body.
+// HTTP/2 stream, else net/http's connection through the handler's
+// ResponseWriter; both do nothing once the handler returned. Nil on the
+// fast path, whose requests have no body.
 func (x *exchange) bodyDeadliner() readDeadliner {
 	if x.stream != nil {
 		return x.stream
 	}
-	if x.w == nil {
+	if x.deadlines == nil {
+		return nil // not a non-nil interface holding a nil *handlerDeadlines
+	}
+	return x.deadlines
+}
+
+// handlerDeadlines moves a request's read and write deadlines through the
+// ResponseWriter of its handler while the handler runs, and does nothing
+// once it returned (done): a ResponseWriter must not be used after that
+// (http.ResponseController), yet the upstream transport reads and closes
+// the request body on a goroutine of its own, and may close it after the
+// handler returned — when a response arrives on a connection the
+// transport will not reuse, it hands the response over without waiting
+// for the request's write to finish, and net/http closes a request body
+// read to its end as soon as the handler writes the response head. Over
+// HTTP/1.1 a late move lands on the connection net/http has taken back: it
+// replaced the past deadline with which net/http interrupts its
+// background read between pipelined requests, and the next request hung.
+type handlerDeadlines struct {
+	mu sync.Mutex
+	rc *http.ResponseController // nil once the handler returned
+}
+
+func newHandlerDeadlines(w http.ResponseWriter) *handlerDeadlines {
+	return &handlerDeadlines{rc: http.NewResponseController(w)}
+}
+
+// SetReadDeadline bounds the reads of the request body.
+func (d *handlerDeadlines) SetReadDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rc == nil {
 		return nil
 	}
-	return http.NewResponseController(x.w)
+	return d.rc.SetReadDeadline(t)
+}
+
+// SetWriteDeadline bounds the writes of the response.
+func (d *handlerDeadlines) SetWriteDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rc == nil {
+		return nil
+	}
+	return d.rc.SetWriteDeadline(t)
+}
+
+// done is called before the handler returns; no deadline moves after it.
+func (d *handlerDeadlines) done() {
+	d.mu.Lock()
+	d.rc = nil
+	d.mu.Unlock()
 }
 
 // Context values. Picket passes its per-request state explicitly; a

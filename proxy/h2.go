@@ -138,7 +138,7 @@ func (s *Server) serveH2(tc *tls.Conn, t *tunnel) {
 		Context:    context.Background(),
 		BaseConfig: s.h2.base,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			st := &h2Stream{rc: http.NewResponseController(w)}
+			st := &h2Stream{handlerDeadlines: newHandlerDeadlines(w)}
 			s.serveInner(w, r, t, st)
 			st.done()
 			if st.aborted.Load() {
@@ -179,39 +179,12 @@ func (c *clientConn) abort() { c.Close() }
 // other goroutines than the handler's (the upstream transport reads the
 // request body on its own, and closes it after the handler may have
 // returned): once the handler returned they do nothing, since x/net's
-// ResponseWriter must not be used then.
+// ResponseWriter must not be used then (handlerDeadlines). SetWriteDeadline
+// bounds the stream's writes: when it passes, x/net resets the stream and
+// the handler's blocked write returns.
 type h2Stream struct {
-	mu      sync.Mutex
-	rc      *http.ResponseController // nil once the handler returned
+	*handlerDeadlines
 	aborted atomic.Bool
-}
-
-// SetWriteDeadline bounds the stream's writes: when it passes, x/net
-// resets the stream and the handler's blocked write returns.
-func (st *h2Stream) SetWriteDeadline(t time.Time) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.rc == nil {
-		return nil
-	}
-	return st.rc.SetWriteDeadline(t)
-}
-
-// SetReadDeadline bounds the reads of the stream's request body.
-func (st *h2Stream) SetReadDeadline(t time.Time) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.rc == nil {
-		return nil
-	}
-	return st.rc.SetReadDeadline(t)
-}
-
-// done is called when the handler returns.
-func (st *h2Stream) done() {
-	st.mu.Lock()
-	st.rc = nil
-	st.mu.Unlock()
 }
 
 // abort marks the stream for a reset when its handler returns.

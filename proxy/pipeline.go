@@ -94,7 +94,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, conn *clientConn)
 // which calls roundTrip with x and writes the response to w. It is the only
 // way into goproxy.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
-	x.w = w
+	if x.stream == nil {
+		x.deadlines = newHandlerDeadlines(w)
+		defer x.deadlines.done()
+	}
 	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
 }
 
