@@ -6,8 +6,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -76,15 +79,29 @@ type bench struct {
 	mix                         *urlMix
 	feeds                       string // the generated feed directory; "" the demo feeds
 
-	stops []func() // processes to stop at the end, in reverse order
+	mu     sync.Mutex
+	stops  []func() // processes to stop at the end, in reverse order
+	closed bool
 
 	pickets [rowKinds]*picket // the Picket under test on each kind of row
 }
 
 // stopLater registers stop to run when the bench ends.
-func (b *bench) stopLater(stop func()) { b.stops = append(b.stops, stop) }
+func (b *bench) stopLater(stop func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stops = append(b.stops, stop)
+}
 
+// close stops every process still registered, the origins, and removes
+// the temporary directory; it runs once, at the end or on a signal.
 func (b *bench) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	b.closed = true
 	for i := len(b.stops) - 1; i >= 0; i-- {
 		b.stops[i]()
 	}
@@ -92,6 +109,19 @@ func (b *bench) close() {
 	b.tlsOrigin.Close()
 	b.h2Origin.Close()
 	os.RemoveAll(b.dir)
+}
+
+// closeOnSignal stops everything when loadbench is interrupted or
+// terminated, so that no contestant outlives it.
+func (b *bench) closeOnSignal() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "loadbench: %s: stopping the contestants\n", s)
+		b.close()
+		os.Exit(1)
+	}()
 }
 
 func run(bin string, dur time.Duration, only string) error {
@@ -109,6 +139,7 @@ func run(bin string, dur time.Duration, only string) error {
 		return err
 	}
 	defer b.close()
+	b.closeOnSignal()
 	if hostCount > 0 {
 		if err := b.mix.mountHosts(b.dir); err != nil {
 			return err
@@ -129,7 +160,9 @@ func run(bin string, dur time.Duration, only string) error {
 	for i, logOn := range logSettings {
 		// Each setting has its own processes, stopped before the next
 		// starts; the last setting's stay for the sections.
+		b.mu.Lock()
 		n := len(b.stops)
+		b.mu.Unlock()
 		field, t, err := b.startField(logOn)
 		if err != nil {
 			return err
@@ -175,6 +208,8 @@ func (b *bench) warm(field []column) {
 
 // stopFrom stops the processes registered since the n-th.
 func (b *bench) stopFrom(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for i := len(b.stops) - 1; i >= n; i-- {
 		b.stops[i]()
 	}
