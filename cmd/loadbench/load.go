@@ -87,8 +87,7 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 	var n, errs atomic.Int64
 	var firstErr atomic.Pointer[string]
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var lat []time.Duration
+	var lat latencies
 	start := time.Now()
 	for w := range sc.conns {
 		wg.Add(1)
@@ -96,11 +95,7 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
-			defer func() {
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
+			defer func() { lat.add(mine) }()
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, "GET", next(), nil)
@@ -127,8 +122,26 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 		}()
 	}
 	wg.Wait()
-	slices.Sort(lat)
-	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat, firstErr: loadErr(&firstErr)}
+	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat.sorted(), firstErr: loadErr(&firstErr)}
+}
+
+// latencies gathers the workers' latency samples of a run.
+type latencies struct {
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+// add appends one worker's samples.
+func (l *latencies) add(mine []time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lat = append(l.lat, mine...)
+}
+
+// sorted returns the samples in order, once the workers are done.
+func (l *latencies) sorted() []time.Duration {
+	slices.Sort(l.lat)
+	return l.lat
 }
 
 // noteErr keeps msg if it is the run's first error.
@@ -151,8 +164,7 @@ func loadH2(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result 
 	defer cancel()
 	var n, errs atomic.Int64
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var lat []time.Duration
+	var lat latencies
 	start := time.Now()
 	for c := range sc.conns {
 		tr := &http.Transport{
@@ -193,11 +205,7 @@ func loadH2(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result 
 			go func() {
 				defer wg.Done()
 				var mine []time.Duration
-				defer func() {
-					mu.Lock()
-					lat = append(lat, mine...)
-					mu.Unlock()
-				}()
+				defer func() { lat.add(mine) }()
 				for ctx.Err() == nil {
 					d, ok := get(next())
 					switch {
@@ -214,8 +222,7 @@ func loadH2(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result 
 		}
 	}
 	wg.Wait()
-	slices.Sort(lat)
-	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat}
+	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat.sorted()}
 }
 
 // originCert is the TLS origins' certificate: self-signed, for the mix's

@@ -109,7 +109,7 @@ func inNamespace() (ran bool, status int) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), nsEnv+"=1")
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "loadbench: cannot make a mount namespace for the host names (needs root):", err)
+		fmt.Fprintln(os.Stderr, "loadbench: cannot make a mount namespace for the host names (needs root; -hosts 0 runs without them):", err)
 		return true, 1
 	}
 	// A signal for this process is for the run in the namespace (unshare
