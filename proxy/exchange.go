@@ -288,82 +288,84 @@ func (s *Server) logAccess(x *exchange) {
 
 // jsonAccess writes the exchange's access-log line as JSON.
 func (s *Server) jsonAccess(x *exchange) {
-	{
-		ev := s.cfg.AccessLog.Info().
-			Str(fClient, x.req.Client.String()).
-			Str(fUser, userOrDash(x.req.User)).
-			Str(fMethod, x.req.Method).
-			Str(fURL, logURL(x.req.URL, s.cfg.LogQuery)).
-			Int(fStatus, x.status).
-			Int64(fBytesIn, x.bytesIn.Load()).
-			Int64(fBytesOut, x.bytesOut.Load()).
-			Float64(fDuration, float64(time.Since(x.start).Microseconds())/1000).
-			Str(fAction, x.action())
-		if len(x.req.Groups) > 0 {
-			ev = ev.Strs(fGroups, x.req.Groups)
-		}
-		if x.proto != "" { // none for a redirected TLS connection
-			ev = ev.Str(fProto, x.proto)
-		}
-		if x.decision.Verdict != "" {
-			ev = ev.Str(fVerdict, x.decision.Verdict)
-			if x.decision.Category != "" {
-				ev = ev.Str(fCategory, x.decision.Category)
-			}
-			if x.decision.VerdictSource != "" {
-				ev = ev.Str(fSource, x.decision.VerdictSource)
-			}
-			if x.decision.VerdictCached {
-				ev = ev.Bool(fCached, true)
-			}
-		}
-		if x.decision.Rule != "" {
-			ev = ev.Str(fRule, x.decision.Rule)
-		}
-		if x.decision.Stage != "" {
-			ev = ev.Str(fStage, x.decision.Stage)
-		}
-		if x.incident != "" {
-			ev = ev.Str(fIncident, x.incident)
-		}
-		if x.errKind != "" {
-			ev = ev.Str(fError, string(x.errKind))
-		}
-		if sc := x.scan; sc != nil {
-			ev = ev.Str(fScanType, sc.Type).Str(fScanResult, sc.Result)
-			if sc.Threat != "" {
-				ev = ev.Str(fThreat, sc.Threat)
-			}
-			if sc.Engine != "" {
-				ev = ev.Str(fEngine, sc.Engine)
-			}
-			if sc.Partial {
-				ev = ev.Bool(fPartial, true)
-			}
-			if sc.Active != "" {
-				ev = ev.Str(fActive, sc.Active)
-			}
-		}
-		if up := x.upload; up != nil {
-			ev = ev.Str(fUploadType, up.Type).Str(fUploadResult, up.Result)
-			if up.Threat != "" {
-				ev = ev.Str(fUploadThreat, up.Threat)
-			}
-			if up.Engine != "" {
-				ev = ev.Str(fUploadEngine, up.Engine)
-			}
-			if up.Partial {
-				ev = ev.Bool(fUploadPartial, true)
-			}
-		}
-		if x.tunnel != nil {
-			ev = ev.Str(fTunnel, x.tunnel.host)
-		}
-		if x.status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect && x.req.Method != http.MethodHead {
-			ev = ev.Bool(fComplete, x.complete.Load())
-		}
-		ev.Send()
+	ev := s.cfg.AccessLog.Info()
+	if ev == nil {
+		return // access_log = "off": nothing to format
 	}
+	ev = ev.
+		Str(fClient, x.req.Client.String()).
+		Str(fUser, userOrDash(x.req.User)).
+		Str(fMethod, x.req.Method).
+		Str(fURL, logURL(x.req.URL, s.cfg.LogQuery)).
+		Int(fStatus, x.status).
+		Int64(fBytesIn, x.bytesIn.Load()).
+		Int64(fBytesOut, x.bytesOut.Load()).
+		Float64(fDuration, float64(time.Since(x.start).Microseconds())/1000).
+		Str(fAction, x.action())
+	if len(x.req.Groups) > 0 {
+		ev = ev.Strs(fGroups, x.req.Groups)
+	}
+	if x.proto != "" { // none for a redirected TLS connection
+		ev = ev.Str(fProto, x.proto)
+	}
+	if x.decision.Verdict != "" {
+		ev = ev.Str(fVerdict, x.decision.Verdict)
+		if x.decision.Category != "" {
+			ev = ev.Str(fCategory, x.decision.Category)
+		}
+		if x.decision.VerdictSource != "" {
+			ev = ev.Str(fSource, x.decision.VerdictSource)
+		}
+		if x.decision.VerdictCached {
+			ev = ev.Bool(fCached, true)
+		}
+	}
+	if x.decision.Rule != "" {
+		ev = ev.Str(fRule, x.decision.Rule)
+	}
+	if x.decision.Stage != "" {
+		ev = ev.Str(fStage, x.decision.Stage)
+	}
+	if x.incident != "" {
+		ev = ev.Str(fIncident, x.incident)
+	}
+	if x.errKind != "" {
+		ev = ev.Str(fError, string(x.errKind))
+	}
+	if sc := x.scan; sc != nil {
+		ev = ev.Str(fScanType, sc.Type).Str(fScanResult, sc.Result)
+		if sc.Threat != "" {
+			ev = ev.Str(fThreat, sc.Threat)
+		}
+		if sc.Engine != "" {
+			ev = ev.Str(fEngine, sc.Engine)
+		}
+		if sc.Partial {
+			ev = ev.Bool(fPartial, true)
+		}
+		if sc.Active != "" {
+			ev = ev.Str(fActive, sc.Active)
+		}
+	}
+	if up := x.upload; up != nil {
+		ev = ev.Str(fUploadType, up.Type).Str(fUploadResult, up.Result)
+		if up.Threat != "" {
+			ev = ev.Str(fUploadThreat, up.Threat)
+		}
+		if up.Engine != "" {
+			ev = ev.Str(fUploadEngine, up.Engine)
+		}
+		if up.Partial {
+			ev = ev.Bool(fUploadPartial, true)
+		}
+	}
+	if x.tunnel != nil {
+		ev = ev.Str(fTunnel, x.tunnel.host)
+	}
+	if x.status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect && x.req.Method != http.MethodHead {
+		ev = ev.Bool(fComplete, x.complete.Load())
+	}
+	ev.Send()
 }
 
 // action names what happened for the log: the decision, or "error" when an

@@ -134,6 +134,9 @@ func openLogs(c config.Log, resolve func(string) string, stdout, stderr io.Write
 	level, _ := zerolog.ParseLevel(c.Level)
 	l.app = zerolog.New(formatted(appOut, c.Format)).Level(level).With().Timestamp().Logger()
 	l.access = zerolog.New(formatted(accessOut, c.Format)).With().Timestamp().Str("log", "access").Logger()
+	if accessDest == "off" {
+		l.access = zerolog.Nop() // no line is formatted only to be discarded
+	}
 	l.accessOut = accessOut
 	return l, nil
 }
