@@ -141,7 +141,7 @@ func (m *urlMix) mountHosts(dir string) error {
 	if err := os.WriteFile(path, []byte(m.hostsFile()), 0o644); err != nil {
 		return err
 	}
-	if err := syscall.Mount(path, "/etc/hosts", "", syscall.MS_BIND, ""); err != nil {
+	if err := bindMount(path, "/etc/hosts"); err != nil {
 		return fmt.Errorf("mount the hosts file over /etc/hosts: %w", err)
 	}
 	return nil
