@@ -126,9 +126,16 @@ func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keepOpen 
 	case noBody:
 	case chunked:
 		err = copyChunked(bw, resp)
-	default:
+	case resp.ContentLength <= int64(bw.Available()):
+		// Head and body leave in one write.
 		var n int64
 		n, err = io.Copy(bw, resp.Body)
+		if err == nil && n != resp.ContentLength {
+			err = io.ErrUnexpectedEOF
+		}
+	default:
+		var n int64
+		n, err = copyLarge(bw, resp.Body)
 		if err == nil && n != resp.ContentLength {
 			err = io.ErrUnexpectedEOF
 		}
@@ -140,12 +147,58 @@ func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keepOpen 
 	return keepOpen && err == nil
 }
 
-// copyChunked writes resp's body in chunked encoding, then its trailers, flushing each chunk so that
-// streams (server-sent events, long polls) are not held back.
+// copyBufSize is how much of a body is read before it is written: each read
+// leaves in one write to the client connection, not in pieces of the head
+// buffer's 4 KiB. A read framed as a chunk (a size line of up to 4 hex
+// digits and CRLF before it, CRLF after it) is 32 KiB: two full TLS records
+// when intercepted, not two and a third of 10 bytes.
+const copyBufSize = 32<<10 - 8
+
+// chunkRoom is the room before a chunk's data for its size line (up to 16
+// hex digits and CRLF; 6 bytes for a read of copyBufSize).
+const chunkRoom = 18
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, chunkRoom+copyBufSize+2); return &b }}
+
+// copyLarge copies a body larger than the head buffer: the first write
+// carries the head with the first piece, every later piece goes out as read.
+func copyLarge(bw *bufio.Writer, body io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(writerOnly{bw}, readerOnly{body}, (*bp)[:32<<10]) // two full TLS records
+}
+
+// writerOnly and readerOnly hide ReadFrom and WriteTo so that io.CopyBuffer
+// uses the buffer it is given (bufio.Writer's ReadFrom would read in pieces
+// of its own 4 KiB).
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }
+
+// copyChunked writes resp's body in chunked encoding, then its trailers.
+// Each piece read from the body is framed in place (size line before it,
+// CRLF after it in the same buffer) and flushed in one write, so that
+// streams (server-sent events, long polls) are not held back and a large
+// body costs one write per read, not three.
 func copyChunked(bw *bufio.Writer, resp *http.Response) error {
-	_, err := io.Copy(&chunkWriter{bw: bw}, resp.Body)
-	if err != nil {
-		return err
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := resp.Body.Read(buf[chunkRoom : chunkRoom+copyBufSize])
+		if n > 0 {
+			if _, err := bw.Write(frameChunk(buf, n)); err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
 	}
 	bw.WriteString("0\r\n")
 	if len(resp.Trailer) > 0 { // complete once the body reached EOF
@@ -153,19 +206,18 @@ func copyChunked(bw *bufio.Writer, resp *http.Response) error {
 			return err
 		}
 	}
-	_, err = bw.WriteString("\r\n")
+	_, err := bw.WriteString("\r\n")
 	return err
 }
 
-type chunkWriter struct{ bw *bufio.Writer }
-
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	w.bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
-	w.bw.WriteString("\r\n")
-	w.bw.Write(p)
-	w.bw.WriteString("\r\n")
-	return len(p), w.bw.Flush()
+// frameChunk returns the chunk of the n bytes at buf[chunkRoom:]: its size
+// line written just before them, the closing CRLF just after.
+func frameChunk(buf []byte, n int) []byte {
+	var size [16]byte
+	line := append(strconv.AppendInt(size[:0], int64(n), 16), '\r', '\n')
+	start := chunkRoom - len(line)
+	copy(buf[start:], line)
+	end := chunkRoom + n
+	buf[end], buf[end+1] = '\r', '\n'
+	return buf[start : end+2]
 }

@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// writeCounter is a net.Conn that keeps what is written to it and counts the
+// writes.
+type writeCounter struct {
+	net.Conn
+	buf    bytes.Buffer
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) { w.writes++; return w.buf.Write(p) }
+func (w *writeCounter) SetWriteDeadline(time.Time) error {
+	return nil
+}
+
+// pieces reads its data at most size bytes at a time, as a TLS connection
+// hands out one record at a time.
+type pieces struct {
+	data []byte
+	size int
+}
+
+func (p *pieces) Read(b []byte) (int, error) {
+	if len(p.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b[:min(len(b), p.size)], p.data)
+	p.data = p.data[n:]
+	return n, nil
+}
+
+// A large body leaves in one write per piece read from the upstream, framed
+// correctly, whether chunked or of known length; a small one leaves with its
+// head in one write.
+func TestWriteResponseOneWritePerPiece(t *testing.T) {
+	body := make([]byte, 1<<20+123)
+	rand.Read(body)
+	const piece = 16 << 10
+	reads := (len(body) + piece - 1) / piece
+	for _, tc := range []struct {
+		name   string
+		length int64
+		body   []byte
+		writes int // at most
+	}{
+		{"chunked", -1, body, reads + 2}, // + the head, + the last chunk
+		{"known length", int64(len(body)), body, reads + 1},
+		{"small", 1000, body[:1000], 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &writeCounter{}
+			resp := &http.Response{StatusCode: 200, Header: http.Header{"X-A": {"b"}}, ContentLength: tc.length,
+				Body: io.NopCloser(&pieces{data: tc.body, size: piece})}
+			req, _ := http.NewRequest(http.MethodGet, "http://example.test/", nil)
+			if !writeResponse(c, req, resp, true) {
+				t.Fatal("writeResponse: connection not reusable")
+			}
+			if c.writes > tc.writes {
+				t.Errorf("%d writes for %d reads, want at most %d", c.writes, reads, tc.writes)
+			}
+			got, err := http.ReadResponse(bufio.NewReader(&c.buf), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(got.Body)
+			if err != nil || !bytes.Equal(b, tc.body) {
+				t.Fatalf("body: %d bytes (%v), want %d", len(b), err, len(tc.body))
+			}
+			if got.Header.Get("X-A") != "b" || (tc.length < 0) != (len(got.TransferEncoding) > 0) {
+				t.Errorf("head: %v, transfer encoding %v", got.Header, got.TransferEncoding)
+			}
+			if c.buf.Len() != 0 {
+				t.Errorf("%d bytes after the response", c.buf.Len())
+			}
+		})
+	}
+}
