@@ -56,8 +56,10 @@ import (
 //
 // Inside TLS the framing is only visible above the TLS layer, so Picket
 // does the upstream TLS handshake itself (DialTLSContext) and puts the guard
-// on top; the socket reads below stop at TLS record ends, so that the TLS
-// layer never holds bytes the guard cannot account for. Where the socket
+// on top; below it, the socket layer follows the TLS record framing of every
+// byte it reads, so that whatever the TLS layer holds is accounted for: a
+// record partly read, or whole records not yet seen above it (at a
+// response's end the guard asks the TLS layer for them: tlsHolds). Where the socket
 // cannot be watched (no raw socket, or a platform without a non-blocking
 // peek: poolguard_other.go), every response ends with io.EOF: correct, with
 // no upstream keep-alive.
@@ -361,9 +363,12 @@ func (g *guardConn) spoil(err error) {
 // sockConn reads the upstream socket itself, each read inside the turns
 // lock, so that a byte is classified (asked for or not) in the same step
 // that takes it from the socket. Under TLS (records) it does not classify
-// (the TLS layer's own records come and go between responses) but stops
-// every read at the end of a TLS record and tracks whether a record is
-// half-read or went up whole and unseen.
+// (the TLS layer's own records come and go between responses) but follows
+// the record framing of what it reads and tracks whether a record is
+// half-read or went up whole and unseen. A read takes what the TLS layer
+// asks for, across record ends: one read(2) per batch the socket holds, not
+// two per record (its header, then its body; an intercepted 10 MiB download
+// cost 18.0 ms of CPU that way, 14.8 ms this way, measured in one run).
 type sockConn struct {
 	net.Conn // the socket: *net.TCPConn
 	rc       syscall.RawConn
@@ -390,9 +395,6 @@ func (s *sockConn) Read(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
-	}
-	if s.records {
-		p = p[:s.rec.room(len(p))]
 	}
 	s.buf, s.n, s.err, s.unsolicited = p, 0, nil, false
 	err := s.rc.Read(s.readFn)
@@ -449,37 +451,33 @@ type recordEnds struct {
 	left int // body bytes left once the header is complete
 }
 
-// room is how many of n bytes may be read without passing the end of the
-// current record (or of its header, while the length is not known yet).
-func (r *recordEnds) room(n int) int {
-	if r.got < len(r.hdr) {
-		return min(n, len(r.hdr)-r.got)
-	}
-	return min(n, r.left)
-}
-
-// advance records the bytes b, read into the room given; it reports
-// whether a record ended with them.
-func (r *recordEnds) advance(b []byte) bool {
-	n := len(b)
-	if r.got < len(r.hdr) {
-		copy(r.hdr[r.got:], b)
-		r.got += n
-		if r.got == len(r.hdr) {
-			r.left = int(r.hdr[3])<<8 | int(r.hdr[4])
-			if r.left == 0 {
-				r.got = 0
-				return true
+// advance follows the records through the bytes b, read from the socket
+// (the rest of a record, any number of whole ones, the start of the next);
+// it reports whether a record ended in them.
+func (r *recordEnds) advance(b []byte) (ended bool) {
+	for len(b) > 0 {
+		if r.got < len(r.hdr) {
+			n := copy(r.hdr[r.got:], b)
+			r.got += n
+			b = b[n:]
+			if r.got == len(r.hdr) {
+				r.left = int(r.hdr[3])<<8 | int(r.hdr[4])
+				if r.left == 0 {
+					r.got = 0
+					ended = true
+				}
 			}
+			continue
 		}
-		return false
+		n := min(len(b), r.left)
+		r.left -= n
+		b = b[n:]
+		if r.left == 0 {
+			r.got = 0
+			ended = true
+		}
 	}
-	r.left -= n
-	if r.left == 0 {
-		r.got = 0
-		return true
-	}
-	return false
+	return ended
 }
 
 // mid reports whether a record is partly read.

@@ -671,3 +671,38 @@ func TestGuardKeepsHTTP2AndUpgrades(t *testing.T) {
 		t.Fatalf("got %q (%v), want %q", got, err, "HTTP/1.1:hi")
 	}
 }
+
+// recordEnds follows TLS records however the bytes are cut into reads: a
+// header split over reads, several records in one read, a read ending in
+// the next record's header. After every read it knows whether it stopped
+// mid-record, and it reports a record end exactly when one was passed.
+func TestRecordEndsAcrossReads(t *testing.T) {
+	var stream []byte
+	boundary := map[int]bool{0: true}
+	for _, n := range []int{300, 0, 1, 16384, 7, 2} {
+		stream = append(stream, 23, 3, 3, byte(n>>8), byte(n))
+		stream = append(stream, make([]byte, n)...)
+		boundary[len(stream)] = true
+	}
+	for _, cut := range []int{1, 2, 3, 5, 6, 301, 4096, 16389, len(stream)} {
+		var r recordEnds
+		last := 0 // the last boundary passed
+		for off := 0; off < len(stream); {
+			n := min(cut, len(stream)-off)
+			ended := r.advance(stream[off : off+n])
+			passed := false
+			for b := off + 1; b <= off+n; b++ {
+				if boundary[b] {
+					passed, last = true, b
+				}
+			}
+			off += n
+			if ended != passed {
+				t.Fatalf("cut %d, at %d: ended %v, want %v", cut, off, ended, passed)
+			}
+			if r.mid() == boundary[off] {
+				t.Fatalf("cut %d, at %d (last record end %d): mid %v", cut, off, last, r.mid())
+			}
+		}
+	}
+}
