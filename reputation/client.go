@@ -118,15 +118,16 @@ type Stats struct {
 // Client looks verdicts up: local lists, then caches, then the backend.
 // It is safe for concurrent use.
 type Client struct {
-	backend Backend
-	timeout time.Duration
-	fail    FailPolicy
-	log     zerolog.Logger
-	block   map[Hash]struct{}
-	allow   map[Hash]struct{}
-	caches  caches
-	group   singleflight.Group
-	breaker breaker
+	backend  Backend
+	inMemory bool // backend is InMemory: resolved in the caller's goroutine
+	timeout  time.Duration
+	fail     FailPolicy
+	log      zerolog.Logger
+	block    map[Hash]struct{}
+	allow    map[Hash]struct{}
+	caches   caches
+	group    singleflight.Group
+	breaker  breaker
 
 	// now is the clock; tests replace it.
 	now func() time.Time
@@ -149,6 +150,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	_, c.inMemory = cfg.Backend.(InMemory)
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -221,6 +223,11 @@ func (c *Client) Lookup(ctx context.Context, q Query) (Verdict, error) {
 		return e.answer(now), nil
 	}
 	c.misses.Add(1)
+	if c.inMemory || c.backend == nil {
+		// Nothing to wait for: resolved here (concurrent lookups of one
+		// query each do the few microseconds of work).
+		return c.resolve(ctx, q, key)
+	}
 	// Concurrent lookups of one query share one resolution; it runs on a
 	// context that the first caller's cancellation does not end.
 	ch := c.group.DoChan(key.String(), func() (any, error) {
@@ -369,8 +376,11 @@ func (c *Client) fetch(ctx context.Context, prefixes []Prefix) (Answer, error) {
 	if !c.breaker.allow(c.now()) {
 		return Answer{}, ErrBreakerOpen
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	if !c.inMemory {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	c.requests.Add(1)
 	start := time.Now()
 	ans, err := c.backend.FindPrefixes(ctx, prefixes)

@@ -75,7 +75,7 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-var _ reputation.Backend = (*Store)(nil)
+var _ reputation.InMemory = (*Store)(nil)
 
 // Open loads the feeds and, unless cfg.Poll is negative, starts watching
 // them. Close stops the watcher.
@@ -305,6 +305,10 @@ func (s *Store) fingerprintNow() ([32]byte, error) {
 func (s *Store) FindPrefixes(ctx context.Context, prefixes []reputation.Prefix) (reputation.Answer, error) {
 	return Answer(s.DB(), prefixes, s.ttl, s.negTTL, reputation.SourceDatabase), nil
 }
+
+// InMemory marks the Store as a backend that answers from memory without
+// waiting (reputation.InMemory).
+func (s *Store) InMemory() {}
 
 // Answer looks prefixes up in d and sets the TTLs and source.
 func Answer(d *DB, prefixes []reputation.Prefix, ttl, negTTL time.Duration, src reputation.Source) reputation.Answer {
