@@ -14,6 +14,7 @@ import (
 
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/internal/testutil"
+	"github.com/rs/zerolog"
 )
 
 // The access log's buffer (logbuf.go) on real files and a real pipe.
@@ -314,4 +315,32 @@ func TestLogSharedDestination(t *testing.T) {
 
 func testLogConfig(output, access string) config.Log {
 	return config.Log{Level: "info", Format: "json", Output: output, AccessLog: access}
+}
+
+// TestAccessLogOffHasNoDestination: with access_log = "off" neither format
+// has anything to write to (the squid format's writer is nil, so the proxy
+// builds no line), and a file destination still gets the squid writer.
+func TestAccessLogOffHasNoDestination(t *testing.T) {
+	dir := t.TempDir()
+	resolve := func(p string) string { return filepath.Join(dir, p) }
+	c := testLogConfig("stderr", "off")
+	c.AccessFormat = "squid"
+	l, err := openLogs(c, resolve, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.accessOut != nil || l.access.GetLevel() != zerolog.Disabled {
+		t.Errorf("access log off: writer %T, logger level %v; want none and disabled", l.accessOut, l.access.GetLevel())
+	}
+	c = testLogConfig("stderr", "access.log")
+	c.AccessFormat = "squid"
+	on, err := openLogs(c, resolve, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer on.Close()
+	if on.accessOut == nil {
+		t.Error("access log to a file: no writer for the squid format")
+	}
 }

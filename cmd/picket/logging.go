@@ -17,7 +17,8 @@ import (
 // them.
 type logs struct {
 	app, access zerolog.Logger
-	// accessOut is the access log's destination, for the squid format.
+	// accessOut is the access log's destination, for the squid format; nil
+	// when access_log = "off".
 	accessOut io.Writer
 	// accessBuf is the access log's buffer; nil when the access log is off.
 	accessBuf *logBuffer
@@ -134,10 +135,11 @@ func openLogs(c config.Log, resolve func(string) string, stdout, stderr io.Write
 	level, _ := zerolog.ParseLevel(c.Level)
 	l.app = zerolog.New(formatted(appOut, c.Format)).Level(level).With().Timestamp().Logger()
 	l.access = zerolog.New(formatted(accessOut, c.Format)).With().Timestamp().Str("log", "access").Logger()
-	if accessDest == "off" {
-		l.access = zerolog.Nop() // no line is formatted only to be discarded
-	}
 	l.accessOut = accessOut
+	if accessDest == "off" {
+		// No line is formatted only to be discarded, in either format.
+		l.access, l.accessOut = zerolog.Nop(), nil
+	}
 	return l, nil
 }
 
