@@ -126,16 +126,17 @@ func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keepOpen 
 	case noBody:
 	case chunked:
 		err = copyChunked(bw, resp)
-	case resp.ContentLength <= int64(bw.Available()):
-		// Head and body leave in one write.
-		var n int64
-		n, err = io.Copy(bw, resp.Body)
-		if err == nil && n != resp.ContentLength {
-			err = io.ErrUnexpectedEOF
-		}
 	default:
+		// A logBody (every proxied response) copies itself through pooled
+		// buffers of 32 KiB, then 256 KiB once a read fills one (WriteTo);
+		// a body without WriteTo goes through copyLarge, not through
+		// bw's ReadFrom in pieces of its 4 KiB.
 		var n int64
-		n, err = copyLarge(bw, resp.Body)
+		if _, ok := resp.Body.(io.WriterTo); ok || resp.ContentLength <= int64(bw.Available()) {
+			n, err = io.Copy(bw, resp.Body)
+		} else {
+			n, err = copyLarge(bw, resp.Body)
+		}
 		if err == nil && n != resp.ContentLength {
 			err = io.ErrUnexpectedEOF
 		}
@@ -147,25 +148,29 @@ func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keepOpen 
 	return keepOpen && err == nil
 }
 
-// copyBufSize is how much of a body is read before it is written: each read
-// leaves in one write to the client connection, not in pieces of the head
-// buffer's 4 KiB. A read framed as a chunk (a size line of up to 4 hex
-// digits and CRLF before it, CRLF after it) is 32 KiB: two full TLS records
-// when intercepted, not two and a third of 10 bytes.
-const copyBufSize = 32<<10 - 8
+// A chunk is framed in place: its size line (up to 16 hex digits and CRLF)
+// goes into the chunkRoom bytes before the data read, its closing CRLF into
+// the 2 bytes after. The reads are sized so that a whole chunk is 32 KiB,
+// or 256 KiB once a read fills the small buffer (as logBody.WriteTo does):
+// whole TLS records when intercepted, never a last record of a few bytes.
+const (
+	chunkRoom  = 18
+	smallChunk = 32<<10 - 8  // 4 hex digits
+	largeChunk = 256<<10 - 9 // 5 hex digits
+)
 
-// chunkRoom is the room before a chunk's data for its size line (up to 16
-// hex digits and CRLF; 6 bytes for a read of copyBufSize).
-const chunkRoom = 18
+var chunkBufs = [2]sync.Pool{
+	{New: func() any { b := make([]byte, chunkRoom+smallChunk+2); return &b }},
+	{New: func() any { b := make([]byte, chunkRoom+largeChunk+2); return &b }},
+}
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, chunkRoom+copyBufSize+2); return &b }}
-
-// copyLarge copies a body larger than the head buffer: the first write
-// carries the head with the first piece, every later piece goes out as read.
+// copyLarge copies a body larger than the head buffer that has no WriteTo
+// of its own, in reads of up to 32 KiB, each written as it comes (the first
+// with the head).
 func copyLarge(bw *bufio.Writer, body io.Reader) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	return io.CopyBuffer(writerOnly{bw}, readerOnly{body}, (*bp)[:32<<10]) // two full TLS records
+	bp := chunkBufs[0].Get().(*[]byte)
+	defer chunkBufs[0].Put(bp)
+	return io.CopyBuffer(writerOnly{bw}, readerOnly{body}, (*bp)[:32<<10])
 }
 
 // writerOnly and readerOnly hide ReadFrom and WriteTo so that io.CopyBuffer
@@ -175,16 +180,17 @@ type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
 
 // copyChunked writes resp's body in chunked encoding, then its trailers.
-// Each piece read from the body is framed in place (size line before it,
-// CRLF after it in the same buffer) and flushed in one write, so that
-// streams (server-sent events, long polls) are not held back and a large
-// body costs one write per read, not three.
+// Each piece read from the body is framed in place and flushed in one
+// write, so that streams (server-sent events, long polls) are not held
+// back and a large body costs one write per read, not three.
 func copyChunked(bw *bufio.Writer, resp *http.Response) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	large := 0 // index into chunkBufs
+	bp := chunkBufs[large].Get().(*[]byte)
+	defer func() { chunkBufs[large].Put(bp) }()
 	for {
-		n, rerr := resp.Body.Read(buf[chunkRoom : chunkRoom+copyBufSize])
+		buf := *bp
+		size := len(buf) - chunkRoom - 2
+		n, rerr := resp.Body.Read(buf[chunkRoom : chunkRoom+size])
 		if n > 0 {
 			if _, err := bw.Write(frameChunk(buf, n)); err != nil {
 				return err
@@ -198,6 +204,11 @@ func copyChunked(bw *bufio.Writer, resp *http.Response) error {
 		}
 		if rerr != nil {
 			return rerr
+		}
+		if n == size && large == 0 { // the body runs fast: larger reads
+			chunkBufs[0].Put(bp)
+			large = 1
+			bp = chunkBufs[1].Get().(*[]byte)
 		}
 	}
 	bw.WriteString("0\r\n")
