@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -15,12 +17,24 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/picket-proxy/picket/internal/testutil"
+	"github.com/picket-proxy/picket/scanner"
 )
 
-// TestTransparentGateway builds a client host in a network namespace whose
-// port 80 and 443 traffic the gateway (this namespace) redirects to
-// Picket's transparent listeners with iptables, as an administrator would.
-func TestTransparentGateway(t *testing.T) {
+// gatewayNet is a client host in a network namespace whose default route
+// is this namespace, the gateway, over a veth pair; IPv4 and IPv6.
+type gatewayNet struct {
+	ns, vh   string // the namespace, the gateway's end of the veth pair
+	gw, cl   string // IPv4 addresses of the gateway and the client
+	gw6, cl6 string // IPv6 addresses of the gateway and the client
+	undo     [][]string
+}
+
+// newGatewayNet builds a gatewayNet, or skips the test when not root; the
+// test's cleanup removes all of it, and every rule added by redirect.
+func newGatewayNet(t *testing.T) *gatewayNet {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces and iptables (CI runs as root)")
 	}
@@ -29,22 +43,15 @@ func TestTransparentGateway(t *testing.T) {
 			t.Fatalf("%s is needed (make test installs it): %v", tool, err)
 		}
 	}
-	var undo [][]string
-	sh := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
+	g := &gatewayNet{}
 	t.Cleanup(func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			exec.Command(undo[i][0], undo[i][1:]...).Run()
+		for i := len(g.undo) - 1; i >= 0; i-- {
+			exec.Command(g.undo[i][0], g.undo[i][1:]...).Run()
 		}
 	})
 	// Random names and /24, retried when taken: other test processes (other
 	// packages, other worktrees) build namespaces at the same time, and a
 	// PID modulo a small number collides between them.
-	var ns, vh, vc, gw, cl, gw6, cl6 string
 	addrs, _ := exec.Command("ip", "-o", "-4", "addr").Output()
 	for attempt := 0; ; attempt++ {
 		if attempt == 20 {
@@ -55,28 +62,71 @@ func TestTransparentGateway(t *testing.T) {
 		if strings.Contains(string(addrs), " "+prefix) {
 			continue
 		}
-		ns = fmt.Sprintf("picket-t%06x", id>>8)
-		if exec.Command("ip", "netns", "add", ns).Run() != nil {
+		g.ns = fmt.Sprintf("picket-t%06x", id>>8)
+		if exec.Command("ip", "netns", "add", g.ns).Run() != nil {
 			continue
 		}
-		vh, vc, gw, cl = fmt.Sprintf("pkh%06x", id>>8), fmt.Sprintf("pkc%06x", id>>8), prefix+"1", prefix+"2"
+		g.vh, g.gw, g.cl = fmt.Sprintf("pkh%06x", id>>8), prefix+"1", prefix+"2"
 		prefix6 := fmt.Sprintf("fd7c:%x:%x::", id>>16, id&0xffff) // a unique local /64 (RFC 4193)
-		gw6, cl6 = prefix6+"1", prefix6+"2"
+		g.gw6, g.cl6 = prefix6+"1", prefix6+"2"
 		break
 	}
-	undo = append(undo, []string{"ip", "netns", "del", ns})
-	sh("ip", "link", "add", vh, "type", "veth", "peer", "name", vc)
-	undo = append(undo, []string{"ip", "link", "del", vh})
-	sh("ip", "link", "set", vc, "netns", ns)
-	sh("ip", "addr", "add", gw+"/24", "dev", vh)
-	sh("ip", "link", "set", vh, "up")
-	sh("ip", "netns", "exec", ns, "ip", "addr", "add", cl+"/24", "dev", vc)
-	sh("ip", "netns", "exec", ns, "ip", "link", "set", vc, "up")
-	sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-	sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", gw)
+	vc := "pkc" + strings.TrimPrefix(g.vh, "pkh")
+	ns, vh := g.ns, g.vh
+	g.undo = append(g.undo, []string{"ip", "netns", "del", ns})
+	g.sh(t, "ip", "link", "add", vh, "type", "veth", "peer", "name", vc)
+	g.undo = append(g.undo, []string{"ip", "link", "del", vh})
+	g.sh(t, "ip", "link", "set", vc, "netns", ns)
+	g.sh(t, "ip", "addr", "add", g.gw+"/24", "dev", vh)
+	g.sh(t, "ip", "link", "set", vh, "up")
+	g.sh(t, "ip", "netns", "exec", ns, "ip", "addr", "add", g.cl+"/24", "dev", vc)
+	g.sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", vc, "up")
+	g.sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	g.sh(t, "ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", g.gw)
 	// IPv6 too (nodad: usable at once), for IP6T_SO_ORIGINAL_DST.
-	sh("ip", "-6", "addr", "add", gw6+"/64", "dev", vh, "nodad")
-	sh("ip", "netns", "exec", ns, "ip", "-6", "addr", "add", cl6+"/64", "dev", vc, "nodad")
+	g.sh(t, "ip", "-6", "addr", "add", g.gw6+"/64", "dev", vh, "nodad")
+	g.sh(t, "ip", "netns", "exec", ns, "ip", "-6", "addr", "add", g.cl6+"/64", "dev", vc, "nodad")
+	return g
+}
+
+// sh runs a command and fails the test if it fails.
+func (g *gatewayNet) sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+// redirect sends the client's TCP traffic to port to ln (tables is
+// iptables or ip6tables), as an administrator would.
+func (g *gatewayNet) redirect(t *testing.T, tables, port string, ln net.Listener) {
+	t.Helper()
+	_, to, _ := net.SplitHostPort(ln.Addr().String())
+	rule := []string{"PREROUTING", "-i", g.vh, "-p", "tcp", "--dport", port, "-j", "REDIRECT", "--to-ports", to}
+	g.sh(t, append([]string{tables, "-t", "nat", "-A"}, rule...)...)
+	g.undo = append(g.undo, append([]string{tables, "-t", "nat", "-D"}, rule...))
+}
+
+// curl runs curl with args on the client host and returns the body and the
+// status code it printed (or curl's error as the status).
+func (g *gatewayNet) curl(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	full := append([]string{"netns", "exec", g.ns, "curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"}, args...)
+	out, _ := exec.Command("ip", full...).CombinedOutput()
+	s := strings.TrimSpace(string(out))
+	i := strings.LastIndexByte(s, '\n')
+	if i < 0 {
+		return "", s
+	}
+	return s[:i], s[i+1:]
+}
+
+// TestTransparentGateway builds a client host in a network namespace whose
+// port 80 and 443 traffic the gateway (this namespace) redirects to
+// Picket's transparent listeners with iptables, as an administrator would.
+func TestTransparentGateway(t *testing.T) {
+	g := newGatewayNet(t)
+	gw, cl, gw6, cl6 := g.gw, g.cl, g.gw6, g.cl6
 
 	// Origins on the gateway's address, ports 80 and 443.
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -126,28 +176,15 @@ func TestTransparentGateway(t *testing.T) {
 	go tp.ServeTransparentHTTPS(l443)
 	l6, _ := net.Listen("tcp", "["+gw6+"]:0")
 	go tp.ServeTransparentHTTP(l6)
-	for _, r := range []struct {
-		tables, port string
-		ln           net.Listener
-	}{{"iptables", "80", l80}, {"iptables", "443", l443}, {"ip6tables", "80", l6}} {
-		_, to, _ := net.SplitHostPort(r.ln.Addr().String())
-		rule := []string{"PREROUTING", "-i", vh, "-p", "tcp", "--dport", r.port, "-j", "REDIRECT", "--to-ports", to}
-		sh(append([]string{r.tables, "-t", "nat", "-A"}, rule...)...)
-		undo = append(undo, append([]string{r.tables, "-t", "nat", "-D"}, rule...))
-	}
+	g.redirect(t, "iptables", "80", l80)
+	g.redirect(t, "iptables", "443", l443)
+	g.redirect(t, "ip6tables", "80", l6)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw}), 0o644)
 
 	curl := func(args ...string) (string, string) {
 		t.Helper()
-		full := append([]string{"netns", "exec", ns, "curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"}, args...)
-		out, _ := exec.Command("ip", full...).CombinedOutput()
-		s := strings.TrimSpace(string(out))
-		i := strings.LastIndexByte(s, '\n')
-		if i < 0 {
-			return "", s
-		}
-		return s[:i], s[i+1:]
+		return g.curl(t, args...)
 	}
 	for _, tc := range []struct {
 		name       string
@@ -193,6 +230,122 @@ func TestTransparentGateway(t *testing.T) {
 		body, status := curl(tc.args...)
 		if status != "403" || !strings.Contains(body, "spread malware") {
 			t.Errorf("%s: got %s %q, want a 403 block", tc.name, status, body)
+		}
+	}
+}
+
+// TestTransparentUploadScanning: uploads redirected to the transparent
+// listeners, plain HTTP and intercepted TLS, are scanned as the proxy
+// listener's are (roundTrip's step 3): EICAR, as the body or a form's file,
+// POST or PUT, with Content-Length or chunked, gets the block page and
+// never reaches the origin; a clean upload of a few hundred KiB arrives
+// byte for byte.
+func TestTransparentUploadScanning(t *testing.T) {
+	g := newGatewayNet(t)
+	plain, tlsSink := testutil.NewSink(), testutil.NewSink()
+	o80, err := net.Listen("tcp", g.gw+":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := &httptest.Server{Listener: o80, Config: &http.Server{Handler: plain}}
+	origin.Start()
+	defer origin.Close()
+	o443, err := net.Listen("tcp", g.gw+":443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsOrigin := &httptest.Server{Listener: o443, Config: &http.Server{Handler: tlsSink}}
+	tlsOrigin.StartTLS() // httptest's certificate names example.com
+	defer tlsOrigin.Close()
+
+	sc, err := scanner.New(scanner.Config{TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := testCA(t)
+	tp := startProxy(t, Config{
+		Scanner: sc, ScanUploads: true,
+		Decider: DeciderFunc(func(context.Context, *Request) (Decision, error) {
+			return Decision{Action: Allow, Intercept: true}, nil
+		}),
+		Intercept:         func(host string) (*tls.Config, error) { return ca.TLSConfig(host), nil },
+		RootCAs:           poolOf(tlsOrigin.Certificate()),
+		Clients:           []netip.Prefix{netip.MustParsePrefix(g.cl + "/32")},
+		AllowDestinations: []netip.Prefix{netip.MustParsePrefix(g.gw + "/32")},
+	})
+	l80, _ := net.Listen("tcp", g.gw+":0")
+	l443, _ := net.Listen("tcp", g.gw+":0")
+	go tp.ServeTransparentHTTP(l80)
+	go tp.ServeTransparentHTTPS(l443)
+	g.redirect(t, "iptables", "80", l80)
+	g.redirect(t, "iptables", "443", l443)
+
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	clean, _ := io.ReadAll(randReader(11, 300<<10+7))
+	cleanFile, eicarPath := write("clean.bin", clean), write("eicar.com", []byte(eicarFile))
+	caFile := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw}))
+	bodies := []struct {
+		name    string
+		args    []string // curl's method and body
+		body    []byte   // what the origin must receive; nil: nothing
+		chunked bool     // the client's framing, which the origin must see
+		member  string   // the form's file, named on the block page
+	}{
+		{"clean POST", []string{"--data-binary", "@" + cleanFile, "-H", "Content-Type: application/octet-stream"}, clean, false, ""},
+		{"clean PUT chunked", []string{"-T", cleanFile, "-H", "Transfer-Encoding: chunked"}, clean, true, ""},
+		{"eicar POST", []string{"--data-binary", "@" + eicarPath, "-H", "Content-Type: application/octet-stream"}, nil, false, ""},
+		{"eicar PUT chunked", []string{"-T", eicarPath, "-H", "Transfer-Encoding: chunked"}, nil, true, ""},
+		{"eicar in a form", []string{"-F", "file=@" + eicarPath}, nil, false, "eicar.com"},
+	}
+	paths := []struct {
+		name   string
+		base   string
+		args   []string
+		origin *testutil.Sink
+	}{
+		{"http", "http://" + g.gw, nil, plain},
+		{"https intercepted", "https://example.com", []string{"--cacert", caFile, "--resolve", "example.com:443:" + g.gw}, tlsSink},
+	}
+	for _, p := range paths {
+		for i, b := range bodies {
+			t.Run(p.name+"/"+b.name, func(t *testing.T) {
+				path := fmt.Sprintf("/upload/%s/%d", strings.ReplaceAll(p.name, " ", "-"), i)
+				args := append(append(append([]string{}, p.args...), b.args...), p.base+path)
+				page, status := g.curl(t, args...)
+				l := tp.waitAccess(t, func(l map[string]any) bool { return strings.HasSuffix(fmt.Sprint(l[fURL]), path) })
+				got, reached := p.origin.Received(path)
+				if b.body != nil {
+					if status != "200" || !reached || !bytes.Equal(got.Body, b.body) {
+						t.Fatalf("clean upload: got %s %.200q, origin reached %v with %d bytes (identical %v); want 200 and the %d bytes",
+							status, page, reached, len(got.Body), bytes.Equal(got.Body, b.body), len(b.body))
+					}
+					if got.Chunked != b.chunked {
+						t.Errorf("origin framing: chunked %v, want %v", got.Chunked, b.chunked)
+					}
+					if l[fClient] != g.cl || l["upload_result"] != "unknown" || l["bytes_in"] != float64(len(b.body)) {
+						t.Errorf("access line %v, want client %s, upload_result unknown, bytes_in %d", l, g.cl, len(b.body))
+					}
+					return
+				}
+				if reached {
+					t.Fatalf("the origin received the infected upload (%d bytes)", len(got.Body))
+				}
+				inc, _ := l["incident"].(string)
+				if status != "403" || inc == "" || !strings.Contains(page, inc) || !strings.Contains(page, scanner.EICARName) ||
+					!strings.Contains(page, "upload") || (b.member != "" && !strings.Contains(page, b.member)) {
+					t.Errorf("want the block page naming the upload, %s and the incident %q; got %s %.800s", scanner.EICARName, inc, status, page)
+				}
+				if l["action"] != "block" || l["rule"] != "scanner.upload.eicar" || l["upload_result"] != "malicious" {
+					t.Errorf("access line %v, want a block by rule scanner.upload.eicar", l)
+				}
+			})
 		}
 	}
 }
