@@ -115,6 +115,10 @@ func TestConsoleBrowser(t *testing.T) {
 			s.Observe(e)
 		}
 	}
+	// An infected upload, blocked: the console marks its scan as an upload's.
+	s.Observe(proxy.Event{Time: now, Method: "POST", URL: "http://up.example/form", Host: "up.example", Status: 403,
+		Action: "block", Stage: "scan", Rule: "scanner.upload.eicar", Incident: "INC-UP",
+		Upload: &proxy.ScanEvent{Type: "eicar", Result: "malicious", Threat: "EICAR-Test-File", Upload: true}})
 	for i, e := range workload(now) {
 		e.Time = now.Add(time.Duration(i) * time.Second)
 		s.Observe(e)
@@ -173,6 +177,12 @@ func TestConsoleBrowser(t *testing.T) {
 		`[...document.querySelectorAll("#blocks-body tr.block-row td.incident")].slice(0, 4).map(td => td.textContent)`))
 	if strings.Join(first, " ") != "INC-SCAN INC-C INC-B INC-A" {
 		t.Errorf("block rows: got %v first, want the newest first", first)
+	}
+	// The upload's scan is marked as one; the download's (INC-SCAN) is not.
+	marked := run(t, ctx, "upload markers", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("#blocks-body tr.block-row")].filter(tr => tr.querySelector(".tag.upload")).map(tr => tr.querySelector("td.incident").textContent + " " + tr.querySelector(".tag.upload").textContent)`))
+	if strings.Join(marked, ",") != "INC-UP upload" {
+		t.Errorf("rows marked as an upload: got %q, want only INC-UP's", marked)
 	}
 	// Every resource the page loaded came from the admin listener.
 	urls := run(t, ctx, "resources", chromedp.Evaluate[[]string](

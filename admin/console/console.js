@@ -332,6 +332,8 @@
       tr.append(el("td", {}, d.rule || d.stage || "–"));
       const v = el("td");
       v.append(el("span", { class: "tag" }, d.verdict || (d.scan ? d.scan.result : "rule")));
+      // The scan was of what the client sent (an upload), not of the response.
+      if (d.scan && d.scan.upload) v.append(" ", el("span", { class: "tag upload", title: "The scanned body was the client's upload" }, "upload"));
       if (d.scan && d.scan.threat) v.append(el("div", { class: "small muted" }, d.scan.threat));
       tr.append(v);
       tr.append(el("td", { class: "incident" }, d.incident || "–"));
