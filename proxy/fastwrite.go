@@ -127,16 +127,11 @@ func writeResponse(c net.Conn, req *http.Request, resp *http.Response, keepOpen 
 	case chunked:
 		err = copyChunked(bw, resp)
 	default:
-		// A logBody (every proxied response) copies itself through pooled
-		// buffers of 32 KiB, then 256 KiB once a read fills one (WriteTo);
-		// a body without WriteTo goes through copyLarge, not through
-		// bw's ReadFrom in pieces of its 4 KiB.
+		// Every proxied body is a logBody, which copies itself through
+		// pooled buffers of 32 KiB, then 256 KiB once a read fills one
+		// (WriteTo); answers of Picket's own are in memory (bytes.Reader).
 		var n int64
-		if _, ok := resp.Body.(io.WriterTo); ok || resp.ContentLength <= int64(bw.Available()) {
-			n, err = io.Copy(bw, resp.Body)
-		} else {
-			n, err = copyLarge(bw, resp.Body)
-		}
+		n, err = io.Copy(bw, resp.Body)
 		if err == nil && n != resp.ContentLength {
 			err = io.ErrUnexpectedEOF
 		}
@@ -163,21 +158,6 @@ var chunkBufs = [2]sync.Pool{
 	{New: func() any { b := make([]byte, chunkRoom+smallChunk+2); return &b }},
 	{New: func() any { b := make([]byte, chunkRoom+largeChunk+2); return &b }},
 }
-
-// copyLarge copies a body larger than the head buffer that has no WriteTo
-// of its own, in reads of up to 32 KiB, each written as it comes (the first
-// with the head).
-func copyLarge(bw *bufio.Writer, body io.Reader) (int64, error) {
-	bp := chunkBufs[0].Get().(*[]byte)
-	defer chunkBufs[0].Put(bp)
-	return io.CopyBuffer(writerOnly{bw}, readerOnly{body}, (*bp)[:32<<10])
-}
-
-// writerOnly and readerOnly hide ReadFrom and WriteTo so that io.CopyBuffer
-// uses the buffer it is given (bufio.Writer's ReadFrom would read in pieces
-// of its own 4 KiB).
-type writerOnly struct{ io.Writer }
-type readerOnly struct{ io.Reader }
 
 // copyChunked writes resp's body in chunked encoding, then its trailers.
 // Each piece read from the body is framed in place and flushed in one
