@@ -332,33 +332,8 @@ func (s *Server) jsonAccess(x *exchange) {
 	if x.errKind != "" {
 		ev = ev.Str(fError, string(x.errKind))
 	}
-	if sc := x.scan; sc != nil {
-		ev = ev.Str(fScanType, sc.Type).Str(fScanResult, sc.Result)
-		if sc.Threat != "" {
-			ev = ev.Str(fThreat, sc.Threat)
-		}
-		if sc.Engine != "" {
-			ev = ev.Str(fEngine, sc.Engine)
-		}
-		if sc.Partial {
-			ev = ev.Bool(fPartial, true)
-		}
-		if sc.Active != "" {
-			ev = ev.Str(fActive, sc.Active)
-		}
-	}
-	if up := x.upload; up != nil {
-		ev = ev.Str(fUploadType, up.Type).Str(fUploadResult, up.Result)
-		if up.Threat != "" {
-			ev = ev.Str(fUploadThreat, up.Threat)
-		}
-		if up.Engine != "" {
-			ev = ev.Str(fUploadEngine, up.Engine)
-		}
-		if up.Partial {
-			ev = ev.Bool(fUploadPartial, true)
-		}
-	}
+	ev = scanFields(ev, x.scan, downloadFields)
+	ev = scanFields(ev, x.upload, uploadFields)
 	if x.tunnel != nil {
 		ev = ev.Str(fTunnel, x.tunnel.host)
 	}
