@@ -54,6 +54,14 @@ func waitLines(t *testing.T, path string, n int) []string {
 	}
 }
 
+// settled waits until a write the flusher has begun is over, its counters
+// included: the lines reach the file before the flusher counts them, and it
+// holds outMu for both.
+func settled(l *logFile) {
+	l.outMu.Lock()
+	l.outMu.Unlock()
+}
+
 // testLogFile opens a log file whose flusher ticks only when the test
 // sends on the returned channel.
 func testLogFile(t *testing.T, size int) (*logFile, string, chan time.Time) {
@@ -89,6 +97,7 @@ func TestLogFlushEvery(t *testing.T) {
 	if got := waitLines(t, path, 2); got[0] != "one" || got[1] != "two" {
 		t.Errorf("after the tick: got %q", got)
 	}
+	settled(l)
 	if s := l.Stats(); s.Buffered != 0 || s.Flushes != 1 || s.Bytes != 8 {
 		t.Errorf("stats after the tick: got %+v, want 1 flush of 8 bytes, none buffered", s)
 	}
@@ -106,6 +115,7 @@ func TestLogFlushWhenFull(t *testing.T) {
 	if len(got) != 2 {
 		t.Errorf("got %d lines, want the 2 of the full buffer", len(got))
 	}
+	settled(l)
 	if s := l.Stats(); s.Buffered != 40 || s.Flushes != 1 {
 		t.Errorf("stats: got %+v, want one flush, the third line buffered", s)
 	}
