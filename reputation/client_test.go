@@ -436,3 +436,81 @@ func TestFlush(t *testing.T) {
 		t.Errorf("after Flush: backend asked %d times, want 2", n)
 	}
 }
+
+// inMemoryBackend marks a fakeBackend as answering from memory.
+type inMemoryBackend struct{ *fakeBackend }
+
+func (inMemoryBackend) InMemory() {}
+
+// TestInMemoryResolvesAsRemote: a backend answering from memory skips the
+// prefix cache (resolveInMemory); for the same answers its first verdict
+// for a query — kind, names, Source, TTL — is the one a remote backend's
+// goes through the prefix cache to (resolve), and the result cache keeps it
+// as long: several matches of different severity, a match that expires at
+// once, no negative TTL, a file hash, an unknown URL.
+func TestInMemoryResolvesAsRemote(t *testing.T) {
+	sum, _ := ParseFileHash("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")
+	fileKey, err := FileKey(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[Hash]Verdict{
+		HashExpression("many.test/"):       {Kind: KindUnwanted, Category: "ads", TTL: time.Hour},
+		HashExpression("many.test/a/"):     {Kind: KindMalware, ThreatName: "M", TTL: 10 * time.Minute},
+		HashExpression("many.test/a/b"):    {Kind: KindPhishing, TTL: time.Minute},
+		HashExpression("gone.test/"):       {Kind: KindMalware, ThreatName: "old", TTL: 0},
+		HashExpression("clean.test/"):      {Kind: KindClean, TTL: 2 * time.Hour},
+		HashExpression("clean.test/x.exe"): {Kind: KindUnwanted, ThreatName: "PUA", TTL: 3 * time.Minute},
+		fileKey:                            {Kind: KindMalware, ThreatName: "EICAR", TTL: 24 * time.Hour},
+	}
+	answer := func(negTTL time.Duration) func(context.Context, []Prefix) (Answer, error) {
+		return func(_ context.Context, prefixes []Prefix) (Answer, error) {
+			a := Answer{NegativeTTL: negTTL, Source: SourceDatabase}
+			for _, p := range prefixes {
+				for h, v := range known {
+					if h.Prefix() == p {
+						a.Matches = append(a.Matches, Match{Hash: h, Verdict: v})
+					}
+				}
+			}
+			return a, nil
+		}
+	}
+	queries := []Query{
+		{URL: "http://many.test/a/b?q=1"}, {URL: "http://many.test/a/c"}, {URL: "http://www.many.test/"},
+		{URL: "http://gone.test/"}, {URL: "https://clean.test/x.exe"}, {URL: "http://nothing.test/"},
+		{SHA256: sum},
+	}
+	for _, negTTL := range []time.Duration{5 * time.Minute, 0} {
+		for _, q := range queries {
+			remote := &fakeBackend{find: answer(negTTL)}
+			local := &fakeBackend{find: answer(negTTL)}
+			rc, rclk := newTestClient(t, Config{Backend: remote})
+			lc, lclk := newTestClient(t, Config{Backend: inMemoryBackend{local}})
+			want, got := mustLookup(t, rc, q), mustLookup(t, lc, q)
+			if got != want {
+				t.Errorf("negative TTL %v, %+v: in memory %+v, through the prefix cache %+v", negTTL, q, got, want)
+			}
+			if local.calls.Load() != 1 {
+				t.Errorf("%+v: %d backend calls, want 1", q, local.calls.Load())
+			}
+			// Cached exactly as long: a hit just before the TTL, a new
+			// backend call just after it.
+			if want.TTL > 0 {
+				rclk.Add(want.TTL - time.Second)
+				lclk.Add(want.TTL - time.Second)
+				mustLookup(t, rc, q)
+				mustLookup(t, lc, q)
+				if local.calls.Load() != 1 {
+					t.Errorf("%+v: a lookup within the TTL called the in-memory backend", q)
+				}
+				rclk.Add(2 * time.Second)
+				lclk.Add(2 * time.Second)
+				mustLookup(t, lc, q)
+				if local.calls.Load() != 2 {
+					t.Errorf("%+v: a lookup after the TTL %v did not call the in-memory backend", q, want.TTL)
+				}
+			}
+		}
+	}
+}

@@ -248,6 +248,16 @@ func originCert() (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
+// originConns counts the connections the origins accepted (-v: a proxy that
+// reconnects upstream makes the origin do handshakes the others do not).
+var originConns atomic.Int64
+
+func countOriginConns(_ net.Conn, st http.ConnState) {
+	if st == http.StateNew {
+		originConns.Add(1)
+	}
+}
+
 func startOrigins() (plain, secure, h2 *httptest.Server, err error) {
 	cert, err := originCert()
 	if err != nil {
@@ -285,6 +295,9 @@ func startOrigins() (plain, secure, h2 *httptest.Server, err error) {
 	quiet := log.New(io.Discard, "", 0) // clients cut at the end of a run are not news
 	plain, secure, h2 = httptest.NewUnstartedServer(mux), httptest.NewUnstartedServer(mux), httptest.NewUnstartedServer(mux)
 	plain.Config.ErrorLog, secure.Config.ErrorLog, h2.Config.ErrorLog = quiet, quiet, quiet
+	for _, o := range []*httptest.Server{plain, secure, h2} {
+		o.Config.ConnState = countOriginConns
+	}
 	h2.EnableHTTP2 = true
 	secure.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	h2.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}

@@ -64,6 +64,7 @@ type tally struct {
 	self    time.Duration // this process's (load generator and origin) CPU
 	idle    []float64     // the machine's idle share, per round
 	segs    uint64        // TCP segments sent on the machine
+	conns   int64         // connections the origins accepted
 	lat     []time.Duration
 	// firstErr is the first error of the rounds, for -v.
 	firstErr string
@@ -92,8 +93,9 @@ func (t *tally) add(r, direct result, cpu time.Duration) {
 // observe runs one load run and adds what the rest of the machine did
 // meanwhile: this process's CPU, the machine's idle share, TCP segments.
 func (t *tally) observe(run func() result) result {
-	self0, m0 := procstat.CPU(os.Getpid()), procstat.ReadMachine()
+	self0, m0, c0 := procstat.CPU(os.Getpid()), procstat.ReadMachine(), originConns.Load()
 	r := run()
+	t.conns += originConns.Load() - c0
 	t.self += procstat.CPU(os.Getpid()) - self0
 	idle, segs := procstat.ReadMachine().Since(m0)
 	t.idle = append(t.idle, idle)
@@ -105,7 +107,8 @@ func (t *tally) machineString() string {
 	if t.n == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("machine idle %.0f%%, TCP segments/req %.1f", 100*median(t.idle), float64(t.segs)/float64(t.n))
+	return fmt.Sprintf("machine idle %.0f%%, TCP segments/req %.1f, origin connections/1000 req %.2f",
+		100*median(t.idle), float64(t.segs)/float64(t.n), 1000*float64(t.conns)/float64(t.n))
 }
 
 // ratio is the median of the rounds' ratios to direct.

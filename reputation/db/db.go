@@ -139,6 +139,48 @@ func (d *DB) Find(dst []Entry, p reputation.Prefix) []Entry {
 	return dst
 }
 
+// findBatch is how many searches FindAll runs in step.
+const findBatch = 32
+
+// FindAll appends the entries of every prefix in ps to dst, as Find does one
+// prefix after the other, in the same order. The searches advance in step,
+// one probe of each per round: their reads of the index and the records do
+// not depend on each other, so the CPU overlaps their cache misses instead of
+// waiting for each in turn. A URL's lookup asks for up to 30 prefixes, in a
+// database far larger than the CPU's caches: one after the other, each
+// waits for about five reads from memory.
+func (d *DB) FindAll(dst []Entry, ps []reputation.Prefix) []Entry {
+	var lo, hi [findBatch]int
+	for len(ps) > 0 {
+		n := min(len(ps), findBatch)
+		for i, p := range ps[:n] {
+			lo[i], hi[i] = d.bucket(uint32(p))
+		}
+		for searching := true; searching; {
+			searching = false
+			for i, p := range ps[:n] {
+				if lo[i] < hi[i] {
+					m := int(uint(lo[i]+hi[i]) >> 1)
+					if d.prefix(m) < uint32(p) {
+						lo[i] = m + 1
+					} else {
+						hi[i] = m
+					}
+					searching = true
+				}
+			}
+		}
+		for i, p := range ps[:n] {
+			for j := lo[i]; j < d.n && d.prefix(j) == uint32(p); j++ {
+				dst = append(dst, Entry{Hash: reputation.Hash(d.recs[j*recSize : j*recSize+32]), Verdict: d.verdictAt(d.ref(j))})
+			}
+		}
+		ps = ps[n:]
+	}
+	runtime.KeepAlive(d)
+	return dst
+}
+
 func (d *DB) prefix(i int) uint32 { return binary.BigEndian.Uint32(d.recs[i*recSize:]) }
 
 func (d *DB) ref(i int) uint32 { return binary.LittleEndian.Uint32(d.recs[i*recSize+32:]) }

@@ -340,3 +340,31 @@ func BenchmarkFindMiss(b *testing.B) {
 		b.Fatalf("got %d entries", len(es))
 	}
 }
+
+// BenchmarkFindURL is the database's part of a URL lookup that misses the
+// caches: the 30 prefixes of a URL's expressions (host suffixes × path
+// prefixes) in a database larger than the CPU's caches, a different URL
+// each time. "each" looks them up one after the other, "all" in step.
+func BenchmarkFindURL(b *testing.B) {
+	d := synthetic(2_000_000)
+	urls := make([][]reputation.Prefix, 4096)
+	for i := range urls {
+		for j := range 30 {
+			urls[i] = append(urls[i], reputation.HashExpression(fmt.Sprintf("a%d.b%d.example/p%d/", i, j, j)).Prefix())
+		}
+	}
+	var es []Entry
+	b.Run("each", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			es = es[:0]
+			for _, p := range urls[i%len(urls)] {
+				es = d.Find(es, p)
+			}
+		}
+	})
+	b.Run("all", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			es = d.FindAll(es[:0], urls[i%len(urls)])
+		}
+	})
+}

@@ -766,3 +766,52 @@ func TestRemoveStale(t *testing.T) {
 		})
 	}
 }
+
+// TestFindAllAgainstFind: FindAll answers what Find answers prefix by
+// prefix, in the same order, for batches of every size around findBatch,
+// with present, absent and repeated prefixes, and on an empty database.
+func TestFindAllAgainstFind(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	es := entries(r, 5000, false)
+	// Hashes sharing a prefix: Find returns several entries for it.
+	for i := 0; i < 50; i++ {
+		h := es[r.IntN(len(es))].Hash
+		h[31] ^= byte(i + 1)
+		es = append(es, Entry{Hash: h, Verdict: reputation.Verdict{Kind: reputation.KindMalware}})
+	}
+	full, _ := build(t, es, "")
+	empty, _ := build(t, nil, "")
+	for _, d := range []*DB{full, empty} {
+		for _, n := range []int{0, 1, 2, 31, 32, 33, 64, 65, 100} {
+			ps := make([]reputation.Prefix, n)
+			for i := range ps {
+				switch r.IntN(3) {
+				case 0:
+					ps[i] = es[r.IntN(len(es))].Hash.Prefix()
+				case 1:
+					ps[i] = reputation.Prefix(r.Uint32())
+				default:
+					if i > 0 {
+						ps[i] = ps[r.IntN(i)]
+					}
+				}
+			}
+			var want []Entry
+			for _, p := range ps {
+				want = d.Find(want, p)
+			}
+			got := d.FindAll(nil, ps)
+			if len(got) != len(want) {
+				t.Fatalf("%d entries, %d prefixes: FindAll returned %d entries, Find %d", d.Len(), n, len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%d prefixes: entry %d = %x %+v, Find gives %x %+v", n, i, got[i].Hash, got[i].Verdict, want[i].Hash, want[i].Verdict)
+				}
+			}
+			if d == full && n >= 32 && len(want) == 0 {
+				t.Fatalf("%d prefixes, a third of them present: nothing found", n)
+			}
+		}
+	}
+}

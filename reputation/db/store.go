@@ -313,14 +313,15 @@ func (s *Store) InMemory() {}
 // Answer looks prefixes up in d and sets the TTLs and source.
 func Answer(d *DB, prefixes []reputation.Prefix, ttl, negTTL time.Duration, src reputation.Source) reputation.Answer {
 	a := reputation.Answer{NegativeTTL: negTTL, Source: src}
-	var es []Entry
-	for _, p := range prefixes {
-		es = d.Find(es[:0], p)
-		for _, e := range es {
-			v := e.Verdict
-			v.TTL, v.Source = ttl, src
-			a.Matches = append(a.Matches, reputation.Match{Hash: e.Hash, Verdict: v})
-		}
+	es := d.FindAll(nil, prefixes)
+	if len(es) == 0 {
+		return a
+	}
+	a.Matches = make([]reputation.Match, len(es))
+	for i, e := range es {
+		v := e.Verdict
+		v.TTL, v.Source = ttl, src
+		a.Matches[i] = reputation.Match{Hash: e.Hash, Verdict: v}
 	}
 	return a
 }
