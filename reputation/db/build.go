@@ -175,9 +175,9 @@ func (b *Builder) BuildTo(t Target) (*DB, error) {
 	if t.TempDir == "" {
 		t.TempDir = b.dir
 	}
-	est := int64(headerSize) + int64(b.n)*recSize + int64(4<<indexBits(b.n)) + b.enc.blobs.n
+	est := int64(headerSize) + int64(b.n)*recSize + int64(4<<indexBits(b.n)) + int64(filterBlocks(b.n)*filterBlock) + b.enc.blobs.n
 	out := newOutput(t, est)
-	a := newAssembler(out, indexBits(b.n))
+	a := newAssembler(out, b.n)
 	d := dedup{enc: &b.enc}
 	if err := d.prepare(); err != nil {
 		out.abort()
@@ -381,10 +381,16 @@ type assembler struct {
 	shift uint
 	idx   []uint32
 	buf   []byte
+	// filter is the prefix filter (filter.go) of the records written.
+	filter []byte
 }
 
-func newAssembler(out *output, bits uint8) *assembler {
-	a := &assembler{out: out, bits: bits, shift: 32 - uint(bits), idx: make([]uint32, 1<<bits+1), buf: make([]byte, 0, 64<<10)}
+// newAssembler starts a file of about n records (at most n: the index and
+// the filter are sized for n).
+func newAssembler(out *output, n int) *assembler {
+	bits := indexBits(n)
+	a := &assembler{out: out, bits: bits, shift: 32 - uint(bits), idx: make([]uint32, 1<<bits+1), buf: make([]byte, 0, 64<<10),
+		filter: make([]byte, filterBlocks(n)*filterBlock)}
 	out.s.write(make([]byte, headerSize))
 	return a
 }
@@ -411,9 +417,11 @@ func (a *assembler) records(recs []byte) {
 	a.flush()
 	a.Write(recs)
 	for off := 0; off < len(recs); off += recSize {
+		p := binary.BigEndian.Uint32(recs[off:])
 		if a.bits > 0 {
-			a.idx[binary.BigEndian.Uint32(recs[off:])>>a.shift+1]++
+			a.idx[p>>a.shift+1]++
 		}
+		filterAdd(a.filter, p)
 		a.n++
 	}
 }
@@ -425,9 +433,11 @@ func (a *assembler) record(h []byte, ref uint32) {
 	if len(a.buf) > cap(a.buf)-recSize {
 		a.flush()
 	}
+	p := binary.BigEndian.Uint32(h)
 	if a.bits > 0 {
-		a.idx[binary.BigEndian.Uint32(h)>>a.shift+1]++
+		a.idx[p>>a.shift+1]++
 	}
+	filterAdd(a.filter, p)
 	a.n++
 }
 
@@ -455,7 +465,7 @@ func (a *assembler) finish(hd header, enc *verdictEncoder, sections []section) (
 	}
 	cats := appendCats(nil, enc.cats)
 	a.Write(cats)
-	extra := appendSections(nil, sections)
+	extra := appendSections(nil, append(sections[:len(sections):len(sections)], section{name: filterSection, data: a.filter}))
 	a.Write(extra)
 	hd.n, hd.bits = uint64(a.n), a.bits
 	hd.blobLen, hd.catsLen, hd.extraLen = uint64(enc.blobs.n), uint64(len(cats)), uint64(len(extra))

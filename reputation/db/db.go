@@ -44,6 +44,8 @@ type DB struct {
 	n     int
 	shift uint // 32 - index bits
 	file  *mapping
+	// filter is the prefix filter (filter.go); nil in a file without one.
+	filter []byte
 
 	sumOnce sync.Once
 	sum     [32]byte
@@ -123,6 +125,9 @@ func (d *DB) Get(h reputation.Hash) (reputation.Verdict, bool) {
 
 // Find appends to dst the entries whose hash starts with p.
 func (d *DB) Find(dst []Entry, p reputation.Prefix) []Entry {
+	if d.filter != nil && !filterHas(d.filter, uint32(p)) {
+		return dst
+	}
 	lo, hi := d.bucket(uint32(p))
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -154,6 +159,10 @@ func (d *DB) FindAll(dst []Entry, ps []reputation.Prefix) []Entry {
 	for len(ps) > 0 {
 		n := min(len(ps), findBatch)
 		for i, p := range ps[:n] {
+			if d.filter != nil && !filterHas(d.filter, uint32(p)) {
+				lo[i], hi[i] = d.n, d.n // not here
+				continue
+			}
 			lo[i], hi[i] = d.bucket(uint32(p))
 		}
 		for searching := true; searching; {
@@ -360,6 +369,12 @@ func open(data []byte, checkCRC bool, m *mapping) (*DB, error) {
 	}
 	if err := d.checkIndex(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	if f, ok := d.extra[filterSection]; ok {
+		if !validFilter(f) {
+			return nil, fmt.Errorf("%w: prefix filter of %d bytes", ErrBadSnapshot, len(f))
+		}
+		d.filter = f
 	}
 	return d, nil
 }

@@ -131,7 +131,7 @@ func newMergeWriter(t Target, n int, size int64) *mergeWriter {
 	w.enc.init(n)
 	w.enc.blobs.create = tempFile(t.TempDir, true)
 	w.out = newOutput(t, size)
-	w.a = newAssembler(w.out, indexBits(n))
+	w.a = newAssembler(w.out, n)
 	return w
 }
 

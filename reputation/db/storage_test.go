@@ -815,3 +815,62 @@ func TestFindAllAgainstFind(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixFilter: every file the assembler writes (a build, an Apply, a
+// diff) carries a prefix filter that passes every record's prefix and
+// rejects nearly every absent one, and lookups answer the same with it as
+// without it (a file written before the filter existed).
+func TestPrefixFilter(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 11))
+	es := entries(r, 100_000, false)
+	d, m := build(t, es, "")
+	more, _ := build(t, entries(r, 1000, false), "")
+	applied, err := d.Apply(Changes{Added: more}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := Diff(more, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range map[string]*DB{"build": d, "apply": applied, "diff add": changes.Added, "diff remove": changes.Removed} {
+		if db.filter == nil || !validFilter(db.filter) {
+			t.Fatalf("%s: prefix filter %d bytes", name, len(db.filter))
+		}
+		db.All(func(e Entry) {
+			if !filterHas(db.filter, uint32(e.Hash.Prefix())) {
+				t.Fatalf("%s: the filter rejects the prefix of %x, in the file", name, e.Hash)
+			}
+		})
+	}
+	filter := d.filter
+	passed, absent := 0, 0
+	var with, without []Entry
+	for i := 0; i < 200_000; i++ {
+		p := reputation.Prefix(r.Uint32())
+		with = d.Find(with[:0], p)
+		d.filter = nil // as a file without one
+		without = d.Find(without[:0], p)
+		d.filter = filter
+		if !slices.Equal(with, without) {
+			t.Fatalf("Find(%v) = %v with the filter, %v without", p, with, without)
+		}
+		if len(without) == 0 {
+			absent++
+			if filterHas(d.filter, uint32(p)) {
+				passed++
+			}
+		}
+	}
+	t.Logf("the filter passes %d of %d absent prefixes", passed, absent)
+	// About 20 bits a record here: a false positive rate well under 1 %.
+	if rate := float64(passed) / float64(absent); rate > 0.01 {
+		t.Errorf("the filter passes %.2f%% of absent prefixes (%d of %d)", 100*rate, passed, absent)
+	}
+	check(t, d, m)
+	for _, f := range [][]byte{nil, make([]byte, 31), make([]byte, 3*filterBlock)} {
+		if validFilter(f) {
+			t.Errorf("a filter of %d bytes is valid", len(f))
+		}
+	}
+}
