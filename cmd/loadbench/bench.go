@@ -84,6 +84,10 @@ type bench struct {
 	closed bool
 
 	pickets [rowKinds]*picket // the Picket under test on each kind of row
+	// warmed are every Picket process of the current field, picket-b's
+	// too: each gets the same warm-up, so that an A/B compares like with
+	// like.
+	warmed []*picket
 }
 
 // stopLater registers stop to run when the bench ends.
@@ -182,14 +186,15 @@ func run(bin string, dur time.Duration, only string) error {
 	return b.sections(tunnel)
 }
 
-// warm sends the HTTP mix through each Picket for a few seconds, so that
-// the rows meet warm verdict caches, and prints their hit ratio meanwhile;
+// warm sends the HTTP mix through each Picket (picket-b's too) for a few
+// seconds, so that the rows meet warm verdict caches, and prints their hit
+// ratio meanwhile;
 // then the intercepted keep-alive mix through every intercepting
 // contestant, so that each has minted (and, if it keeps them, cached) its
 // certificates for the mix's hosts before the rows.
 func (b *bench) warm(field []column) {
 	sc := scenarios[0]
-	for _, p := range []*picket{b.pickets[plainRow], b.pickets[interceptRow]} {
+	for _, p := range b.warmed {
 		w := newCacheWatch(p)
 		load(sc, newTargets(sc, b.origin.URL, b.mix), p.url, 5*time.Second)
 		fmt.Printf("warm-up, 5 s of the HTTP mix through %s: %s\n", p.name, w)
@@ -241,6 +246,7 @@ func (b *bench) startPicketPair(name, bin, env string, logOn bool) (column, *pic
 		return column{}, nil, err
 	}
 	b.stopLater(m.stop)
+	b.warmed = append(b.warmed, t, m)
 	pt, pm := &proc{t.url, t.cpu}, &proc{m.url, m.cpu}
 	if name == "picket" {
 		b.pickets = [rowKinds]*picket{t, t, m, m}
@@ -255,6 +261,7 @@ func (b *bench) startPicketPair(name, bin, env string, logOn bool) (column, *pic
 // peers and the floor as the flags ask. It returns the columns and the
 // tunnel Picket (for the memory sections).
 func (b *bench) startField(logOn bool) ([]column, *picket, error) {
+	b.warmed = nil
 	pk, tunnel, err := b.startPicketPair("picket", b.bin, picketEnv, logOn)
 	if err != nil {
 		return nil, nil, err
