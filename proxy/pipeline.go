@@ -347,7 +347,12 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 	if rt := (route{pin: x.pin, http1Only: upgradeType(in.Header) != ""}); rt != routeOf(ctx) {
 		ctx = withRoute(ctx, rt) // a fast-path tunnel's connection carries its pin already
 	}
-	out := in.Clone(ctx)
+	// A shallow copy with its own header: the rest (URL, Trailer, Body) is
+	// only read on the way out (a RoundTripper must not modify a request),
+	// and a Trailer shared with in carries the values in's body reader
+	// fills in at its end.
+	out := in.WithContext(ctx)
+	out.Header = in.Header.Clone()
 	out.RequestURI = ""
 	out.Host = "" // the URL's host wins over the Host header (RFC 9112 §3.2.2)
 	out.Close = false
