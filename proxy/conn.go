@@ -163,13 +163,23 @@ const tooManyConns = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/pla
 type idleConn struct {
 	net.Conn
 	timeout atomic.Int64 // nanoseconds; 0 = off
-	last    atomic.Int64 // unix nanoseconds of the last read or write
-	setAt   int64        // unix nanoseconds the read deadline was last set (reader goroutine only)
+	last    atomic.Int64 // monoNow of the last read or write
+	setAt   int64        // monoNow when the read deadline was last set, 0: never (reader goroutine only)
 }
+
+// monoBase is the reading monoNow counts from.
+var monoBase = time.Now()
+
+// monoNow is the monotonic clock in nanoseconds since monoBase: the time
+// idleConn keeps on every read and write. time.Since of a reading that has
+// a monotonic clock reads that clock alone, where time.Now reads the wall
+// clock as well; and a deadline of monoBase.Add(...) keeps the monotonic
+// reading, so the poller's time.Until reads one clock too.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
 
 // idle turns on the idle timeout d (0 turns it off).
 func (c *idleConn) idle(d time.Duration) {
-	c.last.Store(time.Now().UnixNano())
+	c.last.Store(monoNow())
 	c.timeout.Store(int64(d))
 }
 
@@ -182,17 +192,17 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		// Moving the deadline costs a timer update: do it only when an
 		// eighth of the idle time has passed since the last move. A
 		// deadline that fires early is retried below.
-		now := time.Now()
-		if now.UnixNano()-c.setAt > int64(d/8) {
-			_ = c.Conn.SetReadDeadline(now.Add(d))
-			c.setAt = now.UnixNano()
+		now := monoNow()
+		if c.setAt == 0 || now-c.setAt > int64(d/8) {
+			_ = c.Conn.SetReadDeadline(monoBase.Add(time.Duration(now) + d))
+			c.setAt = now
 		}
 		n, err := c.Conn.Read(p)
 		if n > 0 {
-			c.last.Store(time.Now().UnixNano())
+			c.last.Store(monoNow())
 		}
 		if err != nil && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) &&
-			time.Since(time.Unix(0, c.last.Load())) < d {
+			monoNow()-c.last.Load() < int64(d) {
 			c.setAt = 0 // the other direction was busy, or the deadline was early: move it
 			continue
 		}
@@ -203,7 +213,7 @@ func (c *idleConn) Read(p []byte) (int, error) {
 func (c *idleConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if n > 0 && c.timeout.Load() > 0 {
-		c.last.Store(time.Now().UnixNano())
+		c.last.Store(monoNow())
 	}
 	return n, err
 }
