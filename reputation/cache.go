@@ -1,7 +1,6 @@
 package reputation
 
 import (
-	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -18,17 +17,15 @@ type resultKey struct {
 }
 
 // resultEntry is a final verdict, with the Source that gave it, and when
-// it expires. verdict and expires never change once the entry is cached;
-// moved is the results cache's tick when the entry last went to the front.
+// it expires.
 type resultEntry struct {
 	verdict Verdict
 	expires time.Time
-	moved   atomic.Uint64
 }
 
 // answer is the entry as a lookup's answer at now: its provenance (Source)
 // unchanged, marked Cached, with the TTL left.
-func (e *resultEntry) answer(now time.Time) Verdict {
+func (e resultEntry) answer(now time.Time) Verdict {
 	v := e.verdict
 	v.Cached, v.TTL = true, e.expires.Sub(now)
 	return v
@@ -78,12 +75,12 @@ func (e prefixEntry) lookup(h Hash, now time.Time) (cacheResult, cachedMatch, ti
 
 // caches holds the two LRU caches of a Client.
 type caches struct {
-	results  *resultCache
+	results  *lru.Cache[resultKey, resultEntry]
 	prefixes *lru.Cache[Prefix, prefixEntry]
 }
 
 func newCaches(size int) (caches, error) {
-	r, err := lru.New[resultKey, *resultEntry](size)
+	r, err := lru.New[resultKey, resultEntry](size)
 	if err != nil {
 		return caches{}, err
 	}
@@ -91,51 +88,5 @@ func newCaches(size int) (caches, error) {
 	if err != nil {
 		return caches{}, err
 	}
-	return caches{results: &resultCache{lru: r, fresh: uint64(size / 4)}, prefixes: p}, nil
+	return caches{results: r, prefixes: p}, nil
 }
-
-// resultCache is the cache of final verdicts: an LRU whose hits move an
-// entry to the front only when it is no longer among the most recently
-// moved. Every request of a browsing user looks its URL up here, and
-// moving an entry takes the cache's write lock and writes the entry's list
-// neighbours (memory the two cores then pass back and forth); a hit on an
-// entry moved to the front a moment ago only reads, under the read lock.
-//
-// The tick counts the entries that went to the front (added, or moved by
-// a hit). A hit moves its entry again once more than a quarter of the
-// cache's size went to the front since the entry last did, so at most that
-// many entries are ahead of it that a strict LRU would have behind it. An
-// entry leaves only from the back, with the cache's size ahead of it, so
-// one hit at least once in every half of that many ticks stays, whatever
-// else is added or hit (TestResultCacheKeepsHitEntries).
-type resultCache struct {
-	lru   *lru.Cache[resultKey, *resultEntry]
-	tick  atomic.Uint64
-	fresh uint64 // ticks for which a moved entry stays where it is: size/4
-}
-
-// get returns the entry of key, moving it to the front when it is due.
-func (c *resultCache) get(key resultKey) (*resultEntry, bool) {
-	e, ok := c.lru.Peek(key)
-	if !ok {
-		return nil, false
-	}
-	if now := c.tick.Load(); now-e.moved.Load() > c.fresh {
-		e.moved.Store(c.tick.Add(1))
-		c.lru.Get(key) // to the front (if key still names an entry)
-	}
-	return e, true
-}
-
-// peek returns the entry of key without moving it.
-func (c *resultCache) peek(key resultKey) (*resultEntry, bool) { return c.lru.Peek(key) }
-
-// add caches v for key until expires, at the front.
-func (c *resultCache) add(key resultKey, v Verdict, expires time.Time) {
-	e := &resultEntry{verdict: v, expires: expires}
-	e.moved.Store(c.tick.Add(1))
-	c.lru.Add(key, e)
-}
-
-func (c *resultCache) len() int { return c.lru.Len() }
-func (c *resultCache) purge()   { c.lru.Purge() }

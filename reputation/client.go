@@ -218,7 +218,7 @@ func (c *Client) Lookup(ctx context.Context, q Query) (Verdict, error) {
 		return Verdict{}, err
 	}
 	now := c.now()
-	if e, ok := c.caches.results.get(key); ok && now.Before(e.expires) {
+	if e, ok := c.caches.results.Get(key); ok && now.Before(e.expires) {
 		c.hits.Add(1)
 		return e.answer(now), nil
 	}
@@ -251,7 +251,7 @@ func (c *Client) Lookup(ctx context.Context, q Query) (Verdict, error) {
 func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, error) {
 	// 0. A lookup that just finished may have answered this already.
 	now := c.now()
-	if e, ok := c.caches.results.peek(key); ok && now.Before(e.expires) {
+	if e, ok := c.caches.results.Peek(key); ok && now.Before(e.expires) {
 		return e.answer(now), nil
 	}
 	// 1. The full hashes to look for.
@@ -487,7 +487,7 @@ func (c *Client) store(key resultKey, v Verdict, expires, now time.Time) Verdict
 		return v
 	}
 	v.TTL = expires.Sub(now)
-	c.caches.results.add(key, v, expires)
+	c.caches.results.Add(key, resultEntry{verdict: v, expires: expires})
 	return v
 }
 
@@ -503,7 +503,7 @@ func (c *Client) Stats() Stats {
 		FailOpen:     c.failOpen.Load(),
 		FailClosed:   c.failClosed.Load(),
 		Breaker:      c.breaker.current(),
-		CachedURLs:   c.caches.results.len(),
+		CachedURLs:   c.caches.results.Len(),
 		CachedPrefix: c.caches.prefixes.Len(),
 	}
 }
@@ -516,7 +516,7 @@ func (c *Client) Reload() error {
 	if r, ok := c.backend.(interface{ Reload() error }); ok {
 		err = r.Reload()
 	}
-	c.caches.results.purge()
+	c.caches.results.Purge()
 	c.caches.prefixes.Purge()
 	return err
 }
@@ -528,7 +528,7 @@ func (c *Client) Backend() Backend { return c.backend }
 // Flush empties the verdict caches (results and prefixes) without touching
 // the backend: the next lookups ask it again.
 func (c *Client) Flush() {
-	c.caches.results.purge()
+	c.caches.results.Purge()
 	c.caches.prefixes.Purge()
 }
 
