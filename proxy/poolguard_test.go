@@ -414,8 +414,11 @@ func TestGuardConn(t *testing.T) {
 // response nobody asked for never has it delivered — concurrent clients,
 // hundreds of times.
 func TestGuardedTransport(t *testing.T) {
-	for _, tlsOn := range []bool{false, true} {
-		t.Run(fmt.Sprint("tls=", tlsOn), func(t *testing.T) {
+	for _, run := range []struct {
+		tlsOn, inline bool
+	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		tlsOn := run.tlsOn
+		t.Run(fmt.Sprintf("tls=%v/inline=%v", tlsOn, run.inline), func(t *testing.T) {
 			origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				b, _ := io.ReadAll(r.Body)
 				switch r.URL.Path {
@@ -455,6 +458,11 @@ func TestGuardedTransport(t *testing.T) {
 			}, 1<<16, nil)
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
+			if run.inline { // GET and HEAD in the caller's goroutine (https once learnt), the rest through tr
+				ic := testInline(tr, 4)
+				defer ic.CloseIdleConnections()
+				client.Transport = ic
+			}
 			for i := range 20 {
 				for _, m := range []struct{ method, path, body string }{
 					{"GET", "/", ""}, {"HEAD", "/", ""}, {"POST", "/", "data"}, {"GET", "/chunked", ""},
@@ -482,7 +490,7 @@ func TestGuardedTransport(t *testing.T) {
 				}
 			}
 			if n := dials.Load(); n > 2 && sockWatched {
-				t.Errorf("dialled %d connections for 140 sequential requests, want 1 (keep-alive)", n)
+				t.Errorf("dialled %d connections for 140 sequential requests, want 1 (keep-alive; 2 with the inline client)", n)
 			}
 		})
 	}
@@ -514,9 +522,12 @@ var injections = []injection{
 // the injected response, and every GET gets its real answer (the Transport
 // retries on a new connection when the guard refuses a dirty one).
 func TestGuardedTransportInjection(t *testing.T) {
-	for _, tlsOn := range []bool{false, true} {
+	for _, run := range []struct {
+		tlsOn, inline bool
+	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		tlsOn := run.tlsOn
 		for _, inj := range injections {
-			t.Run(fmt.Sprintf("tls=%v/%s", tlsOn, inj.name), func(t *testing.T) {
+			t.Run(fmt.Sprintf("tls=%v/inline=%v/%s", tlsOn, run.inline, inj.name), func(t *testing.T) {
 				origin, written := startInjectingOrigin(t, tlsOn, inj)
 				tr := &http.Transport{MaxIdleConnsPerHost: 1}
 				if tlsOn {
@@ -524,6 +535,15 @@ func TestGuardedTransportInjection(t *testing.T) {
 				}
 				guardTransport(tr, (&net.Dialer{}).DialContext, 1<<16, nil)
 				defer tr.CloseIdleConnections()
+				var rt http.RoundTripper = tr
+				if run.inline {
+					ic := testInline(tr, 1)
+					defer ic.CloseIdleConnections()
+					if tlsOn {
+						ic.learnH1(origin) // as the Transport's first answer would
+					}
+					rt = ic
+				}
 				scheme, method := "http", http.MethodGet
 				if tlsOn {
 					scheme = "https"
@@ -546,7 +566,7 @@ func TestGuardedTransportInjection(t *testing.T) {
 								turn.Lock()
 							}
 							req, _ := http.NewRequest(method, fmt.Sprintf("%s://%s/%d/%d", scheme, origin, client, i), nil)
-							resp, err := tr.RoundTrip(req)
+							resp, err := rt.RoundTrip(req)
 							if err == nil {
 								io.Copy(io.Discard, resp.Body)
 								resp.Body.Close()

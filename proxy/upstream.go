@@ -39,6 +39,7 @@ type Upstream struct {
 	dest   *destinations
 	dialer *dialer
 	direct *http.Transport // origins Picket dials itself
+	inline *inlineClient   // the simplest requests to them, in the caller's goroutine (else direct)
 
 	// Parent proxies; all nil or empty without them.
 	parents []*parent
@@ -67,6 +68,7 @@ func newUpstream(cfg *Config) (*Upstream, error) {
 	u := &Upstream{cfg: cfg, dest: newDestinations(cfg), now: time.Now}
 	u.dialer = newDialer(cfg, u.dest)
 	u.direct = newTransport(cfg, u.dialer.DialContext)
+	u.inline = newInlineClient(u.direct, cfg)
 	if len(cfg.Parents) == 0 {
 		return u, nil
 	}
@@ -99,7 +101,7 @@ const resolveTTL = 30 * time.Second
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	u.recheckLists()
 	if len(u.parents) == 0 {
-		return u.direct.RoundTrip(req)
+		return u.inline.RoundTrip(req)
 	}
 	direct, err := u.goesDirect(req.Context(), hostPort(req.URL), routeOf(req.Context()).pin)
 	switch {
@@ -130,12 +132,14 @@ func (u *Upstream) recheckLists() {
 	v := b.Version()
 	if old := u.lists.Load(); old != v && u.lists.CompareAndSwap(old, v) {
 		u.direct.CloseIdleConnections()
+		u.inline.CloseIdleConnections()
 	}
 }
 
 // CloseIdleConnections closes the pooled connections to origins and parents.
 func (u *Upstream) CloseIdleConnections() {
 	u.direct.CloseIdleConnections()
+	u.inline.CloseIdleConnections()
 	if u.viaTLS != nil {
 		u.viaTLS.CloseIdleConnections()
 	}
