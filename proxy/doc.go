@@ -42,8 +42,9 @@
 //	                      │ Upstream (upstream.go): direct, the dialer checking the dialled IP
 //	                      │   (destinations.go: destination policy, then the feeds' address
 //	                      │   lists), or through a parent proxy; HTTP/2 when the origin offers
-//	                      │   it, else HTTP/1.1 (transport.go) ── listed ─► block page;
-//	                      │   error ─► 502/504/403 page
+//	                      │   it, else HTTP/1.1 (transport.go; GET and HEAD without a body
+//	                      │   written and read in the request's goroutine, inline.go)
+//	                      │   ── listed ─► block page; error ─► 502/504/403 page
 //	                      │ response: hop-by-hop out, QUIC alternatives out of Alt-Svc (altsvc.go)
 //	                      │ download scanning (scan.go): classify, buffer or trickle (not gRPC)
 //	                      ▼
