@@ -47,6 +47,15 @@ func rawOrigin(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) (string, 
 	return ln.Addr().String(), &accepted
 }
 
+// silentOrigin reads a request on each connection and never answers.
+func silentOrigin(t *testing.T) string {
+	addr, _ := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		http.ReadRequest(br)
+		io.Copy(io.Discard, br)
+	})
+	return addr
+}
+
 func guardedTestTransport() *http.Transport {
 	tr := &http.Transport{MaxIdleConnsPerHost: 4}
 	guardTransport(tr, (&net.Dialer{}).DialContext, 1<<16, nil)
@@ -133,10 +142,7 @@ func TestInlineKeepsAlive(t *testing.T) {
 // TestInlineHeadTimeout: an origin that never answers gets the request a
 // timeout error within the head timeout, and its connection is not kept.
 func TestInlineHeadTimeout(t *testing.T) {
-	addr, _ := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		http.ReadRequest(br)
-		io.Copy(io.Discard, br)
-	})
+	addr := silentOrigin(t)
 	tr := guardedTestTransport()
 	defer tr.CloseIdleConnections()
 	ic := newInlineClient(tr, &Config{MaxIdleConnsPerHost: 4, UpstreamIdleTimeout: time.Minute, ResponseHeaderTimeout: 200 * time.Millisecond})
@@ -152,7 +158,10 @@ func TestInlineHeadTimeout(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
 	}
-	if n := len(ic.idle); n != 0 {
+	ic.mu.Lock()
+	n := len(ic.idle)
+	ic.mu.Unlock()
+	if n != 0 {
 		t.Errorf("%d origins with idle connections after a timeout", n)
 	}
 }
@@ -160,10 +169,7 @@ func TestInlineHeadTimeout(t *testing.T) {
 // TestInlineCanceled: a request whose context ends while it waits for the
 // head fails with the context's error at once.
 func TestInlineCanceled(t *testing.T) {
-	addr, _ := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		http.ReadRequest(br)
-		io.Copy(io.Discard, br)
-	})
+	addr := silentOrigin(t)
 	tr := guardedTestTransport()
 	defer tr.CloseIdleConnections()
 	ic := testInline(tr, 4)
