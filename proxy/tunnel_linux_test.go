@@ -3,10 +3,13 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // drainPipes closes the pipes the free list keeps.
@@ -78,4 +81,62 @@ func TestSpliceIdleTunnelsHoldNoPipes(t *testing.T) {
 		}
 	}
 	t.Errorf("%d idle tunnels hold %d pipes, want none: %v", tunnels, len(held), held)
+}
+
+// spliceNow may enter the kernel without telling the scheduler only because
+// it cannot wait there: every descriptor a tunnel splices between — accepted
+// and dialled sockets, and the pipes — is non-blocking.
+func TestSpliceDescriptorsNonBlocking(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialled, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dialled.Close()
+	accepted, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accepted.Close()
+	nonBlocking := func(name string, fd int) {
+		t.Helper()
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil {
+			t.Fatalf("%s: fcntl: %v", name, err)
+		}
+		if flags&unix.O_NONBLOCK == 0 {
+			t.Errorf("%s: descriptor %d is blocking: spliceNow could hold its thread and P", name, fd)
+		}
+	}
+	for name, c := range map[string]net.Conn{"accepted": accepted, "dialled": dialled} {
+		rc := rawConnOf(c)
+		if rc == nil {
+			t.Fatalf("%s: no raw connection", name)
+		}
+		if err := rc.Control(func(fd uintptr) { nonBlocking(name, int(fd)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := getPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer putPipe(p)
+	nonBlocking("pipe read end", p.r)
+	nonBlocking("pipe write end", p.w)
+
+	// And with nothing to read, spliceNow says so at once.
+	rc := rawConnOf(accepted)
+	var n int64
+	var serr error
+	if err := rc.Control(func(fd uintptr) { n, serr = spliceNow(int(fd), p.w, maxSplice) }); err != nil {
+		t.Fatal(err)
+	}
+	if serr != unix.EAGAIN {
+		t.Errorf("splice from an empty socket: %d, %v; want EAGAIN", n, serr)
+	}
 }
