@@ -56,8 +56,10 @@ func silentOrigin(t *testing.T) string {
 	return addr
 }
 
-func guardedTestTransport() *http.Transport {
-	tr := &http.Transport{MaxIdleConnsPerHost: 4}
+// guardedTestTransport is an upstream Transport with Picket's pool guard,
+// set up as newTransport sets it (no compression asked for, a head timeout).
+func guardedTestTransport(maxIdle int) *http.Transport {
+	tr := &http.Transport{MaxIdleConnsPerHost: maxIdle, DisableCompression: true, ResponseHeaderTimeout: time.Minute}
 	guardTransport(tr, (&net.Dialer{}).DialContext, 1<<16, nil)
 	return tr
 }
@@ -71,7 +73,7 @@ func TestInlineRetriesClosedIdle(t *testing.T) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
-	tr := guardedTestTransport()
+	tr := guardedTestTransport(4)
 	defer tr.CloseIdleConnections()
 	ic := testInline(tr, 4)
 	defer ic.CloseIdleConnections()
@@ -114,7 +116,7 @@ func TestInlineKeepsAlive(t *testing.T) {
 			}
 		}
 	})
-	tr := guardedTestTransport()
+	tr := guardedTestTransport(4)
 	defer tr.CloseIdleConnections()
 	ic := testInline(tr, 4)
 	defer ic.CloseIdleConnections()
@@ -143,7 +145,7 @@ func TestInlineKeepsAlive(t *testing.T) {
 // timeout error within the head timeout, and its connection is not kept.
 func TestInlineHeadTimeout(t *testing.T) {
 	addr := silentOrigin(t)
-	tr := guardedTestTransport()
+	tr := guardedTestTransport(4)
 	defer tr.CloseIdleConnections()
 	ic := newInlineClient(tr, &Config{MaxIdleConnsPerHost: 4, UpstreamIdleTimeout: time.Minute, ResponseHeaderTimeout: 200 * time.Millisecond})
 	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
@@ -170,7 +172,7 @@ func TestInlineHeadTimeout(t *testing.T) {
 // head fails with the context's error at once.
 func TestInlineCanceled(t *testing.T) {
 	addr := silentOrigin(t)
-	tr := guardedTestTransport()
+	tr := guardedTestTransport(4)
 	defer tr.CloseIdleConnections()
 	ic := testInline(tr, 4)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -189,7 +191,7 @@ func TestInlineHeadTooLarge(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
 		io.Copy(c, io.LimitReader(neverEnding('a'), 8<<20))
 	})
-	tr := guardedTestTransport()
+	tr := guardedTestTransport(4)
 	tr.MaxResponseHeaderBytes = 64 << 10
 	defer tr.CloseIdleConnections()
 	ic := testInline(tr, 4)
@@ -269,7 +271,7 @@ func TestInlineCloseEarly(t *testing.T) {
 			time.Sleep(time.Minute) // the rest never comes within the test
 		}
 	})
-	tr := guardedTestTransport()
+	tr := guardedTestTransport(4)
 	defer tr.CloseIdleConnections()
 	ic := testInline(tr, 4)
 	defer ic.CloseIdleConnections()

@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"testing"
-	"time"
 )
 
 // BenchmarkUpstreamTransport and BenchmarkUpstreamInline are one request
@@ -21,25 +19,18 @@ import (
 //     caller's goroutine.
 func BenchmarkUpstreamTransport(b *testing.B) {
 	origin := benchOrigin(b, false)
-	tr := benchGuardedTransport()
+	tr := guardedTestTransport(256)
 	defer tr.CloseIdleConnections()
 	benchUpstream(b, tr, origin.URL+"/1k")
 }
 
 func BenchmarkUpstreamInline(b *testing.B) {
 	origin := benchOrigin(b, false)
-	tr := benchGuardedTransport()
+	tr := guardedTestTransport(256)
 	defer tr.CloseIdleConnections()
-	ic := newInlineClient(tr, &Config{MaxIdleConnsPerHost: 256, UpstreamIdleTimeout: time.Minute, ResponseHeaderTimeout: time.Minute})
+	ic := testInline(tr, 256)
 	defer ic.CloseIdleConnections()
 	benchUpstream(b, ic, origin.URL+"/1k")
-}
-
-// benchGuardedTransport is an upstream Transport with Picket's pool guard.
-func benchGuardedTransport() *http.Transport {
-	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true, ResponseHeaderTimeout: time.Minute}
-	guardTransport(tr, (&net.Dialer{}).DialContext, 1<<16, nil)
-	return tr
 }
 
 // benchUpstream sends b.N GETs of url through rt, 64 at a time, and reads
