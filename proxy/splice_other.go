@@ -17,3 +17,4 @@ func putPipe(*pipe) {}
 func (p *pump) spliceStep() (int64, error) { return 0, nil }
 func (p *pump) rawFill(uintptr) bool       { return true }
 func (p *pump) rawDrain(uintptr) bool      { return true }
+func (p *pump) shutdownWrite() bool        { return false }

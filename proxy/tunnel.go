@@ -102,7 +102,7 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 		case err == nil:
 			continue
 		case err == io.EOF:
-			if t.ended.Add(1) == 1 {
+			if t.ended.Add(1) == 1 && !p.shutdownWrite() {
 				closeWrite(dst)
 			} // else both ended: splice closes both at once
 			return p.moved.Load()
