@@ -72,6 +72,45 @@ func TestParseHey(t *testing.T) {
 	}
 }
 
+// hey's distribution of a run with few requests (hey -n 40 -c 4): the
+// percentiles it could not fill print as "0% in 0.0000 secs".
+const heyFewOut = `
+Summary:
+  Total:	0.0812 secs
+  Requests/sec:	492.4515
+
+Latency distribution:
+  10% in 0.0038 secs
+  50% in 0.0074 secs
+  95% in 0.0160 secs
+  0% in 0.0000 secs
+
+Status code distribution:
+  [200]	40 responses
+`
+
+// A run where hey printed no 99th percentile gives none, and the table's
+// median leaves such rounds out instead of printing a latency of 0s.
+func TestHeyMissingPercentile(t *testing.T) {
+	few := parseHey(heyFewOut)
+	if few.n != 40 || few.p50 != 7400*time.Microsecond || few.p99 != 0 {
+		t.Fatalf("got %d requests, p50 %s, p99 %s; want 40, 7.4ms, none", few.n, few.p50, few.p99)
+	}
+	ms := time.Millisecond
+	for _, c := range []struct {
+		in   []time.Duration
+		want string
+	}{
+		{[]time.Duration{few.p99, 0, 0}, "-"},
+		{[]time.Duration{0, 30 * ms, 0, 50 * ms, 40 * ms}, "40ms"},
+		{[]time.Duration{20 * ms}, "20ms"},
+	} {
+		if got := medianLatency(c.in); got != c.want {
+			t.Errorf("medianLatency(%v) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
 // TestWrkScript checks that the script sends absolute-form requests
 // through a proxy, origin-form direct, each with its Host.
 func TestWrkScript(t *testing.T) {

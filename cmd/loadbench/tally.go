@@ -131,11 +131,23 @@ func perReq(cpu time.Duration, n int64) string {
 // From an external generator, the medians of its rounds' figures.
 func (t *tally) latency() (p50, p99 string) {
 	if len(t.lat) == 0 && len(t.p50s) > 0 {
-		return roundLatency(medianDuration(t.p50s)), roundLatency(medianDuration(t.p99s))
+		return medianLatency(t.p50s), medianLatency(t.p99s)
 	}
 	slices.Sort(t.lat)
 	r := result{lat: t.lat}
 	return r.p(50), r.p(99)
+}
+
+// medianLatency is the median of an external generator's per-round
+// latencies, leaving out the rounds where it printed none: hey prints its
+// 99th percentile only when a run has more than about a hundred requests
+// (10 MiB rows may not), and a missing one is not a latency of 0s.
+func medianLatency(v []time.Duration) string {
+	v = slices.DeleteFunc(slices.Clone(v), func(d time.Duration) bool { return d == 0 })
+	if len(v) == 0 {
+		return "-"
+	}
+	return roundLatency(medianDuration(v))
 }
 
 func medianDuration(v []time.Duration) time.Duration {
