@@ -140,7 +140,7 @@ func (t *tally) latency() (p50, p99 string) {
 
 // medianLatency is the median of an external generator's per-round
 // latencies, leaving out the rounds where it printed none: hey prints its
-// 99th percentile only when a run has more than about a hundred requests
+// 99th percentile only when a run has at least a hundred requests
 // (10 MiB rows may not), and a missing one is not a latency of 0s.
 func medianLatency(v []time.Duration) string {
 	v = slices.DeleteFunc(slices.Clone(v), func(d time.Duration) bool { return d == 0 })
