@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,10 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Errorf("got no Go runtime metrics")
+	}
+	// docs/operations.md (CPUs) points administrators at this one.
+	if got, want := value(fams, "go_sched_gomaxprocs_threads"), float64(runtime.GOMAXPROCS(0)); got != want {
+		t.Errorf("go_sched_gomaxprocs_threads: got %v, want GOMAXPROCS %v", got, want)
 	}
 }
 

@@ -146,8 +146,8 @@ func (p *pump) rawDrain(fd uintptr) bool {
 // next goroutine enters a system call, then polls every 20 µs for at least
 // a millisecond. On a tunnel's every step that is a futex wake-up and a run
 // of short sleeps, each a context switch; measured on a 2-vCPU KVM guest
-// (docs/benchmarks-history.md, the sixth load run of issue 26), 9 % less CPU per new tunnel and
-// 12 % less per request through a keep-alive tunnel.
+// (docs/benchmarks-history.md, the sixth load run of issue 26), 9 % less
+// CPU per new tunnel and 12 % less per request through a keep-alive tunnel.
 func spliceNow(in, out, n int) (int64, error) {
 	r, _, errno := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n),
 		unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)

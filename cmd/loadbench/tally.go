@@ -143,17 +143,12 @@ func (t *tally) latency() (p50, p99 string) {
 // 99th percentile only when a run has at least a hundred requests
 // (10 MiB rows may not), and a missing one is not a latency of 0s.
 func medianLatency(v []time.Duration) string {
-	v = slices.DeleteFunc(slices.Clone(v), func(d time.Duration) bool { return d == 0 })
-	if len(v) == 0 {
+	s := slices.DeleteFunc(slices.Clone(v), func(d time.Duration) bool { return d == 0 })
+	if len(s) == 0 {
 		return "-"
 	}
-	return roundLatency(medianDuration(v))
-}
-
-func medianDuration(v []time.Duration) time.Duration {
-	s := slices.Clone(v)
 	slices.Sort(s)
-	return s[len(s)/2]
+	return roundLatency(s[len(s)/2])
 }
 
 func median(v []float64) float64 {
