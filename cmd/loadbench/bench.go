@@ -298,7 +298,8 @@ func (b *bench) startField(logOn bool) ([]column, *picket, error) {
 		b.stopLater(f.stop)
 		fw := f.proc()
 		if showConfigs {
-			fmt.Printf("-- floor: loadbench -serve-goforward (HTTP and intercepted rows), loadbench -serve-gotunnel (tunnel rows): cmd/loadbench/floor.go; no access log\n")
+			fmt.Printf("-- floor: loadbench -serve-goforward (HTTP and intercepted rows), loadbench -serve-gotunnel (tunnel rows): cmd/loadbench/floor.go; no access log; "+
+				"Go's runtime as Picket sets it by default: %s\n", strings.Join(floorEnv(), " "))
 		}
 		field = append(field, column{name: "floor", procs: [rowKinds]*proc{fw, t.proc(), fw, fw}})
 	}

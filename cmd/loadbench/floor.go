@@ -15,8 +15,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/picket-proxy/picket/config"
 )
 
 // The floors: the least a Go proxy does for each kind of row, built on Go's
@@ -27,7 +30,9 @@ import (
 
 // startGoTunnel runs this program as go-tunnel (serveGoTunnel) in a child
 // process.
-func startGoTunnel() (*peer, error) { return startSelf("go-tunnel", "-serve-gotunnel") }
+func startGoTunnel() (*peer, error) {
+	return startSelfEnv("go-tunnel", floorEnv(), "-serve-gotunnel")
+}
 
 // serveGoTunnel is go-tunnel, the child process of startGoTunnel: the least
 // a Go CONNECT proxy does — accept, read the request, dial, answer 200, then
@@ -72,6 +77,19 @@ func goTunnel(c *net.TCPConn) {
 	<-done
 }
 
+// floorEnv is the floors' environment: Go's runtime set as Picket sets it
+// for itself by default ([proxy] gc_percent, memory_limit and
+// scheduler_awake), so that Picket's CPU over its floor's is Picket's own
+// work, not a runtime setting the floor lacks.
+func floorEnv() []string {
+	d := config.Default().Proxy
+	env := []string{"GOGC=" + strconv.Itoa(d.GCPercent), "GOMEMLIMIT=" + strconv.FormatInt(int64(d.MemoryLimit), 10)}
+	if d.SchedulerAwake {
+		env = append(env, "GODEBUG="+config.AwakeSchedtrace)
+	}
+	return env
+}
+
 // errNotLoopback refuses a destination off loopback.
 var errNotLoopback = errors.New("destination is not on loopback")
 
@@ -91,7 +109,9 @@ func loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
 
 // startGoForward runs this program as go-forward (serveGoForward) in a
 // child process.
-func startGoForward() (*peer, error) { return startSelf("go-forward", "-serve-goforward") }
+func startGoForward() (*peer, error) {
+	return startSelfEnv("go-forward", floorEnv(), "-serve-goforward")
+}
 
 // serveGoForward is go-forward, the child process of startGoForward: the
 // least a Go HTTP/1.1 forward proxy does — net/http reads a request head,

@@ -293,6 +293,11 @@ const goproxyConf = "Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, Idl
 // startSelf runs this program as a peer on a free loopback port: serve is
 // the flag that takes the address, extra further arguments.
 func startSelf(name, serve string, extra ...string) (*peer, error) {
+	return startSelfEnv(name, nil, serve, extra...)
+}
+
+// startSelfEnv is startSelf with env added to this program's environment.
+func startSelfEnv(name string, env []string, serve string, extra ...string) (*peer, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -302,7 +307,11 @@ func startSelf(name, serve string, extra ...string) (*peer, error) {
 		return nil, err
 	}
 	args := append([]string{serve, addr}, extra...)
-	return startPeer(name, addr, exec.Command(self, args...))
+	cmd := exec.Command(self, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	return startPeer(name, addr, cmd)
 }
 
 // serveGoproxy is the child process of startGoproxy.

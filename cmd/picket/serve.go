@@ -38,6 +38,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, false); !ok {
 		return code
 	}
+	// Before anything else, since it may restart the process: an invalid
+	// file is left for serve to report.
+	if f, err := config.Load(*path); err == nil && f.Proxy.SchedulerAwake {
+		keepSchedulerAwake(stderr)
+	}
 	if *cpuprofile != "" {
 		pf, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -329,7 +334,8 @@ func (p *instance) run(ctx context.Context, ready chan<- string) error {
 	errc := p.serveListeners()
 	lg := p.lg
 	lg.app.Info().Str("listen", p.lns.proxy.Addr().String()).Str("version", version).Str("config", p.path).
-		Str("ca_fingerprint", p.ca.Fingerprint()).Msg("picket started")
+		Str("ca_fingerprint", p.ca.Fingerprint()).Bool("scheduler_awake", schedulerAwake(os.Getenv("GODEBUG"))).
+		Msg("picket started")
 	if ready != nil {
 		ready <- p.lns.proxy.Addr().String()
 	}

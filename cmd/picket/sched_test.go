@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/picket-proxy/picket/internal/testutil"
+)
+
+func TestWithAwakeScheduler(t *testing.T) {
+	for _, c := range []struct {
+		env     []string
+		want    []string
+		changed bool
+	}{
+		{[]string{"HOME=/root"}, []string{"HOME=/root", "GODEBUG=" + awakeSchedtrace}, true},
+		{[]string{"GODEBUG="}, []string{"GODEBUG=" + awakeSchedtrace}, true},
+		{[]string{"GODEBUG=madvdontneed=1", "A=b"}, []string{"GODEBUG=madvdontneed=1," + awakeSchedtrace, "A=b"}, true},
+		{[]string{"GODEBUG=schedtrace=0"}, []string{"GODEBUG=schedtrace=0"}, false},
+		{[]string{"GODEBUG=gctrace=1, schedtrace=1000"}, []string{"GODEBUG=gctrace=1, schedtrace=1000"}, false},
+		{[]string{"XGODEBUG=schedtrace=0"}, []string{"XGODEBUG=schedtrace=0", "GODEBUG=" + awakeSchedtrace}, true},
+	} {
+		orig := slices.Clone(c.env)
+		got, changed := withAwakeScheduler(c.env)
+		if changed != c.changed || !slices.Equal(got, c.want) {
+			t.Errorf("withAwakeScheduler(%q) = %q, %v; want %q, %v", orig, got, changed, c.want, c.changed)
+		}
+		if !slices.Equal(c.env, orig) {
+			t.Errorf("withAwakeScheduler changed its argument: %q, was %q", c.env, orig)
+		}
+	}
+	for v, want := range map[string]bool{
+		awakeSchedtrace:                true,
+		"gctrace=1," + awakeSchedtrace: true,
+		"schedtrace=0":                 false,
+		"schedtrace=5,schedtrace=0":    false, // the last one counts, as in the runtime
+		"schedtrace=x":                 false,
+		"":                             false,
+		"madvdontneed=1":               false,
+	} {
+		if got := schedulerAwake(v); got != want {
+			t.Errorf("schedulerAwake(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+// TestBinaryKeepsSchedulerAwake runs the real binary: by default it
+// restarts itself, in the same process, with schedtrace added to GODEBUG
+// (read back from /proc/PID/environ, which exec replaces); an administrator's
+// schedtrace, and scheduler_awake = false, leave the environment alone.
+func TestBinaryKeepsSchedulerAwake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("Picket restarts itself only on Linux")
+	}
+	bin := buildPicket(t)
+	for _, c := range []struct {
+		name, godebug, proxyKeys string
+		want                     string // GODEBUG of the running process; "-" for none
+		awake                    bool
+	}{
+		{"default", "", "", awakeSchedtrace, true},
+		{"added to the administrator's", "madvdontneed=1", "", "madvdontneed=1," + awakeSchedtrace, true},
+		{"administrator's schedtrace wins", "schedtrace=0", "", "schedtrace=0", false},
+		{"turned off", "", "scheduler_awake = false\n", "-", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfigWith(t, c.proxyKeys, "[log]\nformat = \"json\"\n")
+			cmd := exec.Command(bin, "serve", "-config", path)
+			cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+			if c.godebug != "" {
+				cmd.Env = append(cmd.Env, "GODEBUG="+c.godebug)
+			}
+			var stderr testutil.SyncBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				cmd.Process.Signal(syscall.SIGTERM)
+				if err := cmd.Wait(); err != nil {
+					t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
+				}
+			}()
+			for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "picket started"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("binary did not start: %s", stderr.String())
+				}
+			}
+			environ, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/environ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := "-"
+			for _, kv := range bytes.Split(environ, []byte{0}) {
+				if v, ok := bytes.CutPrefix(kv, []byte("GODEBUG=")); ok {
+					got = string(v)
+				}
+			}
+			if got != c.want {
+				t.Errorf("GODEBUG of the running picket: %q, want %q", got, c.want)
+			}
+			if want := `"scheduler_awake":` + strconv.FormatBool(c.awake); !strings.Contains(stderr.String(), want) {
+				t.Errorf("start-up log without %s:\n%s", want, stderr.String())
+			}
+		})
+	}
+}
