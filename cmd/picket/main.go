@@ -41,8 +41,14 @@ var version = "dev"
 func main() {
 	// zerolog's time format is process-wide: set once, before any logger.
 	zerolog.TimeFieldFormat = time.RFC3339Nano
+	restartAwake = keepSchedulerAwake // the process is picket's own (not a test's)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// restartAwake restarts picket serve with the scheduler kept awake
+// (sched.go). Only main sets it: run called in-process, as tests do, must
+// never replace the process that called it.
+var restartAwake func(stderr io.Writer)
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -114,5 +118,37 @@ func TestBinaryKeepsSchedulerAwake(t *testing.T) {
 				t.Errorf("start-up log without %s:\n%s", want, stderr.String())
 			}
 		})
+	}
+}
+
+// TestServeRestartsOnlyFromMain checks the wiring of the restart: serve
+// asks for it when the configuration says so, and nothing but main turns it
+// on, so that run called in-process (as here) never replaces its caller.
+func TestServeRestartsOnlyFromMain(t *testing.T) {
+	if restartAwake != nil {
+		t.Fatal("restartAwake is set outside main: an in-process serve would exec")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // serve fails on the taken port, after the restart point
+	calls := 0
+	restartAwake = func(io.Writer) { calls++ }
+	defer func() { restartAwake = nil }()
+	for _, c := range []struct {
+		keys string
+		want int
+	}{{"", 1}, {"scheduler_awake = false\n", 0}} {
+		calls = 0
+		path := filepath.Join(t.TempDir(), "picket.toml")
+		os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\n%s", ln.Addr(), c.keys)), 0o644)
+		var out, errb bytes.Buffer
+		if code := run([]string{"serve", "-config", path}, &out, &errb); code != 1 {
+			t.Errorf("%q: exit code %d, want 1 (port taken): %s", c.keys, code, errb.String())
+		}
+		if calls != c.want {
+			t.Errorf("%q: restart asked %d times, want %d", c.keys, calls, c.want)
+		}
 	}
 }

@@ -40,8 +40,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	// Before anything else, since it may restart the process: an invalid
 	// file is left for serve to report.
-	if f, err := config.Load(*path); err == nil && f.Proxy.SchedulerAwake {
-		keepSchedulerAwake(stderr)
+	if restartAwake != nil {
+		if f, err := config.Load(*path); err == nil && f.Proxy.SchedulerAwake {
+			restartAwake(stderr)
+		}
 	}
 	if *cpuprofile != "" {
 		pf, err := os.Create(*cpuprofile)
