@@ -14,10 +14,11 @@ import (
 // The runtime's system monitor (sysmon) sleeps deeply whenever every P is
 // idle, and the first goroutine that then enters a system call wakes it (a
 // futex wake-up of another thread); it then polls every 20 µs until every P
-// is idle again and it sleeps deeply once more. A proxy under load goes idle and busy again many times
-// a millisecond, and every socket call of Go's net package (accept, read,
-// close, the dial's) can be the one that wakes it: on a 2-vCPU KVM guest that
-// cost 15-20 % of Picket's CPU per new tunnel (docs/benchmarks.md).
+// is idle again, and sleeps deeply once more. A proxy under load goes idle
+// and busy again many times a millisecond, and every socket call of Go's net
+// package (accept, read, close, the dial's) can be the one that wakes it: on
+// a 2-vCPU KVM guest that cost 14-20 % of Picket's CPU per new tunnel
+// (docs/benchmarks.md, "The scheduler kept awake").
 //
 // With schedtrace set, sysmon never sleeps deeply (runtime/proc.go: "sysmon
 // should not enter deep sleep if schedtrace is enabled"); with nothing to do
@@ -42,7 +43,7 @@ func withAwakeScheduler(env []string) ([]string, bool) {
 			return env, false
 		}
 		out := slices.Clone(env)
-		if strings.TrimSpace(v) == "" {
+		if v == "" {
 			out[i] = "GODEBUG=" + awakeSchedtrace
 		} else {
 			out[i] = kv + "," + awakeSchedtrace
@@ -63,11 +64,12 @@ func schedulerAwake(godebug string) bool {
 	return err == nil && n > 0
 }
 
-// godebugValue returns the value GODEBUG's comma-separated list gives key;
-// the runtime takes the last one when a key repeats.
+// godebugValue returns the value GODEBUG's comma-separated list gives key,
+// read as the runtime reads it (runtime1.go, parsegodebug): fields are not
+// trimmed, and the last one wins when a key repeats.
 func godebugValue(godebug, key string) (value string, ok bool) {
 	for _, s := range strings.Split(godebug, ",") {
-		if v, found := strings.CutPrefix(strings.TrimSpace(s), key+"="); found {
+		if v, found := strings.CutPrefix(s, key+"="); found {
 			value, ok = v, true
 		}
 	}

@@ -29,7 +29,9 @@ func TestWithAwakeScheduler(t *testing.T) {
 		{[]string{"GODEBUG="}, []string{"GODEBUG=" + awakeSchedtrace}, true},
 		{[]string{"GODEBUG=madvdontneed=1", "A=b"}, []string{"GODEBUG=madvdontneed=1," + awakeSchedtrace, "A=b"}, true},
 		{[]string{"GODEBUG=schedtrace=0"}, []string{"GODEBUG=schedtrace=0"}, false},
-		{[]string{"GODEBUG=gctrace=1, schedtrace=1000"}, []string{"GODEBUG=gctrace=1, schedtrace=1000"}, false},
+		{[]string{"GODEBUG=gctrace=1,schedtrace=1000"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}, false},
+		// The runtime does not trim fields: " schedtrace" is not schedtrace.
+		{[]string{"GODEBUG=gctrace=1, schedtrace=0"}, []string{"GODEBUG=gctrace=1, schedtrace=0," + awakeSchedtrace}, true},
 		{[]string{"XGODEBUG=schedtrace=0"}, []string{"XGODEBUG=schedtrace=0", "GODEBUG=" + awakeSchedtrace}, true},
 	} {
 		orig := slices.Clone(c.env)
@@ -47,6 +49,7 @@ func TestWithAwakeScheduler(t *testing.T) {
 		"schedtrace=0":                 false,
 		"schedtrace=5,schedtrace=0":    false, // the last one counts, as in the runtime
 		"schedtrace=x":                 false,
+		"gctrace=1, schedtrace=5":      false, // not trimmed, as in the runtime
 		"":                             false,
 		"madvdontneed=1":               false,
 	} {
