@@ -17,7 +17,7 @@ import (
 // is idle again, and sleeps deeply once more. A proxy under load goes idle
 // and busy again many times a millisecond, and every socket call of Go's net
 // package (accept, read, close, the dial's) can be the one that wakes it: on
-// a 2-vCPU KVM guest that cost 14-20 % of Picket's CPU per new tunnel
+// a 2-vCPU KVM guest that cost 12-15 % of Picket's CPU per new tunnel
 // (docs/benchmarks.md, "The scheduler kept awake").
 //
 // With schedtrace set, sysmon never sleeps deeply (runtime/proc.go: "sysmon
