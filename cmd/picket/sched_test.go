@@ -125,8 +125,9 @@ func TestBinaryKeepsSchedulerAwake(t *testing.T) {
 }
 
 // TestServeRestartsOnlyFromMain checks the wiring of the restart: serve
-// asks for it when the configuration says so, and nothing but main turns it
-// on, so that run called in-process (as here) never replaces its caller.
+// asks for it when the configuration says so and GODEBUG does not set
+// schedtrace yet, and nothing but main turns it on, so that run called
+// in-process (as here) never replaces its caller.
 func TestServeRestartsOnlyFromMain(t *testing.T) {
 	if restartAwake != nil {
 		t.Fatal("restartAwake is set outside main: an in-process serve would exec")
@@ -140,9 +141,14 @@ func TestServeRestartsOnlyFromMain(t *testing.T) {
 	restartAwake = func(io.Writer) { calls++ }
 	defer func() { restartAwake = nil }()
 	for _, c := range []struct {
-		keys string
-		want int
-	}{{"", 1}, {"scheduler_awake = false\n", 0}} {
+		keys, godebug string
+		want          int
+	}{
+		{"", "", 1},
+		{"scheduler_awake = false\n", "", 0},
+		{"", awakeSchedtrace, 0}, // the restarted process: no second look at the file
+	} {
+		t.Setenv("GODEBUG", c.godebug)
 		calls = 0
 		path := filepath.Join(t.TempDir(), "picket.toml")
 		os.WriteFile(path, []byte(fmt.Sprintf("[proxy]\nlisten = %q\n%s", ln.Addr(), c.keys)), 0o644)

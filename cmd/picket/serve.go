@@ -39,8 +39,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	// Before anything else, since it may restart the process: an invalid
-	// file is left for serve to report.
-	if restartAwake != nil {
+	// file is left for serve to report. The restarted process, which has
+	// schedtrace in GODEBUG, skips this (no second read of the file).
+	if _, set := godebugValue(os.Getenv("GODEBUG"), "schedtrace"); restartAwake != nil && !set {
 		if f, err := config.Load(*path); err == nil && f.Proxy.SchedulerAwake {
 			restartAwake(stderr)
 		}
