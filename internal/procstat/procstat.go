@@ -83,10 +83,12 @@ func ReadMachine() Machine {
 }
 
 // Since returns the share of CPU time the machine was idle and the TCP
-// segments sent between m0 and m.
+// segments sent between m0 and m. The share is kept within [0, 1]: the
+// counters are sums of seconds in floating point, so when every tick of the
+// window was idle the two differences round apart (1.0000000004 was seen).
 func (m Machine) Since(m0 Machine) (idle float64, segs uint64) {
 	if t := m.Total - m0.Total; t > 0 {
-		idle = (m.Idle - m0.Idle) / t
+		idle = min(max((m.Idle-m0.Idle)/t, 0), 1)
 	}
 	return idle, m.TCPOutSegs - m0.TCPOutSegs
 }

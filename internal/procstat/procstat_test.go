@@ -87,3 +87,13 @@ func TestMachine(t *testing.T) {
 		t.Errorf("idle share %v outside [0, 1]", idle)
 	}
 }
+
+// TestSinceAllIdle: a window in which every tick was idle is a share of 1,
+// not the 1.0000000005 the floating-point differences give.
+func TestSinceAllIdle(t *testing.T) {
+	m0 := Machine{Idle: 12345.67, Total: 123456.78}
+	m := Machine{Idle: m0.Idle + 0.01, Total: m0.Total + 0.01}
+	if idle, _ := m.Since(m0); idle != 1 {
+		t.Errorf("idle share %v, want 1", idle)
+	}
+}
