@@ -184,3 +184,38 @@ func BenchmarkAccessLine(b *testing.B) {
 		s.jsonAccess(x)
 	}
 }
+
+// BenchmarkGoroutineStack is a goroutine going about 6 KiB deep in twenty
+// frames, as a connection's goroutine does at the decision, with its stack
+// grown by growStack at the start or by Go where it runs out.
+func BenchmarkGoroutineStack(b *testing.B) {
+	for _, early := range []bool{false, true} {
+		name := "grown-deep"
+		if early {
+			name = "grown-at-start"
+		}
+		b.Run(name, func(b *testing.B) {
+			done := make(chan byte)
+			for b.Loop() {
+				go func() {
+					if early {
+						growStack(0)
+					}
+					done <- deepFrames(20)
+				}()
+				<-done
+			}
+		})
+	}
+}
+
+// deepFrames calls itself n times, each frame about 300 bytes.
+//
+//go:noinline
+func deepFrames(n int) byte {
+	var pad [256]byte
+	if n > 0 {
+		pad[n] = deepFrames(n - 1)
+	}
+	return pad[n&255]
+}

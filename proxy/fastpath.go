@@ -116,6 +116,7 @@ type fastConn struct {
 
 // serveFast is the fast path over one accepted plain-HTTP connection.
 func (s *Server) serveFast(c *clientConn, l *fastListener) {
+	growStack(0)
 	remote := c.RemoteAddr().String()
 	fc := &fastConn{rw: c, c: c, remote: remote, client: c.client}
 	if !fc.client.IsValid() { // behind the PROXY protocol: known once its header is read

@@ -138,6 +138,7 @@ func (s *Server) serveH2(tc *tls.Conn, t *tunnel) {
 		Context:    context.Background(),
 		BaseConfig: s.h2.base,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			growStack(0)
 			st := &h2Stream{handlerDeadlines: newHandlerDeadlines(w)}
 			s.serveInner(w, r, t, st)
 			st.done()
