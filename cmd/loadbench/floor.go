@@ -81,10 +81,17 @@ func goTunnel(c *net.TCPConn) {
 // for itself by default ([proxy] gc_percent, memory_limit and
 // scheduler_awake), so that Picket's CPU over its floor's is Picket's own
 // work, not a runtime setting the floor lacks.
-func floorEnv() []string {
-	d := config.Default().Proxy
-	env := []string{"GOGC=" + strconv.Itoa(d.GCPercent), "GOMEMLIMIT=" + strconv.FormatInt(int64(d.MemoryLimit), 10)}
-	if d.SchedulerAwake {
+func floorEnv() []string { return runtimeEnv(config.Default().Proxy) }
+
+// runtimeEnv is the environment that gives a Go program the runtime
+// settings Picket applies for p (cmd/picket: tuneCollector, and the
+// restart of scheduler_awake): a memory_limit of 0 is no limit, as there.
+func runtimeEnv(p config.Proxy) []string {
+	env := []string{"GOGC=" + strconv.Itoa(p.GCPercent)}
+	if p.MemoryLimit > 0 {
+		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(int64(p.MemoryLimit), 10))
+	}
+	if p.SchedulerAwake {
 		env = append(env, "GODEBUG="+config.AwakeSchedtrace)
 	}
 	return env

@@ -6,8 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/config"
 )
 
 // TestGoForward checks the HTTP floor: a plain request forwarded, an
@@ -58,5 +61,20 @@ func TestGoForward(t *testing.T) {
 				t.Errorf("got no leaf for 127.0.0.1 from the floor")
 			}
 		})
+	}
+}
+
+// TestRuntimeEnv checks that the floors get Picket's runtime settings as
+// cmd/picket applies them: the defaults, and a memory_limit of 0 (no
+// limit, not GOMEMLIMIT=0) with the scheduler left as Go sets it.
+func TestRuntimeEnv(t *testing.T) {
+	want := []string{"GOGC=400", "GOMEMLIMIT=1073741824", "GODEBUG=" + config.AwakeSchedtrace}
+	if got := floorEnv(); !slices.Equal(got, want) {
+		t.Errorf("floorEnv() = %q, want %q", got, want)
+	}
+	p := config.Default().Proxy
+	p.GCPercent, p.MemoryLimit, p.SchedulerAwake = 200, 0, false
+	if got := runtimeEnv(p); !slices.Equal(got, []string{"GOGC=200"}) {
+		t.Errorf("runtimeEnv(gc 200, no limit, scheduler as Go sets it) = %q, want [GOGC=200]", got)
 	}
 }
