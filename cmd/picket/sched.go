@@ -8,8 +8,11 @@ import (
 	"github.com/picket-proxy/picket/config"
 )
 
-// awakeSchedtrace is what Picket adds to GODEBUG to keep Go's system
-// monitor out of its deep sleep ([proxy] scheduler_awake).
+// withAwakeScheduler returns env with config.AwakeSchedtrace added to
+// GODEBUG, and true; or env unchanged and false when GODEBUG already sets
+// schedtrace (the administrator's setting wins, schedtrace=0 included).
+// This is [proxy] scheduler_awake: it keeps Go's system monitor out of its
+// deep sleep.
 //
 // The runtime's system monitor (sysmon) sleeps deeply whenever every P is
 // idle, and the first goroutine that then enters a system call wakes it (a
@@ -28,11 +31,6 @@ import (
 // period has passed since the boot of the host and again every 24.8 days:
 // on a host up for longer than that, one line starting "SCHED" on standard
 // error at start.
-const awakeSchedtrace = config.AwakeSchedtrace
-
-// withAwakeScheduler returns env with awakeSchedtrace added to GODEBUG, and
-// true; or env unchanged and false when GODEBUG already sets schedtrace (the
-// administrator's setting wins, schedtrace=0 included).
 func withAwakeScheduler(env []string) ([]string, bool) {
 	for i, kv := range env {
 		v, ok := strings.CutPrefix(kv, "GODEBUG=")
@@ -44,13 +42,13 @@ func withAwakeScheduler(env []string) ([]string, bool) {
 		}
 		out := slices.Clone(env)
 		if v == "" {
-			out[i] = "GODEBUG=" + awakeSchedtrace
+			out[i] = "GODEBUG=" + config.AwakeSchedtrace
 		} else {
-			out[i] = kv + "," + awakeSchedtrace
+			out[i] = kv + "," + config.AwakeSchedtrace
 		}
 		return out, true
 	}
-	return append(slices.Clone(env), "GODEBUG="+awakeSchedtrace), true
+	return append(slices.Clone(env), "GODEBUG="+config.AwakeSchedtrace), true
 }
 
 // schedulerAwake reports whether the GODEBUG value godebug keeps sysmon out

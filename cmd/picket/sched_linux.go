@@ -5,10 +5,12 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/picket-proxy/picket/config"
 )
 
 // keepSchedulerAwake re-executes this process (the same pid, arguments and
-// open descriptors) with awakeSchedtrace added to GODEBUG, which Go reads
+// open descriptors) with config.AwakeSchedtrace added to GODEBUG, which Go reads
 // only at start. It returns when GODEBUG already sets schedtrace, or when
 // exec fails: then Picket runs on, with sysmon as Go sets it, and says so.
 func keepSchedulerAwake(stderr io.Writer) {
@@ -17,5 +19,5 @@ func keepSchedulerAwake(stderr io.Writer) {
 		return
 	}
 	err := syscall.Exec("/proc/self/exe", os.Args, env)
-	fmt.Fprintf(stderr, "picket: [proxy] scheduler_awake: cannot restart with GODEBUG=%s, running without: %v\n", awakeSchedtrace, err)
+	fmt.Fprintf(stderr, "picket: [proxy] scheduler_awake: cannot restart with GODEBUG=%s, running without: %v\n", config.AwakeSchedtrace, err)
 }

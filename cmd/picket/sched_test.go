@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/internal/testutil"
 )
 
@@ -25,14 +26,14 @@ func TestWithAwakeScheduler(t *testing.T) {
 		want    []string
 		changed bool
 	}{
-		{[]string{"HOME=/root"}, []string{"HOME=/root", "GODEBUG=" + awakeSchedtrace}, true},
-		{[]string{"GODEBUG="}, []string{"GODEBUG=" + awakeSchedtrace}, true},
-		{[]string{"GODEBUG=madvdontneed=1", "A=b"}, []string{"GODEBUG=madvdontneed=1," + awakeSchedtrace, "A=b"}, true},
+		{[]string{"HOME=/root"}, []string{"HOME=/root", "GODEBUG=" + config.AwakeSchedtrace}, true},
+		{[]string{"GODEBUG="}, []string{"GODEBUG=" + config.AwakeSchedtrace}, true},
+		{[]string{"GODEBUG=madvdontneed=1", "A=b"}, []string{"GODEBUG=madvdontneed=1," + config.AwakeSchedtrace, "A=b"}, true},
 		{[]string{"GODEBUG=schedtrace=0"}, []string{"GODEBUG=schedtrace=0"}, false},
 		{[]string{"GODEBUG=gctrace=1,schedtrace=1000"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}, false},
 		// The runtime does not trim fields: " schedtrace" is not schedtrace.
-		{[]string{"GODEBUG=gctrace=1, schedtrace=0"}, []string{"GODEBUG=gctrace=1, schedtrace=0," + awakeSchedtrace}, true},
-		{[]string{"XGODEBUG=schedtrace=0"}, []string{"XGODEBUG=schedtrace=0", "GODEBUG=" + awakeSchedtrace}, true},
+		{[]string{"GODEBUG=gctrace=1, schedtrace=0"}, []string{"GODEBUG=gctrace=1, schedtrace=0," + config.AwakeSchedtrace}, true},
+		{[]string{"XGODEBUG=schedtrace=0"}, []string{"XGODEBUG=schedtrace=0", "GODEBUG=" + config.AwakeSchedtrace}, true},
 	} {
 		orig := slices.Clone(c.env)
 		got, changed := withAwakeScheduler(c.env)
@@ -44,14 +45,14 @@ func TestWithAwakeScheduler(t *testing.T) {
 		}
 	}
 	for v, want := range map[string]bool{
-		awakeSchedtrace:                true,
-		"gctrace=1," + awakeSchedtrace: true,
-		"schedtrace=0":                 false,
-		"schedtrace=5,schedtrace=0":    false, // the last one counts, as in the runtime
-		"schedtrace=x":                 false,
-		"gctrace=1, schedtrace=5":      false, // not trimmed, as in the runtime
-		"":                             false,
-		"madvdontneed=1":               false,
+		config.AwakeSchedtrace:                true,
+		"gctrace=1," + config.AwakeSchedtrace: true,
+		"schedtrace=0":                        false,
+		"schedtrace=5,schedtrace=0":           false, // the last one counts, as in the runtime
+		"schedtrace=x":                        false,
+		"gctrace=1, schedtrace=5":             false, // not trimmed, as in the runtime
+		"":                                    false,
+		"madvdontneed=1":                      false,
 	} {
 		if got := schedulerAwake(v); got != want {
 			t.Errorf("schedulerAwake(%q) = %v, want %v", v, got, want)
@@ -76,8 +77,8 @@ func TestBinaryKeepsSchedulerAwake(t *testing.T) {
 		want                     string // GODEBUG of the running process; "-" for none
 		awake                    bool
 	}{
-		{"default", "", "", awakeSchedtrace, true},
-		{"added to the administrator's", "madvdontneed=1", "", "madvdontneed=1," + awakeSchedtrace, true},
+		{"default", "", "", config.AwakeSchedtrace, true},
+		{"added to the administrator's", "madvdontneed=1", "", "madvdontneed=1," + config.AwakeSchedtrace, true},
 		{"administrator's schedtrace wins", "schedtrace=0", "", "schedtrace=0", false},
 		{"turned off", "", "scheduler_awake = false\n", "-", false},
 	} {
@@ -146,7 +147,7 @@ func TestServeRestartsOnlyFromMain(t *testing.T) {
 	}{
 		{"", "", 1},
 		{"scheduler_awake = false\n", "", 0},
-		{"", awakeSchedtrace, 0}, // the restarted process: no second look at the file
+		{"", config.AwakeSchedtrace, 0}, // the restarted process: no second look at the file
 	} {
 		t.Setenv("GODEBUG", c.godebug)
 		calls = 0
