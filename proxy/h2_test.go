@@ -196,6 +196,57 @@ func TestHTTP2Disabled(t *testing.T) {
 	}
 }
 
+// A request without a body that reaches Picket over HTTP/2 leaves it
+// without one: its stream ends with its headers upstream too (the origin
+// sees a length of 0, not an unknown length followed by an empty DATA
+// frame), GET, HEAD and an explicitly empty POST alike; a POST with a body
+// still carries it.
+func TestHTTP2BodilessRequestStaysBodiless(t *testing.T) {
+	type seen struct {
+		cl   int64
+		body int
+	}
+	var got sync.Map
+	o, _ := h2Origin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Store(r.Method+" "+r.URL.Path, seen{r.ContentLength, len(b)})
+		io.WriteString(w, "ok")
+	}))
+	ca := testCA(t)
+	tp := startInterceptingWith(t, ca, Config{}, o.Certificate())
+	c := h2Client(t, tp, ca)
+	for _, tc := range []struct {
+		method, path string
+		body         io.Reader
+		want         seen
+	}{
+		{"GET", "/get", nil, seen{0, 0}},
+		{"HEAD", "/head", nil, seen{0, 0}},
+		{"POST", "/empty", http.NoBody, seen{0, 0}},
+		{"POST", "/body", strings.NewReader("12345"), seen{5, 5}},
+	} {
+		req, _ := http.NewRequest(tc.method, o.URL+tc.path, tc.body)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("%s %s: client side got %s, want HTTP/2.0", tc.method, tc.path, resp.Proto)
+		}
+		v, ok := got.Load(tc.method + " " + tc.path)
+		if !ok {
+			t.Errorf("%s %s did not reach the origin", tc.method, tc.path)
+			continue
+		}
+		if v.(seen) != tc.want {
+			t.Errorf("%s %s: origin saw content length %d and %d body bytes, want %d and %d",
+				tc.method, tc.path, v.(seen).cl, v.(seen).body, tc.want.cl, tc.want.body)
+		}
+	}
+}
+
 // An HTTP/1.1 client's requests still go to an h2 origin over HTTP/2 (the
 // shared upstream pool), including the fast path's.
 func TestHTTP1ClientToHTTP2Origin(t *testing.T) {

@@ -373,6 +373,15 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 	switch {
 	case x.body != nil: // a scanned upload: in.Body replays it, counted already
 		out.Body = in.Body
+	case in.ContentLength == 0 && len(in.Trailer) == 0:
+		// No body. An HTTP/2 request whose stream ended with its headers
+		// still has a Body (net/http gives NoBody only over HTTP/1.x);
+		// sent on as it is, the upstream request's length would be
+		// unknown: an empty DATA frame after the headers over HTTP/2, a
+		// probe of the body over HTTP/1.1, never the inline path, and a
+		// read deadline moved on the client's stream for nothing. As
+		// httputil.ReverseProxy does.
+		out.Body = http.NoBody
 	case in.Body != nil && in.Body != http.NoBody:
 		x.body = &countingBody{ReadCloser: in.Body, n: &x.bytesIn, rc: x.bodyDeadliner(), idle: s.cfg.TunnelIdleTimeout}
 		out.Body = x.body

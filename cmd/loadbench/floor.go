@@ -162,6 +162,12 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := r.WithContext(r.Context())
 	out.RequestURI = ""
+	if r.ContentLength == 0 {
+		// No body (over HTTP/2 net/http still gives one): sent on, the
+		// upstream request's length would be unknown, an empty DATA frame
+		// after the headers. As httputil.ReverseProxy does, and Picket.
+		out.Body = nil
+	}
 	if r.TLS != nil { // inside an intercepted tunnel: origin-form
 		u := *r.URL
 		u.Scheme, u.Host = "https", r.Host
