@@ -167,6 +167,14 @@ func TestUpstreamClient(t *testing.T) {
 	if errors.As(err, &ue) && ue.Timeout() {
 		t.Errorf("a refusal looks like a timeout: %v", err)
 	}
+	// Every request and tunnel asks listed about its dial: without an
+	// error that costs nothing.
+	if _, ok := listed(nil); ok {
+		t.Error("no error is listed")
+	}
+	if n := testing.AllocsPerRun(100, func() { listed(nil) }); n != 0 {
+		t.Errorf("listed(nil) allocates %v times, want 0", n)
+	}
 }
 
 // upstreamClient is an HTTP client over NewUpstream(cfg), the seam of

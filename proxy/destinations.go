@@ -98,6 +98,9 @@ func (e *errListed) Error() string {
 
 // listed returns the decision of a dial refused by BlockAddress.
 func listed(err error) (Decision, bool) {
+	if err == nil {
+		return Decision{}, false // every request and tunnel asks: no allocation for errors.As's target then
+	}
 	var l *errListed
 	if errors.As(err, &l) {
 		return l.decision, true
