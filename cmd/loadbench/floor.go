@@ -164,8 +164,10 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.RequestURI = ""
 	if r.ContentLength == 0 {
 		// No body (over HTTP/2 net/http still gives one): sent on, the
-		// upstream request's length would be unknown, an empty DATA frame
-		// after the headers. As httputil.ReverseProxy does, and Picket.
+		// upstream request's length would be unknown, and the Transport
+		// would probe the body (a goroutine and a timer per request) over
+		// the HTTP/1.1 this floor speaks upstream. As
+		// httputil.ReverseProxy does, and Picket.
 		out.Body = nil
 	}
 	if r.TLS != nil { // inside an intercepted tunnel: origin-form
