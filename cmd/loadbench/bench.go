@@ -57,11 +57,11 @@ var scenarios = []scenario{
 	{name: "HTTP 1 KiB GET, 64 keep-alive conns", conns: 64, path: "/1k"},
 	{name: "HTTP 10 MiB GET, 4 conns", conns: 4, path: "/10m"},
 	{name: "HTTPS new TCP+TLS per request (tunnel)", conns: 16, https: true, fresh: true, path: "/1k"},
-	{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k"},
+	{name: "HTTPS keep-alive through a tunnel", conns: 64, https: true, path: "/1k", shared: true},
 	{name: "HTTPS 10 MiB through a tunnel", conns: 4, https: true, path: "/10m"},
 	{name: "HTTPS new conns, intercepted (cert cache)", conns: 16, https: true, fresh: true, path: "/1k", intercept: true},
 	{name: "HTTPS new conns, intercepted, resumed", conns: 16, https: true, fresh: true, resume: true, path: "/1k", intercept: true},
-	{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k", intercept: true},
+	{name: "HTTPS keep-alive, intercepted", conns: 64, https: true, path: "/1k", intercept: true, shared: true},
 	{name: "HTTPS 10 MiB, intercepted", conns: 4, https: true, path: "/10m", intercept: true},
 	{name: "HTTP/2 intercepted, 4 conns x 32 streams", conns: 4, streams: 32, https: true, h2: true, path: "/1k", intercept: true},
 }
@@ -350,7 +350,8 @@ func (b *bench) printHeader(field []column, logOn bool) {
 		rounds, max(rounds, tunnelRounds), b.dur)
 	fmt.Printf("Each round measures direct, then every proxy in a rotated order. Each proxy column: the median over the rounds\n")
 	fmt.Printf("of its throughput as a ratio to the round's direct run, its CPU per request (per MiB for 10 MiB rows: divide by 10).\n")
-	fmt.Printf("gen: go (in-process), wrk (HTTP rows), hey (HTTPS rows; one URL of the mix per run; HTTP/2: conns x streams workers on hey's connections).\n")
+	fmt.Printf("gen: go (in-process), wrk (HTTP rows), hey (HTTPS rows; one URL of the mix per run; HTTP/2: conns x streams workers on hey's connections;\n")
+	fmt.Printf("     on the keep-alive rows hey runs %s at least, so that the dial race at its start is a small part of the run).\n", max(b.dur, heyShared))
 	fmt.Printf("/floor: Picket's CPU per request over the floor's (go-forward on HTTP rows, go-tunnel on tunnel rows, go-forward intercepting on\n")
 	fmt.Printf("intercepted rows). A row is MET when by both generators Picket's ratio is at least the best peer's (tunnel rows 0.95x) and\n")
 	fmt.Printf("its CPU per request within 1.2x the floor's (tunnel rows 1.15x).\n\n")

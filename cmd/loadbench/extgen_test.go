@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,39 @@ func TestWrkScript(t *testing.T) {
 	}
 	if n := strings.Count(direct, "\n") - strings.Count(direct[strings.Index(direct, "}"):], "\n"); n != 4097 {
 		t.Errorf("got %d lines of requests, want 4096 and the opening", n)
+	}
+}
+
+// hey runs the keep-alive rows for heyShared at least, every other row for
+// the bench's duration; its workers and options follow the row.
+func TestHeyArgs(t *testing.T) {
+	proxy := &url.URL{Scheme: "http", Host: "127.0.0.1:3128"}
+	byName := map[string]scenario{}
+	for _, sc := range scenarios {
+		byName[sc.name] = sc
+	}
+	for _, c := range []struct {
+		row  string
+		dur  time.Duration
+		want string
+		d    time.Duration
+	}{
+		{"HTTPS keep-alive through a tunnel", time.Second, "-z 5s -c 64 -t 30 -disable-compression -x http://127.0.0.1:3128 T", 5 * time.Second},
+		{"HTTPS keep-alive, intercepted", 8 * time.Second, "-z 8s -c 64 -t 30 -disable-compression -x http://127.0.0.1:3128 T", 8 * time.Second},
+		{"HTTPS new TCP+TLS per request (tunnel)", time.Second, "-z 1s -c 16 -t 30 -disable-compression -disable-keepalive -x http://127.0.0.1:3128 T", time.Second},
+		{"HTTPS 10 MiB through a tunnel", time.Second, "-z 1s -c 4 -t 30 -disable-compression -x http://127.0.0.1:3128 T", time.Second},
+		{"HTTP/2 intercepted, 4 conns x 32 streams", time.Second, "-z 1s -c 128 -t 30 -disable-compression -h2 -x http://127.0.0.1:3128 T", time.Second},
+	} {
+		sc, ok := byName[c.row]
+		if !ok {
+			t.Fatalf("no row %q", c.row)
+		}
+		args, d := heyArgs(c.dur, sc, "T", proxy)
+		if got := strings.Join(args, " "); got != c.want || d != c.d {
+			t.Errorf("%s: hey %s for %s, want hey %s for %s", c.row, got, d, c.want, c.d)
+		}
+	}
+	if args, _ := heyArgs(time.Second, byName["HTTPS keep-alive through a tunnel"], "T", nil); slices.Contains(args, "-x") {
+		t.Errorf("direct run through a proxy: %v", args)
 	}
 }

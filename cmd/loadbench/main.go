@@ -137,4 +137,7 @@ type scenario struct {
 	// response over anything else counts as an error.
 	h2      bool
 	streams int
+	// shared: many short requests on kept connections to one host, where
+	// hey's start races (heyRun).
+	shared bool
 }
