@@ -115,8 +115,9 @@ bench-compare:
 ## and by wrk (HTTP rows) or hey (HTTPS rows), ROUNDS rounds of DURATION per
 ## proxy (tunnel rows at least 9), direct first, proxies in a rotated order;
 ## the table shows each proxy's median ratio to direct and whether the row is
-## met. PEERS=1 FLOOR=1 with the defaults takes about 30 minutes on 2 cores.
-## Needs root (a mount namespace for the host names).
+## met. hey runs the two keep-alive rows for 5 s at least (its start races).
+## PEERS=1 FLOOR=1 with the defaults takes about 36 minutes on 2 cores, 47
+## with ROUNDS=9. Needs root (a mount namespace for the host names).
 DURATION ?= 1s
 ROUNDS ?= 5
 loadtest: build
