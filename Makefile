@@ -116,8 +116,9 @@ bench-compare:
 ## proxy (tunnel rows at least 9), direct first, proxies in a rotated order;
 ## the table shows each proxy's median ratio to direct and whether the row is
 ## met. hey runs the two keep-alive rows for 5 s at least (its start races).
-## PEERS=1 FLOOR=1 with the defaults takes about 36 minutes on 2 cores, 47
-## with ROUNDS=9. Needs root (a mount namespace for the host names).
+## PEERS=1 FLOOR=1 ROUNDS=9 took 47 minutes on 2 cores (docs/benchmarks.md);
+## the default ROUNDS=5 takes less. Needs root (a mount namespace for the
+## host names).
 DURATION ?= 1s
 ROUNDS ?= 5
 loadtest: build

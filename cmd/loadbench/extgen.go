@@ -161,8 +161,8 @@ func parseWrk(out string) result {
 }
 
 // runHey runs hey with sc.conns workers (HTTP/2: conns × streams workers
-// sharing hey's connections) for heyRun, on one URL of the mix (hey takes
-// one).
+// sharing hey's connections) for the length heyArgs gives, on one URL of
+// the mix (hey takes one).
 func runHey(b *bench, sc scenario, origin string, proxy *url.URL) result {
 	args, d := heyArgs(b.dur, sc, newTargets(sc, origin, b.mix).worker(0, -1)(), proxy)
 	out, err := external(d, "hey", args...)

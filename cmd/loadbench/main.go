@@ -138,6 +138,6 @@ type scenario struct {
 	h2      bool
 	streams int
 	// shared: many short requests on kept connections to one host, where
-	// hey's start races (heyRun).
+	// hey's start races (heyShared).
 	shared bool
 }
