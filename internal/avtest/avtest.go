@@ -126,17 +126,20 @@ func StartClamd(t TB, o ClamdOptions) *Clamd {
 		}
 	}
 	c := &Clamd{Dir: dir, Socket: filepath.Join(dir, "clamd.sock"), t: t}
+	// TemporaryDirectory: clamd spools every stream it scans to a file,
+	// /tmp by default; a clamd the test kills mid-scan would leave them there.
 	conf := fmt.Sprintf(`LocalSocket %s
 Foreground yes
 LogFile %s
 LogTime yes
 User root
 DatabaseDirectory %s
+TemporaryDirectory %s
 StreamMaxLength %s
 MaxThreads 8
 ReadTimeout 30
 IdleTimeout 30
-`, c.Socket, filepath.Join(dir, "clamd.log"), db, orDefault(o.StreamMaxLength, "25M"))
+`, c.Socket, filepath.Join(dir, "clamd.log"), db, dir, orDefault(o.StreamMaxLength, "25M"))
 	if o.TCP {
 		port := FreePort(t)
 		c.TCPAddr = "127.0.0.1:" + strconv.Itoa(port)
