@@ -42,6 +42,11 @@ func browser(t *testing.T) context.Context {
 		// Not a skip: a test that passes without running is a defect.
 		t.Fatal("Chromium is needed (make tools installs it)")
 	}
+	tmp, err := os.MkdirTemp("", "pk-chr-") // short: the socket's path has at most 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -49,6 +54,10 @@ func browser(t *testing.T) context.Context {
 		chromedp.DisableGPU,
 		chromedp.NoFirstRun,
 		chromedp.UserDataDir(t.TempDir()),
+		// Its own TMPDIR, removed at the end: Chromium keeps the profile's
+		// singleton socket in a directory there (org.chromium.Chromium.*)
+		// that outlives the browser.
+		chromedp.Env("TMPDIR=" + tmp),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),

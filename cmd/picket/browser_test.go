@@ -17,6 +17,7 @@ import (
 // trust a test CA without touching the system) pointed at a proxy.
 type browser struct {
 	bin, home, proxy string
+	tmp              string // its TMPDIR (see chromeTemp)
 }
 
 // newBrowser prepares Chromium to use proxy and to trust caPEM. The test
@@ -40,7 +41,21 @@ func newBrowser(t *testing.T, proxy, caPEM string) *browser {
 			t.Fatalf("certutil %v: %v\n%s", args, err, out)
 		}
 	}
-	return &browser{bin: bin, home: home, proxy: proxy}
+	return &browser{bin: bin, home: home, proxy: proxy, tmp: chromeTemp(t)}
+}
+
+// chromeTemp is a short directory, removed when the test ends, for
+// Chromium's TMPDIR: it keeps its profile's singleton socket in a
+// directory of its own under TMPDIR (org.chromium.Chromium.*), which a
+// headless run leaves behind; under /tmp they piled up, run after run.
+func chromeTemp(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pk-chr-") // short: the socket's path has at most 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // run starts Chromium, with the proxy, with extra arguments and returns its
@@ -73,7 +88,7 @@ func (b *browser) exec(t *testing.T, args ...string) string {
 	// Any other failure, and a third crash, fails the test.
 	for attempt := 1; ; attempt++ {
 		cmd := exec.CommandContext(ctx, b.bin, append(base, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+b.home)
+		cmd.Env = append(os.Environ(), "HOME="+b.home, "TMPDIR="+b.tmp)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()

@@ -280,6 +280,7 @@ Port %[2]s
 User root
 Group root
 TmpDir %[3]s
+InterProcessSharedMemScheme mmap
 MaxMemObject 131072
 DebugLevel 1
 ModulesDir %[4]s
@@ -357,7 +358,33 @@ func (c *CICAP) PID() int { return c.cmd.Process.Pid }
 
 // Kill stops c-icap and its children (SIGKILL to its process group) and
 // waits. It is idempotent.
-func (c *CICAP) Kill() { kill(c.cmd, c.exited, true) }
+//
+// Nothing of it outlives it: its shared memory is anonymous (mmap in the
+// config; the default, posix, leaves a /dev/shm segment behind each killed
+// c-icap), and its lock files, which it makes in /tmp whatever TmpDir says
+// and only removes when it stops cleanly, are removed here, found among
+// its open files before it dies.
+func (c *CICAP) Kill() {
+	locks := openFiles(c.cmd.Process.Pid, "/icap_lock_")
+	kill(c.cmd, c.exited, true)
+	for _, f := range locks {
+		os.Remove(f)
+	}
+}
+
+// openFiles returns the paths of the files process pid has open whose
+// path contains part (none where there is no /proc, or once it exited).
+func openFiles(pid int, part string) []string {
+	fds := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, _ := os.ReadDir(fds)
+	var paths []string
+	for _, e := range ents {
+		if p, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && strings.Contains(p, part) {
+			paths = append(paths, p)
+		}
+	}
+	return paths
+}
 
 // Log returns c-icap's server log and output.
 func (c *CICAP) Log() string {
