@@ -134,11 +134,14 @@ loadtest: build
 	$(GO) build -o bin/loadbench ./cmd/loadbench
 	./bin/loadbench -bin $(BIN) -duration $(DURATION) -rounds $(ROUNDS) $(if $(PEERS),-peers) $(if $(FLOOR),-floor) $(if $(PROFILE),-profile $(PROFILE))
 
-## fuzz: every fuzz target for FUZZTIME each (their seed corpora also run in `make test`)
+## fuzz: every fuzz target for FUZZTIME each (their seed corpora also run in `make test`).
+## FUZZMINIMIZE bounds the minimizing of each new input: at Go's default (60s) a target whose inputs are
+## slow to minimize (a ClientHello, a config file) spent its whole FUZZTIME minimizing (22 executions in 45s).
 FUZZTIME ?= 30s
+FUZZMINIMIZE ?= 200x
 FUZZ_TARGETS ?= \
 	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage ./proxy:FuzzFramingGuard \
-	./proxy:FuzzH2Guard ./proxy:FuzzAltSvc ./proxy:FuzzHostAgreement ./internal/netaddr:FuzzParseHost \
+	./proxy:FuzzH2Guard ./proxy:FuzzAltSvc ./proxy:FuzzHostAgreement ./proxy:FuzzResponseEnd ./internal/netaddr:FuzzParseHost \
 	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
 	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash ./reputation/server:FuzzDecodeUpdate \
 	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \
@@ -152,7 +155,7 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "== $$name ($$pkg, $(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
 	done
 
 ## soak: SOAK (default 2m) of mixed traffic through the built binary; fails on a wrong body or a leak
