@@ -139,17 +139,8 @@ loadtest: build
 ## slow to minimize (a ClientHello, a config file) spent its whole FUZZTIME minimizing (22 executions in 45s).
 FUZZTIME ?= 30s
 FUZZMINIMIZE ?= 200x
-FUZZ_TARGETS ?= \
-	./proxy:FuzzPeekSNI ./proxy:FuzzBlockPage ./proxy:FuzzFramingGuard \
-	./proxy:FuzzH2Guard ./proxy:FuzzAltSvc ./proxy:FuzzHostAgreement ./proxy:FuzzResponseEnd ./internal/netaddr:FuzzParseHost \
-	./reputation:FuzzCanonicalize ./reputation:FuzzDecodeLookupResponse \
-	./reputation:FuzzParsePrefix ./reputation:FuzzParseHash ./reputation/server:FuzzDecodeUpdate \
-	./reputation/db:FuzzFeedLine ./reputation/db:FuzzFeedFile \
-	./reputation/db:FuzzManifest ./reputation/db:FuzzSnapshot ./reputation/db:FuzzSplitCSV \
-	./config:FuzzParse ./pac:FuzzScript \
-	./policy:FuzzHostSetMatch ./policy:FuzzDecide \
-	./scanner:FuzzClassify ./scanner:FuzzScan ./scanner:FuzzSignatures ./scanner:FuzzActive \
-	./auth:FuzzParseBasic ./auth:FuzzUserFilter
+# every Fuzz function of the tree, as package:Name (a target added to a test file is fuzzed without more)
+FUZZ_TARGETS ?= $(shell grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . | sed -E 's|^(.*)/[^/]*_test\.go:func |\1:|' | sort)
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
