@@ -101,7 +101,7 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 				req, _ := http.NewRequestWithContext(ctx, "GET", next(), nil)
 				resp, err := client.Do(req)
 				if err != nil {
-					if ctx.Err() == nil {
+					if !ended(ctx) {
 						errs.Add(1)
 						noteErr(&firstErr, err.Error())
 					}
@@ -114,7 +114,7 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 					if len(mine) < 20000 {
 						mine = append(mine, time.Since(t0))
 					}
-				} else if ctx.Err() == nil {
+				} else if !ended(ctx) {
 					errs.Add(1)
 					noteErr(&firstErr, fmt.Sprintf("status %d, %v", resp.StatusCode, err))
 				}
@@ -123,6 +123,19 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 	}
 	wg.Wait()
 	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat.sorted(), firstErr: loadErr(&firstErr)}
+}
+
+// ended reports whether the run of ctx is over: ctx is done, or its
+// deadline has passed. A request cut by the end of the run is not an
+// error; checking ctx.Err() alone counted some as errors, because a dial
+// or a read fails on its socket's deadline, the run's deadline set on the
+// socket, and that timer can fire before the context's own.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // latencies gathers the workers' latency samples of a run.
@@ -193,7 +206,7 @@ func loadH2(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result 
 		// One request opens the connection: concurrent first requests
 		// would each open one.
 		if _, ok := get(tg.worker(c*(sc.streams+1)+sc.streams, c)()); !ok {
-			if ctx.Err() == nil {
+			if !ended(ctx) {
 				errs.Add(1)
 			}
 			continue
@@ -214,7 +227,7 @@ func loadH2(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result 
 						if len(mine) < 20000 {
 							mine = append(mine, d)
 						}
-					case ctx.Err() == nil:
+					case !ended(ctx):
 						errs.Add(1)
 					}
 				}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// lateCtx is a context whose deadline has passed while its own timer has
+// not yet fired (Err is still nil): what a worker can see at the end of a
+// run, when its socket's deadline, the same instant, fired first.
+type lateCtx struct{ context.Context }
+
+func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+func (lateCtx) Err() error                  { return nil }
+
+func TestEnded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if ended(ctx) {
+		t.Error("ended before the deadline")
+	}
+	if !ended(lateCtx{context.Background()}) {
+		t.Error("not ended past the deadline while Err is still nil: a request cut by the end of the run would count as an error")
+	}
+	cancel()
+	if !ended(ctx) {
+		t.Error("not ended once cancelled")
+	}
+	if ended(context.Background()) {
+		t.Error("a context without a deadline ended")
+	}
+}
