@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/deadline"
 )
 
 // targets gives each worker of a run its sequence of request URLs from
@@ -101,7 +103,7 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 				req, _ := http.NewRequestWithContext(ctx, "GET", next(), nil)
 				resp, err := client.Do(req)
 				if err != nil {
-					if !ended(ctx) {
+					if !deadline.Reached(ctx) {
 						errs.Add(1)
 						noteErr(&firstErr, err.Error())
 					}
@@ -114,7 +116,7 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 					if len(mine) < 20000 {
 						mine = append(mine, time.Since(t0))
 					}
-				} else if !ended(ctx) {
+				} else if !deadline.Reached(ctx) {
 					errs.Add(1)
 					noteErr(&firstErr, fmt.Sprintf("status %d, %v", resp.StatusCode, err))
 				}
@@ -123,19 +125,6 @@ func load(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result {
 	}
 	wg.Wait()
 	return result{n: n.Load(), errs: errs.Load(), d: time.Since(start), lat: lat.sorted(), firstErr: loadErr(&firstErr)}
-}
-
-// ended reports whether the run of ctx is over: ctx is done, or its
-// deadline has passed. A request cut by the end of the run is not an
-// error; checking ctx.Err() alone counted some as errors, because a dial
-// or a read fails on its socket's deadline, the run's deadline set on the
-// socket, and that timer can fire before the context's own.
-func ended(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
 }
 
 // latencies gathers the workers' latency samples of a run.
@@ -206,7 +195,7 @@ func loadH2(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result 
 		// One request opens the connection: concurrent first requests
 		// would each open one.
 		if _, ok := get(tg.worker(c*(sc.streams+1)+sc.streams, c)()); !ok {
-			if !ended(ctx) {
+			if !deadline.Reached(ctx) {
 				errs.Add(1)
 			}
 			continue
@@ -227,7 +216,7 @@ func loadH2(sc scenario, tg *targets, proxy *url.URL, dur time.Duration) result 
 						if len(mine) < 20000 {
 							mine = append(mine, d)
 						}
-					case !ended(ctx):
+					case !deadline.Reached(ctx):
 						errs.Add(1)
 					}
 				}

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/deadline"
 )
 
 func main() {
@@ -253,7 +255,7 @@ type scenario struct {
 func (sc scenario) run(ctx context.Context, cl *clients, t targets, rng *mrand.Rand, st *stats) {
 	failure, err := sc.do(ctx, cl, t, rng)
 	switch {
-	case ended(ctx) && (err != nil || failure != ""):
+	case deadline.Reached(ctx) && (err != nil || failure != ""):
 		return // cut by the end of the run
 	case err != nil:
 		st.error(sc.name, err)
@@ -261,19 +263,6 @@ func (sc scenario) run(ctx context.Context, cl *clients, t targets, rng *mrand.R
 		st.fail(sc.name, "%s", failure)
 	}
 	st.done(sc.name)
-}
-
-// ended reports whether the run of ctx is over: ctx is done, or its
-// deadline has passed. Checking ctx.Err() alone failed a soak now and then
-// with "dial tcp ...: i/o timeout" from the last dial of a run: the dial
-// fails on its socket's deadline, which is the run's deadline, and that
-// timer can fire before the context's own.
-func ended(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
 }
 
 func pick(rng *mrand.Rand) scenario {

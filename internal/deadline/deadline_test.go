@@ -1,4 +1,4 @@
-package main
+package deadline
 
 import (
 	"context"
@@ -14,20 +14,20 @@ type lateCtx struct{ context.Context }
 func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
 func (lateCtx) Err() error                  { return nil }
 
-func TestEnded(t *testing.T) {
+func TestReached(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	if ended(ctx) {
-		t.Error("ended before the deadline")
+	if Reached(ctx) {
+		t.Error("reached before the deadline")
 	}
-	if !ended(lateCtx{context.Background()}) {
-		t.Error("not ended past the deadline while Err is still nil: a request cut by the end of the run would count as an error")
+	if !Reached(lateCtx{context.Background()}) {
+		t.Error("not reached past the deadline while Err is still nil: a request cut by the end of a run would count as an error")
 	}
 	cancel()
-	if !ended(ctx) {
-		t.Error("not ended once cancelled")
+	if !Reached(ctx) {
+		t.Error("not reached once cancelled")
 	}
-	if ended(context.Background()) {
-		t.Error("a context without a deadline ended")
+	if Reached(context.Background()) {
+		t.Error("a context without a deadline reached it")
 	}
 }
