@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/proxy"
 )
 
@@ -42,11 +43,7 @@ func browser(t *testing.T) context.Context {
 		// Not a skip: a test that passes without running is a defect.
 		t.Fatal("Chromium is needed (make tools installs it)")
 	}
-	tmp, err := os.MkdirTemp("", "pk-chr-") // short: the socket's path has at most 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
+	tmp := testutil.ShortTempDir(t, "pk-chr-")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,

@@ -102,9 +102,9 @@ func markup(page []byte) []string {
 			return tags
 		case html.StartTagToken, html.EndTagToken, html.SelfClosingTagToken, html.CommentToken, html.DoctypeToken:
 			tok := z.Token()
-			tag := tt.String() + " " + tok.Data
-			if tt == html.CommentToken {
-				tag = tt.String()
+			tag := tt.String()
+			if tt != html.CommentToken { // a comment's data is text
+				tag += " " + tok.Data
 			}
 			for _, a := range tok.Attr {
 				tag += " " + a.Key

@@ -179,7 +179,7 @@ func runHey(b *bench, sc scenario, origin string, proxy *url.URL) result {
 // (CONNECT, then TLS) are under way; the surplus connections are handshaken
 // and closed unused. In a 1 s run that race was the measurement: direct,
 // hey opened 14 origin connections per 1000 requests for 64 workers, and
-// Picket's and Squid's per-round ratios spread 0.52–1.08. In 5 s runs the
+// Picket's and Squid's per-round ratios spread 0.54–1.08. In 5 s runs the
 // race is a fifth of the part: about one connection per 1000 requests,
 // ratios 0.68–0.90 (docs/benchmarks.md).
 const heyShared = 5 * time.Second

@@ -11,13 +11,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // browser is headless Chromium with its own HOME (so its NSS database can
 // trust a test CA without touching the system) pointed at a proxy.
 type browser struct {
 	bin, home, proxy string
-	tmp              string // its TMPDIR (see chromeTemp)
+	// tmp is its TMPDIR: it keeps its profile's singleton socket in a
+	// directory of its own there (org.chromium.Chromium.*), which a
+	// headless run leaves behind; under /tmp they piled up, run after run.
+	tmp string
 }
 
 // newBrowser prepares Chromium to use proxy and to trust caPEM. The test
@@ -41,21 +46,7 @@ func newBrowser(t *testing.T, proxy, caPEM string) *browser {
 			t.Fatalf("certutil %v: %v\n%s", args, err, out)
 		}
 	}
-	return &browser{bin: bin, home: home, proxy: proxy, tmp: chromeTemp(t)}
-}
-
-// chromeTemp is a short directory, removed when the test ends, for
-// Chromium's TMPDIR: it keeps its profile's singleton socket in a
-// directory of its own under TMPDIR (org.chromium.Chromium.*), which a
-// headless run leaves behind; under /tmp they piled up, run after run.
-func chromeTemp(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "pk-chr-") // short: the socket's path has at most 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
+	return &browser{bin: bin, home: home, proxy: proxy, tmp: testutil.ShortTempDir(t, "pk-chr-")}
 }
 
 // run starts Chromium, with the proxy, with extra arguments and returns its

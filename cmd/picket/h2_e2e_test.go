@@ -134,7 +134,7 @@ func (b *browser) waitText(t *testing.T, url, sel string) string {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(b.bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.UserDataDir(filepath.Join(b.home, "profile-cdp")),
-		chromedp.Env("HOME="+b.home, "TMPDIR="+b.tmp), // its NSS database trusts the Picket CA; TMPDIR: chromeTemp
+		chromedp.Env("HOME="+b.home, "TMPDIR="+b.tmp), // its NSS database trusts the Picket CA; TMPDIR: browser.tmp
 		chromedp.Flag("proxy-server", "http://"+b.proxy),
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"),
 		chromedp.Flag("disable-quic", true),

@@ -38,11 +38,7 @@ func startSquid(t *testing.T, user, pass string) *squidUnderTest {
 	// squid, started as root, runs as its own user (proxy): the directory
 	// must be reachable and writable by it, so it is not under t.TempDir
 	// (whose parent is private to us).
-	dir, err := os.MkdirTemp("", "picket-squid-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortTempDir(t, "picket-squid-")
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}

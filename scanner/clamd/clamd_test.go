@@ -13,6 +13,7 @@ import (
 
 	"github.com/picket-proxy/picket/internal/avtest"
 	tf "github.com/picket-proxy/picket/internal/testfiles"
+	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/scanner"
 )
 
@@ -257,11 +258,7 @@ func TestFrozen(t *testing.T) {
 // TestGarbage: a server that answers nonsense is a clear error, never a
 // verdict or a hang.
 func TestGarbage(t *testing.T) {
-	dir, err := os.MkdirTemp("", "pk-garbage-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testutil.ShortTempDir(t, "pk-garbage-")
 	sock := filepath.Join(dir, "g.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
