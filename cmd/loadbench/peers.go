@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -276,15 +277,31 @@ func startGoproxy(mitm bool) (*peer, error) {
 	if mitm {
 		p, err := startSelf("goproxy-mitm", "-serve-goproxy", "-goproxy-mitm")
 		if p != nil {
-			p.conf = "loadbench -serve-goproxy -goproxy-mitm: goproxy v1.9.3, " + goproxyConf + ", AlwaysMitm with goproxy's CA and a certificate cache (CertStore); no access log\n"
+			p.conf = "loadbench -serve-goproxy -goproxy-mitm: goproxy " + goproxyVersion() + ", " + goproxyConf + ", AlwaysMitm with goproxy's CA and a certificate cache (CertStore); no access log\n"
 		}
 		return p, err
 	}
 	p, err := startSelf("goproxy", "-serve-goproxy")
 	if p != nil {
-		p.conf = "loadbench -serve-goproxy: goproxy v1.9.3, " + goproxyConf + "; no access log\n"
+		p.conf = "loadbench -serve-goproxy: goproxy " + goproxyVersion() + ", " + goproxyConf + "; no access log\n"
 	}
 	return p, err
+}
+
+// goproxyVersion is the version of goproxy this program was built with, as
+// go.mod requires it: the peer's configuration names it.
+func goproxyVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/elazarl/goproxy" {
+				if m.Replace != nil {
+					m = m.Replace
+				}
+				return m.Version
+			}
+		}
+	}
+	return "(version unknown)"
 }
 
 // goproxyConf says how serveGoproxy configures goproxy.
