@@ -52,8 +52,9 @@ func (f *fakeParts) config(now func() time.Time) Config {
 			HTTP2Errors: func() map[string]int64 {
 				return map[string]int64{"rapid_reset": 1, "conn_ENHANCE_YOUR_CALM_too_many_early_resets": 2, "bad_path_method": 3, "headers_body": 1}
 			},
-			AutoBypassed: func() []string { return []string{"pinned.example"} },
-			Feeds:        func() []Feed { return testFeeds(now()) },
+			ProxyProtocol: func() map[string]int64 { return map[string]int64{"missing": 3, "invalid": 1} },
+			AutoBypassed:  func() []string { return []string{"pinned.example"} },
+			Feeds:         func() []Feed { return testFeeds(now()) },
 		},
 		Listeners: func() []Listener { return []Listener{{"proxy", "127.0.0.1:3128"}, {"admin", "127.0.0.1:9090"}} },
 		Databases: func() []Database { return []Database{{Name: "feeds", Version: 4, Entries: 1200}} },

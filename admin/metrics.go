@@ -35,6 +35,10 @@ type Sources struct {
 	// HTTP2Errors counts HTTP/2 client errors by kind
 	// (proxy.Server.HTTP2Errors).
 	HTTP2Errors func() map[string]int64
+	// ProxyProtocol counts the connections refused for their PROXY
+	// protocol header by kind (missing, untrusted, invalid); nil when the
+	// proxy is not behind the PROXY protocol.
+	ProxyProtocol func() map[string]int64
 	// Auth reads proxy authentication (auth.Authenticator.Stats); nil when
 	// it is off.
 	Auth func() auth.Stats
@@ -282,6 +286,7 @@ var (
 	parentReqs    = desc("picket_parent_requests_total", "Requests and tunnels sent through the parent proxy.", "parent")
 	parentFails   = desc("picket_parent_failures_total", "Failed attempts to reach the parent proxy (connect, CONNECT answer, credentials).", "parent")
 	h2Errors      = desc("picket_http2_client_errors_total", "HTTP/2 client connections closed or streams refused for misbehaving, by kind (rapid_reset, early_resets, continuation_flood, header_timeout, other protocol errors).", "kind")
+	ppErrors      = desc("picket_proxy_protocol_errors_total", "Connections refused for their PROXY protocol header, by kind (missing: from a trusted load balancer without one; untrusted: from an address not in proxy_protocol_from; invalid: malformed).", "kind")
 	authChecks    = desc("picket_auth_checks_total", "Requests with proxy credentials by outcome (success, failure, rate_limited, unavailable).", "result")
 	authCache     = desc("picket_auth_cache_hits_total", "Successes from remembered verifications: fresh (within cache_ttl), stale (standing in for an unreachable directory).", "kind")
 	authDirChecks = desc("picket_auth_directory_checks_total", "Logins the directory answered (accepted or refused).")
@@ -298,6 +303,9 @@ var (
 // h2ErrorLabels are the kinds of picket_http2_client_errors_total.
 var h2ErrorLabels = []string{"rapid_reset", "early_resets", "continuation_flood", "header_timeout", "other"}
 
+// ppErrorLabels are the kinds of picket_proxy_protocol_errors_total.
+var ppErrorLabels = []string{"missing", "untrusted", "invalid"}
+
 // h2ErrorKind maps a kind from proxy.Server.HTTP2Errors (Picket's own, or
 // golang.org/x/net's CountError names) to a label.
 func h2ErrorKind(k string) string {
@@ -312,7 +320,7 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 		repBreaker, repEntries, certMints, certCache, certEvictions, certEntries, scanScans, scanSpills,
 		scanBytes, scanMemory, engineUp, engineScans, engineDetects, engineErrors, enginePartial, engineCache,
 		engineLatency, openConns, autoBypassed, partQueue, parentUp, parentReqs, parentFails, h2Errors,
-		authChecks, authCache, authDirChecks, authDirDown, logWaits, logWait, logBytes, logErrors, logLost, logBuffered, logWaiting} {
+		ppErrors, authChecks, authCache, authDirChecks, authDirDown, logWaits, logWait, logBytes, logErrors, logLost, logBuffered, logWaiting} {
 		ch <- d
 	}
 }
@@ -412,6 +420,12 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, k := range h2ErrorLabels {
 			counter(h2Errors, byKind[k], k)
+		}
+	}
+	if c.src.ProxyProtocol != nil {
+		errs := c.src.ProxyProtocol()
+		for _, k := range ppErrorLabels {
+			counter(ppErrors, uint64(max(errs[k], 0)), k)
 		}
 	}
 	if c.src.Parents != nil {

@@ -149,6 +149,9 @@ func TestMetricsAddUp(t *testing.T) {
 		{"HTTP/2 rapid resets", value(fams, "picket_http2_client_errors_total", "kind", "rapid_reset"), 1},
 		{"HTTP/2 early resets", value(fams, "picket_http2_client_errors_total", "kind", "early_resets"), 2},
 		{"HTTP/2 other errors", value(fams, "picket_http2_client_errors_total", "kind", "other"), 4},
+		{"PROXY protocol headers missing", value(fams, "picket_proxy_protocol_errors_total", "kind", "missing"), 3},
+		{"PROXY protocol errors", value(fams, "picket_proxy_protocol_errors_total"), 4},
+		{"PROXY protocol series", float64(len(fams["picket_proxy_protocol_errors_total"].GetMetric())), 3},
 		{"auto-bypassed hosts", value(fams, "picket_auto_bypassed_hosts"), 1},
 		{"build info", value(fams, "picket_build_info", "version", "v-test"), 1},
 	}

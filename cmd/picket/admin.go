@@ -61,6 +61,9 @@ type adminParts struct {
 	Parents func() []proxy.ParentStatus
 	// HTTP2Errors counts HTTP/2 client errors (proxy.Server.HTTP2Errors).
 	HTTP2Errors func() map[string]int64
+	// ProxyProtocol counts connections refused for their PROXY protocol
+	// header (ppListener.Errors); nil without the PROXY protocol.
+	ProxyProtocol func() map[string]int64
 	// AccessLog reads the access log's buffer (logs.AccessStats); nil
 	// when the access log is off.
 	AccessLog func() LogStats
@@ -115,6 +118,7 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 			Parents:            parts.Parents,
 			Feeds:              parts.Feeds,
 			HTTP2Errors:        parts.HTTP2Errors,
+			ProxyProtocol:      parts.ProxyProtocol,
 		},
 	}
 	if len(parts.Listeners) > 0 {

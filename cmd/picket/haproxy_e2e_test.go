@@ -190,6 +190,13 @@ server = "http://%s"
 	for _, f := range g.failures {
 		t.Errorf("a user-visible failure: %s", f)
 	}
+	// Every connection HAProxy made carried its PROXY header: the nodes,
+	// which require one from it, refused none.
+	for _, n := range nodes {
+		if strings.Contains(n.stderr.String(), "PROXY protocol header") {
+			t.Errorf("%s refused a connection for its PROXY header:\n%s", n.name, n.stderr.String())
+		}
+	}
 	kinds := []string{"plain", "tunnel", "intercepted", "download"}
 	var summary []string
 	for _, k := range kinds {

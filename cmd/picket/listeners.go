@@ -7,17 +7,19 @@ import (
 	"github.com/picket-proxy/picket/admin"
 	"github.com/picket-proxy/picket/config"
 	"github.com/picket-proxy/picket/proxy"
-	"github.com/pires/go-proxyproto"
+	"github.com/rs/zerolog"
 )
 
 // listeners are Picket's sockets, opened before anything else.
 type listeners struct {
 	proxy, admin, http, https net.Listener
+	// pp is the proxy listener behind the PROXY protocol, nil without it.
+	pp *ppListener
 }
 
 // listen opens every configured listener; on failure it closes what it
-// opened and names the key.
-func listen(f *config.File) (*listeners, error) {
+// opened and names the key. log receives the PROXY protocol's failures.
+func listen(f *config.File, log zerolog.Logger) (*listeners, error) {
 	l := &listeners{}
 	for _, x := range []struct {
 		key, addr string
@@ -38,16 +40,15 @@ func listen(f *config.File) (*listeners, error) {
 		}
 		*x.dst = ln
 	}
-	// Behind a load balancer: the PROXY protocol header names the client,
-	// accepted from the configured balancers only (a header from anyone
-	// else fails the connection), so ACLs and logs see the real address.
+	// Behind a load balancer: the PROXY protocol header names the client
+	// (proxyproto.go), so ACLs and logs see the real address.
 	if from := f.Proxy.ProxyProtocolFrom; len(from) > 0 {
-		policy, err := proxyproto.StrictWhiteListPolicy(from)
+		pp, err := newPPListener(l.proxy, from, f.Proxy.ReadHeaderTimeout.D(), log)
 		if err != nil {
 			l.close()
 			return nil, fmt.Errorf("proxy.proxy_protocol_from: %w", err)
 		}
-		l.proxy = &proxyproto.Listener{Listener: l.proxy, Policy: policy, ReadHeaderTimeout: f.Proxy.ReadHeaderTimeout.D()}
+		l.proxy, l.pp = pp, pp
 	}
 	return l, nil
 }

@@ -86,7 +86,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	tuneCollector(p.f.Proxy)
 
 	// 2. The listeners first: a taken port fails before any other work.
-	if p.lns, err = listen(p.f); err != nil {
+	if p.lns, err = listen(p.f, p.lg.app); err != nil {
 		return err
 	}
 	defer p.lns.close()
@@ -244,6 +244,9 @@ func (p *instance) adminParts() adminParts {
 		FlushCache: func() error { fs.current().rep.Flush(); return nil },
 		Databases:  func() []admin.Database { return embeddedDatabases(fs) },
 		Feeds:      func() []admin.Feed { return feedStatus(fs) },
+	}
+	if p.lns.pp != nil {
+		parts.ProxyProtocol = p.lns.pp.Errors
 	}
 	parts.Participation, parts.SetParticipation, parts.ParticipationQueue = adminParticipation(p.part)
 	if p.scan != nil {
