@@ -136,7 +136,7 @@ func (s *Server) serveH2(tc *tls.Conn, t *tunnel) {
 	}
 	s.h2.srv.ServeConn(g, &http2.ServeConnOpts{
 		Context:    context.Background(),
-		BaseConfig: s.h2.base,
+		BaseConfig: s.h2.serveConnBase(), // base, or none on Go 1.27 (h2_go127.go)
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			growStack(0)
 			st := &h2Stream{handlerDeadlines: newHandlerDeadlines(w)}
