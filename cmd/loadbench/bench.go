@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -251,7 +252,8 @@ func (b *bench) startPicketPair(name, bin, env string, logOn bool) (column, *pic
 	if name == "picket" {
 		b.pickets = [rowKinds]*picket{t, t, m, m}
 		if showConfigs {
-			fmt.Printf("-- picket (plain and tunnel rows) picket serve -config picket.toml:\n%s-- picket (intercepted rows): the same with\n%s", t.conf, mitmCfg)
+			fmt.Printf("-- picket (plain and tunnel rows), %s built with %s: picket serve -config picket.toml:\n%s-- picket (intercepted rows): the same with\n%s",
+				bin, goVersionOf(bin), t.conf, mitmCfg)
 		}
 	}
 	return column{name: name, procs: [rowKinds]*proc{pt, pt, pm, pm}}, t, nil
@@ -298,8 +300,8 @@ func (b *bench) startField(logOn bool) ([]column, *picket, error) {
 		b.stopLater(f.stop)
 		fw := f.proc()
 		if showConfigs {
-			fmt.Printf("-- floor: loadbench -serve-goforward (HTTP and intercepted rows), loadbench -serve-gotunnel (tunnel rows): cmd/loadbench/floor.go; no access log; "+
-				"Go's runtime as Picket sets it by default: %s\n", strings.Join(floorEnv(), " "))
+			fmt.Printf("-- floor: loadbench -serve-goforward (HTTP and intercepted rows), loadbench -serve-gotunnel (tunnel rows): cmd/loadbench/floor.go, built with %s; no access log; "+
+				"Go's runtime as Picket sets it by default: %s\n", runtime.Version(), strings.Join(floorEnv(), " "))
 		}
 		field = append(field, column{name: "floor", procs: [rowKinds]*proc{fw, t.proc(), fw, fw}})
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"net"
@@ -302,6 +303,15 @@ func goproxyVersion() string {
 		}
 	}
 	return "(version unknown)"
+}
+
+// goVersionOf is the Go release the program at path was built with, as its
+// build information says ("(unknown)" when it has none).
+func goVersionOf(path string) string {
+	if bi, err := buildinfo.ReadFile(path); err == nil {
+		return bi.GoVersion
+	}
+	return "(unknown)"
 }
 
 // goproxyConf says how serveGoproxy configures goproxy.

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"regexp"
+	"runtime"
 	"testing"
 )
 
@@ -20,5 +21,20 @@ func TestGoproxyVersion(t *testing.T) {
 	}
 	if got, want := goproxyVersion(), string(m[1]); got != want {
 		t.Fatalf("goproxyVersion() = %q, go.mod requires %q", got, want)
+	}
+}
+
+// TestGoVersionOf: the Go a binary was built with, read from the binary
+// (this test's own), and a clear "(unknown)" for a file that is not one.
+func TestGoVersionOf(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := goVersionOf(exe); got != runtime.Version() {
+		t.Errorf("goVersionOf(test binary) = %q, want %q", got, runtime.Version())
+	}
+	if got := goVersionOf("../../go.mod"); got != "(unknown)" {
+		t.Errorf("goVersionOf(go.mod) = %q, want (unknown)", got)
 	}
 }
