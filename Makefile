@@ -3,7 +3,8 @@ GO       ?= go
 # The Go every target builds and tests with: 1.27.3, fetched once through the
 # module proxy (about 76 MB) when the Go on the PATH is another. Go 1.26.8, the
 # version go.mod names for the language, lacks two point releases of fixes
-# (1.26.9, 1.26.10); 1.27.3 is the newest Go the project's registries serve.
+# (1.26.9, 1.26.10); 1.27.3 is the newer Go the build machines are set up to
+# fetch (the proxy also has 1.27.4, not yet tried here).
 # `make GOTOOLCHAIN=local ...` uses the Go on the PATH instead.
 export GOTOOLCHAIN := go1.27.3
 BIN      := bin/picket
