@@ -193,8 +193,10 @@ server = "http://%s"
 	// Every connection HAProxy made carried its PROXY header: the nodes,
 	// which require one from it, refused none.
 	for _, n := range nodes {
-		if strings.Contains(n.stderr.String(), "PROXY protocol header") {
-			t.Errorf("%s refused a connection for its PROXY header:\n%s", n.name, n.stderr.String())
+		for _, msg := range ppMessages {
+			if strings.Contains(n.stderr.String(), msg) {
+				t.Errorf("%s refused a connection for its PROXY header:\n%s", n.name, n.stderr.String())
+			}
 		}
 	}
 	kinds := []string{"plain", "tunnel", "intercepted", "download"}
