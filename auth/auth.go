@@ -52,8 +52,9 @@ type Config struct {
 	// FailureWindow/MaxFailures. 0 means DefaultMaxFailures.
 	MaxFailures int
 	// MaxUserFailures is how many failed attempts may be made for one
-	// user name (from any address) in a burst; it earns one back every
-	// FailureWindow/MaxUserFailures. 0 means DefaultMaxUserFailures.
+	// user name (from any address) in a burst, and for one directory
+	// account whatever spelling of its name was typed; it earns one back
+	// every FailureWindow/MaxUserFailures. 0 means DefaultMaxUserFailures.
 	MaxUserFailures int
 	// FailureWindow is the period over which MaxFailures attempts are
 	// earned back; 0 means DefaultFailureWindow.
@@ -76,8 +77,8 @@ var ErrNoCredentials = errors.New("auth: no credentials")
 // text is for the log, not for the client.
 var ErrBadCredentials = errors.New("auth: bad credentials")
 
-// ErrRateLimited is returned when the client address, or the user name,
-// has failed too often.
+// ErrRateLimited is returned when the client address, the user name or
+// the directory account has failed too often.
 // The error is a *RateLimitedError; the proxy answers 429 with its
 // Retry-After and no challenge.
 var ErrRateLimited = errors.New("auth: too many failed attempts")
@@ -113,7 +114,7 @@ type Stats struct {
 	// Failures counts malformed headers, unknown users and wrong passwords.
 	Failures uint64
 	// RateLimited counts requests refused for too many failures of the
-	// client or of the user name.
+	// client, the user name or the directory account.
 	RateLimited uint64
 	// DirectoryChecks counts the checks the directory answered (either
 	// way); Unavailable the requests refused with ErrUnavailable.
@@ -192,7 +193,7 @@ func newAuthenticator(cfg Config, log zerolog.Logger, now func() time.Time) (*Au
 		done:      make(chan struct{}),
 	}
 	if cfg.LDAP != nil {
-		d, err := newDirectory(*cfg.LDAP, log, now)
+		d, err := newDirectory(*cfg.LDAP, log, now, a.userLimit, a.keys)
 		if err != nil {
 			return nil, err
 		}
@@ -334,10 +335,14 @@ func (a *Authenticator) checkDirectory(t *table, ck netip.Addr, uk, k key, user,
 		}
 		return nil, err
 	})
+	var rl *RateLimitedError
 	switch {
 	case err == nil:
 		a.stats.successes.Add(1)
 		return a.result(t, user, r.(*verified))
+	case errors.As(err, &rl): // the account, under another spelling of its name
+		a.stats.rateLimited.Add(1)
+		return "", nil, rl
 	case errors.Is(err, ErrBadCredentials):
 		a.failed(ck, &uk, now)
 		a.log.Debug().Str(LogUser, user).Str(LogError, err.Error()).Msg("auth: the directory refused the credentials")

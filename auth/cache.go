@@ -22,6 +22,7 @@ const (
 	keyLocal     byte = 'L' // user, password and the user's htpasswd entry
 	keyDirectory byte = 'D' // user and password checked by the directory
 	keyUser      byte = 'U' // a user name, folded to lower case
+	keyAccount   byte = 'A' // a directory account: its DN, folded
 )
 
 // keyer makes keys under one salt.
@@ -57,6 +58,16 @@ func (k *keyer) user(name string) key {
 	b := append(buf[:0], k.salt[:]...)
 	b = append(b, keyUser)
 	b = appendPart(b, strings.ToLower(name))
+	return key(sha256.Sum256(b))
+}
+
+// account is the rate-limiting key of a directory account, by its DN
+// (foldDN).
+func (k *keyer) account(dn string) key {
+	var buf [256]byte
+	b := append(buf[:0], k.salt[:]...)
+	b = append(b, keyAccount)
+	b = appendPart(b, foldDN(dn))
 	return key(sha256.Sum256(b))
 }
 

@@ -16,7 +16,9 @@
 //	   ├─▶ user name over its failure budget? ──▶ ErrRateLimited
 //	   ├─▶ local: bcrypt compare ──▶ user, groups or ErrBadCredentials, counted
 //	   ├─▶ directory (ldap.go): search the user as the service account,
-//	   │     bind as the user, name the groups ──▶ user, groups
+//	   │     account (by DN, however the name was spelt) over its failure
+//	   │     budget? ──▶ ErrRateLimited; bind as the user, name the groups
+//	   │     ──▶ user, groups
 //	   │     or ErrBadCredentials, counted (and the cached entry forgotten)
 //	   │     or no server answered ──▶ a verification within the stale TTL
 //	   │     (FailCached) ──▶ user, groups; else ErrUnavailable

@@ -34,6 +34,11 @@ type directory struct {
 	servers []*server
 	log     zerolog.Logger
 	now     func() time.Time
+	// accounts counts failed binds per account (its DN), whatever name
+	// was typed: the directory finds one account under many spellings
+	// (case, spaces, full-width letters, the userPrincipalName).
+	accounts *limiter[key]
+	keys     *keyer
 
 	pwMu     sync.Mutex
 	password string // the service account's, as last read
@@ -41,7 +46,8 @@ type directory struct {
 
 // newDirectory checks cfg (defaults applied) and reads the CA file and the
 // service password. It connects to nothing: servers are dialled on demand.
-func newDirectory(cfg LDAPConfig, log zerolog.Logger, now func() time.Time) (*directory, error) {
+// Failed binds are counted in accounts under keys' account keys.
+func newDirectory(cfg LDAPConfig, log zerolog.Logger, now func() time.Time, accounts *limiter[key], keys *keyer) (*directory, error) {
 	cfg = cfg.withDefaults()
 	var errs []error
 	if len(cfg.URLs) == 0 {
@@ -74,7 +80,7 @@ func newDirectory(cfg LDAPConfig, log zerolog.Logger, now func() time.Time) (*di
 	if err != nil {
 		errs = append(errs, err)
 	}
-	d := &directory{cfg: cfg, log: log, now: now}
+	d := &directory{cfg: cfg, log: log, now: now, accounts: accounts, keys: keys}
 	if cfg.BindDN != "" {
 		if cfg.BindPassword == nil {
 			errs = append(errs, errors.New("a bind DN without a password"))
@@ -129,7 +135,8 @@ func (d *directory) budget() time.Duration {
 // authenticate checks user's password with the first server that answers
 // and returns the user as rules see them with their groups. It returns an
 // error wrapping ErrBadCredentials for an unknown user or a wrong password,
-// and any other error when no server could tell.
+// a *RateLimitedError for an account that failed too often, and any other
+// error when no server could tell.
 func (d *directory) authenticate(ctx context.Context, user, password string) (identity, error) {
 	// An empty password would make the user's bind an anonymous one that
 	// every directory accepts (RFC 4513 section 5.1.2).
@@ -143,7 +150,7 @@ func (d *directory) authenticate(ctx context.Context, user, password string) (id
 		}
 		id, err := d.tryServer(ctx, s, user, password)
 		switch {
-		case err == nil, errors.Is(err, ErrBadCredentials):
+		case err == nil, errors.Is(err, ErrBadCredentials), errors.Is(err, ErrRateLimited):
 			s.answered(d.log)
 			return id, err
 		case errors.Is(err, errBusy):
@@ -198,10 +205,17 @@ func (d *directory) check(ctx context.Context, c *conn, typed, password string) 
 	if err != nil {
 		return identity{}, err
 	}
-	// 2. The password: a bind as the user.
+	// 2. The password: a bind as the user, unless the account is over its
+	// failure budget. The budget is the account's, not the typed name's,
+	// which another spelling of the same name would start afresh.
+	account := d.keys.account(entry.DN)
+	if wait := d.accounts.wait(account, d.now()); wait > 0 {
+		return identity{}, &RateLimitedError{RetryAfter: wait}
+	}
 	c.bound = boundOther
 	if err := c.l.Bind(entry.DN, password); err != nil {
 		if isCredentialError(err) {
+			d.accounts.fail(account, d.now())
 			return identity{}, fmt.Errorf("%w: %s: %v", ErrBadCredentials, entry.DN, ldapMessage(err))
 		}
 		return identity{}, fmt.Errorf("binding as the user: %w", err)

@@ -461,6 +461,30 @@ func TestLDAPUserRateLimit(t *testing.T) {
 	}
 }
 
+// TestLDAPUserRateLimitSpellings: the directory finds one account under
+// many spellings of its name (case, spaces around it, full-width letters,
+// the userPrincipalName); a user's failure budget is the account's, so that
+// another spelling does not start a new one.
+func TestLDAPUserRateLimitSpellings(t *testing.T) {
+	s := startDirectory(t)
+	a, _ := newLDAPAuth(t, Config{LDAP: ldapConfig(s), MaxUserFailures: 3, FailureWindow: 30 * time.Second})
+	for i := range 3 {
+		client := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if _, _, err := a.Check(client, basic("alice", "guess")); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("guess %d: got %v, want ErrBadCredentials", i, err)
+		}
+	}
+	for i, name := range []string{"alice ", " alice", "alice  ", "ａｌｉｃｅ", "alice@picket.test", "alice\u00a0"} {
+		client := netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
+		if _, _, err := a.Check(client, basic(name, "guess")); !errors.Is(err, ErrRateLimited) {
+			t.Errorf("%q from a new address: got %v, want ErrRateLimited (the account is over its budget)", name, err)
+		}
+	}
+	if _, _, err := a.Check(bob, basic("bob", "bob-pw")); err != nil {
+		t.Errorf("another user: %v", err)
+	}
+}
+
 // TestLDAPWithHtpasswd: a local (htpasswd) account is checked first and is
 // final for its name: the directory is not asked, even when the local
 // password is wrong. Directory users get the groups file's groups beside
