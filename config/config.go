@@ -162,14 +162,40 @@ func Parse(path string, data []byte) (*File, error) {
 	for _, k := range md.Keys() {
 		f.set[k.String()] = true
 	}
-	for _, k := range md.Undecoded() {
-		p.add(k.String(), "unknown key")
-	}
+	unknownKeys(md, p)
 	f.validate(p)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
 	return f, nil
+}
+
+// unknownKeys records a problem for each key the file sets that File does
+// not have. A key inside an array of tables ([[rules]]) is named by its
+// entry, "rules[1].colour", so that each points at its own line: the
+// decoder names every entry's key alike ("rules.colour").
+func unknownKeys(md toml.MetaData, p *problems) {
+	unknown := make(map[string]bool)
+	for _, k := range md.Undecoded() {
+		unknown[k.String()] = true
+	}
+	headers := make(map[string]int) // [name] and [[name]] headers seen so far
+	for _, k := range md.Keys() {
+		if len(k) == 1 {
+			headers[k[0]]++
+		}
+		if !unknown[k.String()] {
+			continue
+		}
+		key := k.String()
+		if n := headers[k[0]]; len(k) > 1 && n > 0 {
+			indexed := fmt.Sprintf("%s[%d].%s", k[0], n-1, k[1:].String())
+			if _, ok := p.lines[indexed]; ok { // keyLines saw [[k[0]]] headers
+				key = indexed
+			}
+		}
+		p.add(key, "unknown key")
+	}
 }
 
 func (f *File) validate(p *problems) {

@@ -2,8 +2,10 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +125,34 @@ func TestEveryProblemReportedAtOnce(t *testing.T) {
 		if got, ok := keys[k]; !ok || got != line {
 			t.Errorf("problem %s: got line %d (present %v), want line %d; all: %v", k, got, ok, line, err)
 		}
+	}
+}
+
+// TestUnknownKeyInRules: an unknown key in one [[rules]] entry is named
+// by the entry and points at its own line, also when an earlier entry has
+// the same unknown key.
+func TestUnknownKeyInRules(t *testing.T) {
+	_, err := Parse("bad.toml", []byte(`[[rules]]
+name = "a"
+action = "block"
+hosts = ["a.example"]
+colour = "red"
+
+[[rules]]
+name = "b"
+action = "block"
+hosts = ["b.example"]
+colour = "blue"
+`))
+	var got []string
+	for _, e := range unjoin(err) {
+		var ce *Error
+		if errors.As(e, &ce) {
+			got = append(got, fmt.Sprintf("%d %s", ce.Line, ce.Key))
+		}
+	}
+	if want := []string{"5 rules[0].colour", "11 rules[1].colour"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q (all: %v)", got, want, err)
 	}
 }
 
