@@ -144,6 +144,11 @@ func restartOnly(a, b *config.File) []string {
 		"log":     {a.Log, b.Log},
 		"scanner": {a.Scanner, b.Scanner},
 		"auth":    {a.Auth, b.Auth}, // the htpasswd and groups files reload themselves
+		// Built once by serve: the transparent listeners, the PAC handler,
+		// the parent proxies (proxy.Upstream, shared with the feeds).
+		"transparent": {a.Transparent, b.Transparent},
+		"pac":         {a.PAC, b.PAC},
+		"upstream":    {a.Upstream, b.Upstream},
 		"tls (certificate authority, roots)": {
 			[]any{a.TLS.CACert, a.TLS.CAKey, a.TLS.CAName, a.TLS.LeafValidity, a.TLS.CertCacheSize, a.TLS.ExtraRoots},
 			[]any{b.TLS.CACert, b.TLS.CAKey, b.TLS.CAName, b.TLS.LeafValidity, b.TLS.CertCacheSize, b.TLS.ExtraRoots},

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,6 +84,29 @@ func TestReloadKeepsDownloads(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "explode") {
 		t.Errorf("the rejected reload's reason is not logged:\n%s", p.stderr.String())
+	}
+}
+
+// TestReloadNamesRestartOnlySections: a reload that changes a section set
+// up once at start (listeners, the PAC file, the parent proxies) says so
+// by name, for each such section.
+func TestReloadNamesRestartOnlySections(t *testing.T) {
+	p := startPicket(t, "")
+	path := p.dir + "/picket.toml"
+	orig, _ := os.ReadFile(path)
+	for i, tc := range []struct{ section, toml string }{
+		{"transparent", "[transparent]\nhttp_listen = \"127.0.0.1:0\"\n"},
+		{"pac", "[pac]\ndirect_hosts = [\"intranet.example\"]\n"},
+		{"upstream", "[upstream]\ndirect_hosts = [\"intranet.example\"]\n"},
+	} {
+		t.Run(tc.section, func(t *testing.T) {
+			os.WriteFile(path, append(slices.Clip(orig), "\n"+tc.toml...), 0o644)
+			hupAndWait(t, p, "configuration reloaded", i+1)
+			want := `"section":"` + tc.section + `"`
+			if !strings.Contains(p.stderr.String(), want) {
+				t.Errorf("no restart warning with %s in the log:\n%s", want, p.stderr.String())
+			}
+		})
 	}
 }
 
