@@ -269,7 +269,7 @@ func (a *Authenticator) Check(client netip.Addr, header string) (user string, gr
 	}
 	// 5. Remembered verification.
 	if local || a.dir != nil {
-		if v, ok := a.cache.get(k); ok && now.Before(v.fresh) {
+		if v, ok := a.cache.get(k); ok && now.Before(v.fresh) && (local || !t.shadows(v.user)) {
 			a.stats.successes.Add(1)
 			a.stats.cacheHits.Add(1)
 			return a.result(t, user, v)
@@ -317,13 +317,19 @@ func (a *Authenticator) checkLocal(t *table, ck netip.Addr, uk, k key, user, pas
 // question, and one that finds the answer remembered meanwhile asks none.
 func (a *Authenticator) checkDirectory(t *table, ck netip.Addr, uk, k key, user, password string, now time.Time) (string, []string, error) {
 	r, err, _ := a.flight.Do(string(k[:]), func() (any, error) {
-		if v, ok := a.cache.get(k); ok && a.now().Before(v.fresh) {
+		if v, ok := a.cache.get(k); ok && a.now().Before(v.fresh) && !t.shadows(v.user) {
 			return v, nil
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), a.dir.budget())
 		defer cancel()
 		id, err := a.dir.authenticate(ctx, user, password)
 		switch {
+		case err == nil && t.shadows(id.user):
+			// The directory found its account under another spelling of
+			// a local account's name ("ALICE", "alice "): the name is the
+			// local account's, whose password this is not.
+			a.stats.dirChecks.Add(1)
+			return nil, fmt.Errorf("%w: %q is a local account's name", ErrBadCredentials, id.user)
 		case err == nil:
 			a.stats.dirChecks.Add(1)
 			v := &verified{user: id.user, groups: id.groups, fresh: now.Add(a.cacheTTL), stale: now.Add(a.staleTTL)}
@@ -349,13 +355,21 @@ func (a *Authenticator) checkDirectory(t *table, ck netip.Addr, uk, k key, user,
 		return "", nil, ErrBadCredentials
 	}
 	// The directory could not tell: a recent verification may stand in.
-	if v, ok := a.cache.get(k); ok && a.staleTTL > 0 && now.Before(v.stale) {
+	if v, ok := a.cache.get(k); ok && a.staleTTL > 0 && now.Before(v.stale) && !t.shadows(v.user) {
 		a.stats.successes.Add(1)
 		a.stats.staleHits.Add(1)
 		return a.result(t, user, v)
 	}
 	a.stats.unavailable.Add(1)
 	return "", nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// shadows reports whether user, as the directory names an account, is a
+// local account's name: a local account is final for its name, however the
+// directory would spell it.
+func (t *table) shadows(user string) bool {
+	_, ok := t.users[user]
+	return ok
 }
 
 // result is the user and groups of a verification: the directory's groups

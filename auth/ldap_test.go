@@ -504,6 +504,11 @@ func TestLDAPWithHtpasswd(t *testing.T) {
 		{"breakglass", "glass-pw", []string{"admins"}, nil},
 		{"alice", "local-pw", []string{"vip"}, nil},
 		{"alice", "alice-pw", nil, ErrBadCredentials}, // the directory's password: not asked
+		// Another spelling the directory finds its alice under: the name
+		// is the local account's all the same.
+		{"ALICE", "alice-pw", nil, ErrBadCredentials},
+		{"alice ", "alice-pw", nil, ErrBadCredentials},
+		{"ALICE", "alice-pw", nil, ErrBadCredentials}, // not remembered either
 		{"bob", "bob-pw", []string{"staff", "vip"}, nil},
 	} {
 		user, groups, err := a.Check(alice, basic(tt.user, tt.password))
@@ -511,8 +516,8 @@ func TestLDAPWithHtpasswd(t *testing.T) {
 			t.Errorf("%s/%s: got %q %q, %v, want %q, %v", tt.user, tt.password, user, groups, err, tt.groups, tt.err)
 		}
 	}
-	if got := a.Stats().DirectoryChecks; got != 1 {
-		t.Errorf("got %d directory checks, want 1 (bob)", got)
+	if got := a.Stats().DirectoryChecks; got != 4 {
+		t.Errorf("got %d directory checks, want 4 (ALICE twice, alice with a space, bob)", got)
 	}
 	// The directory is down: the break-glass account still works.
 	s.Stop(t)
