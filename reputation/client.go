@@ -266,23 +266,32 @@ func (c *Client) resolve(ctx context.Context, q Query, key resultKey) (Verdict, 
 	}
 	// 3. The prefix cache: every prefix fresh means every expression is
 	// answered (the verdict keeps its backend's Source).
-	v, expires, missing := c.evaluate(targets, now, nil)
+	known, expires, missing := c.evaluate(targets, now, nil)
 	if len(missing) == 0 {
-		v.Cached = true
-		return c.store(key, v, expires, now), nil
+		known.Cached = true
+		return c.store(key, known, expires, now), nil
 	}
 	if c.backend == nil {
-		v.Source = SourceNone
-		return c.store(key, v, now.Add(LocalTTL), now), nil
+		known.Source = SourceNone
+		return c.store(key, known, now.Add(LocalTTL), now), nil
 	}
-	// 4. One batched backend request for the missing prefixes.
+	// 4. One batched backend request for the missing prefixes. The
+	// prefixes the cache answered count as read above: read again, they
+	// may have left the cache (other lookups filled it) or expired
+	// meanwhile, and a cached block would be lost.
 	ans, err := c.fetch(ctx, missing)
 	if err != nil {
-		return c.failed(v), nil
+		return c.failed(known), nil
 	}
 	now = c.now()
 	fresh := c.fill(missing, ans, now)
-	v, expires, _ = c.evaluate(targets, now, fresh)
+	v, freshExpires, _ := c.evaluate(targets, now, fresh)
+	if known.Worse(v) {
+		v = known
+	}
+	if expires.IsZero() || !freshExpires.IsZero() && freshExpires.Before(expires) {
+		expires = freshExpires
+	}
 	v.Source, v.Cached = ans.Source, false
 	return c.store(key, v, expires, now), nil
 }
@@ -360,10 +369,11 @@ func (c *Client) checkLists(targets []Hash) (Verdict, bool) {
 	return Verdict{}, false
 }
 
-// evaluate matches targets against fresh answers (may be nil) and the
-// prefix cache. It returns the most severe verdict found (its Source is
-// the backend's that answered, also for "nothing known"), when it expires,
-// and the prefixes that must be asked for.
+// evaluate matches targets against the prefix cache or, when fresh is not
+// nil, against those fresh answers only (the targets of other prefixes are
+// skipped). It returns the most severe verdict found (its Source is the
+// backend's that answered, also for "nothing known"), when it expires, and
+// the prefixes that must be asked for.
 func (c *Client) evaluate(targets []Hash, now time.Time, fresh map[Prefix]prefixEntry) (Verdict, time.Time, []Prefix) {
 	var (
 		v       Verdict
@@ -372,8 +382,13 @@ func (c *Client) evaluate(targets []Hash, now time.Time, fresh map[Prefix]prefix
 	)
 	for _, h := range targets {
 		p := h.Prefix()
-		e, ok := fresh[p]
-		if !ok {
+		var (
+			e  prefixEntry
+			ok bool
+		)
+		if fresh != nil {
+			e, ok = fresh[p]
+		} else {
 			e, ok = c.caches.prefixes.Get(p)
 		}
 		res, m, exp := cacheMiss, cachedMatch{}, time.Time{}

@@ -598,3 +598,62 @@ func TestNextWait(t *testing.T) {
 		})
 	}
 }
+
+// TestClientKeepsBlockEvictedDuringLookup: a URL one of whose expressions
+// is a cached block ("malware.picket.test/") and another not yet asked for
+// ("malware.picket.test/x") blocks, also when the block's prefix leaves the
+// prefix cache while the missing prefixes are being asked for (other
+// lookups fill the cache meanwhile), and the verdict the result cache keeps
+// is the block.
+func TestClientKeepsBlockEvictedDuringLookup(t *testing.T) {
+	s, err := New(Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	held := reputation.HashExpression("malware.picket.test/x").Prefix().String()
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if bytes.Contains(body, []byte(held)) {
+			once.Do(func() { close(arrived) })
+			<-release
+		}
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	c, err := reputation.New(reputation.Config{Backend: remote(t, hs.URL, ""), CacheSize: 64, Timeout: 30 * time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	if v, err := c.Lookup(ctx, reputation.Query{URL: "http://malware.picket.test/"}); err != nil || v.Kind != reputation.KindMalware {
+		t.Fatalf("first lookup: %v, %v; want malware", v, err)
+	}
+	type result struct {
+		v   reputation.Verdict
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := c.Lookup(ctx, reputation.Query{URL: "http://malware.picket.test/x"})
+		done <- result{v, err}
+	}()
+	<-arrived
+	for i := range 100 {
+		if _, err := c.Lookup(ctx, reputation.Query{URL: fmt.Sprintf("http://filler-%d.test/", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.v.Kind != reputation.KindMalware {
+		t.Errorf("lookup whose cached block was evicted meanwhile: got %v, %v; want malware", r.v, r.err)
+	}
+	if v, err := c.Lookup(ctx, reputation.Query{URL: "http://malware.picket.test/x"}); err != nil || v.Kind != reputation.KindMalware {
+		t.Errorf("the same lookup again: got %v, %v; want malware", v, err)
+	}
+}
