@@ -415,11 +415,15 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	a := db.Answer(s.DB(), prefixes, s.cfg.TTL, s.cfg.NegativeTTL, reputation.SourceServer)
 	resp := reputation.LookupResponse{Matches: make([]reputation.WireMatch, 0, len(a.Matches)), NegativeTTL: int64(a.NegativeTTL / time.Second)}
 	for _, m := range a.Matches {
-		resp.Matches = append(resp.Matches, wireMatch(m.Hash, m.Verdict, int64(m.Verdict.TTL/time.Second)))
+		resp.Matches = append(resp.Matches, wireMatch(m.Hash, m.Verdict, ceilSeconds(m.Verdict.TTL)))
 	}
 	s.log.Debug().Int(reputation.LogPrefixes, len(prefixes)).Msg("lookup")
 	writeJSON(w, http.StatusOK, resp)
 }
+
+// ceilSeconds is d in whole seconds, rounded up: a client takes a match
+// with TTL 0 as expired at once, so a TTL under a second must not become 0.
+func ceilSeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
 
 func wireMatch(h reputation.Hash, v reputation.Verdict, ttl int64) reputation.WireMatch {
 	return reputation.WireMatch{Hash: h.String(), Verdict: v.Kind, Category: v.Category, Threat: v.ThreatName, TTL: ttl}

@@ -657,3 +657,18 @@ func TestClientKeepsBlockEvictedDuringLookup(t *testing.T) {
 		t.Errorf("the same lookup again: got %v, %v; want malware", v, err)
 	}
 }
+
+// TestSubSecondTTLStillBlocks: the wire gives TTLs in whole seconds, and a
+// client takes a match with TTL 0 as expired at once (it answers nothing).
+// A server given a positive TTL under a second must still make its matches
+// count.
+func TestSubSecondTTLStillBlocks(t *testing.T) {
+	for _, ttl := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond} {
+		cloud := startServer(t, Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1, TTL: ttl})
+		c := newClient(t, remote(t, cloud.http.URL, ""))
+		v, err := c.Lookup(context.Background(), reputation.Query{URL: "http://malware.picket.test/"})
+		if err != nil || v.Kind != reputation.KindMalware || v.TTL <= 0 {
+			t.Errorf("server TTL %v: got %v (TTL %v), %v; want malware with a TTL", ttl, v, v.TTL, err)
+		}
+	}
+}
