@@ -411,6 +411,12 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if s.cfg.Role == RolePrivate && !s.synced.Load() {
+		// Its empty copy would answer "nothing known", which clients cache
+		// for the negative TTL: refused, their fail policy decides.
+		writeError(w, http.StatusServiceUnavailable, "unsynced: no copy of the upstream's database yet")
+		return
+	}
 	s.lookups.Add(1)
 	a := db.Answer(s.DB(), prefixes, s.cfg.TTL, s.cfg.NegativeTTL, reputation.SourceServer)
 	resp := reputation.LookupResponse{Matches: make([]reputation.WireMatch, 0, len(a.Matches)), NegativeTTL: int64(a.NegativeTTL / time.Second)}

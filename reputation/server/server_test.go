@@ -672,3 +672,28 @@ func TestSubSecondTTLStillBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsyncedMirrorDoesNotAnswer: a private server that has never had a
+// good copy knows nothing, and must not say "nothing known" (which clients
+// cache for the negative TTL, past its first sync): it refuses lookups, so
+// that the client's fail policy decides until then.
+func TestUnsyncedMirrorDoesNotAnswer(t *testing.T) {
+	ctx := context.Background()
+	cloud := startServer(t, Config{Role: RoleCloud, Feeds: testutil.CopyFeeds(t), Poll: -1})
+	private := startServer(t, Config{Role: RolePrivate, Upstream: cloud.http.URL})
+	c, err := reputation.New(reputation.Config{Backend: remote(t, private.http.URL, ""), Fail: reputation.FailClosed, Timeout: 10 * time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	q := reputation.Query{URL: "http://malware.picket.test/"}
+	if v, err := c.Lookup(ctx, q); err != nil || v.Source != reputation.SourceFailure || !v.Blocks() {
+		t.Errorf("before the first sync: got %v, %v; want the fail-closed verdict", v, err)
+	}
+	if err := private.srv.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Lookup(ctx, q); err != nil || v.Kind != reputation.KindMalware || v.Source != reputation.SourceServer {
+		t.Errorf("after the first sync: got %v, %v; want malware from the server", v, err)
+	}
+}
