@@ -59,7 +59,7 @@ func download(ctx context.Context, hc *http.Client, userAgent, dir, cache string
 	if err != nil {
 		return nil, errors.New("url: invalid") // the expanded URL may hold a key: not in the message
 	}
-	var secret []string // header names not to follow a redirect to another host
+	var secret []string // header names not to follow a redirect to another host, or from https to http
 	for k, v := range s.Headers {
 		val, err := HeaderValue(dir, v)
 		if err != nil {
@@ -86,7 +86,7 @@ func download(ctx context.Context, hc *http.Client, userAgent, dir, cache string
 		if len(via) >= 5 {
 			return errors.New("too many redirects")
 		}
-		if r.URL.Host != via[0].URL.Host {
+		if r.URL.Host != via[0].URL.Host || (r.URL.Scheme != via[0].URL.Scheme && r.URL.Scheme != "https") {
 			for _, k := range secret {
 				r.Header.Del(k)
 			}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -627,5 +628,46 @@ func TestFetchIfModifiedSince(t *testing.T) {
 	defer mu.Unlock()
 	if len(ims) != 2 || ims[0] != "" || ims[1] != mod.Format(http.TimeFormat) {
 		t.Errorf("If-Modified-Since sent: %q, want none then %q", ims, mod.Format(http.TimeFormat))
+	}
+}
+
+// TestFetchHeadersNotDowngraded: a source's secret headers do not follow a
+// redirect from https to http on the same host (they would cross the
+// network in clear). The two servers stand at example.com's ports 443 and
+// 80 through the test client's dialer.
+func TestFetchHeadersNotDowngraded(t *testing.T) {
+	t.Setenv("PICKET_TEST_AUTH_KEY", "s3cret")
+	plain := newFeedServer(t, "moved.test\n")
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://example.com/list", http.StatusFound)
+	}))
+	defer secure.Close()
+	addrs := map[string]string{"example.com:443": secure.Listener.Addr().String(), "example.com:80": plain.Listener.Addr().String()}
+	tr := secure.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		to, ok := addrs[addr]
+		if !ok {
+			return nil, fmt.Errorf("test dialer: no server for %s", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, to)
+	}
+	dir := writeFeeds(t, map[string]string{"feeds.toml": `
+[[source]]
+name = "moved"
+url = "https://example.com/moved"
+format = "urls"
+headers = { "Auth-Key" = "env:PICKET_TEST_AUTH_KEY" }
+`})
+	s, err := Open(Config{Dir: dir, Poll: -1, Fetch: FetchConfig{Manual: true, HTTPClient: &http.Client{Transport: tr}}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r, _ := s.Fetch(context.Background(), "moved", false); r.Outcome != Updated {
+		t.Fatalf("moved: %+v", r)
+	}
+	if k := plain.last().Header.Get("Auth-Key"); k != "" {
+		t.Errorf("the key followed a redirect from https to http: got %q, want none", k)
 	}
 }
