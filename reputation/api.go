@@ -130,7 +130,29 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 			ForceAttemptHTTP2:     true,
 		}}
 	}
-	return &Remote{endpoint: strings.TrimRight(cfg.Server, "/") + PathLookup, token: cfg.Token, hc: hc}, nil
+	return &Remote{endpoint: strings.TrimRight(cfg.Server, "/") + PathLookup, token: cfg.Token, hc: KeepTokenHome(hc)}, nil
+}
+
+// KeepTokenHome returns a copy of hc whose redirects carry no
+// Authorization header to another origin: another host or port, or from
+// https to plain http. (Go's client keeps it for the same host name
+// whatever the port or scheme.) hc's own CheckRedirect still runs.
+func KeepTokenHome(hc *http.Client) *http.Client {
+	c := *hc
+	check := hc.CheckRedirect
+	c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if from := via[0].URL; r.URL.Host != from.Host || (r.URL.Scheme != from.Scheme && r.URL.Scheme != "https") {
+			r.Header.Del("Authorization")
+		}
+		if check != nil {
+			return check(r, via)
+		}
+		if len(via) >= 10 { // the default policy
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
 }
 
 // FindPrefixes sends the prefixes in one POST request.

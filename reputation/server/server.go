@@ -186,6 +186,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 				ResponseHeaderTimeout: time.Minute, IdleConnTimeout: 90 * time.Second,
 			}}
 		}
+		s.upstream = reputation.KeepTokenHome(s.upstream)
 		s.mirror.Store(db.Empty(0))
 		if cfg.Feeds != "" {
 			d, err := db.ReadFile(s.snapshotPath())

@@ -697,3 +697,40 @@ func TestUnsyncedMirrorDoesNotAnswer(t *testing.T) {
 		t.Errorf("after the first sync: got %v, %v; want malware from the server", v, err)
 	}
 }
+
+// TestTokenNotSentElsewhere: a bearer token goes only to the server it is
+// for. A redirect to another port of the same host (another origin: Go's
+// client keeps Authorization for the same host name whatever the port or
+// scheme) must not carry it, neither from a client's lookup nor from a
+// mirror's update.
+func TestTokenNotSentElsewhere(t *testing.T) {
+	var mu sync.Mutex
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if a := r.Header.Get("Authorization"); a != "" {
+			leaked = append(leaked, r.URL.Path+": "+a)
+		}
+		mu.Unlock()
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	}))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+
+	c := newClient(t, remote(t, redirector.URL, "kpsn-licence"))
+	if _, err := c.Lookup(context.Background(), reputation.Query{URL: "http://malware.picket.test/"}); err != nil {
+		t.Fatal(err)
+	}
+	private := startServer(t, Config{Role: RolePrivate, Upstream: redirector.URL, UpstreamToken: "cloud-secret"})
+	if err := private.srv.Sync(context.Background()); err == nil {
+		t.Error("a sync whose upstream redirected to a 404 succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) > 0 {
+		t.Errorf("tokens sent to another origin after a redirect: got %q, want none", leaked)
+	}
+}
