@@ -199,6 +199,9 @@ func (o *output) finish(hd []byte) (*DB, error) {
 // check compares d's checksum with the one t expects; a received d is
 // verified whole even when nothing is expected.
 func (t Target) check(d *DB, received bool) error {
+	if received && t.Token != "" && d.Token() != t.Token {
+		return fmt.Errorf("%w: version token %q, want %q", ErrBadSnapshot, d.Token(), t.Token)
+	}
 	if t.Expect == nil && !received {
 		return nil
 	}
@@ -247,9 +250,9 @@ func settle(f *os.File, received bool, t Target) (*DB, error) {
 
 // Receive reads a database file from r (a mirror's full download) into t:
 // it checks the header and the size it announces, the CRCs, the whole
-// structure (Verify) and, when t.Expect is set, the checksum, before the
-// file takes t.Path's place. t.Version and t.Token are ignored: the file's
-// header has them.
+// structure (Verify) and, when they are set, the checksum (t.Expect) and
+// the version token (t.Token), before the file takes t.Path's place.
+// t.Version is ignored: the file's header has it.
 func Receive(r io.Reader, t Target) (*DB, error) {
 	var hb [headerSize]byte
 	if _, err := io.ReadFull(r, hb[:]); err != nil {

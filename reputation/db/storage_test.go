@@ -589,19 +589,22 @@ func TestReceive(t *testing.T) {
 		name   string
 		data   []byte
 		expect *[32]byte
+		token  string
 		ok     bool
 	}{
-		{"good", good, &sum, true},
-		{"good, nothing expected", good, nil, true},
-		{"other checksum expected", good, &other, false},
-		{"truncated", good[:len(good)-10], &sum, false},
-		{"header only", good[:headerSize], &sum, false},
-		{"damaged body", func() []byte { b := slices.Clone(good); b[headerSize+40] ^= 4; return b }(), &sum, false},
-		{"not a database", []byte(strings.Repeat("x", 400)), &sum, false},
+		{"good", good, &sum, "", true},
+		{"good, its token expected", good, &sum, "tok-9", true},
+		{"good, nothing expected", good, nil, "", true},
+		{"another token expected", good, &sum, "tok-10", false},
+		{"other checksum expected", good, &other, "", false},
+		{"truncated", good[:len(good)-10], &sum, "", false},
+		{"header only", good[:headerSize], &sum, "", false},
+		{"damaged body", func() []byte { b := slices.Clone(good); b[headerSize+40] ^= 4; return b }(), &sum, "", false},
+		{"not a database", []byte(strings.Repeat("x", 400)), &sum, "", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before, _ := os.ReadFile(path)
-			got, err := Receive(bytes.NewReader(tt.data), Target{Path: path, Expect: tt.expect})
+			got, err := Receive(bytes.NewReader(tt.data), Target{Path: path, Expect: tt.expect, Token: tt.token})
 			after, _ := os.ReadFile(path)
 			if tt.ok {
 				if err != nil {

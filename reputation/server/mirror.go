@@ -178,7 +178,9 @@ func (s *Server) receive(body io.Reader, h http.Header, t db.Target, res *syncRe
 		return nil, err
 	}
 	res.minWait = parseMinWait(h.Get(HeaderMinWait))
-	t.Expect = &sum
+	// The token too is checked before the file takes the snapshot's place:
+	// a restart must not find a copy this sync refused.
+	t.Expect, t.Token = &sum, h.Get(HeaderVersion)
 	next, err := db.Receive(body, t)
 	if err != nil {
 		return nil, fmt.Errorf("repserver: update: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -732,5 +733,50 @@ func TestTokenNotSentElsewhere(t *testing.T) {
 	defer mu.Unlock()
 	if len(leaked) > 0 {
 		t.Errorf("tokens sent to another origin after a redirect: got %q, want none", leaked)
+	}
+}
+
+// TestMirrorRejectsWrongToken: a whole database whose version token is not
+// the one the upstream announced is refused before it takes the snapshot's
+// place, so that a restart does not serve the copy this sync refused.
+func TestMirrorRejectsWrongToken(t *testing.T) {
+	b := db.NewBuilder(0)
+	b.Add(reputation.HashExpression("a.test/"), reputation.Verdict{Kind: reputation.KindMalware})
+	v1, _ := b.Build(1)
+	b = db.NewBuilder(0)
+	b.Add(reputation.HashExpression("b.test/"), reputation.Verdict{Kind: reputation.KindPhishing})
+	v2, _ := b.Build(2)
+	var announce atomic.Value
+	announce.Store("v1")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, token := v1, "v1"
+		if announce.Load() != "v1" {
+			d, token = v2, "v2-in-the-file"
+		}
+		sum := d.Checksum()
+		w.Header().Set("Content-Type", MediaTypeDB)
+		w.Header().Set(HeaderChecksum, hex.EncodeToString(sum[:]))
+		w.Header().Set(HeaderVersion, announce.Load().(string))
+		d.WriteTo(w, token)
+	}))
+	t.Cleanup(up.Close)
+	dir := t.TempDir()
+	s, err := New(Config{Role: RolePrivate, Upstream: up.URL, Feeds: dir}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(context.Background()); err != nil || s.DB().Token() != "v1" {
+		t.Fatalf("first sync: %v, token %q", err, s.DB().Token())
+	}
+	announce.Store("v2")
+	if err := s.Sync(context.Background()); err == nil {
+		t.Error("a database with another token than announced: no error")
+	}
+	if s.DB().Token() != "v1" {
+		t.Errorf("token %q in memory after the refused sync, want v1", s.DB().Token())
+	}
+	back, err := db.ReadFile(filepath.Join(dir, snapshotName))
+	if err != nil || back.Token() != "v1" || back.Checksum() != v1.Checksum() {
+		t.Errorf("snapshot after the refused sync: %v (the refused copy took its place)", err)
 	}
 }
