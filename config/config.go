@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,6 +134,27 @@ func (p *problems) oneOf(key, what, v string, allowed ...string) {
 	p.add(key, "unknown %s %q (want %s)", what, v, list)
 }
 
+// tomlTypeError is how the decoder words a value of the wrong type (a
+// plain error, not a toml.ParseError): `toml: line 4 (last key
+// "proxy.forwarded_for"): incompatible types: ...`.
+var tomlTypeError = regexp.MustCompile(`^toml: line (\d+) \(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+
+// decodeError is an *Error for a decoding error other than a syntax error,
+// with the line and key the decoder's message names, said as every other
+// problem is ("bad.toml:4: proxy.forwarded_for: incompatible types ...").
+func decodeError(path string, err error) *Error {
+	m := tomlTypeError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &Error{File: path, Msg: err.Error()}
+	}
+	line, _ := strconv.Atoi(m[1])
+	key, uerr := strconv.Unquote(m[2])
+	if uerr != nil {
+		return &Error{File: path, Msg: err.Error()}
+	}
+	return &Error{File: path, Line: line, Key: key, Msg: m[3]}
+}
+
 // Load reads, defaults and validates the configuration in path. The returned
 // error joins every problem found (errors.Join of *Error values).
 func Load(path string) (*File, error) {
@@ -155,7 +177,7 @@ func Parse(path string, data []byte) (*File, error) {
 		if errors.As(err, &pe) {
 			return nil, &Error{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
 		}
-		return nil, &Error{File: path, Msg: err.Error()}
+		return nil, decodeError(path, err)
 	}
 	p := &problems{file: path, lines: keyLines(data)}
 	f.lines, f.set = p.lines, make(map[string]bool)

@@ -90,7 +90,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad client network", "[proxy]\nallow_clients = [\"10.0.0.0/33\"]\n", []string{"proxy.allow_clients", "10.0.0.0/33"}},
 		{"bad destination", "[proxy]\ndeny_destinations = [\"nope\"]\n", []string{"proxy.deny_destinations", "nope"}},
 		{"bad port range", "[proxy]\nallow_ports = [\"443\", \"9000-80\"]\n", []string{"proxy.allow_ports", "9000-80"}},
-		{"wrong type", "[proxy]\nforwarded_for = \"yes\"\n", []string{"forwarded_for"}},
+		{"wrong type", "[proxy]\nforwarded_for = \"yes\"\n", []string{"bad.toml:2: proxy.forwarded_for: incompatible types"}},
+		{"wrong type in a table", "[proxy]\nlisten = \"127.0.0.1:1\"\n\n[log]\nlevel = 3\n", []string{"bad.toml:5: log.level: incompatible types"}},
 		{"drain delay too long", "[proxy]\ndrain_delay = \"10m\"\n", []string{"bad.toml:2", "proxy.drain_delay", "at most 5m"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
