@@ -26,8 +26,10 @@ const (
 )
 
 // minHead is how many leading bytes the proxy waits for before it
-// classifies a body: enough for every magic number Classify knows but tar's,
-// and little enough that a stream of small events is not held up.
+// classifies a body: enough for every magic number Classify knows but tar's
+// (and the EICAR test file's 68 characters, waited for while they match:
+// scanner.MoreHead), and little enough that a stream of small events is not
+// held up.
 const minHead = 16
 
 // maxEncodedHead bounds how many encoded bytes are read to see the decoded
@@ -250,7 +252,8 @@ func isGRPC(h http.Header) bool {
 }
 
 // readHead reads from r until it has minHead bytes of the body (decoded,
-// for an encoded body, up to maxEncodedHead raw bytes) or r ends. It returns
+// for an encoded body, up to maxEncodedHead raw bytes), and more while
+// they are the start of the EICAR test file (scanner.MoreHead), or r ends. It returns
 // the raw bytes read and the read error, if any, to replay after them.
 func readHead(r io.Reader, enc string) ([]byte, error) {
 	buf := make([]byte, 0, scanner.HeadSize)
@@ -267,7 +270,7 @@ func readHead(r io.Reader, enc string) ([]byte, error) {
 		if err != nil {
 			return buf, err
 		}
-		if len(buf) >= minHead && (enc == "" || len(scanner.DecodeHead(enc, buf)) >= minHead) {
+		if head := scanner.DecodeHead(enc, buf); len(head) >= minHead && !scanner.MoreHead(head) {
 			break
 		}
 	}

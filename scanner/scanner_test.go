@@ -131,6 +131,29 @@ func TestIsEICAR(t *testing.T) {
 	}
 }
 
+func TestMoreHead(t *testing.T) {
+	tests := []struct {
+		name string
+		head string
+		want bool
+	}{
+		{"EICAR's first 16 bytes", eicar[:16], true},
+		{"all but its last byte", eicar[:67], true},
+		{"the whole test file", eicar, false},
+		{"the test file and more", eicar + "\r\n", false},
+		{"other text", "Hello, world, this is text", false},
+		{"an executable", "MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00", false},
+		{"EICAR's start then other bytes", eicar[:20] + "x", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := MoreHead([]byte(tt.head)); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestEICAR(t *testing.T) {
 	var br bytes.Buffer
 	bw := brotli.NewWriter(&br)
