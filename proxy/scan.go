@@ -44,10 +44,13 @@ var errBlockedDownload = errors.New("picket: download blocked by the scanner")
 // resp's body from its first bytes and, when it must be scanned, returns the
 // response to deliver instead (the same bytes, a block page, or a trickled
 // body that aborts on a bad verdict). Bodies that are not scanned stream on
-// with nothing added but the few bytes read to classify them.
+// with nothing added but the few bytes read to classify them. Any status
+// with a body is scanned, not only 200: clients save the body of any 2xx
+// (a 203, a 206 answering "Range: bytes=0-"), curl -o that of any status.
+// A 101's body is the upgraded connection, never a download.
 func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response) *http.Response {
 	sc := s.cfg.Scanner
-	if sc == nil || x.decision.Bypass || in.Method == http.MethodHead || resp.StatusCode != http.StatusOK ||
+	if sc == nil || x.decision.Bypass || in.Method == http.MethodHead || resp.StatusCode < http.StatusOK ||
 		resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 || isGRPC(resp.Header) {
 		return resp
 	}
@@ -65,8 +68,9 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 	st := sc.NewScan(scanner.Meta{ContentEncoding: enc, Size: resp.ContentLength, Method: in.Method,
 		URL: logURL(in.URL, false), Name: fileName(in, resp), ContentType: resp.Header.Get("Content-Type")})
 	x.scan = &ScanEvent{Type: typ.String(), Executable: typ.Executable()}
+	whole := enc == "" && resp.StatusCode != http.StatusPartialContent // what a sample may be taken of
 	if s.cfg.ScanMode == ScanTrickle {
-		resp.Body = &trickleBody{s: s, in: in, x: x, st: st, src: body, enc: enc,
+		resp.Body = &trickleBody{s: s, in: in, x: x, st: st, src: body, whole: whole,
 			tr: scanner.NewTrickle(body, st, sc.TrickleHold(resp.ContentLength))}
 		return resp
 	}
@@ -92,7 +96,7 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 		b.Header.Set("X-Picket-Reason", headerSafe(blockReason(x.decision)))
 		return b
 	}
-	s.offerSample(x, st, enc)
+	s.offerSample(x, st, whole)
 	// 3. Deliver the scanned bytes (still encoded as received), then any
 	// rest past max_size.
 	resp.Body = &joinedBody{Reader: io.MultiReader(st.Reader(), body), Closer: closers{st, body}}
@@ -100,10 +104,11 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 }
 
 // offerSample hands a passing download of unknown reputation to
-// participation, if it wants it. Encoded bodies are not offered: the bytes
-// kept are the wire bytes, not the file the hashes name.
-func (s *Server) offerSample(x *exchange, st *scanner.Scan, enc string) {
-	if s.cfg.WantSample == nil || s.cfg.OfferSample == nil || enc != "" || x.scan == nil || x.scan.Result != "unknown" {
+// participation, if it wants it. Only whole bodies are offered: not an
+// encoded one (the bytes kept are the wire bytes, not the file the hashes
+// name), nor a 206's part of a file.
+func (s *Server) offerSample(x *exchange, st *scanner.Scan, whole bool) {
+	if s.cfg.WantSample == nil || s.cfg.OfferSample == nil || !whole || x.scan == nil || x.scan.Result != "unknown" {
 		return
 	}
 	if s.cfg.WantSample(x.req.Client, *x.scan) {
@@ -195,15 +200,15 @@ func (s *Server) blockScanned(x *exchange, res scanner.Result, err error, upload
 // releases the tail if the verdict passes, or fails the read so the client
 // never has the complete file.
 type trickleBody struct {
-	s    *Server
-	in   *http.Request
-	x    *exchange
-	st   *scanner.Scan
-	src  io.ReadCloser
-	tr   *scanner.Trickle
-	enc  string
-	tail *bytes.Reader
-	err  error
+	s     *Server
+	in    *http.Request
+	x     *exchange
+	st    *scanner.Scan
+	src   io.ReadCloser
+	tr    *scanner.Trickle
+	whole bool // a sample may be taken (offerSample)
+	tail  *bytes.Reader
+	err   error
 }
 
 func (b *trickleBody) Read(p []byte) (int, error) {
@@ -227,7 +232,7 @@ func (b *trickleBody) Read(p []byte) (int, error) {
 		b.err = fmt.Errorf("%w: %s", errBlockedDownload, res.Threat)
 		return n, b.err
 	}
-	b.s.offerSample(b.x, b.st, b.enc)
+	b.s.offerSample(b.x, b.st, b.whole)
 	var tail bytes.Buffer
 	_, _ = b.tr.Release(&tail)
 	b.tail = bytes.NewReader(tail.Bytes())
