@@ -50,6 +50,8 @@ type inspector struct {
 	chain        []string // paths of the archives being walked
 	findings     []finding
 	good         map[string]bool // paths of known-good objects
+	paths        map[string]bool // every object's path, each once (member)
+	parts        []string        // an upload form's parts' paths, in order (form.go)
 	executables  []object        // executable members, up to maxLookups
 	archivedExec bool            // a member is an executable or a script (active.go)
 	decodedSums  Sums
@@ -63,7 +65,27 @@ type inspector struct {
 }
 
 func newInspector(ctx context.Context, s *Scanner) *inspector {
-	return &inspector{ctx: ctx, s: s, lim: s.cfg.Archive, sigs: s.cfg.Signatures, good: map[string]bool{}}
+	return &inspector{ctx: ctx, s: s, lim: s.cfg.Archive, sigs: s.cfg.Signatures, good: map[string]bool{},
+		paths: map[string]bool{"": true}}
+}
+
+// member returns the path of a new member: path itself, or, when another
+// object of this file has it already, path with " (2)", " (3)"... before
+// its extension. Zip and tar allow duplicate names, a form's file names
+// are the sender's, and a member without a name would be the file itself
+// (""): what is known of one object by its path (known good, clean by
+// reputation) must never be taken for another's.
+func (in *inspector) member(path string) string {
+	p := path
+	for n := 2; in.paths[p]; n++ {
+		i := strings.LastIndexByte(path, '.')
+		if i <= strings.LastIndexByte(path, '/') {
+			i = len(path)
+		}
+		p = fmt.Sprintf("%s (%d)%s", path[:i], n, path[i:])
+	}
+	in.paths[p] = true
+	return p
 }
 
 // maxNotes bounds the notes kept in Result.Incomplete.
@@ -232,7 +254,7 @@ func (in *inspector) archiveStream(path string, t Type, r io.Reader, depth int) 
 		if !in.addMember(path) {
 			return
 		}
-		err = in.stream(join(path, name), &expander{in: in, r: zr, compressed: cr}, depth)
+		err = in.stream(in.member(join(path, name)), &expander{in: in, r: zr, compressed: cr}, depth)
 		in.readError(path, err)
 	case TypeTar:
 		tr := tar.NewReader(r)
@@ -251,7 +273,7 @@ func (in *inspector) archiveStream(path string, t Type, r io.Reader, depth int) 
 			if !in.addMember(path) {
 				return
 			}
-			if err := in.stream(join(path, hdr.Name), tr, depth); err != nil {
+			if err := in.stream(in.member(join(path, hdr.Name)), tr, depth); err != nil {
 				in.readError(path, err)
 				return
 			}
@@ -317,7 +339,7 @@ func (in *inspector) zip(path string, ra io.ReaderAt, size int64, depth int) {
 			in.note(fmt.Sprintf("%s: member %q: %v", display(path), f.Name, err))
 			continue
 		}
-		err = in.stream(join(path, f.Name), ctxReader{in.ctx, rc}, depth)
+		err = in.stream(in.member(join(path, f.Name)), ctxReader{in.ctx, rc}, depth)
 		rc.Close()
 		if errors.Is(err, zip.ErrFormat) && in.stop == nil {
 			in.setBomb("%s: member %q inflates past its declared size", display(path), f.Name)

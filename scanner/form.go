@@ -46,7 +46,8 @@ func (in *inspector) form(r io.Reader, boundary string) {
 		if !in.addMember("") {
 			return
 		}
-		name := partName(p, n)
+		name := in.member(partName(p, n))
+		in.parts = append(in.parts, name)
 		if err := in.stream(name, p, 1); err != nil {
 			in.readError("", fmt.Errorf("form part %s: %w", name, err))
 			return
@@ -73,6 +74,15 @@ func partName(p *multipart.Part, n int) string {
 	return name
 }
 
+// partPath is the path under which form gave the part at pos (from 1) to
+// the local checks, or a new one if it did not get that far.
+func (in *inspector) partPath(p *multipart.Part, pos int) string {
+	if pos <= len(in.parts) {
+		return in.parts[pos-1]
+	}
+	return in.member(partName(p, pos))
+}
+
 // maxFormFiles bounds the files of one form that the engines are asked
 // about one by one.
 const maxFormFiles = 16
@@ -92,7 +102,7 @@ func (sc *Scan) formEngines(ctx context.Context, res *Result, in *inspector, r i
 		if err != nil {
 			return ctxErr(ctx) // the end, or a broken form (noted by form)
 		}
-		name := partName(p, pos)
+		name := in.partPath(p, pos)
 		if p.FileName() == "" || in.good[name] {
 			continue
 		}
