@@ -33,8 +33,13 @@ const (
 const minHead = 16
 
 // maxEncodedHead bounds how many encoded bytes are read to see the decoded
-// type of a Content-Encoded body.
-const maxEncodedHead = 8 << 10
+// type of a Content-Encoded body; maxZstdHead that of a zstd body, whose
+// first block (at most 128 KiB, after a frame header of at most 18 bytes)
+// decodes only once it is whole.
+const (
+	maxEncodedHead = 8 << 10
+	maxZstdHead    = 128<<10 + 1<<10
+)
 
 // errBlockedDownload aborts a trickled transfer whose body was found
 // malicious: the client sees a truncated, failed download.
@@ -257,13 +262,17 @@ func isGRPC(h http.Header) bool {
 }
 
 // readHead reads from r until it has minHead bytes of the body (decoded,
-// for an encoded body, up to maxEncodedHead raw bytes), and more while
-// they are the start of the EICAR test file (scanner.MoreHead), or r ends. It returns
-// the raw bytes read and the read error, if any, to replay after them.
+// for an encoded body, up to maxEncodedHead or maxZstdHead raw bytes), and
+// more while they are the start of the EICAR test file
+// (scanner.MoreHead), or r ends. It returns the raw bytes read and the read
+// error, if any, to replay after them.
 func readHead(r io.Reader, enc string) ([]byte, error) {
 	buf := make([]byte, 0, scanner.HeadSize)
 	limit := scanner.HeadSize
-	if enc != "" {
+	switch {
+	case strings.Contains(strings.ToLower(enc), "zstd"):
+		limit = maxZstdHead
+	case enc != "":
 		limit = maxEncodedHead
 	}
 	for len(buf) < limit {

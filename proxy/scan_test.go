@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	tf "github.com/picket-proxy/picket/internal/testfiles"
 	"github.com/picket-proxy/picket/scanner"
@@ -185,4 +188,68 @@ func TestScanPartialContentNoSample(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestScanZstdEncoded: browsers send "Accept-Encoding: gzip, deflate, br,
+// zstd", and a zstd body reaches them decoded; the scanner must see the
+// file inside, as for gzip and br. The file is EICAR named notes.txt
+// (classified from its decoded head) and, larger than the first bytes the
+// proxy reads, a PE named "download" that a hash signature detects.
+func TestScanZstdEncoded(t *testing.T) {
+	pe, _ := io.ReadAll(randReader(11, 300<<10))
+	copy(pe, "MZ\x90\x00")
+	pe = append(pe, bytes.Repeat([]byte("padding that compresses "), 20000)...)
+	zstdOf := func(b []byte) []byte {
+		zw, _ := zstd.NewWriter(nil)
+		defer zw.Close()
+		return zw.EncodeAll(b, nil)
+	}
+	objs := map[string][]byte{"/notes.txt": zstdOf([]byte(eicarFile)), "/download": zstdOf(pe)}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "zstd") {
+			w.Header().Set("Content-Encoding", "zstd")
+			w.Write(objs[r.URL.Path])
+			return
+		}
+		t.Errorf("%s: the origin was not offered zstd", r.URL.Path)
+	}))
+	defer origin.Close()
+	sigs := &scanner.Signatures{}
+	var rep scanner.SignatureReport
+	if err := sigs.Parse("t.hsb", scanner.Detections, strings.NewReader(fmt.Sprintf("%x:%d:Test.PE\n", sha256.Sum256(pe), len(pe))), &rep); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := scanner.New(scanner.Config{TempDir: t.TempDir(), Signatures: sigs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, Config{Scanner: sc})
+	for _, path := range []string{"/notes.txt", "/download"} {
+		t.Run(path, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, origin.URL+path, nil)
+			req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+			resp, err := tp.client(t).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				zr, _ := zstd.NewReader(bytes.NewReader(body))
+				defer zr.Close()
+				got, _ := io.ReadAll(zr)
+				t.Errorf("got %d %s, %d bytes that decode to %d (the file intact: %v), want the block page",
+					resp.StatusCode, resp.Header.Get("Content-Encoding"), len(body), len(got), bytes.Equal(got, objsPlain(path, pe)))
+			}
+		})
+	}
+}
+
+// objsPlain is TestScanZstdEncoded's file at path, before encoding.
+func objsPlain(path string, pe []byte) []byte {
+	if path == "/download" {
+		return pe
+	}
+	return []byte(eicarFile)
 }

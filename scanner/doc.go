@@ -16,7 +16,7 @@
 //	        ▼
 //	Scan.Finish(ctx)      (at most MaxConcurrent at once for steps 1-5)
 //	   1. oversize?                 ──▶ VerdictOversize
-//	   2. decode Content-Encoding   (gzip, deflate, br; bounded)
+//	   2. decode Content-Encoding   (gzip, deflate, br, zstd; bounded)
 //	   3. EICAR, hash signatures    (.hdb, .hsb; the file and archive members)
 //	   4. archives                  (zip, gzip, tar; depth, members, expansion, ratio ▸ VerdictBomb;
 //	                                 an upload's multipart form: each part a member, form.go)

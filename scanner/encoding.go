@@ -12,16 +12,21 @@ import (
 	"strings"
 
 	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 )
 
 // ErrEncoding is returned (wrapped) for a Content-Encoding the scanner cannot
 // decode.
 var ErrEncoding = errors.New("scanner: unsupported content encoding")
 
+// zstdMaxWindow is the largest zstd window decoded: RFC 9659's limit for
+// HTTP, which browsers keep (they refuse larger windows).
+const zstdMaxWindow = 8 << 20
+
 // decodeBody returns a reader of r with the Content-Encoding enc removed:
-// gzip (x-gzip), deflate (zlib, or raw deflate as some servers send) and br,
-// applied in the reverse of the order they are listed. "" and identity are
-// no-ops.
+// gzip (x-gzip), deflate (zlib, or raw deflate as some servers send), br
+// and zstd, applied in the reverse of the order they are listed. "" and
+// identity are no-ops.
 func decodeBody(enc string, r io.Reader) (io.Reader, error) {
 	var codings []string
 	for _, c := range strings.Split(enc, ",") {
@@ -51,6 +56,14 @@ func decodeBody(enc string, r io.Reader) (io.Reader, error) {
 			}
 		case "br":
 			r = brotli.NewReader(r)
+		case "zstd":
+			// One goroutine-free decoder (concurrency 1), nothing to close.
+			zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+				zstd.WithDecoderMaxWindow(zstdMaxWindow))
+			if err != nil {
+				return nil, fmt.Errorf("scanner: zstd encoding: %w", err)
+			}
+			r = zr
 		default:
 			return nil, fmt.Errorf("%w %q", ErrEncoding, codings[i])
 		}

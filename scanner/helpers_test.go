@@ -11,6 +11,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	tf "github.com/picket-proxy/picket/internal/testfiles"
 	"github.com/picket-proxy/picket/reputation"
 )
@@ -78,6 +80,13 @@ func nestZip(t testing.TB, name string, data []byte, depth int) []byte {
 func gzipOf(t testing.TB, name string, data []byte) []byte {
 	t.Helper()
 	return tf.Gzip(name, data)
+}
+
+// zstdOf returns data as one zstd frame.
+func zstdOf(data []byte) []byte {
+	zw, _ := zstd.NewWriter(nil)
+	defer zw.Close()
+	return zw.EncodeAll(data, nil)
 }
 
 func tarOf(t testing.TB, ms ...member) []byte {

@@ -178,6 +178,7 @@ func TestEICAR(t *testing.T) {
 		{"zip in zip, beyond max_depth 1", shallow, nestZip(t, "eicar.com", eicarFile, 2), "", VerdictUnknown, "", true},
 		{"gzip encoded", s, gzipOf(t, "", eicarFile), "gzip", VerdictMalicious, "", false},
 		{"br encoded", s, br.Bytes(), "br", VerdictMalicious, "", false},
+		{"zstd encoded", s, zstdOf(eicarFile), "zstd", VerdictMalicious, "", false},
 		{"gzip encoded zip", s, gzipOf(t, "", zipOf(t, member{"e.com", eicarFile})), "gzip", VerdictMalicious, "e.com", false},
 		{"gzip file", s, gzipOf(t, "eicar.com", eicarFile), "", VerdictMalicious, "eicar.com", false},
 		{"tar.gz", s, gzipOf(t, "", tarOf(t, member{"a.txt", harmless}, member{"x/eicar.com", eicarFile})), "", VerdictMalicious, "(gzip)/x/eicar.com", false},

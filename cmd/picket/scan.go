@@ -33,7 +33,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "config.toml", "configuration file")
 	asJSON := fs.Bool("json", false, "print one JSON object a line")
 	local := fs.Bool("local", false, "local signatures only: do not ask the anti-virus engines or the reputation service")
-	encoding := fs.String("encoding", "", "the files' Content-Encoding (gzip, br, deflate), as a proxy would see it")
+	encoding := fs.String("encoding", "", "the files' Content-Encoding (gzip, br, deflate, zstd), as a proxy would see it")
 	verbose := fs.Bool("v", false, "log to stderr")
 	if code, ok := parseFlags(fs, args, true); !ok {
 		return code
