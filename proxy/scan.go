@@ -63,7 +63,15 @@ func (s *Server) scanResponse(in *http.Request, x *exchange, resp *http.Response
 	enc := resp.Header.Get("Content-Encoding")
 	raw, rerr := readHead(resp.Body, enc)
 	body := &joinedBody{Reader: io.MultiReader(bytes.NewReader(raw), errReader(rerr, resp.Body)), Closer: resp.Body}
-	typ, scan := sc.Classify(scanner.DecodeHead(enc, raw), resp.Header.Get("Content-Type"), fileName(in, resp), resp.ContentLength)
+	head := scanner.DecodeHead(enc, raw)
+	typ, scan := sc.Classify(head, resp.Header.Get("Content-Type"), fileName(in, resp), resp.ContentLength)
+	if rerr == nil && len(head) < minHead {
+		// An encoded body that does not decode within the bytes read for
+		// its head (a gzip header padded with a long name or extra field,
+		// brotli metadata): its type is unknown, and a client may well
+		// decode it. Scanned, decoded whole.
+		scan = true
+	}
 	if !scan {
 		resp.Body = body
 		return resp

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -242,12 +241,12 @@ func (in *inspector) archiveStream(path string, t Type, r io.Reader, depth int) 
 	switch t {
 	case TypeGzip:
 		cr := &countio.Reader{R: r}
-		zr, err := gzip.NewReader(cr)
+		zr, err := newGzipReader(cr)
 		if err != nil {
 			in.note(fmt.Sprintf("%s: not a valid gzip file: %v", display(path), err))
 			return
 		}
-		name := zr.Name
+		name := zr.name
 		if name == "" {
 			name = "(gzip)"
 		}

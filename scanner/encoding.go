@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"compress/gzip"
 	"compress/zlib"
 	"errors"
 	"fmt"
@@ -38,7 +37,7 @@ func decodeBody(enc string, r io.Reader) (io.Reader, error) {
 	for i := len(codings) - 1; i >= 0; i-- {
 		switch codings[i] {
 		case "gzip", "x-gzip":
-			zr, err := gzip.NewReader(r)
+			zr, err := newGzipReader(r) // as browsers read it (gzip.go)
 			if err != nil {
 				return nil, fmt.Errorf("scanner: gzip encoding: %w", err)
 			}

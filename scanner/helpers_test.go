@@ -210,3 +210,39 @@ func dirEntries(t testing.TB, dir string) int {
 	}
 	return len(es)
 }
+
+// gzipMember returns data as one gzip member whose header carries name,
+// comment and extra (each left out when empty) and a header CRC, written
+// by hand: compress/gzip reads no name or comment over 512 bytes, which
+// zlib, and so browsers, do.
+func gzipMember(name, comment string, extra, data []byte) []byte {
+	var b bytes.Buffer
+	flags := byte(1 << 1) // FHCRC
+	if len(extra) > 0 {
+		flags |= 1 << 2
+	}
+	if name != "" {
+		flags |= 1 << 3
+	}
+	if comment != "" {
+		flags |= 1 << 4
+	}
+	b.Write([]byte{0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 255})
+	if len(extra) > 0 {
+		b.Write(binary.LittleEndian.AppendUint16(nil, uint16(len(extra))))
+		b.Write(extra)
+	}
+	for _, s := range []string{name, comment} {
+		if s != "" {
+			b.WriteString(s)
+			b.WriteByte(0)
+		}
+	}
+	b.Write(binary.LittleEndian.AppendUint16(nil, uint16(crc32.ChecksumIEEE(b.Bytes()))))
+	fw, _ := flate.NewWriter(&b, flate.BestCompression)
+	fw.Write(data)
+	fw.Close()
+	b.Write(binary.LittleEndian.AppendUint32(nil, crc32.ChecksumIEEE(data)))
+	b.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(data))))
+	return b.Bytes()
+}

@@ -182,6 +182,12 @@ func TestEICAR(t *testing.T) {
 		{"gzip encoded zip", s, gzipOf(t, "", zipOf(t, member{"e.com", eicarFile})), "gzip", VerdictMalicious, "e.com", false},
 		{"gzip file", s, gzipOf(t, "eicar.com", eicarFile), "", VerdictMalicious, "eicar.com", false},
 		{"tar.gz", s, gzipOf(t, "", tarOf(t, member{"a.txt", harmless}, member{"x/eicar.com", eicarFile})), "", VerdictMalicious, "(gzip)/x/eicar.com", false},
+		// Headers compress/gzip refuses and zlib (browsers) reads.
+		{"gzip encoded, a 10,000-byte name in its header", s, gzipMember(strings.Repeat("n", 10000), "", nil, eicarFile), "gzip", VerdictMalicious, "", false},
+		{"gzip encoded, a long comment and an extra field", s, gzipMember("", strings.Repeat("c", 5000), []byte("XY\x02\x00ab"), eicarFile), "gzip", VerdictMalicious, "", false},
+		{"gzip encoded, two members, the second's name long", s,
+			append(gzipMember("a", "", nil, eicarFile[:30]), gzipMember(strings.Repeat("n", 2000), "", nil, eicarFile[30:])...), "gzip", VerdictMalicious, "", false},
+		{"gzip file, a long name", s, gzipMember(strings.Repeat("n", 1000)+".com", "", nil, eicarFile), "", VerdictMalicious, "…" + strings.Repeat("n", 251) + ".com", false},
 		{"EICAR with a suffix", s, append(bytes.Clone(eicarFile), 'x'), "", VerdictUnknown, "", false},
 		{"harmless", s, harmless, "", VerdictUnknown, "", false},
 	}
