@@ -18,7 +18,8 @@ import (
 // folding, bare LF line endings; and it enforces the request-line (414) and
 // header-count (431) limits net/http lacks. It follows message framing
 // (Content-Length and chunked bodies) to find each next head; it stops at a
-// CONNECT or an Upgrade, after which the bytes are not HTTP.
+// CONNECT or an Upgrade, after which the bytes are not HTTP (and which end
+// their connection when they are refused or declined: closeAfterUpgrade).
 //
 // A refused head is never given to net/http: in its place net/http reads a
 // small request to rejectPath, which ServeHTTP answers with the verdict's
@@ -110,6 +111,30 @@ func refuseHead(w http.ResponseWriter, status int) {
 	w.Header().Set("Connection", "close")
 	writePage(w, page{Status: status, Title: http.StatusText(status),
 		Msg: "The request was malformed or ambiguous and was not forwarded."})
+}
+
+// closeAfterUpgrade wraps the handler of each HTTP/1.x server whose
+// connections a framing guard checks. The guard stops at a head with an
+// Upgrade, since what follows may be another protocol; a request with one
+// that is answered without switching protocols must therefore be its
+// connection's last, or the requests after it would reach net/http
+// unchecked (net/http itself ends a connection after a CONNECT, even a
+// refused one). Answers written to w keep the header set here; goproxy
+// replaces w's header with the response's, which respond marks the same
+// way.
+func closeAfterUpgrade(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if upgradeAsked(r) {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// upgradeAsked reports whether r is an HTTP/1.x request with an Upgrade
+// header: a head at which the framing guard stopped.
+func upgradeAsked(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.Header["Upgrade"] != nil
 }
 
 // rejectPath is what net/http reads in place of a refused head.

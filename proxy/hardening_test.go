@@ -374,6 +374,15 @@ func hardeningCases() []hardeningCase {
 			want: []string{"414"}, closed: true, forwarded: 0},
 		{name: "many small headers within the byte limit", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n" + strings.Repeat("a:1\r\n", 300) + "\r\n",
 			want: []string{"431"}, closed: true, forwarded: 0},
+		// The guard stops at a head with an Upgrade (what follows may be
+		// another protocol): answered without switching, the connection
+		// ends, or the requests after it would not be checked.
+		{name: "upgrade declined by the origin, then CL and TE", raw: "GET http://ORIGIN/ws HTTP/1.1\r\nHost: ORIGIN\r\n" +
+			"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"200"}, body: "echo:/ws:", closed: true, forwarded: 1},
+		{name: "upgrade answered by the proxy itself, then CL and TE", raw: "GET / HTTP/1.1\r\nHost: picket\r\nUpgrade: websocket\r\n\r\n" +
+			post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			want: []string{"200"}, closed: true, forwarded: 0},
 	}
 }
 

@@ -316,6 +316,9 @@ func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*h
 	x.added = time.Since(x.start) - x.upstreamWait // Picket's own share of the time to the response head
 	x.status = resp.StatusCode
 	x.ctype = resp.Header.Get("Content-Type")
+	if resp.StatusCode != http.StatusSwitchingProtocols && upgradeAsked(in) {
+		resp.Header.Set("Connection", "close") // the framing guard stopped at in (closeAfterUpgrade)
+	}
 	switch {
 	case resp.StatusCode == http.StatusSwitchingProtocols:
 		rwc, ok := resp.Body.(io.ReadWriteCloser)

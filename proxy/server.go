@@ -90,10 +90,11 @@ func New(cfg Config) (*Server, error) {
 
 // newHTTPServer is an http.Server with the client-side limits every
 // listener shares (the forward proxy, transparent HTTP, and each
-// intercepted tunnel's requests).
+// intercepted tunnel's requests), whose connections end after a request
+// for an upgrade that did not switch protocols (closeAfterUpgrade).
 func (s *Server) newHTTPServer(h http.Handler, connContext func(context.Context, net.Conn) context.Context) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           closeAfterUpgrade(h),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
