@@ -230,6 +230,13 @@ func hardeningCases() []hardeningCase {
 		{name: "upstream trailers", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
 			reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n",
 			want:  []string{"200"}, body: "hello", forwarded: 1},
+		// An upgrade offered on a final response (Apache's mod_http2 sends
+		// "Upgrade: h2,h2c" with every HTTP/1.1 answer) is about the
+		// origin's connection to Picket: the client does not get it.
+		{name: "upstream offers an upgrade on a 200", raw: "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n",
+			reply: answerUpgradeOffer, want: []string{"200"}, body: "ok", forwarded: 1, check: noUpgradeOffer},
+		{name: "upstream offers an upgrade on a 200, net/http path", raw: "POST http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nContent-Length: 1\r\n\r\na",
+			reply: answerUpgradeOffer, want: []string{"200"}, body: "ok", forwarded: 1, check: noUpgradeOffer},
 		// A response nobody asked for never reaches a request: an origin
 		// that follows its answer with a smuggled 200 (in the same write or
 		// a second one), for the next request on the client's connection
@@ -393,6 +400,20 @@ const (
 	answerShort = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	injected    = "HTTP/1.1 200 OK\r\nX-Injected: 1\r\nContent-Length: 0\r\n\r\n"
 )
+
+// answerUpgradeOffer is a final response that offers the origin's
+// connection an upgrade.
+const answerUpgradeOffer = "HTTP/1.1 200 OK\r\nUpgrade: h2,h2c\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nok"
+
+// noUpgradeOffer checks that the client got neither the origin's Upgrade
+// nor its "Connection: Upgrade".
+func noUpgradeOffer(t *testing.T, got *hardeningResult) {
+	for i, r := range got.responses {
+		if v, c := r.Header.Values("Upgrade"), r.Header.Values("Connection"); len(v) > 0 || len(c) > 0 {
+			t.Errorf("response %d: got Upgrade %q and Connection %q, want neither", i, v, c)
+		}
+	}
+}
 
 // notInjected checks that no response the upstream smuggled reached the
 // client.

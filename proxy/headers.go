@@ -20,10 +20,15 @@ var hopHeaders = []string{
 }
 
 // removeHopHeaders deletes the hop-by-hop headers and every header that
-// Connection names. An upgrade (WebSocket) keeps "Connection: Upgrade" and
-// its Upgrade header, which the next hop needs to switch protocols.
-func removeHopHeaders(h http.Header) {
-	upgrade := upgradeType(h)
+// Connection names. With keepUpgrade (a request, or a 101 answering one),
+// an upgrade (WebSocket) keeps "Connection: Upgrade" and its Upgrade
+// header, which the next hop needs to switch protocols; on any other
+// response they only offered the origin's own connection an upgrade.
+func removeHopHeaders(h http.Header, keepUpgrade bool) {
+	var upgrade string
+	if keepUpgrade {
+		upgrade = upgradeType(h)
+	}
 	for _, v := range h["Connection"] {
 		for _, name := range strings.Split(v, ",") {
 			if name = strings.TrimSpace(name); name != "" {

@@ -284,10 +284,10 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 		return s.respond(x, in, pageResponse(in, errorPage(ue, in.URL.Hostname())))
 	}
 
-	// 6. The response goes back with its own hop-by-hop headers removed,
-	// and without QUIC alternatives (altsvc.go): clients stay on TCP,
-	// through Picket.
-	removeHopHeaders(resp.Header)
+	// 6. The response goes back with its own hop-by-hop headers removed
+	// (an upgrade's only on a 101), and without QUIC alternatives
+	// (altsvc.go): clients stay on TCP, through Picket.
+	removeHopHeaders(resp.Header, resp.StatusCode == http.StatusSwitchingProtocols)
 	stripQUIC(resp.Header)
 	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.cfg.Via)
 	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -359,7 +359,7 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 	out.RequestURI = ""
 	out.Host = "" // the URL's host wins over the Host header (RFC 9112 §3.2.2)
 	out.Close = false
-	removeHopHeaders(out.Header)
+	removeHopHeaders(out.Header, true)
 	if headerHasToken(in.Header, "Te", "trailers") {
 		// "TE: trailers" is the one TE an HTTP/2 request may carry, and
 		// gRPC servers expect it: it says the client (through us) takes
