@@ -288,6 +288,11 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 	// (an upgrade's only on a 101), and without QUIC alternatives
 	// (altsvc.go): clients stay on TCP, through Picket.
 	removeHopHeaders(resp.Header, resp.StatusCode == http.StatusSwitchingProtocols)
+	if _, ok := resp.Header["Content-Type"]; !ok {
+		// None sent: net/http's servers would sniff one, with a charset
+		// that overrides the page's own; the client sniffs instead.
+		resp.Header["Content-Type"] = nil
+	}
 	stripQUIC(resp.Header)
 	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.cfg.Via)
 	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols {

@@ -236,6 +236,52 @@ func TestHopByHopViaAndForwardedFor(t *testing.T) {
 	}
 }
 
+// A response without a Content-Type gets none on the way, on every path:
+// the client sniffs the body as it would without Picket. Sniffed by
+// net/http's server (or its HTTP/2 server), the type would come with
+// "charset=utf-8", which overrides the page's own <meta charset>.
+func TestNoContentTypeAdded(t *testing.T) {
+	const body = "<html><head><meta charset=\"shift_jis\"></head><body>\x82\xb1\x82\xf1</body></html>"
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil // sent without one
+		io.WriteString(w, body)
+	})
+	plain := httptest.NewServer(handler)
+	defer plain.Close()
+	tlsOrigin, _ := h2Origin(t, handler)
+	ca := testCA(t)
+	tp := startInterceptingWith(t, ca, Config{}, tlsOrigin.Certificate())
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		method string
+		url    string
+	}{
+		{"fast path", tp.client(t), http.MethodGet, plain.URL},
+		{"net/http path", tp.client(t), http.MethodPost, plain.URL},
+		{"intercepted HTTP/2", h2Client(t, tp, ca), http.MethodGet, tlsOrigin.URL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, tc.url, strings.NewReader("x"))
+			if tc.method == http.MethodGet {
+				req.Body = http.NoBody
+			}
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != body {
+				t.Errorf("body: got %q, want %q", b, body)
+			}
+			if ct, ok := resp.Header["Content-Type"]; ok {
+				t.Errorf("Content-Type: got %q, want none", ct)
+			}
+		})
+	}
+}
+
 func TestAbsoluteURLWinsOverHost(t *testing.T) {
 	origin := echoOrigin(t)
 	tp := startProxy(t, Config{})
