@@ -113,7 +113,7 @@ func (s *Server) simpleTarget(method string, target []byte, uri string, t *tunne
 			return nil, false // origin form: Picket's own pages, net/http's
 		}
 		u, err := url.ParseRequestURI(uri)
-		return u, err == nil && u.Host != "" && !s.isSelf(u)
+		return u, err == nil && u.Host != "" && validPort(u) && !s.isSelf(u)
 	}
 	// Inside a tunnel: a head the framing guard refused is answered by the
 	// tunnel's net/http handler.

@@ -157,6 +157,12 @@ func hardeningCases() []hardeningCase {
 		{name: "CONNECT port +443", raw: "CONNECT example.test:+443 HTTP/1.1\r\nHost: x\r\n\r\n", want: []string{"400"}, forwarded: 0},
 		{name: "CONNECT with userinfo", raw: "CONNECT user:pw@ORIGIN HTTP/1.1\r\nHost: ORIGIN\r\n\r\n", want: []string{"400"}, forwarded: 0},
 		{name: "CONNECT to a URL", raw: "CONNECT http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		// The same port check on an absolute-form URL: a client's error,
+		// not an upstream failure (502).
+		{name: "absolute URL with port 0", raw: "GET http://127.0.0.1:0/ HTTP/1.1\r\nHost: 127.0.0.1:0\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "absolute URL with port 99999", raw: "GET http://127.0.0.1:99999/ HTTP/1.1\r\nHost: 127.0.0.1:99999\r\n\r\n", want: []string{"400"}, forwarded: 0},
+		{name: "absolute URL with port 99999, net/http path", raw: "POST http://127.0.0.1:99999/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na",
+			want: []string{"400"}, forwarded: 0},
 
 		// 1. Well-formed but less common clients.
 		{name: "Expect: 100-continue", forwarded: 1, converse: func(t *testing.T, c net.Conn, br *bufio.Reader) {

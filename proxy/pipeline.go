@@ -85,6 +85,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, conn *clientConn)
 			Msg: "Picket forwards http and https URLs only."})
 		return
 	}
+	if !validPort(r.URL) {
+		writePage(w, page{Status: http.StatusBadRequest, Title: "Bad request",
+			Msg: "The URL's port must be a number from 1 to 65535."})
+		return
+	}
 
 	// 5. Absolute-form HTTP: goproxy reads it and calls roundTrip.
 	s.forward(w, r, x)
@@ -395,6 +400,18 @@ func (s *Server) outbound(in *http.Request, x *exchange) *http.Request {
 		out.Body = x.body
 	}
 	return out
+}
+
+// validPort reports whether u names no port or a valid one (1-65535), as
+// connectTarget requires of a CONNECT's: another would fail only at the
+// dial, as if the upstream had.
+func validPort(u *url.URL) bool {
+	p := u.Port()
+	if p == "" {
+		return true
+	}
+	_, err := netaddr.ParsePort(p)
+	return err == nil
 }
 
 // connectTarget returns the CONNECT target as host:port, or false when it
