@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/picket-proxy/picket/internal/netaddr"
@@ -331,6 +332,16 @@ func (s *Server) respond(x *exchange, in *http.Request, resp *http.Response) (*h
 	}
 	switch {
 	case resp.StatusCode == http.StatusSwitchingProtocols:
+		if want := upgradeType(in.Header); want == "" || !strings.EqualFold(want, upgradeType(resp.Header)) {
+			// Only to the protocol asked for (as httputil.ReverseProxy):
+			// passed on, any other switch would make the client's
+			// connection a raw pipe to the origin, past every later
+			// decision on it.
+			resp.Body.Close()
+			x.errKind = ErrUpgrade
+			return s.respond(x, in, pageResponse(in, page{Status: http.StatusBadGateway, Title: "Bad gateway",
+				Msg: "The upstream switched to a protocol the request did not ask for."}))
+		}
 		rwc, ok := resp.Body.(io.ReadWriteCloser)
 		if !ok {
 			resp.Body.Close()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -391,6 +392,85 @@ func TestWebSocketEcho(t *testing.T) {
 	l := tp.waitAccess(t, func(l map[string]any) bool { return l[fStatus] == float64(101) })
 	if l[fBytesOut].(float64) < 100000 {
 		t.Errorf("websocket bytes out: got %v, want >= 100000", l[fBytesOut])
+	}
+}
+
+// A 101 is passed on only as the answer to the upgrade the client asked
+// for (as httputil.ReverseProxy checks). An origin that switches a request
+// that asked for none, or to another protocol, gets the client a 502:
+// passed on, it would turn the client's proxy connection into a raw pipe
+// to that origin, which would then read the next requests the client sends
+// on it, for any host, undecided.
+func TestUnaskedSwitchRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var reqs atomic.Int32 // requests the origin read
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					reqs.Add(1)
+					_, _ = io.Copy(io.Discard, req.Body)
+					_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	origin := ln.Addr().String()
+	tp := startProxy(t, Config{})
+	for _, tc := range []struct{ name, head string }{
+		{"no upgrade asked (net/http path)", "POST http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nContent-Length: 1\r\n\r\na"},
+		{"no upgrade asked (fast path)", "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\n\r\n"},
+		{"another protocol asked", "GET http://ORIGIN/ HTTP/1.1\r\nHost: ORIGIN\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reqs.Store(0)
+			c, err := net.Dial("tcp", tp.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(c)
+			_, _ = io.WriteString(c, strings.ReplaceAll(tc.head, "ORIGIN", origin))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("status: got %d, want 502", resp.StatusCode)
+			}
+			if resp.Close {
+				return // the connection ends: nothing more can go on it
+			}
+			// The connection is still Picket's: the next request on it is
+			// decided and answered by Picket, not read by the origin.
+			_, _ = io.WriteString(c, "GET http://127.0.0.1:0/next HTTP/1.1\r\nHost: 127.0.0.1:0\r\n\r\n")
+			if resp, err = http.ReadResponse(br, nil); err != nil {
+				t.Fatalf("next request: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("next request: got %d, want 400 from Picket", resp.StatusCode)
+			}
+			if n := reqs.Load(); n != 1 {
+				t.Errorf("origin read %d requests, want 1", n)
+			}
+		})
 	}
 }
 
