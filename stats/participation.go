@@ -28,6 +28,7 @@ type Config struct {
 	Server string
 	// Token, if set, is sent as "Authorization: Bearer <token>".
 	Token string
+	// (A reload changes KSN, Server and Token with SetCloud.)
 	// HTTPClient sends batches and samples; nil means one with timeouts
 	// that never goes through a proxy.
 	HTTPClient *http.Client
@@ -92,6 +93,7 @@ type Participation struct {
 	samples queue
 
 	mu          sync.Mutex // guards the fields below; held only briefly, never for I/O
+	cloud       Cloud      // the mode, server and token in force (SetCloud)
 	agg         *aggregate
 	st          state
 	lastLookups reputation.Stats
@@ -167,6 +169,7 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 		seen:    newSightings(cfg.SamplesWindow),
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		cloud:   Cloud{KSN: cfg.KSN, Server: cfg.Server, Token: cfg.Token},
 	}
 	st, found, err := loadState(cfg.StateFile)
 	if err != nil {
@@ -216,21 +219,25 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 func (p *Participation) checkpointPath() string { return filepath.Join(p.cfg.QueueDir, "current.json") }
 func (p *Participation) sampledPath() string    { return filepath.Join(p.cfg.QueueDir, "sampled.txt") }
 
+// mode is "ksn" or "kpsn". Callers hold mu or own p.
 func (p *Participation) mode() string {
-	if p.cfg.KSN {
+	if p.cloud.KSN {
 		return "ksn"
 	}
 	return "kpsn"
 }
 
 // sending reports whether statistics are sent now. Callers hold mu or own p.
-func (p *Participation) sending() bool { return p.cfg.KSN && p.st.Participation }
+func (p *Participation) sending() bool { return p.cloud.KSN && p.st.Participation }
 
 // sendingSamples reports whether samples are sent now.
 func (p *Participation) sendingSamples() bool { return p.sending() && p.st.Samples != SamplesOff }
 
 func (p *Participation) logChange(was Settings, by string) {
-	p.log.Info().Str(LogMode, p.mode()).Bool(LogParticipation, p.st.Participation).Stringer(LogSamples, p.st.Samples).
+	p.mu.Lock()
+	mode, st := p.mode(), p.st
+	p.mu.Unlock()
+	p.log.Info().Str(LogMode, mode).Bool(LogParticipation, st.Participation).Stringer(LogSamples, st.Samples).
 		Str(LogWas, fmt.Sprintf("participation=%t samples=%s", was.Participation, was.Samples)).Str(LogBy, by).
 		Msg("participation settings")
 }
@@ -403,7 +410,8 @@ func (p *Participation) Set(c Change) (Status, error) {
 		p.st.Installation, p.st.ClientKey = newInstallation(), newClientKey()
 	}
 	p.st.Changed, p.st.ChangedBy = p.cfg.Now().UTC(), c.Who
-	stopped := p.cfg.KSN && old.Participation && !p.st.Participation
+	stopped := p.cloud.KSN && old.Participation && !p.st.Participation
+	kpsn := !p.cloud.KSN && p.st.Participation && c.Participation != nil
 	p.mu.Unlock()
 	if err := p.saveState(); err != nil {
 		p.mu.Lock()
@@ -423,13 +431,47 @@ func (p *Participation) Set(c Change) (Status, error) {
 	if c.RotateInstallation {
 		p.log.Info().Str(LogBy, c.Who).Msg("installation identifier rotated")
 	}
-	if !p.cfg.KSN && p.st.Participation && c.Participation != nil {
+	if kpsn {
 		p.log.Warn().Str(LogMode, "kpsn").Msg("participation has no effect in KPSN mode: nothing is ever sent")
 	}
 	if stopped {
 		p.purge()
 	}
 	return p.Status(), nil
+}
+
+// Cloud is where participation sends: Config's KSN, Server and Token at
+// New, then what each configuration reload says.
+type Cloud struct {
+	KSN           bool
+	Server, Token string
+}
+
+// SetCloud applies a reloaded configuration's mode, server and token. Out
+// of KSN mode nothing is sent from then on: what is waiting in the queues
+// is deleted and the counts of candidate samples are forgotten, as when
+// participation is switched off. who is logged.
+func (p *Participation) SetCloud(c Cloud, who string) {
+	p.mu.Lock()
+	if p.cloud == c {
+		p.mu.Unlock()
+		return
+	}
+	was := p.sending()
+	p.cloud = c
+	p.failures, p.nextTry = 0, time.Time{}
+	if !p.sendingSamples() {
+		p.seen.reset()
+	}
+	stopped, kpsn, mode := was && !p.sending(), !c.KSN && p.st.Participation, p.mode()
+	p.mu.Unlock()
+	p.log.Info().Str(LogMode, mode).Str(LogBy, who).Msg("participation: mode or cloud server changed")
+	if kpsn {
+		p.log.Warn().Str(LogMode, "kpsn").Msg("participation has no effect in KPSN mode: nothing is ever sent")
+	}
+	if stopped {
+		p.purge()
+	}
 }
 
 // Reload applies the configuration file's switches after a reload: if they

@@ -494,6 +494,35 @@ func TestSendBacksOff(t *testing.T) {
 	tick(time.Second, 7, "10 s after the new failure")
 }
 
+// TestSetCloudToKPSNStopsSending: a reload into KPSN mode deletes the
+// batch waiting for an unreachable cloud, and nothing is sent afterwards,
+// not even when the cloud is reachable again.
+func TestSetCloudToKPSNStopsSending(t *testing.T) {
+	c := startCloud(t)
+	clk := newClock()
+	cfg := testConfig(t, c, clk, t.TempDir(), Settings{Participation: true})
+	cfg.Server = "http://127.0.0.1:9" // down
+	p := newParticipation(t, cfg, zerolog.Nop())
+	traffic(p, "192.0.2.1")
+	clk.Add(time.Hour)
+	p.Tick(context.Background())
+	if st := p.Status(); st.Queued != 1 {
+		t.Fatalf("cloud down: got %d batches queued, want 1", st.Queued)
+	}
+	p.SetCloud(Cloud{KSN: false, Server: c.http.URL, Token: "tok"}, "test")
+	if st := p.Status(); st.Queued != 0 || st.Sending || st.Mode != "kpsn" {
+		t.Errorf("after SetCloud into KPSN: got queued %d, sending %t, mode %s; want 0, false, kpsn", st.Queued, st.Sending, st.Mode)
+	}
+	traffic(p, "192.0.2.1")
+	for i := 0; i < 2; i++ {
+		clk.Add(time.Hour)
+		p.Tick(context.Background())
+	}
+	if got := c.all(); len(got) != 0 {
+		t.Errorf("KPSN after a reload: the cloud got %d requests, want none", len(got))
+	}
+}
+
 func TestIntakeRefusesJunk(t *testing.T) {
 	c := startCloud(t)
 	for _, tc := range []struct {

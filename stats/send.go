@@ -95,9 +95,12 @@ func (p *Participation) post(ctx context.Context, path, name string) error {
 	zw := gzip.NewWriter(&zbuf)
 	zw.Write(body)
 	zw.Close()
+	p.mu.Lock()
+	cloud := p.cloud
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(p.cfg.Server, "/")+path, &zbuf)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(cloud.Server, "/")+path, &zbuf)
 	if err != nil {
 		return err
 	}
@@ -109,8 +112,8 @@ func (p *Participation) post(ctx context.Context, path, name string) error {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("User-Agent", "picket/"+p.cfg.Version)
-	if p.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.cfg.Token)
+	if cloud.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+cloud.Token)
 	}
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -62,6 +62,16 @@ func participationSettings(f *config.File) stats.Settings {
 	return stats.Settings{Participation: f.Reputation.KSN.Participation.Participation, Samples: s}
 }
 
+// reloadParticipation applies a reloaded file to participation: first the
+// mode, server and token (a reload into KPSN mode stops all sending), then
+// the switches.
+func reloadParticipation(p *stats.Participation, f *config.File) {
+	const who = "configuration file (reload)"
+	k := f.Reputation.KSN
+	p.SetCloud(stats.Cloud{KSN: f.Reputation.Mode == "ksn", Server: k.Server, Token: k.Token}, who)
+	_ = p.Reload(participationSettings(f), who)
+}
+
 // observeEvent is the proxy's Observe hook for participation: it passes on
 // only what statistics need. User names, cookies, headers, bodies, status
 // codes, byte counts, durations, rule names and incident numbers are not

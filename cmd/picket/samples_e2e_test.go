@@ -248,3 +248,62 @@ func TestStatsPreviewListsSamples(t *testing.T) {
 		t.Errorf("sent samples: got %d, want the .docm", len(got))
 	}
 }
+
+// TestReloadToKPSNSendsNothing: a Picket in KSN mode with participation
+// and samples on is reloaded into KPSN mode (the reload applies
+// [reputation], the mode included). From then on nothing may leave: an
+// unknown executable downloaded afterwards is not sampled, and the
+// participation status no longer says it is sending.
+func TestReloadToKPSNSendsNothing(t *testing.T) {
+	exe := tf.PE(t.Name(), 5000)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(exe)
+	}))
+	defer origin.Close()
+	cloud := startStatsCloud(t)
+	ksn := fmt.Sprintf("[reputation.ksn]\nserver = %q\nparticipation = true\nsamples = \"full\"\nsamples_max_size = \"64KiB\"\nsamples_min_clients = 1\n", cloud.url)
+	path := writeConfig(t, "[reputation]\nmode = \"ksn\"\n"+ksn)
+	p := startPicketAt(t, path)
+	if st := participationStatus(t, p); !st.Sending {
+		t.Fatalf("KSN with participation on: status %+v, want sending", st)
+	}
+
+	// The same file, in KPSN mode.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.Replace(b, []byte(`mode = "ksn"`), []byte(`mode = "kpsn"`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(filepath.Join(p.dir, "data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := post(t, "http://"+adminAddr(t, p)+"/api/v1/reload", strings.TrimSpace(string(tok))); resp.StatusCode != 200 {
+		t.Fatalf("reload: got %d %s", resp.StatusCode, body)
+	}
+
+	resp, body := fetch(t, clientFrom(t, p, "127.0.0.2"), origin.URL+"/update.exe", nil)
+	if resp.StatusCode != 200 || body != string(exe) {
+		t.Fatalf("download: got %d and %d bytes, want 200 and %d", resp.StatusCode, len(body), len(exe))
+	}
+	p.waitAccess(t, func(l map[string]any) bool { return strings.HasSuffix(fmt.Sprint(l["url"]), "/update.exe") })
+	// WantSample and OfferSample ran before the body reached the client:
+	// wait for anything taken to be written and sent.
+	st := participationStatus(t, p)
+	for deadline := time.Now().Add(10 * time.Second); st.SamplesInFlight > 0 || st.QueuedSamples > 0 ||
+		len(cloud.received()) < int(st.SamplesTaken); st = participationStatus(t, p) {
+		if time.Now().After(deadline) {
+			t.Fatalf("samples not settled: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := cloud.received(); len(got) != 0 || st.SamplesTaken != 0 {
+		t.Errorf("after the reload into KPSN mode: %d samples taken, the KSN cloud received %d; want none", st.SamplesTaken, len(got))
+	}
+	if st.Sending {
+		t.Errorf("after the reload into KPSN mode: status says sending")
+	}
+}

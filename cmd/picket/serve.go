@@ -128,9 +128,7 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	pctx, stopPart := context.WithCancel(context.Background())
 	defer stopPart() // runs before part.Close
 	go p.part.Run(pctx)
-	p.fs.onReload = func(nf *config.File) {
-		_ = p.part.Reload(participationSettings(nf), "configuration file (reload)")
-	}
+	p.fs.onReload = func(nf *config.File) { reloadParticipation(p.part, nf) }
 
 	// 6. Download scanning: local signatures, then the file's reputation
 	// through whichever reputation client is in force. Proxy
