@@ -106,6 +106,7 @@ type Participation struct {
 	clientKey   []byte     // st.ClientKey, decoded
 
 	saveMu         sync.Mutex // orders state file writes
+	queueMu        sync.Mutex // orders queueing with purge: nothing is queued once switched off
 	sendMu         sync.Mutex // one sender at a time
 	sampleIn       chan pending
 	inFlight       atomic.Int64 // bytes of samples copied, not yet written
@@ -207,8 +208,11 @@ func New(cfg Config, log zerolog.Logger) (*Participation, error) {
 	if err := p.saveState(); err != nil {
 		return nil, fmt.Errorf("stats: state file: %w", err)
 	}
-	if !p.sending() {
-		p.purge()
+	switch {
+	case !p.sending():
+		p.purge(&p.batches, &p.samples)
+	case !p.sendingSamples():
+		p.purge(&p.samples)
 	}
 	p.sampleIn = make(chan pending, sampleBacklog)
 	p.wg.Add(1)
@@ -331,9 +335,14 @@ func (p *Participation) Tick(ctx context.Context) error {
 
 	var errs []error
 	if data != nil {
-		dropped, err := p.batches.put(seq, data)
-		if err != nil {
+		dropped, err := p.queue(&p.batches, p.sending, seq, data)
+		switch {
+		case errors.Is(err, errSwitchedOff):
+			p.log.Debug().Uint64(LogSeq, seq).Msg("statistics batch discarded: participation was switched off")
+		case err != nil:
 			errs = append(errs, fmt.Errorf("stats: queue batch %d: %w", seq, err))
+		default:
+			p.log.Debug().Uint64(LogSeq, seq).Msg("statistics batch queued")
 		}
 		if dropped > 0 {
 			p.log.Warn().Int(LogDropped, dropped).Msg("batch queue full: dropped the oldest")
@@ -342,7 +351,6 @@ func (p *Participation) Tick(ctx context.Context) error {
 		p.st.Dropped += uint64(dropped)
 		p.mu.Unlock()
 		errs = append(errs, p.saveState())
-		p.log.Debug().Uint64(LogSeq, seq).Msg("statistics batch queued")
 	}
 	if cpData, err := json.Marshal(cp); err == nil {
 		errs = append(errs, writeAtomic(p.checkpointPath(), cpData))
@@ -411,6 +419,7 @@ func (p *Participation) Set(c Change) (Status, error) {
 	}
 	p.st.Changed, p.st.ChangedBy = p.cfg.Now().UTC(), c.Who
 	stopped := p.cloud.KSN && old.Participation && !p.st.Participation
+	samplesStopped := p.cloud.KSN && old.Participation && old.Samples != SamplesOff && !p.sendingSamples()
 	kpsn := !p.cloud.KSN && p.st.Participation && c.Participation != nil
 	p.mu.Unlock()
 	if err := p.saveState(); err != nil {
@@ -434,8 +443,11 @@ func (p *Participation) Set(c Change) (Status, error) {
 	if kpsn {
 		p.log.Warn().Str(LogMode, "kpsn").Msg("participation has no effect in KPSN mode: nothing is ever sent")
 	}
-	if stopped {
-		p.purge()
+	switch {
+	case stopped:
+		p.purge(&p.batches, &p.samples)
+	case samplesStopped:
+		p.purge(&p.samples)
 	}
 	return p.Status(), nil
 }
@@ -470,7 +482,7 @@ func (p *Participation) SetCloud(c Cloud, who string) {
 		p.log.Warn().Str(LogMode, "kpsn").Msg("participation has no effect in KPSN mode: nothing is ever sent")
 	}
 	if stopped {
-		p.purge()
+		p.purge(&p.batches, &p.samples)
 	}
 }
 
@@ -548,9 +560,12 @@ func (p *Participation) saveState() error {
 	return st.save(p.cfg.StateFile)
 }
 
-// purge deletes queued batches and samples: participation is off.
-func (p *Participation) purge() {
-	for _, q := range []*queue{&p.batches, &p.samples} {
+// purge deletes what is queued in qs: participation (or samples) is off.
+// Nothing switched off is queued after it (queue).
+func (p *Participation) purge(qs ...*queue) {
+	p.queueMu.Lock()
+	defer p.queueMu.Unlock()
+	for _, q := range qs {
 		names, _ := q.list()
 		for _, n := range names {
 			os.Remove(n)
@@ -560,6 +575,25 @@ func (p *Participation) purge() {
 		}
 	}
 }
+
+// queue puts data into q as entry seq if ok still holds: a batch cut or a
+// sample copied just before a switch was turned off is not queued after
+// the purge that followed. It returns how many entries q dropped, and
+// errSwitchedOff when nothing was queued.
+func (p *Participation) queue(q *queue, ok func() bool, seq uint64, data []byte) (int, error) {
+	p.queueMu.Lock()
+	defer p.queueMu.Unlock()
+	p.mu.Lock()
+	on := ok()
+	p.mu.Unlock()
+	if !on {
+		return 0, errSwitchedOff
+	}
+	return q.put(seq, data)
+}
+
+// errSwitchedOff: participation or samples were switched off meanwhile.
+var errSwitchedOff = errors.New("switched off")
 
 // Close stops the sample writer and checkpoints the current interval. It
 // is idempotent. Cancel Run's context first.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 )
@@ -153,7 +154,11 @@ func (p *Participation) writeSamples() {
 		}
 		head, _ := json.Marshal(s.meta)
 		seq++
-		dropped, err := p.samples.put(uint64(p.cfg.Now().UnixNano())+seq, append(append(head, '\n'), s.data...))
+		dropped, err := p.queue(&p.samples, p.sendingSamples, uint64(p.cfg.Now().UnixNano())+seq, append(append(head, '\n'), s.data...))
+		if errors.Is(err, errSwitchedOff) {
+			p.dropSample(s.hash, int64(len(s.data)))
+			continue
+		}
 		if err != nil {
 			p.log.Warn().Err(err).Msg("sample not queued")
 			p.dropSample(s.hash, int64(len(s.data)))

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,5 +302,73 @@ func TestActiveVocabulary(t *testing.T) {
 	}
 	if got := activeReason("macros,,ole-object,evil name,executable"); got != "macros,ole-object,executable" {
 		t.Errorf("activeReason: got %q", got)
+	}
+}
+
+// TestSwitchedOffSampleNeverSent: a sample still on its way to the queue
+// when participation is switched off is not queued after the switch, so
+// that switching participation on again later does not send it.
+func TestSwitchedOffSampleNeverSent(t *testing.T) {
+	c := startCloud(t)
+	clk := newClock()
+	// The sample writer reads the clock once per sample, before it writes:
+	// the gate holds it there while participation is switched off.
+	var armed atomic.Bool
+	arrived, release := make(chan struct{}), make(chan struct{})
+	cfg := testConfig(t, c, clk, t.TempDir(), Settings{Participation: true, Samples: SamplesFull})
+	cfg.Now = func() time.Time {
+		if armed.CompareAndSwap(true, false) {
+			close(arrived)
+			<-release
+		}
+		return clk.Now()
+	}
+	p := newParticipation(t, cfg, zerolog.Nop())
+	data := []byte("MZ program on its way")
+	s := Sample{SHA256: exeHash(string(data)), Size: int64(len(data)), Type: "pe", Result: "unknown", Active: "executable", Client: clientA}
+	if !p.WantSample(s) {
+		t.Fatal("not wanted")
+	}
+	armed.Store(true)
+	p.OfferSample(s, bytes.NewReader(data))
+	<-arrived
+	off, on, full := false, true, SamplesFull
+	p.Set(Change{Participation: &off, Who: "test"})
+	close(release)
+	waitFor(t, func() bool { return p.Status().SamplesInFlight == 0 })
+	if st := p.Status(); st.QueuedSamples != 0 {
+		t.Errorf("participation off: %d samples queued, want 0", st.QueuedSamples)
+	}
+	p.Set(Change{Participation: &on, Samples: &full, Who: "test"})
+	p.Tick(context.Background())
+	if got := c.paths(reputation.PathSamples); len(got) != 0 {
+		t.Errorf("switched on again: the cloud got %d samples taken before the switch off, want 0", len(got))
+	}
+}
+
+// TestSamplesOffDeletesQueued: a queued sample not sent yet is deleted
+// when samples are switched off (participation stays on), so that
+// switching samples on again later does not send it.
+func TestSamplesOffDeletesQueued(t *testing.T) {
+	c := startCloud(t)
+	clk := newClock()
+	cfg := testConfig(t, c, clk, t.TempDir(), Settings{Participation: true, Samples: SamplesFull})
+	p := newParticipation(t, cfg, zerolog.Nop())
+	data := []byte("MZ program waiting")
+	s := Sample{SHA256: exeHash(string(data)), Size: int64(len(data)), Type: "pe", Result: "unknown", Active: "executable", Client: clientA}
+	if !p.WantSample(s) {
+		t.Fatal("not wanted")
+	}
+	p.OfferSample(s, bytes.NewReader(data))
+	waitFor(t, func() bool { return p.Status().QueuedSamples == 1 })
+	off, full := SamplesOff, SamplesFull
+	p.Set(Change{Samples: &off, Who: "test"})
+	if st := p.Status(); st.QueuedSamples != 0 {
+		t.Errorf("samples off: %d samples queued, want 0", st.QueuedSamples)
+	}
+	p.Set(Change{Samples: &full, Who: "test"})
+	p.Tick(context.Background())
+	if got := c.paths(reputation.PathSamples); len(got) != 0 {
+		t.Errorf("samples on again: the cloud got %d samples taken before they were switched off, want 0", len(got))
 	}
 }
