@@ -343,10 +343,14 @@ func (s *Server) flushCache(w http.ResponseWriter, r *http.Request) {
 
 // Participation is the participation state (docs/ksn.md): whether Picket reports
 // verdict statistics, and which file samples it may send. POST takes only
-// the first two fields; the others are what GET and the status report.
+// the first three fields; the others are what GET and the status report.
 type Participation struct {
 	Participation bool   `json:"participation"`
 	Samples       string `json:"samples"` // off, full or full-or-part
+	// RotateInstallation, in a POST, replaces the installation identifier
+	// (and the samples' client key) with new random ones, so that later
+	// batches cannot be linked to earlier ones. GET never sets it.
+	RotateInstallation bool `json:"rotate_installation,omitempty"`
 
 	Sending   bool      `json:"sending"` // statistics are actually sent (KSN mode and participation)
 	LastSend  time.Time `json:"last_send,omitzero"`
@@ -374,13 +378,14 @@ var ErrBadParticipation = errors.New("invalid participation")
 // samples defaults to "off" and must be "off" without participation.
 func parseParticipation(body io.Reader) (Participation, error) {
 	var in struct {
-		Participation *bool   `json:"participation"`
-		Samples       *string `json:"samples"`
+		Participation      *bool   `json:"participation"`
+		Samples            *string `json:"samples"`
+		RotateInstallation bool    `json:"rotate_installation"`
 	}
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return Participation{}, fmt.Errorf("%w: body must be a JSON object {\"participation\": bool, \"samples\": \"off|full|full-or-part\"}: %v", ErrBadParticipation, err)
+		return Participation{}, fmt.Errorf("%w: body must be a JSON object {\"participation\": bool, \"samples\": \"off|full|full-or-part\", \"rotate_installation\": bool}: %v", ErrBadParticipation, err)
 	}
 	if dec.More() {
 		return Participation{}, fmt.Errorf("%w: trailing data after the JSON object", ErrBadParticipation)
@@ -388,7 +393,7 @@ func parseParticipation(body io.Reader) (Participation, error) {
 	if in.Participation == nil {
 		return Participation{}, fmt.Errorf("%w: participation (true or false) is required", ErrBadParticipation)
 	}
-	p := Participation{Participation: *in.Participation, Samples: "off"}
+	p := Participation{Participation: *in.Participation, Samples: "off", RotateInstallation: in.RotateInstallation}
 	if in.Samples != nil {
 		p.Samples = *in.Samples
 	}
@@ -438,6 +443,6 @@ func (s *Server) setParticipation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Log.Info().Str(LogClient, remoteAddr(r).String()).Bool(LogParticipation, p.Participation).
-		Str(LogSamples, p.Samples).Msg("admin: participation changed")
+		Str(LogSamples, p.Samples).Bool(LogRotated, p.RotateInstallation).Msg("admin: participation changed")
 	s.getParticipation(w, r)
 }

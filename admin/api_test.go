@@ -280,6 +280,9 @@ func TestParticipation(t *testing.T) {
 		{"unknown field", `{"participation": true, "extra": 1}`, 400, Participation{Participation: false, Samples: "off"}},
 		{"trailing data", `{"participation": true} {}`, 400, Participation{Participation: false, Samples: "off"}},
 		{"too large", `{"participation": true, "samples": "` + strings.Repeat("x", 5000) + `"}`, 400, Participation{Participation: false, Samples: "off"}},
+		// Last: the test's SetParticipation keeps what it was given.
+		{"rotate", `{"participation": false, "rotate_installation": true}`, 200, Participation{Participation: false, Samples: "off", RotateInstallation: true}},
+		{"rotate, wrong type", `{"participation": false, "rotate_installation": "yes"}`, 400, Participation{Participation: false, Samples: "off", RotateInstallation: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,4 +8,5 @@ const (
 	LogStatus        = "status"
 	LogParticipation = "participation"
 	LogSamples       = "samples"
+	LogRotated       = "rotated" // the installation identifier was rotated
 )

@@ -165,7 +165,7 @@ func adminParticipation(p *stats.Participation) (
 		if err != nil {
 			return fmt.Errorf("%w: %v", admin.ErrBadParticipation, err)
 		}
-		_, err = p.Set(stats.Change{Participation: &a.Participation, Samples: &samples, Who: who})
+		_, err = p.Set(stats.Change{Participation: &a.Participation, Samples: &samples, RotateInstallation: a.RotateInstallation, Who: who})
 		return err
 	}
 	queue = func() int { return p.Status().Queued }

@@ -101,3 +101,48 @@ func fingerprintOf(t *testing.T, p *picketUnderTest) string {
 	}
 	return m[1]
 }
+
+// TestAdminRotatesInstallation: the privacy statement promises that the
+// administrator can rotate the installation identifier through the admin
+// API, after which new batches cannot be linked to older ones. The
+// participation endpoint of a running Picket does it, with the token.
+func TestAdminRotatesInstallation(t *testing.T) {
+	p := startPicket(t, "")
+	stateFile := filepath.Join(p.dir, "data", "participation.json")
+	installation := func() (id, key string) {
+		t.Helper()
+		b, err := os.ReadFile(stateFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Installation string `json:"installation"`
+			ClientKey    string `json:"client_key"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil || len(st.Installation) != 32 {
+			t.Fatalf("state file: %v %s", err, b)
+		}
+		return st.Installation, st.ClientKey
+	}
+	oldID, oldKey := installation()
+	tok, err := os.ReadFile(filepath.Join(p.dir, "data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+adminAddr(t, p)+"/api/v1/participation",
+		strings.NewReader(`{"participation": false, "rotate_installation": true}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("rotate: got %d %s, want 200", resp.StatusCode, body)
+	}
+	if id, key := installation(); id == oldID || key == oldKey {
+		t.Errorf("after the rotation: installation %s (was %s), client key changed %t; want both new", id, oldID, key != oldKey)
+	}
+}
