@@ -34,7 +34,7 @@ type entry struct {
 }
 
 func (e *entry) addClient(d uint64, k int) {
-	if e.Clients+len(e.seen) >= k {
+	if e.clients() >= k {
 		return
 	}
 	for _, s := range e.seen {
@@ -45,7 +45,11 @@ func (e *entry) addClient(d uint64, k int) {
 	e.seen = append(e.seen, d)
 }
 
-func (e *entry) clients() int { return e.Clients + len(e.seen) }
+// clients is how many distinct clients are known to have seen the entry:
+// the clients counted before a restart and those since are not added up
+// (a client of both would count twice, its digests being keyed afresh at
+// each start), the larger count stands.
+func (e *entry) clients() int { return max(e.Clients, len(e.seen)) }
 
 // aggregate is one interval's counters. Its methods are not safe for
 // concurrent use; Participation guards it with a mutex.

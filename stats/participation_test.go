@@ -544,3 +544,41 @@ func TestIntakeRefusesJunk(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartDoesNotCountAClientTwice: minimum aggregation withholds a
+// hash seen by fewer than min_clients distinct clients in an interval. A
+// restart mid-interval keeps the count, not the digests (their key
+// changes at every start), so the same client before and after the
+// restart must not count as two: one person's file hash stays withheld.
+func TestRestartDoesNotCountAClientTwice(t *testing.T) {
+	c := startCloud(t)
+	clk := newClock()
+	cfg := testConfig(t, c, clk, t.TempDir(), Settings{Participation: true})
+	cfg.MinClients = 2
+	exe := exeHash("one person's build")
+	download := func(p *Participation) {
+		p.Observe(Event{Action: "allow", Verdict: "unknown", Source: "server", URL: "http://dl.example/mine.exe",
+			Client: netip.MustParseAddr("192.0.2.7"), Scan: &Scan{Type: "pe", Result: "unknown", SHA256: exe, Size: 100, Executable: true}})
+	}
+	p, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	download(p)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p2 := newParticipation(t, cfg, zerolog.Nop())
+	download(p2)
+	clk.Add(time.Hour)
+	if err := p2.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := c.paths(reputation.PathStats)
+	if len(got) != 1 {
+		t.Fatalf("batches: got %d, want 1", len(got))
+	}
+	if bytes.Contains(got[0].body, []byte(hex.EncodeToString(exe))) {
+		t.Errorf("one client, before and after a restart: its file hash was sent, want it withheld:\n%s", got[0].body)
+	}
+}
