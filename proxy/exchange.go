@@ -25,6 +25,7 @@ type tunnel struct {
 	authority string        // host:port the requests inside are for
 	urlHost   string        // authority as written in their URLs (no ":443")
 	pin       string        // transparent mode: the original destination to dial
+	allowed   bool          // the CONNECT was allowed (not intercepted for a block or warn page only): what is not TLS may be relayed
 	guard     *framingGuard // checks the requests inside; read only by the tunnel's reader
 	user      string        // authenticated at CONNECT, for the requests inside
 	groups    []string

@@ -21,7 +21,8 @@ import (
 
 // peekTimeout is how long an intercepted tunnel waits for the client's
 // first byte to tell TLS from other protocols. A client that stays silent
-// (a server-speaks-first protocol) is tunnelled untouched after it.
+// longer may be waiting for a server that speaks first: the origin is
+// dialled then, and whoever speaks first decides (awaitFirst).
 const peekTimeout = 2 * time.Second
 
 // recordTypeHandshake is the first byte of a TLS ClientHello record.
@@ -32,18 +33,32 @@ const recordTypeHandshake = 0x16
 // inside are served by the fast path, then by net/http (header limits,
 // timeouts, keep-alive, 100-continue) and goproxy from the first request the
 // fast path declines, so that each goes through roundTrip with the full URL.
-// Anything that is not TLS is tunnelled as is.
+// Anything that is not TLS is tunnelled as is when the CONNECT was allowed,
+// and refused when it was intercepted only to show a block or warn page.
 func (s *Server) intercept(conn net.Conn, buffered []byte, t *tunnel) (up, down int64, err error) {
 	pc := &peekConn{Conn: conn, r: bufio.NewReader(io.MultiReader(bytes.NewReader(buffered), conn))}
 
-	// 1. TLS or not, from the first byte.
-	_ = conn.SetReadDeadline(time.Now().Add(peekTimeout))
+	// 1. TLS or not, from the first byte. A blocked host's tunnel is never
+	// relayed: its client gets the handshake timeout to start TLS.
+	wait := peekTimeout
+	if !t.allowed {
+		wait = s.cfg.TLSHandshakeTimeout
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	first, perr := pc.r.Peek(1)
 	_ = conn.SetReadDeadline(time.Time{})
-	if perr != nil && !errors.Is(perr, os.ErrDeadlineExceeded) {
+	switch {
+	case perr != nil && !errors.Is(perr, os.ErrDeadlineExceeded):
 		return 0, 0, perr // the client left
-	}
-	if len(first) == 0 || first[0] != recordTypeHandshake {
+	case !t.allowed && (len(first) == 0 || first[0] != recordTypeHandshake):
+		return 0, 0, errNotTLS
+	case len(first) == 0:
+		// Silent: whoever speaks first decides, so that waiting out the
+		// peek does not open a raw tunnel for a TLS client.
+		if up, down, done, err := s.awaitFirst(pc, t); done {
+			return up, down, err
+		}
+	case first[0] != recordTypeHandshake:
 		return s.passThrough(pc, t)
 	}
 
@@ -162,6 +177,10 @@ func (s *Server) serveInner(w http.ResponseWriter, r *http.Request, t *tunnel, s
 	s.forward(w, r, x)
 }
 
+// errNotTLS ends a blocked host's intercepted tunnel whose client did not
+// start TLS: only a block or warn page may be shown there.
+var errNotTLS = errors.New("intercepted tunnel to a blocked host: the client did not start TLS")
+
 // passThrough tunnels a non-TLS protocol untouched to the CONNECT target.
 func (s *Server) passThrough(pc *peekConn, t *tunnel) (up, down int64, err error) {
 	upstream, err := s.up.dialTunnel(context.Background(), t.host, t.pin)
@@ -171,6 +190,60 @@ func (s *Server) passThrough(pc *peekConn, t *tunnel) (up, down int64, err error
 	first, _ := pc.r.Peek(pc.r.Buffered())
 	up, down = s.relay(pc.Conn, upstream, first)
 	return up, down, nil
+}
+
+// awaitFirst serves an allowed tunnel whose client stayed silent for
+// peekTimeout: it dials the CONNECT target and waits (up to the tunnel idle
+// timeout) for whichever side speaks first. The origin first (a
+// server-speaks-first protocol), or the client with anything but TLS: the
+// tunnel is relayed untouched, and done is true. The client first with
+// TLS: done is false, the origin's connection is closed, and the client's
+// bytes wait in pc for the interception handshake.
+func (s *Server) awaitFirst(pc *peekConn, t *tunnel) (up, down int64, done bool, err error) {
+	upstream, err := s.up.dialTunnel(context.Background(), t.host, t.pin)
+	if err != nil {
+		return 0, 0, true, err
+	}
+	deadline := time.Now().Add(s.cfg.TunnelIdleTimeout)
+	_ = pc.Conn.SetReadDeadline(deadline)
+	_ = upstream.SetReadDeadline(deadline)
+	var said []byte // what the origin said first
+	var saidErr error
+	heard := make(chan struct{})
+	go func() {
+		defer close(heard)
+		b := make([]byte, 4096)
+		n, err := upstream.Read(b)
+		said, saidErr = b[:n], err
+		if n > 0 {
+			_ = pc.Conn.SetReadDeadline(aLongTimeAgo) // stop waiting for the client
+		}
+	}()
+	first, perr := pc.r.Peek(1)
+	_ = upstream.SetReadDeadline(aLongTimeAgo) // stop waiting for the origin
+	<-heard
+	_ = pc.Conn.SetReadDeadline(time.Time{})
+	_ = upstream.SetReadDeadline(time.Time{})
+	switch {
+	case len(said) == 0 && len(first) > 0 && first[0] == recordTypeHandshake:
+		upstream.Close() // the requests inside go over the pooled transport
+		return 0, 0, false, nil
+	case len(said) == 0 && len(first) == 0:
+		upstream.Close()
+		if perr == nil || errors.Is(perr, os.ErrDeadlineExceeded) {
+			perr = saidErr // the origin hung up or failed first
+		}
+		return 0, 0, true, perr
+	}
+	if len(said) > 0 {
+		if _, err := pc.Conn.Write(said); err != nil {
+			upstream.Close()
+			return 0, int64(len(said)), true, err
+		}
+	}
+	buffered, _ := pc.r.Peek(pc.r.Buffered())
+	up, down = s.relay(pc.Conn, upstream, buffered)
+	return up, down + int64(len(said)), true, nil
 }
 
 // sniHost returns the host name a ClientHello's server_name asks for, or ""

@@ -156,7 +156,8 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, x *exchan
 			return
 		}
 		defer conn.Close()
-		s.interceptFor(x, conn, buffered, &tunnel{client: client, host: host, start: x.start, user: x.req.User, groups: x.req.Groups})
+		s.interceptFor(x, conn, buffered, &tunnel{client: client, host: host, start: x.start, user: x.req.User, groups: x.req.Groups,
+			allowed: d.Action == Allow})
 		return
 	}
 

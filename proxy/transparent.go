@@ -143,7 +143,8 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 	x.decision = d
 	x.status = http.StatusOK
 	if d.Intercept && s.cfg.Intercept != nil {
-		s.interceptFor(x, conn, hello, &tunnel{client: client, host: host, start: x.start, pin: dst.String()})
+		s.interceptFor(x, conn, hello, &tunnel{client: client, host: host, start: x.start, pin: dst.String(),
+			allowed: d.Action == Allow})
 		return
 	}
 	if d.Action != Allow {
