@@ -302,6 +302,13 @@ func (s *Server) roundTrip(x *exchange, in *http.Request) (*http.Response, error
 	}
 	stripQUIC(resp.Header)
 	addVia(resp.Header, resp.ProtoMajor, resp.ProtoMinor, s.cfg.Via)
+	if len(resp.Trailer) > 0 && resp.ContentLength >= 0 {
+		// Trailers after a body of known length (an HTTP/2 origin may
+		// send both): an HTTP/1.1 client gets trailers only in chunked
+		// encoding (RFC 9112 §7.1.2), and a Content-Length would drop them.
+		resp.ContentLength = -1
+		delete(resp.Header, "Content-Length")
+	}
 	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols {
 		// Unknown length: stream chunk by chunk. The header makes goproxy
 		// flush after every write instead of buffering (SSE, long polls).

@@ -63,3 +63,32 @@ func (s *trailerSetter) Read(p []byte) (int, error) {
 	return n, err
 }
 func (s *trailerSetter) Close() error { return nil }
+
+// TestResponseTrailersToHTTP1Client: an HTTP/2 origin may send a body of
+// known length and then trailers; an HTTP/1.1 client can only get trailers
+// in chunked encoding, so the response reaches it chunked with the trailer
+// fields, on the fast path (GET) and through net/http (POST) alike.
+func TestResponseTrailersToHTTP1Client(t *testing.T) {
+	origin, _ := h2Origin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "body") // ends before a flush: sent with content-length: 4
+		w.Header().Set("X-Sum", "42")
+	}))
+	ca := testCA(t)
+	_, c := startIntercepting(t, ca, origin.Certificate())
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, _ := http.NewRequest(method, origin.URL+"/t", strings.NewReader(""))
+		if method == http.MethodGet {
+			req.Body = nil
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 1 || string(b) != "body" || resp.Trailer.Get("X-Sum") != "42" {
+			t.Errorf("%s: got %s %q with trailer %v, want HTTP/1.1 %q with X-Sum: 42", method, resp.Proto, b, resp.Trailer, "body")
+		}
+	}
+}
