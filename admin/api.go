@@ -167,7 +167,7 @@ func (s *Server) Status() Status {
 	now := c.Now()
 	st := Status{
 		Version: c.Version, Started: c.Started.UTC(), UptimeSeconds: int64(now.Sub(c.Started) / time.Second),
-		Mode: c.Mode, Statement: c.ParticipationStatement, Ready: true, Listeners: []Listener{}, Databases: []Database{}, Feeds: []Feed{}, AutoBypassed: []string{}, Parents: []proxy.ParentStatus{},
+		Mode: *s.mode.Load(), Statement: c.ParticipationStatement, Ready: true, Listeners: []Listener{}, Databases: []Database{}, Feeds: []Feed{}, AutoBypassed: []string{}, Parents: []proxy.ParentStatus{},
 		Totals: s.series.totals(), Recent: s.recent.size(), HistoryMinutes: len(s.series.slots),
 		Extra: map[string]bool{
 			"reload":            c.Reload != nil,

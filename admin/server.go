@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -112,6 +113,7 @@ type Server struct {
 	cop     *http.CrossOriginProtection
 	srv     *http.Server
 	routes  map[string]map[string]http.HandlerFunc
+	mode    atomic.Pointer[string] // Config.Mode, then SetMode's
 
 	closeOnce sync.Once
 }
@@ -150,6 +152,7 @@ func New(cfg Config) (*Server, error) {
 	s.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
+	s.SetMode(cfg.Mode)
 	s.routes = s.routeTable()
 	s.srv = &http.Server{
 		Handler:           s,
@@ -161,6 +164,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+// SetMode replaces Config.Mode in the status: a configuration reload may
+// change the reputation mode or backend.
+func (s *Server) SetMode(mode string) { s.mode.Store(&mode) }
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.metrics }

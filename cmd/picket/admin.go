@@ -92,15 +92,10 @@ func newAdmin(f *config.File, extra config.AdminExtra, log zerolog.Logger, parts
 	if err != nil {
 		return nil, fmt.Errorf("admin.allow_clients: %w", err)
 	}
-	r := f.Reputation
-	server := r.KPSN.Server
-	if r.Mode == "ksn" {
-		server = r.KSN.Server
-	}
 	cfg := admin.Config{
 		Token:            token,
 		Version:          version,
-		Mode:             fmt.Sprintf("%s (%s)", r.Mode, backendName(r.Mode, server)),
+		Mode:             reputationMode(f),
 		AllowClients:     allow,
 		Recent:           extra.Recent,
 		History:          extra.History.D(),
@@ -170,4 +165,15 @@ func adminParticipation(p *stats.Participation) (
 	}
 	queue = func() int { return p.Status().Queued }
 	return get, set, queue
+}
+
+// reputationMode describes the file's reputation mode and backend for the
+// admin status, e.g. "kpsn (embedded database)".
+func reputationMode(f *config.File) string {
+	r := f.Reputation
+	server := r.KPSN.Server
+	if r.Mode == "ksn" {
+		server = r.KSN.Server
+	}
+	return fmt.Sprintf("%s (%s)", r.Mode, backendName(r.Mode, server))
 }

@@ -284,6 +284,10 @@ func TestReloadToKPSNSendsNothing(t *testing.T) {
 	if resp, body := post(t, "http://"+adminAddr(t, p)+"/api/v1/reload", strings.TrimSpace(string(tok))); resp.StatusCode != 200 {
 		t.Fatalf("reload: got %d %s", resp.StatusCode, body)
 	}
+	var status admin.Status
+	if _, body := fetch(t, http.DefaultClient, "http://"+adminAddr(t, p)+"/api/v1/status", nil); json.Unmarshal([]byte(body), &status) != nil || !strings.HasPrefix(status.Mode, "kpsn ") {
+		t.Errorf("status after the reload into KPSN mode: mode %q, want kpsn (...)", status.Mode)
+	}
 
 	resp, body := fetch(t, clientFrom(t, p, "127.0.0.2"), origin.URL+"/update.exe", nil)
 	if resp.StatusCode != 200 || body != string(exe) {

@@ -128,7 +128,12 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	pctx, stopPart := context.WithCancel(context.Background())
 	defer stopPart() // runs before part.Close
 	go p.part.Run(pctx)
-	p.fs.onReload = func(nf *config.File) { reloadParticipation(p.part, nf) }
+	p.fs.onReload = func(nf *config.File) {
+		reloadParticipation(p.part, nf)
+		if p.adm != nil {
+			p.adm.SetMode(reputationMode(nf))
+		}
+	}
 
 	// 6. Download scanning: local signatures, then the file's reputation
 	// through whichever reputation client is in force. Proxy
