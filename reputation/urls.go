@@ -64,17 +64,23 @@ func ParseURL(raw string) (URL, error) {
 	if i := strings.IndexByte(s, '#'); i >= 0 {
 		s = s[:i]
 	}
-	// 2. Unescape until nothing changes, then escape once.
+	// 2. User information, before anything is unescaped: an escaped '/' or
+	// '?' in it ("http://good.example%2F@evil.example/") would otherwise end
+	// the authority early and pass for the host, while the request goes to
+	// the host after the '@'.
+	s = dropUserInfo(s)
+
+	// 3. Unescape until nothing changes, then escape once.
 	s = escape(netaddr.Unescape(s))
 
-	// 3. Scheme: only "scheme://"; anything else is a schemeless URL.
+	// 4. Scheme: only "scheme://"; anything else is a schemeless URL.
 	var u URL
 	u.Scheme = "http"
 	if i := strings.Index(s, "://"); i > 0 && isScheme(s[:i]) {
 		u.Scheme = strings.ToLower(s[:i])
 		s = s[i+3:]
 	}
-	// 4. Query, then host and path.
+	// 5. Query, then host and path.
 	if i := strings.IndexByte(s, '?'); i >= 0 {
 		s, u.Query, u.HasQuery = s[:i], s[i+1:], true
 	}
@@ -88,6 +94,26 @@ func ParseURL(raw string) (URL, error) {
 	}
 	u.Path = canonicalPath(p)
 	return u, nil
+}
+
+// dropUserInfo removes the user information from s: what its authority,
+// as written, holds before its last '@'. The authority starts after
+// "scheme://" (or at the start of a URL without a scheme) and ends at the
+// first '/' or '?'.
+func dropUserInfo(s string) string {
+	start := 0
+	if i := strings.Index(s, "://"); i > 0 && isScheme(s[:i]) {
+		start = i + 3
+	}
+	auth := s[start:]
+	if i := strings.IndexAny(auth, "/?"); i >= 0 {
+		auth = auth[:i]
+	}
+	at := strings.LastIndexByte(auth, '@')
+	if at < 0 {
+		return s
+	}
+	return s[:start] + s[start+at+1:]
 }
 
 func isScheme(s string) bool {

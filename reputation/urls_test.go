@@ -49,6 +49,15 @@ func TestCanonicalize(t *testing.T) {
 		{"IP part too large is a name", "http://1.2.3.256/", "http://1.2.3.256/"},
 		{"dot segment", "http://a.com/a/./b/../c", "http://a.com/a/c"},
 		{"user info dropped", "http://user:pw@a.com:8080/x", "http://a.com/x"},
+		// Security fix: user information was dropped only after unescaping,
+		// so an escaped '/' or '?' in it ended the authority there and the
+		// user information was looked up as the host, not the host dialled.
+		{"escaped slash in user info", "http://good.example%2F@evil.example/x", "http://evil.example/x"},
+		{"escaped question mark in user info", "http://good.example%3F@evil.example/x", "http://evil.example/x"},
+		{"double-escaped slash in user info", "http://good.example%252F@evil.example/", "http://evil.example/"},
+		{"escaped slash in password", "http://u:good.example%2F@evil.example/", "http://evil.example/"},
+		{"escaped slash in user info, no scheme", "good.example%2F@evil.example/x", "http://evil.example/x"},
+		{"at sign in path", "http://a.com/x@b.com/", "http://a.com/x@b.com/"},
 		{"IDN to punycode", "http://Bücher.example/", "http://xn--bcher-kva.example/"},
 		{"escaped IDN", "http://b%C3%BCcher.example/", "http://xn--bcher-kva.example/"},
 		{"IPv6", "http://[2001:DB8::1]:80/", "http://[2001:db8::1]/"},

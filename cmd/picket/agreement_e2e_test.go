@@ -182,3 +182,28 @@ func readAnswer(t *testing.T, br *bufio.Reader, method string) (int, string, str
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("X-Picket-Reason"), string(b)
 }
+
+// TestUserInfoDoesNotHideTheHost: user information in an absolute-form URL
+// names no host, whatever it holds. Picket dials the host after the '@';
+// the reputation lookup must judge that host too, also when the user
+// information carries an escaped '/' or '?' (which unescaped would end the
+// authority early and make the user information look like the host).
+func TestUserInfoDoesNotHideTheHost(t *testing.T) {
+	port := startOrigin(t, "127.0.0.3")
+	p := startPicket(t, "[reputation]\nblock = [\"127.0.0.3\"]\n")
+	for _, userinfo := range []string{"", "allowed.test@", "allowed.test%2F@", "allowed.test%3F@", "allowed.test%252F@", "u:allowed.test%2Fx@"} {
+		t.Run("userinfo "+userinfo, func(t *testing.T) {
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET http://%s127.0.0.3:%s/x HTTP/1.1\r\nHost: 127.0.0.3:%s\r\nConnection: close\r\n\r\n", userinfo, port, port)
+			status, reason, body := readAnswer(t, bufio.NewReader(c), http.MethodGet)
+			if status != http.StatusForbidden || !strings.Contains(reason, "block list") {
+				t.Errorf("got %d (reason %q) %.40q, want 403 by the block list", status, reason, body)
+			}
+		})
+	}
+}
