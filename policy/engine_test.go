@@ -226,6 +226,19 @@ func TestCriteria(t *testing.T) {
 		{"url prefix host only", Rule{URLPrefixes: []string{"https://example.com"}}, req("GET", "https://example.com/x"), wed, true},
 		{"url prefix with port", Rule{URLPrefixes: []string{"http://example.com:8080/"}}, req("GET", "http://example.com:8080/x"), wed, true},
 		{"url prefix with query", Rule{URLPrefixes: []string{"https://example.com/s?q="}}, req("GET", "https://example.com/s?q=x"), wed, true},
+		// Security fix: the path was matched as the client escaped it, so an
+		// escaped letter, dot segments or an escaped slash, which name the
+		// same resource for the origin, slipped past path rules.
+		{"url prefix escaped letter", Rule{URLPrefixes: []string{"example.com/admin/"}}, req("GET", "http://example.com/%61dmin/x"), wed, true},
+		{"url prefix dot segments", Rule{URLPrefixes: []string{"example.com/admin/"}}, req("GET", "http://example.com/x/../admin/x"), wed, true},
+		{"url prefix escaped dot segments", Rule{URLPrefixes: []string{"example.com/admin/"}}, req("GET", "http://example.com/x/%2E%2e/admin/x"), wed, true},
+		{"url prefix double slash", Rule{URLPrefixes: []string{"example.com/admin/"}}, req("GET", "http://example.com//admin/x"), wed, true},
+		{"url prefix escaped slash", Rule{URLPrefixes: []string{"example.com/admin/"}}, req("GET", "http://example.com/admin%2Fx"), wed, true},
+		{"url prefix double escape is data", Rule{URLPrefixes: []string{"example.com/admin/"}}, req("GET", "http://example.com/%2561dmin/x"), wed, false},
+		{"url prefix dot segments out of the prefix", Rule{URLPrefixes: []string{"example.com/public/"}}, req("GET", "http://example.com/public/../private/"), wed, false},
+		{"url prefix written escaped", Rule{URLPrefixes: []string{"example.com/caf%C3%A9/"}}, req("GET", "http://example.com/caf%c3%a9/x"), wed, true},
+		{"url regex escaped letter", Rule{URLRegex: `\.exe$`}, req("GET", "https://example.com/setup.%65xe"), wed, true},
+		{"url regex sees a query mark of the path escaped", Rule{URLRegex: `\.exe\?`}, req("GET", "https://example.com/setup.exe%3F"), wed, false},
 		{"url regex", Rule{URLRegex: `\.(exe|msi)$`}, req("GET", "https://example.com/setup.EXE"), wed, false},
 		{"url regex case-insensitive flag", Rule{URLRegex: `(?i)\.(exe|msi)$`}, req("GET", "https://example.com/setup.EXE"), wed, true},
 		{"url regex sees normal form", Rule{URLRegex: `^https://example\.com/`}, req("GET", "https://EXAMPLE.com:443/"), wed, true},

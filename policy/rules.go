@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 
@@ -328,8 +329,9 @@ func compilePrefix(p string) (urlPrefix, error) {
 
 // normalURL writes u as scheme://host[:port]/path[?query]: scheme and host
 // lower case, international host in punycode, default port dropped, no user
-// information, no fragment; the path and query stay as escaped in the
-// request. URL prefixes and regular expressions see this form.
+// information, no fragment; the path as origins read it (normalPath); the
+// query as escaped in the request. URL prefixes and regular expressions see
+// this form.
 func normalURL(u *url.URL) string {
 	scheme := strings.ToLower(u.Scheme)
 	host, _ := normalizeHost(u.Host)
@@ -341,22 +343,57 @@ func normalURL(u *url.URL) string {
 	} else if strings.IndexByte(host, ':') >= 0 {
 		host = "[" + host + "]"
 	}
-	path := u.EscapedPath()
-	if path == "" {
-		path = "/"
-	}
+	p := normalPath(u.Path)
 	var b strings.Builder
-	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(u.RawQuery))
+	b.Grow(len(scheme) + 3 + len(host) + len(p) + 1 + len(u.RawQuery))
 	b.WriteString(scheme)
 	b.WriteString("://")
 	b.WriteString(host)
-	b.WriteString(path)
+	b.WriteString(p)
 	if u.RawQuery != "" || u.ForceQuery {
 		b.WriteByte('?')
 		b.WriteString(u.RawQuery)
 	}
 	return b.String()
 }
+
+// normalPath writes the path p, unescaped once as url.URL.Path holds it,
+// as origins read it: dot segments and repeated slashes resolved (a
+// trailing slash kept), then '%', '?', '#', spaces, control and non-ASCII
+// bytes escaped again. So "/%61dmin/", "/x/../admin/", "//admin/" and
+// "/admin%2F" are all "/admin/", as an origin that unescapes the path
+// before it routes (Go, nginx) serves them: written as the client escaped
+// them, they slipped past the rules on "/admin/".
+func normalPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	c := path.Clean(p)
+	if c != "/" && (strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")) {
+		c += "/"
+	}
+	n := 0
+	for i := 0; i < len(c); i++ {
+		if escapeInPath(c[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return c
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(c)+2*n)
+	for i := 0; i < len(c); i++ {
+		if ch := c[i]; escapeInPath(ch) {
+			b = append(b, '%', hex[ch>>4], hex[ch&15])
+		} else {
+			b = append(b, ch)
+		}
+	}
+	return string(b)
+}
+
+func escapeInPath(c byte) bool { return c <= ' ' || c >= 0x7f || c == '%' || c == '?' || c == '#' }
 
 func defaultPort(scheme string) string {
 	switch scheme {

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 var incidentRe = regexp.MustCompile(`id="incident">([0-9A-F]+)<`)
@@ -150,5 +155,66 @@ hosts = ["*.games.example"]
 		if !strings.Contains(out.String(), tc.want) {
 			t.Errorf("lookup %s: got %q, want it to contain %q", tc.url, out.String(), tc.want)
 		}
+	}
+}
+
+// TestPathRulesSeeThePathTheOriginServes: a path is matched by the rules as
+// the origin reads it. An escaped unreserved character ("%65" is "e") and
+// dot segments ("/x/../admin/") name the same resource as their plain form
+// (RFC 3986 §6.2.2), and origins serve it as such — Go's server unescapes
+// the path, an escaped '/' included, nginx and Apache also remove dot
+// segments and repeated slashes — so the plain form's rules apply. The raw request is sent on a socket: Go's client would
+// tidy the path itself.
+func TestPathRulesSeeThePathTheOriginServes(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "origin served "+path.Clean(r.URL.Path)) // as nginx and Apache resolve it
+	}))
+	defer origin.Close()
+	host := strings.TrimPrefix(origin.URL, "http://")
+	p := startPicket(t, `
+[[rules]]
+name = "no-admin"
+action = "block"
+url_prefixes = ["`+host+`/admin/"]
+[[rules]]
+name = "no-exe"
+action = "block"
+url_regex = '(?i)\.exe$'
+`)
+	for _, tc := range []struct {
+		target string
+		rule   string // "" when the origin is reached
+	}{
+		{"/admin/users", "no-admin"},
+		{"/%61dmin/users", "no-admin"},
+		{"/%61%64%6D%69%6E/users", "no-admin"},
+		{"/x/../admin/users", "no-admin"},
+		{"/./admin/users", "no-admin"},
+		{"/x/%2e%2E/admin/users", "no-admin"},
+		{"/setup.exe", "no-exe"},
+		{"/setup.%65xe", "no-exe"},
+		{"/setup.%45%58%45", "no-exe"},
+		{"/administrator/", ""},
+		{"/x/..admin/", ""},
+		{"/admin%2Fusers", "no-admin"}, // Go's server and nginx unescape '/' before they route
+		{"//admin/users", "no-admin"},
+		{"/page", ""},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host, tc.target, host)
+			status, reason, body := readAnswer(t, bufio.NewReader(c), http.MethodGet)
+			switch {
+			case tc.rule == "" && status != http.StatusOK:
+				t.Errorf("got %d (reason %q), want 200 from the origin", status, reason)
+			case tc.rule != "" && (status != http.StatusForbidden || !strings.Contains(reason, tc.rule)):
+				t.Errorf("got %d (reason %q) %.60q, want 403 by rule %q", status, reason, body, tc.rule)
+			}
+		})
 	}
 }
