@@ -126,10 +126,18 @@ func (s *Server) serveTransparentTLS(conn *clientConn) {
 		return
 	}
 	// The policy judges the SNI name (no SNI: the original destination's
-	// address); the connection always goes to the original destination.
+	// address); the connection always goes to the original destination, so
+	// the name must lead there, as a plain request's Host must: an allowed
+	// name must not carry a tunnel to an address the rules block.
 	name := sni
 	if name == "" {
 		name = dst.Addr().String()
+	} else if !s.hostIsDestination(context.Background(), sni, dst.Addr()) {
+		s.cfg.Log.Warn().Str(fClient, client.String()).Str(fHost, sni).Str("destination", dst.String()).
+			Msg("transparent TLS: SNI does not match the original destination")
+		x.req.URL = &url.URL{Scheme: "https", Host: net.JoinHostPort(sni, strconv.Itoa(int(dst.Port())))}
+		x.status = http.StatusConflict
+		return
 	}
 	host := net.JoinHostPort(name, strconv.Itoa(int(dst.Port())))
 	x.req.URL = &url.URL{Scheme: "https", Host: host}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/picket-proxy/picket/internal/testutil"
 	"github.com/picket-proxy/picket/scanner"
@@ -170,6 +171,7 @@ func TestTransparentGateway(t *testing.T) {
 		// The IPv6 origin's unique local address is an intranet one.
 		AllowDestinations: []netip.Prefix{netip.MustParsePrefix(gw6 + "/128")},
 	})
+	resolveTo(tp, gw, "example.com", "phishing.example")
 	l80, _ := net.Listen("tcp", gw+":0")
 	l443, _ := net.Listen("tcp", gw+":0")
 	go tp.ServeTransparentHTTP(l80)
@@ -273,6 +275,7 @@ func TestTransparentUploadScanning(t *testing.T) {
 		Clients:           []netip.Prefix{netip.MustParsePrefix(g.cl + "/32")},
 		AllowDestinations: []netip.Prefix{netip.MustParsePrefix(g.gw + "/32")},
 	})
+	resolveTo(tp, g.gw, "example.com")
 	l80, _ := net.Listen("tcp", g.gw+":0")
 	l443, _ := net.Listen("tcp", g.gw+":0")
 	go tp.ServeTransparentHTTP(l80)
@@ -347,5 +350,100 @@ func TestTransparentUploadScanning(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestTransparentTLSNameMustBeTheDestination: redirected TLS is decided on
+// its SNI name but always tunnelled to the original destination, so a name
+// that does not lead there must not decide. A client of 127.0.0.77 connects
+// to 127.0.0.78:443, an address a rule blocks, with the SNI of an allowed
+// name: the connection is closed, as a Host that does not name the
+// destination is refused on plain HTTP. The same client with the SNI of a
+// name that resolves to 127.0.0.78 is judged by that name. Loopback only:
+// the firewall's REDIRECT is in the nat table's OUTPUT chain, for this
+// source and destination alone.
+func TestTransparentTLSNameMustBeTheDestination(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for iptables")
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("needs iptables")
+	}
+	const client, dst = "127.0.0.77", "127.0.0.78"
+	ln, err := net.Listen("tcp", dst+":443")
+	if err != nil {
+		t.Skipf("cannot listen on %s:443: %v", dst, err)
+	}
+	origin := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "blocked origin")
+	})}}
+	origin.StartTLS()
+	defer origin.Close()
+
+	tp := startProxy(t, Config{
+		Decider: DeciderFunc(func(_ context.Context, r *Request) (Decision, error) {
+			if h := stripPort(r.URL.Host); h == dst || h == "blocked.test" {
+				return Decision{Action: Block, Rule: "no-" + h}, nil
+			}
+			return Decision{Action: Allow}, nil
+		}),
+	})
+	resolveTo(tp, dst, "blocked.test", "also.test")
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tp.ServeTransparentHTTPS(l)
+	_, to, _ := net.SplitHostPort(l.Addr().String())
+	rule := []string{"OUTPUT", "-s", client, "-d", dst, "-p", "tcp", "--dport", "443", "-j", "REDIRECT", "--to-ports", to}
+	if out, err := exec.Command("iptables", append([]string{"-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
+		t.Skipf("iptables: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("iptables", append([]string{"-t", "nat", "-D"}, rule...)...).Run() })
+
+	for _, tc := range []struct {
+		sni     string
+		reached bool
+	}{
+		{"", false},             // judged by the address: blocked
+		{"allowed.test", false}, // does not resolve to the destination
+		{"blocked.test", false},
+		{"also.test", true}, // resolves to the destination, allowed
+	} {
+		t.Run("sni "+tc.sni, func(t *testing.T) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}, Timeout: 5 * time.Second}
+			raw, err := d.Dial("tcp", dst+":443")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(10 * time.Second))
+			c := tls.Client(raw, &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true}) // the client knows whom it reaches
+			var body string
+			if err = c.Handshake(); err == nil {
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", tc.sni)
+				b, _ := io.ReadAll(c)
+				body = string(b)
+			}
+			if got := strings.Contains(body, "blocked origin"); got != tc.reached {
+				t.Errorf("origin reached: %v (handshake: %v, %.80q), want %v", got, err, body, tc.reached)
+			}
+		})
+	}
+}
+
+// resolveTo makes Picket's resolver answer addr for names, as the clients'
+// --resolve does: a redirected TLS connection's SNI must resolve to its
+// original destination.
+func resolveTo(tp *testProxy, addr string, names ...string) {
+	a := netip.MustParseAddr(addr)
+	tp.Server.lookupIP = func(_ context.Context, host string) ([]netip.Addr, error) {
+		for _, n := range names {
+			if host == n {
+				return []netip.Addr{a}, nil
+			}
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
 }
