@@ -372,7 +372,7 @@ func TestTransparentTLSNameMustBeTheDestination(t *testing.T) {
 	const client, dst = "127.0.0.77", "127.0.0.78"
 	ln, err := net.Listen("tcp", dst+":443")
 	if err != nil {
-		t.Skipf("cannot listen on %s:443: %v", dst, err)
+		t.Fatalf("listening on %s:443: %v", dst, err)
 	}
 	origin := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "blocked origin")
@@ -398,7 +398,7 @@ func TestTransparentTLSNameMustBeTheDestination(t *testing.T) {
 	_, to, _ := net.SplitHostPort(l.Addr().String())
 	rule := []string{"OUTPUT", "-s", client, "-d", dst, "-p", "tcp", "--dport", "443", "-j", "REDIRECT", "--to-ports", to}
 	if out, err := exec.Command("iptables", append([]string{"-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
-		t.Skipf("iptables: %v\n%s", err, out)
+		t.Fatalf("iptables: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("iptables", append([]string{"-t", "nat", "-D"}, rule...)...).Run() })
 
