@@ -45,6 +45,7 @@ func (u *Upstream) viaHTTP(req *http.Request) (*http.Response, error) {
 		}
 		if err == nil {
 			p.requests.Add(1)
+			u.succeeded(p) // it answered: a connection it kept may have carried it, with no dial
 			return nil
 		}
 		var pe *parentError
@@ -194,9 +195,12 @@ func (u *Upstream) connect(ctx context.Context, p *parent, target string) (net.C
 		if resp.StatusCode == http.StatusProxyAuthRequired {
 			pe.down = true
 			u.failed(p, pe)
+		} else {
+			u.succeeded(p) // it refused this target, but it answered
 		}
 		return nil, pe
 	}
+	u.succeeded(p)
 	_ = c.SetDeadline(time.Time{})
 	if n := br.Buffered(); n > 0 { // the origin spoke first, in the same read
 		b, _ := br.Peek(n)
@@ -206,7 +210,10 @@ func (u *Upstream) connect(ctx context.Context, p *parent, target string) (net.C
 }
 
 // dialParent opens a TCP connection to p, checked by the destination
-// policy, and keeps p's health: a failure puts it in back-off.
+// policy: a failure puts p in back-off. A connection made is not yet a
+// parent up — only an answer is (viaHTTP, connect): a parent that accepts
+// connections and then refuses Picket's credentials or never answers must
+// keep its back-off growing.
 func (u *Upstream) dialParent(ctx context.Context, p *parent) (net.Conn, error) {
 	c, err := u.dialer.net.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
@@ -217,7 +224,6 @@ func (u *Upstream) dialParent(ctx context.Context, p *parent) (net.Conn, error) 
 		u.failed(p, pe)
 		return nil, pe
 	}
-	u.succeeded(p)
 	return c, nil
 }
 
@@ -242,7 +248,7 @@ func (u *Upstream) failed(p *parent, err *parentError) {
 	ev.Str(fParent, p.addr).Str(fError, err.Error()).Dur("retry_in", d).Msg("parent proxy down")
 }
 
-// succeeded marks p up.
+// succeeded marks p up: it answered a request or a CONNECT.
 func (u *Upstream) succeeded(p *parent) {
 	if !p.down.Load() {
 		return

@@ -653,3 +653,108 @@ func TestNoEnvironmentProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestParentHealthFromAnswers: a parent's health follows its answers, not
+// its TCP handshakes. A parent that refused Picket's credentials once and
+// then answers again over the connection Picket kept is up again, and
+// traffic returns to it; a parent that accepts connections but keeps
+// refusing the CONNECT (407) or never answering it is backed off longer
+// with each failure in a row, as a parent that refuses connections is.
+func TestParentHealthFromAnswers(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer origin.Close()
+	tlsOrigin := httptest.NewTLSServer(origin.Config.Handler)
+	defer tlsOrigin.Close()
+	tlsHost := strings.TrimPrefix(tlsOrigin.URL, "https://")
+	clockFor := func(tp *testProxy) (now func() time.Time, advance func(time.Duration)) {
+		t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+		var mu sync.Mutex
+		tp.up.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return t0 }
+		return tp.up.now, func(d time.Duration) { mu.Lock(); t0 = t0.Add(d); mu.Unlock() }
+	}
+
+	t.Run("up again over a kept connection", func(t *testing.T) {
+		first, second := startParent(t, "", ""), startParent(t, "", "")
+		target := origin.URL + "/x"
+		first.mu.Lock()
+		first.refuse[target] = http.StatusProxyAuthRequired
+		first.mu.Unlock()
+		tp := startProxy(t, Config{Parents: []*url.URL{first.url, second.url}, ParentBackoff: 10 * time.Second})
+		_, advance := clockFor(tp)
+		get := func() {
+			t.Helper()
+			if status, _ := tp.rawRequest(t, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.Contains(status, " 200 ") {
+				t.Fatalf("GET through the parents: got %q, want 200", status)
+			}
+		}
+		get() // the first parent refuses: down, the second answers
+		if st := tp.Parents()[0]; st.Up {
+			t.Fatalf("after a 407: %+v, want down", st)
+		}
+		first.mu.Lock()
+		delete(first.refuse, target)
+		first.mu.Unlock()
+		advance(11 * time.Second)
+		get() // the probe: the first parent answers
+		if st := tp.Parents()[0]; !st.Up || st.FailuresInARow != 0 {
+			t.Errorf("after the first parent answered the probe: %+v, want up", st)
+		}
+		n := len(first.requests())
+		for range 3 {
+			get()
+		}
+		if got := len(first.requests()) - n; got != 3 {
+			t.Errorf("after it answered again the first parent got %d of 3 requests, want all (second parent: %q)", got, second.requests())
+		}
+	})
+
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) *url.URL
+	}{
+		{"CONNECT refused with 407", func(t *testing.T) *url.URL {
+			p := startParent(t, "picket", "right")
+			p.url.User = url.UserPassword("picket", "wrong")
+			return p.url
+		}},
+		{"CONNECT never answered", func(t *testing.T) *url.URL {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				var held []net.Conn
+				defer func() {
+					for _, c := range held {
+						c.Close()
+					}
+				}()
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					held = append(held, c) // held open, never answered
+				}
+			}()
+			return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+		}},
+	} {
+		t.Run("backs off: "+tc.name, func(t *testing.T) {
+			live := startParent(t, "", "")
+			tp := startProxy(t, Config{Parents: []*url.URL{tc.start(t), live.url}, ParentBackoff: 10 * time.Second,
+				ParentMaxBackoff: time.Hour, DialTimeout: 300 * time.Millisecond})
+			now, advance := clockFor(tp)
+			for i, want := range []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second} {
+				if status, _ := tp.rawRequest(t, "CONNECT "+tlsHost+" HTTP/1.1\r\nHost: "+tlsHost+"\r\n\r\n"); !strings.Contains(status, " 200 ") {
+					t.Fatalf("CONNECT %d: got %q, want 200 through the second parent", i, status)
+				}
+				if st := tp.Parents()[0]; st.Up || st.FailuresInARow != i+1 || !st.RetryAt.Equal(now().Add(want)) {
+					t.Fatalf("after failure %d: %+v, want %d in a row, retry in %s", i+1, st, i+1, want)
+				}
+				advance(want + time.Second)
+			}
+		})
+	}
+}
