@@ -196,12 +196,27 @@ func ParseSource(r io.Reader, s *Source, file string, sk sink) (SourceReport, er
 		},
 	}
 	var err error
+	r = skipBOM(r)
 	if s.Format == "urlhaus-csv" {
 		err = p.urlhaus(r)
 	} else {
 		err = p.lines(r, p.lineFunc(s.Format))
 	}
 	return sr, err
+}
+
+// utf8BOM is the byte order mark some Windows tools write before the first
+// line of a UTF-8 file.
+var utf8BOM = []byte("\xEF\xBB\xBF")
+
+// skipBOM returns r without a UTF-8 byte order mark at its start, which
+// would otherwise be read as part of the first line and lose its entry.
+func skipBOM(r io.Reader) io.Reader {
+	br := bufio.NewReaderSize(r, maxLineBytes)
+	if b, err := br.Peek(len(utf8BOM)); err == nil && bytes.Equal(b, utf8BOM) {
+		_, _ = br.Discard(len(utf8BOM))
+	}
+	return br
 }
 
 // lineFunc is the line parser of a line-oriented format.

@@ -281,3 +281,48 @@ headers = { "Auth-Key" = "env:PICKET_TEST_UNSET_VAR" }
 		})
 	}
 }
+
+// TestFeedOddBytes: a feed saved by a Windows tool — a UTF-8 byte order
+// mark before its first line, CRLF line ends — is read as the same feed
+// without them: the first entry is not lost to the mark, and no line is
+// counted bad for it, in every format.
+func TestFeedOddBytes(t *testing.T) {
+	const bom = "\uFEFF"
+	eicarSHA256 := "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+	for _, tc := range []struct {
+		format, first, second string
+		found                 reputation.Hash // the first line's entry
+	}{
+		{"domains", "evil.test", "other.test", urlHash(t, "evil.test")},
+		{"urls", "http://evil.test/a", "other.test", urlHash(t, "evil.test/a")},
+		{"hosts", "0.0.0.0 evil.test", "0.0.0.0 other.test", urlHash(t, "evil.test")},
+		{"hashes", eicarSHA256, "44d88612fea8a8f36de82e1278abb02f", fileHash(t, eicarSHA256)},
+		{"clamav", eicarSHA256 + ":68:Eicar", "44d88612fea8a8f36de82e1278abb02f:68:Eicar2", fileHash(t, eicarSHA256)},
+		{"jsonl", `{"host":"evil.test"}`, `{"host":"other.test"}`, urlHash(t, "evil.test")},
+		{"urlhaus-csv", `"1","2024-01-01 00:00:00","http://evil.test/a","online","2024-01-01 00:00:00","malware_download","exe","https://urlhaus.abuse.ch/url/1/","r"`,
+			`"2","2024-01-01 00:00:00","http://other.test/b","online","2024-01-01 00:00:00","malware_download","exe","https://urlhaus.abuse.ch/url/2/","r"`, urlHash(t, "evil.test/a")},
+		{"ips", "192.0.2.0/24", "198.51.100.7", reputation.Hash{}},
+		{"spamhaus-drop", `{"cidr":"192.0.2.0/24","sblid":"SBL1"}`, `{"cidr":"198.51.100.0/24","sblid":"SBL2"}`, reputation.Hash{}},
+	} {
+		for _, shape := range []struct{ name, body string }{
+			{"BOM", bom + tc.first + "\n" + tc.second + "\n"},
+			{"BOM and CRLF", bom + tc.first + "\r\n" + tc.second + "\r\n"},
+			{"BOM before a comment", bom + "# list\n" + tc.first + "\n" + tc.second + "\n"},
+		} {
+			if tc.format == "spamhaus-drop" && shape.name == "BOM before a comment" {
+				continue // JSON lines have no comments
+			}
+			t.Run(tc.format+"/"+shape.name, func(t *testing.T) {
+				d, s := loadOne(t, tc.format, "", shape.body)
+				if s.Entries != 2 || s.BadLines != 0 {
+					t.Errorf("got %d entries, %d bad %v, want 2 entries, none bad", s.Entries, s.BadLines, s.Bad)
+				}
+				if tc.found != (reputation.Hash{}) {
+					if _, ok := d.Get(tc.found); !ok {
+						t.Errorf("the first line's entry is not in the database")
+					}
+				}
+			})
+		}
+	}
+}
