@@ -255,22 +255,39 @@ const maxLineBytes = 64 << 10
 
 // lines calls fn for each non-empty, non-comment line.
 func (p parser) lines(r io.Reader, fn func(line string, n int)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
+	return p.eachLine(r, func(line []byte, n int) {
+		if len(line) == 0 || line[0] == '#' {
+			return
 		}
-		fn(line, n)
+		fn(string(line), n)
+	})
+}
+
+// eachLine calls fn with each line of r, trimmed, and its number. A line
+// longer than maxLineBytes is a bad line, skipped to its end: the lines
+// after it are still read.
+func (p parser) eachLine(r io.Reader, fn func(line []byte, n int)) error {
+	br := bufio.NewReaderSize(r, maxLineBytes)
+	n := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			n++
+			p.bad(n, "line longer than %d bytes", maxLineBytes)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+		} else if len(line) > 0 {
+			n++
+			fn(bytes.TrimSpace(line), n)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if errors.Is(sc.Err(), bufio.ErrTooLong) {
-		p.bad(n+1, "line longer than %d bytes; rest of file skipped", maxLineBytes)
-		return nil
-	}
-	return sc.Err()
 }
 
 func (p parser) addExpr(raw string, v reputation.Verdict, n int) {
@@ -432,33 +449,7 @@ func (p parser) jsonLine(line string, n int) {
 // id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter
 // (older dumps lack last_online).
 func (p parser) urlhaus(r io.Reader) error {
-	br := bufio.NewReaderSize(r, maxLineBytes)
-	n := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// Over-long line: skip to its end.
-			n++
-			p.bad(n, "line too long")
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = br.ReadSlice('\n')
-			}
-			if err == io.EOF {
-				return nil
-			}
-			continue
-		}
-		if len(line) > 0 {
-			n++
-			p.urlhausLine(bytes.TrimSpace(line), n)
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return p.eachLine(r, p.urlhausLine)
 }
 
 func (p parser) urlhausLine(line []byte, n int) {

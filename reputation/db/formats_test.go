@@ -326,3 +326,38 @@ func TestFeedOddBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedLongLine: a line longer than maxLineBytes is one bad line — the
+// entries after it are read, in every format, as the URLhaus reader always
+// did.
+func TestFeedLongLine(t *testing.T) {
+	long := strings.Repeat("a", maxLineBytes+10)
+	eicarSHA256 := "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+	for _, tc := range []struct {
+		format, first, last string
+		found               reputation.Hash // the last line's entry
+	}{
+		{"domains", "evil.test", "other.test", urlHash(t, "other.test")},
+		{"urls", "http://evil.test/a", "other.test", urlHash(t, "other.test")},
+		{"hosts", "0.0.0.0 evil.test", "0.0.0.0 other.test", urlHash(t, "other.test")},
+		{"hashes", "44d88612fea8a8f36de82e1278abb02f", eicarSHA256, fileHash(t, eicarSHA256)},
+		{"clamav", "44d88612fea8a8f36de82e1278abb02f:68:Eicar2", eicarSHA256 + ":68:Eicar", fileHash(t, eicarSHA256)},
+		{"jsonl", `{"host":"evil.test"}`, `{"host":"other.test"}`, urlHash(t, "other.test")},
+		{"urlhaus-csv", `"1","2024-01-01 00:00:00","http://evil.test/a","online","2024-01-01 00:00:00","malware_download","exe","https://urlhaus.abuse.ch/url/1/","r"`,
+			`"2","2024-01-01 00:00:00","http://other.test/b","online","2024-01-01 00:00:00","malware_download","exe","https://urlhaus.abuse.ch/url/2/","r"`, urlHash(t, "other.test/b")},
+		{"ips", "192.0.2.0/24", "198.51.100.7", reputation.Hash{}},
+		{"spamhaus-drop", `{"cidr":"192.0.2.0/24","sblid":"SBL1"}`, `{"cidr":"198.51.100.0/24","sblid":"SBL2"}`, reputation.Hash{}},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			d, s := loadOne(t, tc.format, "", tc.first+"\n"+long+"\n"+tc.last+"\n")
+			if s.Entries != 2 || s.BadLines != 1 || len(s.Bad) != 1 || s.Bad[0].Line != 2 {
+				t.Errorf("got %d entries, %d bad %v, want 2 entries and line 2 bad", s.Entries, s.BadLines, s.Bad)
+			}
+			if tc.found != (reputation.Hash{}) {
+				if _, ok := d.Get(tc.found); !ok {
+					t.Errorf("the entry after the long line is not in the database")
+				}
+			}
+		})
+	}
+}
