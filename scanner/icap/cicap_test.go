@@ -143,3 +143,28 @@ func get(name string) scanner.EngineMeta {
 func upload(name string) scanner.EngineMeta {
 	return scanner.EngineMeta{Method: "POST", URL: "http://uploads.example/form", Name: name, ContentType: "application/octet-stream", Upload: true}
 }
+
+// TestCICAPEmptyWrite: an empty Write in the middle of a body (io.Writer
+// allows it) sends nothing. A zero-length chunk is the chunked body's end:
+// c-icap judged the first bytes alone and the signature after them passed.
+func TestCICAPEmptyWrite(t *testing.T) {
+	d := avtest.StartClamd(t, avtest.ClamdOptions{Signatures: map[string]string{"test.ndb": avtest.NDB("Picket.Test.Body", bodySig)}})
+	ic := avtest.StartCICAP(t, d.Socket, avtest.CICAPOptions{})
+	c := newClient(t, Config{URL: ic.URL, Timeout: 20 * time.Second})
+	data := append(bytes.Repeat([]byte("harmless filler line\n"), 200), bodySig...) // past the 1024-byte preview
+	m := get("late.bin")
+	m.Size = int64(len(data))
+	st := c.Open(m)
+	defer st.Close()
+	for _, p := range [][]byte{data[:2000], nil, data[2000:]} {
+		if _, err := st.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := st.Finish(ctx)
+	if err != nil || res.Threat != "Picket.Test.Body.UNOFFICIAL" || res.Scanned != int64(len(data)) {
+		t.Fatalf("got %+v, %v; want Picket.Test.Body.UNOFFICIAL, %d bytes", res, err, len(data))
+	}
+}

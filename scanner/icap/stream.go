@@ -178,13 +178,16 @@ func (s *stream) chunk(p []byte) error {
 }
 
 // Write takes the next bytes of the body: into the preview until it is
-// full, then as chunks.
+// full, then as chunks. An empty p sends nothing: a zero-length chunk
+// would end the body.
 func (s *stream) Write(p []byte) (int, error) {
 	switch {
 	case s.err != nil:
 		return 0, s.err
 	case s.closed:
 		return 0, errClosed
+	case len(p) == 0:
+		return 0, nil
 	}
 	if s.state == stNew {
 		if err := s.start(); err != nil {
