@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -410,19 +411,25 @@ func (sc *Scan) applyVerdicts(res *Result, in *inspector, out []engineVerdict, p
 
 // askEngine finishes e's stream of the body, or streams the body from the
 // spool when it had none (an encoded body) or it broke on the way (a
-// stale connection, an engine that restarted); one retry, no more.
+// stale connection, an engine that restarted); one retry, no more. A
+// stream that broke because connecting or a write timed out is not
+// retried: the engine is hung, and a retry would cost the body a second
+// timeout. (A wait for a free connection that timed out is retried: by
+// the body's end one may be free.)
 func (sc *Scan) askEngine(ctx context.Context, e *engineState, f *feed, m EngineMeta, file io.ReaderAt, size int64) engineVerdict {
 	var res EngineResult
 	var err error
-	if f != nil && !f.broken {
+	switch {
+	case f != nil && !f.broken:
 		start := time.Now()
 		res, err = f.st.Finish(ctx)
 		f.st.Close()
 		if err == nil {
 			e.observe(time.Since(start))
 		}
-	}
-	if f == nil || f.broken {
+	case f != nil && errors.Is(f.err, os.ErrDeadlineExceeded):
+		err = f.err
+	default:
 		res, err = streamFile(ctx, e, m, file, size)
 	}
 	if err != nil {

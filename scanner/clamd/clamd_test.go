@@ -297,3 +297,35 @@ func TestGarbage(t *testing.T) {
 		}
 	}
 }
+
+// TestFrozenMidBody: a clamd that hangs while a body longer than the
+// socket's buffers streams in costs the scan one timeout, the write that
+// found it hung; the verdict does not wait for a second one on a new
+// connection to the same hung clamd.
+func TestFrozenMidBody(t *testing.T) {
+	d := avtest.StartClamd(t, avtest.ClamdOptions{Signatures: sigs()})
+	const timeout = 2 * time.Second
+	c := newClient(t, Config{Address: d.Socket, Timeout: timeout})
+	s, err := scanner.New(scanner.Config{Engines: []scanner.EngineConfig{{Engine: c, FailClosed: true}}, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Freeze()
+	body := bytes.Repeat([]byte("a line of text that is nothing much\n"), 8<<20/36)
+	sc := s.NewScan(scanner.Meta{Size: int64(len(body)), Name: "a.txt"})
+	defer sc.Close()
+	if _, err := sc.ReadFrom(bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = sc.Finish(context.Background())
+	if el := time.Since(start); el >= timeout {
+		t.Errorf("the verdict took %s after the body's end, want less than the %s timeout (already spent on the body)", el, timeout)
+	}
+	if !scanner.IsEngineError(err) {
+		t.Errorf("got %v, want the fail-closed engine error", err)
+	}
+	if st := s.Stats().Engines[0]; st.Errors != 1 {
+		t.Errorf("got %d engine errors, want 1", st.Errors)
+	}
+}
