@@ -168,3 +168,30 @@ func TestCICAPEmptyWrite(t *testing.T) {
 		t.Fatalf("got %+v, %v; want Picket.Test.Body.UNOFFICIAL, %d bytes", res, err, len(data))
 	}
 }
+
+// TestCICAPHealthWhileBusy: with every pooled connection held by a
+// download in progress, a health check still asks c-icap (on a connection
+// of its own, as clamd's does) instead of waiting for a free one, timing
+// out, and calling a working server down.
+func TestCICAPHealthWhileBusy(t *testing.T) {
+	d := avtest.StartClamd(t, avtest.ClamdOptions{Signatures: map[string]string{"test.ndb": avtest.NDB("Picket.Test.Body", bodySig)}})
+	ic := avtest.StartCICAP(t, d.Socket, avtest.CICAPOptions{})
+	c := newClient(t, Config{URL: ic.URL, Timeout: 2 * time.Second, MaxConnections: 2})
+	data := bytes.Repeat([]byte("harmless filler line\n"), 200) // past the preview: c-icap waits for the rest
+	for range 2 {
+		st := c.Open(get("slow.bin"))
+		defer st.Close()
+		if _, err := st.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Check(context.Background()); err != nil {
+		t.Fatalf("health check with the pool busy: got %v, want c-icap's answer", err)
+	}
+	if h := c.Health(); !h.Healthy {
+		t.Errorf("got %+v, want healthy", h)
+	}
+	if n := c.respmod.pool.Open(); n != 2 {
+		t.Errorf("got %d pooled connections open, want the 2 downloads'", n)
+	}
+}

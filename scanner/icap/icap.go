@@ -13,6 +13,7 @@
 package icap
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -65,7 +66,8 @@ type Config struct {
 	IdleConnections int
 	IdleTimeout     time.Duration
 	// HealthInterval is how often OPTIONS is asked to check the server
-	// (besides its Options-TTL); negative: never.
+	// (besides its Options-TTL), on a connection outside the pool;
+	// negative: never.
 	HealthInterval time.Duration
 }
 
@@ -258,26 +260,28 @@ func (s *service) options(ctx context.Context) (*Options, error) {
 	if o != nil && time.Since(o.Fetched) < o.TTL {
 		return o, nil
 	}
-	return s.ask(ctx)
+	return s.ask(ctx, false)
 }
 
-// refresh asks OPTIONS now.
+// refresh asks OPTIONS now, on a connection of its own (outside the
+// pool, so that a health check does not wait for busy scans).
 func (s *service) refresh(ctx context.Context) (*Options, error) {
 	s.fetch.Lock()
 	defer s.fetch.Unlock()
-	return s.ask(ctx)
+	return s.ask(ctx, true)
 }
 
-// ask sends OPTIONS; s.fetch is held.
-func (s *service) ask(ctx context.Context) (*Options, error) {
+// ask sends OPTIONS, on a pooled connection or, with own, on a new one
+// closed after it; s.fetch is held.
+func (s *service) ask(ctx context.Context, own bool) (*Options, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.Timeout)
 	defer cancel()
-	conn, err := s.pool.Get(ctx)
+	conn, release, err := s.conn(ctx, own)
 	if err != nil {
 		return nil, err
 	}
 	reusable := false
-	defer func() { conn.Release(reusable) }()
+	defer func() { release(reusable) }()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -313,6 +317,23 @@ func (s *service) ask(ctx context.Context) (*Options, error) {
 	s.mu.Unlock()
 	reusable = !strings.EqualFold(h.header.Get("Connection"), "close")
 	return o, nil
+}
+
+// conn returns a pooled connection, or with own a new one outside the
+// pool, and the function that gives it back.
+func (s *service) conn(ctx context.Context, own bool) (*wire.Conn, func(reusable bool), error) {
+	if !own {
+		c, err := s.pool.Get(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, c.Release, nil
+	}
+	nc, err := s.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &wire.Conn{Conn: nc, R: bufio.NewReaderSize(nc, 4<<10)}, func(bool) { nc.Close() }, nil
 }
 
 type discard struct{}
