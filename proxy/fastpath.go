@@ -223,10 +223,18 @@ func (s *Server) fastLoop(fc *fastConn, br *bufio.Reader) (handOff bool) {
 			fc.readDeadlineAt = time.Time{} // the watch moved the read deadline
 		}
 
-		// 5. The response, then the next request or the end.
-		if !s.writeFast(c, req, resp) {
+		// 5. The response, then the next request or the end. The client
+		// stays watched while the body is copied: one that leaves while a
+		// slow body stalls cancels the request, as net/http's background
+		// read does, instead of holding the connection and the upstream
+		// until the idle timeout.
+		watch.arm()
+		sent := s.writeFast(c, req, resp)
+		if fired, gone := watch.stop(); gone || !sent {
 			c.Close()
 			return false
+		} else if fired {
+			fc.readDeadlineAt = time.Time{}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -219,8 +221,9 @@ func TestFastPathAuthentication(t *testing.T) {
 }
 
 // slowOrigin is an origin (TLS when tlsOn): /slow answers after delay (or
-// counts its cancellation), /echo echoes the body, anything else "page " +
-// path.
+// counts its cancellation), /stall sends 64 KiB of a longer body and stalls
+// for delay (or counts its cancellation), /echo echoes the body, anything
+// else "page " + path.
 func slowOrigin(t *testing.T, tlsOn bool, delay time.Duration, cancelled *atomic.Int32) *httptest.Server {
 	t.Helper()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -232,6 +235,16 @@ func slowOrigin(t *testing.T, tlsOn bool, delay time.Duration, cancelled *atomic
 				cancelled.Add(1)
 				return
 			}
+		case "/stall":
+			w.Header().Set("Content-Length", strconv.Itoa(1<<20))
+			w.Write(bytes.Repeat([]byte("a"), 64<<10))
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				cancelled.Add(1)
+			}
+			return
 		case "/echo":
 			io.Copy(w, r.Body)
 			return
@@ -273,6 +286,40 @@ func TestFastPathClientGoneCancelsUpstream(t *testing.T) {
 		u, _ := l["url"].(string)
 		return strings.HasSuffix(u, "/slow") && l["error"] == "canceled"
 	})
+}
+
+// A client that leaves while a stalled response body is copied to it
+// cancels the upstream request too (as net/http's background read does),
+// long before the upstream idle timeout would end it.
+func TestFastPathClientGoneDuringBodyCancelsUpstream(t *testing.T) {
+	var cancelled atomic.Int32
+	origin := slowOrigin(t, false, time.Minute, &cancelled)
+	tp := startProxy(t, Config{TunnelIdleTimeout: time.Minute})
+	c, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, proxyHead("GET", origin.URL, "/stall", ""))
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "GET"})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("got %v %v, want 200", resp, err)
+	}
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for cancelled.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream request was not cancelled after the client left during the body")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for tp.OpenConns() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d open client connections, want 0", tp.OpenConns())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // A response slower than the watch's start keeps its connection: a request
