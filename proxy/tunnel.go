@@ -49,7 +49,7 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 // ends between idle and idle+idle/idleChecks after the last byte). It
 // returns the bytes client→upstream and upstream→client.
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
-	t := new(tunnelPumps) // one allocation for both directions
+	t := &tunnelPumps{over: make(chan struct{})} // both directions in one allocation, and the channel watchOther waits on
 	rc, ru := rawConnOf(client), rawConnOf(upstream)
 	t.p[0].init(upstream, client, ru, rc)
 	t.p[1].init(client, upstream, rc, ru)
@@ -75,7 +75,9 @@ const idleChecks = 4
 // tunnelPumps are a tunnel's two directions.
 type tunnelPumps struct {
 	p     [2]pump
-	ended atomic.Int32 // directions that saw EOF: only the first half-closes
+	ended atomic.Int32  // directions that saw EOF: only the first half-closes
+	done  atomic.Int32  // directions done: the first closes over
+	over  chan struct{} // closed once a direction is done (watchOther)
 	wg    sync.WaitGroup
 	up    int64 // bytes client→upstream, once copyUp is done
 }
@@ -89,6 +91,11 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 	p, other := &t.p[i], &t.p[1-i]
 	dst, src := p.dst, p.src
 	defer p.release()
+	defer func() {
+		if t.done.Add(1) == 1 {
+			close(t.over)
+		}
+	}()
 	check := idle / idleChecks
 	quiet := time.Now() // the idle period runs from here: the start, then the last look that saw bytes moved
 	var seen int64      // both counts at that look
@@ -102,8 +109,11 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 		case err == nil:
 			continue
 		case err == io.EOF:
-			if t.ended.Add(1) == 1 && !p.shutdownWrite() {
-				closeWrite(dst)
+			if t.ended.Add(1) == 1 {
+				if !p.shutdownWrite() {
+					closeWrite(dst)
+				}
+				t.watchOther(i, idle)
 			} // else both ended: splice closes both at once
 			return p.moved.Load()
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -120,6 +130,37 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 		dst.Close()
 		src.Close()
 		return p.moved.Load()
+	}
+}
+
+// watchOther bounds the direction left open after direction i ended and
+// half-closed: it may wait to write to a peer that stopped reading, which
+// its read deadlines never reach. When no byte moved either way for idle
+// (looked at every idle/idleChecks), it closes both connections; it
+// returns when the other direction is done.
+func (t *tunnelPumps) watchOther(i int, idle time.Duration) {
+	p, other := &t.p[i], &t.p[1-i]
+	check := idle / idleChecks
+	quiet, seen := time.Now(), p.moved.Load()+other.moved.Load()
+	timer := time.NewTimer(check)
+	defer timer.Stop()
+	for {
+		select {
+		case <-t.over:
+			return
+		case now := <-timer.C:
+			if sum := p.moved.Load() + other.moved.Load(); sum != seen {
+				seen, quiet = sum, now
+			}
+			if left := idle - now.Sub(quiet); left > 0 {
+				timer.Reset(min(check, left))
+				continue
+			}
+			p.dst.Close()
+			p.src.Close()
+			<-t.over
+			return
+		}
 	}
 }
 

@@ -142,6 +142,34 @@ func TestSpliceSilentTunnelCloses(t *testing.T) {
 	}
 }
 
+// A client that half-closes its side and then stops reading cannot hold
+// the tunnel past the idle timeout: once the bytes the origin sends fill
+// the buffers and nothing moves, the tunnel closes, though the direction
+// still open waits to write, not to read.
+func TestSpliceStalledWriterAfterHalfCloseCloses(t *testing.T) {
+	for _, mode := range tunnelModes {
+		t.Run(mode.name, func(t *testing.T) {
+			const idle = 400 * time.Millisecond
+			client, origin, done := startTunnel(t, mode.opaque, idle)
+			client.(*net.TCPConn).CloseWrite() // and never reads
+			go func() {
+				_ = origin.SetWriteDeadline(time.Now().Add(30 * time.Second))
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := origin.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * idle):
+				t.Fatalf("tunnel to a client that stopped reading still open after %v (idle %v)", 20*idle, idle)
+			}
+		})
+	}
+}
+
 // Large transfers both ways at once arrive whole and in order (through
 // splice(2) once they run in bulk), and a half-close carries through.
 func TestSpliceBulkBothWays(t *testing.T) {
