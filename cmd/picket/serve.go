@@ -75,6 +75,19 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	p := &instance{path: path}
 	var err error
 
+	// 0. The signals run answers, caught from now on: one that arrives
+	// during the start-up (which a large feed directory or a slow engine
+	// check makes seconds long) is kept for run, not left to its default
+	// action, which ends the process.
+	p.hup = make(chan os.Signal, 1)
+	signal.Notify(p.hup, syscall.SIGHUP)
+	defer signal.Stop(p.hup)
+	p.reopen = make(chan os.Signal, 1)
+	if reopenSignal != nil {
+		signal.Notify(p.reopen, reopenSignal)
+		defer signal.Stop(p.reopen)
+	}
+
 	// 1. Configuration and logs.
 	if p.f, err = config.Load(path); err != nil {
 		return err
@@ -193,6 +206,9 @@ type instance struct {
 	authn *auth.Authenticator // nil without proxy authentication
 	adm   *admin.Server       // nil without an admin listener
 	srv   *proxy.Server
+
+	hup    chan os.Signal // SIGHUP: reload
+	reopen chan os.Signal // reopenSignal: reopen the log files
 
 	stopping atomic.Bool // shutdown began: not ready
 }
@@ -348,25 +364,17 @@ func (p *instance) run(ctx context.Context, ready chan<- string) error {
 	if ready != nil {
 		ready <- p.lns.proxy.Addr().String()
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	usr1 := make(chan os.Signal, 1)
-	if reopenSignal != nil {
-		signal.Notify(usr1, reopenSignal)
-		defer signal.Stop(usr1)
-	}
 	for {
 		select {
 		case err := <-errc:
 			_ = p.srv.Close()
 			return fmt.Errorf("serving: %w", err)
-		case <-hup:
+		case <-p.hup:
 			err := p.fs.reload("SIGHUP")
 			if p.adm != nil {
 				p.adm.Metrics().ObserveReload(err)
 			}
-		case <-usr1:
+		case <-p.reopen:
 			if err := lg.Reopen(); err != nil {
 				lg.app.Error().Err(err).Msg("reopening the log files")
 			} else {
