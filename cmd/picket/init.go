@@ -230,7 +230,9 @@ min_clients = 2
 [reputation.kpsn]
 # A private reputation server (docs/kpsn.md); empty uses the embedded database.
 server = ""
-# Feed directory of the embedded database.
-database = "data/feeds"
+# Feed directory of the embedded database. Left out, it is data/feeds,
+# written with Picket's built-in demo feeds on first start; a directory set
+# here must exist (docs/feeds.md).
+# database = "data/feeds"
 `, mode, server, participate)
 }

@@ -258,6 +258,48 @@ func TestInit(t *testing.T) {
 	}
 }
 
+// TestInitConfigServes: the configuration `picket init` writes starts
+// with the command it prints (picket serve -config DIR/config.toml) in a
+// new directory, listen addresses aside (a test may not take 3128 and 9090).
+func TestInitConfigServes(t *testing.T) {
+	for _, mode := range []string{"kpsn", "ksn"} {
+		t.Run(mode, func(t *testing.T) {
+			oldTerm := stdinIsTerminal
+			defer func() { stdinIsTerminal = oldTerm }()
+			stdinIsTerminal = func() bool { return false }
+			dir := t.TempDir()
+			var out, errb bytes.Buffer
+			if code := run([]string{"init", "-dir", dir, "-mode=" + mode, "-participate=no"}, &out, &errb); code != 0 {
+				t.Fatalf("init: exit %d: %s", code, errb.String())
+			}
+			path := filepath.Join(dir, "config.toml")
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			moved := strings.NewReplacer(`"127.0.0.1:3128"`, `"127.0.0.1:0"`, `"127.0.0.1:9090"`, `"127.0.0.1:0"`).Replace(string(data))
+			if err := os.WriteFile(path, []byte(moved), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ready := make(chan string, 1)
+			done := make(chan error, 1)
+			var stdout, stderr testutil.SyncBuffer
+			go func() { done <- serve(ctx, path, &stdout, &stderr, ready) }()
+			select {
+			case <-ready:
+			case err := <-done:
+				t.Fatalf("serve on the configuration init wrote: %v", err)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve after cancel: %v", err)
+			}
+		})
+	}
+}
+
 // TestObserveEventUploads: a blocked upload reaches statistics only as a
 // block: not the URL it was sent to (hashed as a detection), not its
 // verdict, not its hash; a blocked download beside it is listed.
