@@ -185,6 +185,20 @@ func TestDebPackageInstallsSystemWide(t *testing.T) {
 		}
 	}
 
+	// 5b. An upgrade (the same package again: postinst's configure with
+	// the old version) keeps the changed configuration, its owner and mode,
+	// and the state.
+	runCmd(t, "dpkg", "-i", deb)
+	if got, _ := os.ReadFile("/etc/picket/config.toml"); string(got) != moved {
+		t.Errorf("after an upgrade, the changed configuration was not kept:\n%s", got)
+	}
+	for path, want := range map[string]string{"/etc/picket/config.toml": "-rw-r----- root:picket",
+		"/var/lib/picket/ca/picket-ca.key": "-rw------- picket:picket"} {
+		if got := runCmd(t, "stat", "-c", "%A %U:%G", path); strings.TrimSpace(got) != want {
+			t.Errorf("after an upgrade, %s: got %s, want %s", path, strings.TrimSpace(got), want)
+		}
+	}
+
 	// 6. Remove keeps the configuration and the state; purge deletes both.
 	runCmd(t, "dpkg", "-r", "picket")
 	for path, want := range map[string]bool{"/usr/bin/picket": false, "/etc/picket/data": false,
