@@ -49,7 +49,7 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 // ends between idle and idle+idle/idleChecks after the last byte). It
 // returns the bytes client→upstream and upstream→client.
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
-	t := &tunnelPumps{over: make(chan struct{})} // both directions in one allocation, and the channel watchOther waits on
+	t := new(tunnelPumps) // one allocation for both directions
 	rc, ru := rawConnOf(client), rawConnOf(upstream)
 	t.p[0].init(upstream, client, ru, rc)
 	t.p[1].init(client, upstream, rc, ru)
@@ -57,6 +57,7 @@ func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 	go t.copyUp(idle)
 	down = t.copyIdle(1, idle)
 	t.wg.Wait()
+	t.stopWatch()
 	client.Close()
 	upstream.Close()
 	return t.up, down
@@ -75,11 +76,17 @@ const idleChecks = 4
 // tunnelPumps are a tunnel's two directions.
 type tunnelPumps struct {
 	p     [2]pump
-	ended atomic.Int32  // directions that saw EOF: only the first half-closes
-	done  atomic.Int32  // directions done: the first closes over
-	over  chan struct{} // closed once a direction is done (watchOther)
+	ended atomic.Int32 // directions that saw EOF: only the first half-closes
 	wg    sync.WaitGroup
 	up    int64 // bytes client→upstream, once copyUp is done
+
+	// The watch over the direction left open after the first EOF
+	// (watchOther), whose fields mu guards.
+	mu    sync.Mutex
+	watch *time.Timer // nil before the first EOF and once splice is done
+	idle  time.Duration
+	quiet time.Time // the last look that saw bytes moved (or the EOF)
+	seen  int64     // both counts at that look
 }
 
 // copyIdle copies direction i until its source ends or the tunnel has been
@@ -91,11 +98,6 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 	p, other := &t.p[i], &t.p[1-i]
 	dst, src := p.dst, p.src
 	defer p.release()
-	defer func() {
-		if t.done.Add(1) == 1 {
-			close(t.over)
-		}
-	}()
 	check := idle / idleChecks
 	quiet := time.Now() // the idle period runs from here: the start, then the last look that saw bytes moved
 	var seen int64      // both counts at that look
@@ -113,7 +115,7 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 				if !p.shutdownWrite() {
 					closeWrite(dst)
 				}
-				t.watchOther(i, idle)
+				t.watchOther(idle)
 			} // else both ended: splice closes both at once
 			return p.moved.Load()
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -133,35 +135,48 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 	}
 }
 
-// watchOther bounds the direction left open after direction i ended and
-// half-closed: it may wait to write to a peer that stopped reading, which
-// its read deadlines never reach. When no byte moved either way for idle
-// (looked at every idle/idleChecks), it closes both connections; it
-// returns when the other direction is done.
-func (t *tunnelPumps) watchOther(i int, idle time.Duration) {
-	p, other := &t.p[i], &t.p[1-i]
-	check := idle / idleChecks
-	quiet, seen := time.Now(), p.moved.Load()+other.moved.Load()
-	timer := time.NewTimer(check)
-	defer timer.Stop()
-	for {
-		select {
-		case <-t.over:
-			return
-		case now := <-timer.C:
-			if sum := p.moved.Load() + other.moved.Load(); sum != seen {
-				seen, quiet = sum, now
-			}
-			if left := idle - now.Sub(quiet); left > 0 {
-				timer.Reset(min(check, left))
-				continue
-			}
-			p.dst.Close()
-			p.src.Close()
-			<-t.over
-			return
-		}
+// watchOther bounds the direction left open after the first one ended
+// and half-closed: it may wait to write to a peer that stopped reading,
+// which its read deadlines never reach. A timer looks every idle/idleChecks
+// (look); when no byte moved either way for idle, it closes both
+// connections. No goroutine waits for it: splice stops it when both
+// directions are done, which for a tunnel that ends normally is at once.
+func (t *tunnelPumps) watchOther(idle time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.idle, t.quiet, t.seen = idle, time.Now(), t.p[0].moved.Load()+t.p[1].moved.Load()
+	t.watch = time.AfterFunc(idle/idleChecks, t.look)
+}
+
+// look is the watch's timer: it re-arms while bytes move or the idle time
+// has not passed, else it closes both connections.
+func (t *tunnelPumps) look() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.watch == nil {
+		return // splice is done
 	}
+	now := time.Now()
+	if sum := t.p[0].moved.Load() + t.p[1].moved.Load(); sum != t.seen {
+		t.seen, t.quiet = sum, now
+	}
+	if left := t.idle - now.Sub(t.quiet); left > 0 {
+		t.watch.Reset(min(t.idle/idleChecks, left))
+		return
+	}
+	t.p[0].dst.Close()
+	t.p[0].src.Close()
+}
+
+// stopWatch ends the watch, if one was started, once both directions are
+// done.
+func (t *tunnelPumps) stopWatch() {
+	t.mu.Lock()
+	if t.watch != nil {
+		t.watch.Stop()
+		t.watch = nil
+	}
+	t.mu.Unlock()
 }
 
 // pump moves one direction of a tunnel, one step at a time so that every
