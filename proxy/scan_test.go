@@ -64,13 +64,8 @@ func TestScanEICARSplitAcrossReads(t *testing.T) {
 				t.Fatal(err)
 			}
 			tp := startProxy(t, Config{Scanner: sc})
-			resp, err := tp.client(t).Get(origin.URL + "/notes.txt")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusForbidden || strings.Contains(string(body), "EICAR-STANDARD") {
+			resp, body := get(t, tp.client(t), origin.URL+"/notes.txt", nil)
+			if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "EICAR-STANDARD") {
 				t.Errorf("got %d %q, want the block page", resp.StatusCode, body)
 			}
 		})
@@ -114,17 +109,12 @@ func TestScanAnyStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, origin.URL+tt.path, nil)
+			var hdr map[string]string
 			if tt.rng != "" {
-				req.Header.Set("Range", tt.rng)
+				hdr = map[string]string{"Range": tt.rng}
 			}
-			resp, err := tp.client(t).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusForbidden || strings.Contains(string(body), "EICAR-STANDARD") {
+			resp, body := get(t, tp.client(t), origin.URL+tt.path, hdr)
+			if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "EICAR-STANDARD") {
 				t.Errorf("origin's %d: got %d %q, want the block page", tt.status, resp.StatusCode, body)
 			}
 		})
@@ -229,16 +219,9 @@ func TestScanZstdEncoded(t *testing.T) {
 	tp := startProxy(t, Config{Scanner: sc})
 	for _, path := range []string{"/notes.txt", "/download"} {
 		t.Run(path, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, origin.URL+path, nil)
-			req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
-			resp, err := tp.client(t).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := get(t, tp.client(t), origin.URL+path, map[string]string{"Accept-Encoding": "gzip, deflate, br, zstd"})
 			if resp.StatusCode != http.StatusForbidden {
-				zr, _ := zstd.NewReader(bytes.NewReader(body))
+				zr, _ := zstd.NewReader(strings.NewReader(body))
 				defer zr.Close()
 				got, _ := io.ReadAll(zr)
 				t.Errorf("got %d %s, %d bytes that decode to %d (the file intact: %v), want the block page",
@@ -295,14 +278,7 @@ func TestScanGzipPaddedHeader(t *testing.T) {
 			} else if out, err := exec.Command(curl, "-sS", "--compressed", "--noproxy", "*", origin.URL+path).Output(); err != nil || !strings.Contains(string(out), "EICAR-STANDARD") {
 				t.Fatalf("curl --compressed straight from the origin: %v, %q (want the EICAR file)", err, out)
 			}
-			req, _ := http.NewRequest(http.MethodGet, origin.URL+path, nil)
-			req.Header.Set("Accept-Encoding", "gzip")
-			resp, err := tp.client(t).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := get(t, tp.client(t), origin.URL+path, map[string]string{"Accept-Encoding": "gzip"})
 			if resp.StatusCode != http.StatusForbidden {
 				t.Errorf("through the proxy: got %d, %d bytes, want the block page", resp.StatusCode, len(body))
 			}
