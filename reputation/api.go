@@ -141,7 +141,7 @@ func KeepTokenHome(hc *http.Client) *http.Client {
 	c := *hc
 	check := hc.CheckRedirect
 	c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
-		if from := via[0].URL; r.URL.Host != from.Host || (r.URL.Scheme != from.Scheme && r.URL.Scheme != "https") {
+		if LeavesOrigin(via[0].URL, r.URL) {
 			r.Header.Del("Authorization")
 		}
 		if check != nil {
@@ -153,6 +153,13 @@ func KeepTokenHome(hc *http.Client) *http.Client {
 		return nil
 	}
 	return &c
+}
+
+// LeavesOrigin reports whether a redirect from from to to goes to another
+// host or port, or down from https to plain http: where credentials sent
+// to from must not follow.
+func LeavesOrigin(from, to *url.URL) bool {
+	return to.Host != from.Host || (to.Scheme != from.Scheme && to.Scheme != "https")
 }
 
 // FindPrefixes sends the prefixes in one POST request.

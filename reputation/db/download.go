@@ -15,6 +15,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/picket-proxy/picket/reputation"
 )
 
 // Download errors, wrapped with detail; a failed download keeps the last
@@ -86,7 +88,7 @@ func download(ctx context.Context, hc *http.Client, userAgent, dir, cache string
 		if len(via) >= 5 {
 			return errors.New("too many redirects")
 		}
-		if r.URL.Host != via[0].URL.Host || (r.URL.Scheme != via[0].URL.Scheme && r.URL.Scheme != "https") {
+		if reputation.LeavesOrigin(via[0].URL, r.URL) {
 			for _, k := range secret {
 				r.Header.Del(k)
 			}
