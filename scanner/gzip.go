@@ -95,17 +95,14 @@ func (g *gzipReader) member() (string, error) {
 	}
 	h[3] = 0 // no optional fields: they were read above
 	g.hdr = headerReader{head: h, br: g.br}
-	var err error
 	if g.zr == nil {
-		g.zr, err = gzip.NewReader(&g.hdr)
-		if err == nil {
-			g.zr.Multistream(false) // members are read by Read, each header here
-		}
-	} else {
-		err = g.zr.Reset(&g.hdr)
-		g.zr.Multistream(false)
+		g.zr = new(gzip.Reader)
 	}
-	return name, err
+	if err := g.zr.Reset(&g.hdr); err != nil {
+		return "", err
+	}
+	g.zr.Multistream(false) // members are read by Read, each header here
+	return name, nil
 }
 
 // field reads a NUL-terminated header field of any length, keeping its
