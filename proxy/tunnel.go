@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,32 +43,36 @@ func (s *Server) interceptFor(x *exchange, client net.Conn, first []byte, t *tun
 // splice copies both ways between client and upstream until both directions
 // end, then closes both. A direction that sees EOF first half-closes its
 // destination; an error closes everything. The tunnel ends when no byte
-// moved in either direction for idle (checked every idle/idleChecks, so it
-// ends between idle and idle+idle/idleChecks after the last byte). It
-// returns the bytes client→upstream and upstream→client.
+// moved in either direction for idle: its sweeper (sweeperFor) looks every
+// idle/idleChecks, so it ends between idle and idle+idle/idleChecks after
+// the last byte, whichever direction is still open and whether it waits to
+// read or to write. It returns the bytes client→upstream and
+// upstream→client.
 func splice(client, upstream net.Conn, idle time.Duration) (up, down int64) {
 	t := new(tunnelPumps) // one allocation for both directions
 	rc, ru := rawConnOf(client), rawConnOf(upstream)
 	t.p[0].init(upstream, client, ru, rc)
 	t.p[1].init(client, upstream, rc, ru)
+	sw := sweeperFor(idle)
+	sw.add(t)
 	t.wg.Add(1)
-	go t.copyUp(idle)
-	down = t.copyIdle(1, idle)
+	go t.copyUp()
+	down = t.copy(1)
 	t.wg.Wait()
-	t.stopWatch()
+	sw.remove(t)
 	client.Close()
 	upstream.Close()
 	return t.up, down
 }
 
 // copyUp copies client→upstream in its own goroutine.
-func (t *tunnelPumps) copyUp(idle time.Duration) {
+func (t *tunnelPumps) copyUp() {
 	defer t.wg.Done()
-	t.up = t.copyIdle(0, idle)
+	t.up = t.copy(0)
 }
 
-// idleChecks is how many times per idle period a direction that waits looks
-// whether bytes moved: the tunnel ends at most idle/idleChecks late.
+// idleChecks is how many times per idle period the sweeper looks whether
+// bytes moved: a tunnel ends at most idle/idleChecks late.
 const idleChecks = 4
 
 // tunnelPumps are a tunnel's two directions.
@@ -80,28 +82,23 @@ type tunnelPumps struct {
 	wg    sync.WaitGroup
 	up    int64 // bytes client→upstream, once copyUp is done
 
-	// The watch over the direction left open after the first EOF
-	// (watchOther), whose fields mu guards.
-	mu    sync.Mutex
-	watch *time.Timer // nil before the first EOF and once splice is done
-	idle  time.Duration
-	quiet time.Time // the last look that saw bytes moved (or the EOF)
-	seen  int64     // both counts at that look
+	// The sweeper's, under its lock: the tunnel's index in its live list,
+	// both counts at the last look that saw them change, and when that
+	// was (zero before the first look).
+	slot  int
+	seen  int64
+	quiet time.Time
+	swept bool // closed as idle
 }
 
-// copyIdle copies direction i until its source ends or the tunnel has been
-// idle for idle. Each step only adds to the direction's own byte count (no
-// clock read, no write shared with the other direction); the source's read
-// deadline comes every idle/idleChecks, and then the two counts tell whether
-// anything moved since the last look.
-func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
-	p, other := &t.p[i], &t.p[1-i]
+// copy copies direction i until its source ends, or either connection is
+// closed (by the other direction's error, or by the sweeper). Each step only
+// adds to the direction's own byte count: no clock read, no deadline, no
+// write shared with the other direction.
+func (t *tunnelPumps) copy(i int) int64 {
+	p := &t.p[i]
 	dst, src := p.dst, p.src
 	defer p.release()
-	check := idle / idleChecks
-	quiet := time.Now() // the idle period runs from here: the start, then the last look that saw bytes moved
-	var seen int64      // both counts at that look
-	_ = src.SetReadDeadline(quiet.Add(check))
 	for {
 		n, err := p.step()
 		if n > 0 {
@@ -115,18 +112,8 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 				if !p.shutdownWrite() {
 					closeWrite(dst)
 				}
-				t.watchOther(idle)
 			} // else both ended: splice closes both at once
 			return p.moved.Load()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			now := time.Now()
-			if sum := p.moved.Load() + other.moved.Load(); sum != seen {
-				seen, quiet = sum, now // moved since the last look: count from now
-			}
-			if left := idle - now.Sub(quiet); left > 0 {
-				_ = src.SetReadDeadline(now.Add(min(check, left)))
-				continue
-			}
 		}
 		// Reset, idle or closed: end both directions.
 		dst.Close()
@@ -135,48 +122,99 @@ func (t *tunnelPumps) copyIdle(i int, idle time.Duration) int64 {
 	}
 }
 
-// watchOther bounds the direction left open after the first one ended
-// and half-closed: it may wait to write to a peer that stopped reading,
-// which its read deadlines never reach. A timer looks every idle/idleChecks
-// (look); when no byte moved either way for idle, it closes both
-// connections. No goroutine waits for it: splice stops it when both
-// directions are done, which for a tunnel that ends normally is at once.
-func (t *tunnelPumps) watchOther(idle time.Duration) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.idle, t.quiet, t.seen = idle, time.Now(), t.p[0].moved.Load()+t.p[1].moved.Load()
-	t.watch = time.AfterFunc(idle/idleChecks, t.look)
+// sweeper ends the tunnels of one idle timeout that moved no byte either
+// way for that long. One goroutine, while any such tunnel is live, looks at
+// them all every idle/idleChecks: per tunnel that is one entry in a list
+// (add, remove), where a deadline per direction would be a runtime timer
+// moved on every look and a clock read on every wait, and a direction that
+// waits to write (to a peer that stopped reading) is bounded as well as one
+// that waits to read.
+type sweeper struct {
+	idle time.Duration
+	mu   sync.Mutex
+	live []*tunnelPumps
+	stop chan struct{} // closed when the last tunnel leaves; nil while no goroutine runs
 }
 
-// look is the watch's timer: it re-arms while bytes move or the idle time
-// has not passed, else it closes both connections.
-func (t *tunnelPumps) look() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.watch == nil {
-		return // splice is done
-	}
-	now := time.Now()
-	if sum := t.p[0].moved.Load() + t.p[1].moved.Load(); sum != t.seen {
-		t.seen, t.quiet = sum, now
-	}
-	if left := t.idle - now.Sub(t.quiet); left > 0 {
-		t.watch.Reset(min(t.idle/idleChecks, left))
-		return
-	}
-	t.p[0].dst.Close()
-	t.p[0].src.Close()
+var sweepers struct {
+	mu   sync.Mutex
+	m    map[time.Duration]*sweeper
+	last atomic.Pointer[sweeper] // the one asked for last, found without the lock
 }
 
-// stopWatch ends the watch, if one was started, once both directions are
-// done.
-func (t *tunnelPumps) stopWatch() {
-	t.mu.Lock()
-	if t.watch != nil {
-		t.watch.Stop()
-		t.watch = nil
+// sweeperFor returns the sweeper of tunnels with this idle timeout.
+func sweeperFor(idle time.Duration) *sweeper {
+	if sw := sweepers.last.Load(); sw != nil && sw.idle == idle {
+		return sw
 	}
-	t.mu.Unlock()
+	idle = max(idle, idleChecks) // a ticker's period must be positive
+	sweepers.mu.Lock()
+	defer sweepers.mu.Unlock()
+	sw := sweepers.m[idle]
+	if sw == nil {
+		if sweepers.m == nil {
+			sweepers.m = make(map[time.Duration]*sweeper)
+		}
+		sw = &sweeper{idle: idle}
+		sweepers.m[idle] = sw
+	}
+	sweepers.last.Store(sw)
+	return sw
+}
+
+// add puts a new tunnel under watch; its idle period starts at the next
+// look (so never before now).
+func (sw *sweeper) add(t *tunnelPumps) {
+	sw.mu.Lock()
+	t.slot = len(sw.live)
+	sw.live = append(sw.live, t)
+	if sw.stop == nil {
+		sw.stop = make(chan struct{})
+		go sw.sweep(sw.stop)
+	}
+	sw.mu.Unlock()
+}
+
+// remove takes an ended tunnel off the list.
+func (sw *sweeper) remove(t *tunnelPumps) {
+	sw.mu.Lock()
+	last := len(sw.live) - 1
+	moved := sw.live[last]
+	sw.live[t.slot], moved.slot = moved, t.slot
+	sw.live[last] = nil
+	sw.live = sw.live[:last]
+	if last == 0 {
+		close(sw.stop)
+		sw.stop = nil
+	}
+	sw.mu.Unlock()
+}
+
+// sweep looks at every live tunnel each idle/idleChecks and closes both
+// connections of one that moved nothing for idle, until stop is closed.
+func (sw *sweeper) sweep(stop <-chan struct{}) {
+	tick := time.NewTicker(sw.idle / idleChecks)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			sw.mu.Lock()
+			for _, t := range sw.live {
+				sum := t.p[0].moved.Load() + t.p[1].moved.Load()
+				switch {
+				case t.quiet.IsZero() || sum != t.seen:
+					t.seen, t.quiet = sum, now // new, or moved since the last look: count from now
+				case !t.swept && now.Sub(t.quiet) >= sw.idle:
+					t.swept = true
+					t.p[0].dst.Close()
+					t.p[0].src.Close()
+				}
+			}
+			sw.mu.Unlock()
+		}
+	}
 }
 
 // pump moves one direction of a tunnel, one step at a time so that every

@@ -116,7 +116,7 @@ func testOneWayTraffic(t *testing.T, opaque bool) {
 }
 
 // A tunnel where nothing moves closes at the idle timeout: not sooner, and
-// at last. (How late — each direction looks every idle/idleChecks — is not
+// at last. (How late — the sweeper looks every idle/idleChecks — is not
 // asserted against the wall clock: on a loaded machine that would time the
 // machine, not the tunnel. The guard only tells "never" from "late".)
 func TestSpliceSilentTunnelCloses(t *testing.T) {
@@ -330,5 +330,85 @@ func TestSpliceCloseRightBehindData(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// One sweeper watches many tunnels: it ends the idle one and leaves alone
+// the one that moves bytes, whichever order tunnels leave its list in, and
+// its goroutine ends with the last tunnel.
+func TestSweeperManyTunnels(t *testing.T) {
+	const idle = 600 * time.Millisecond
+	sw := sweeperFor(idle)
+	early, earlyOrigin, earlyDone := startTunnel(t, true, idle)
+	waitListed(t, sw, 1)
+	silent, _, silentDone := startTunnel(t, false, idle)
+	busyClient, busyOrigin, busyDone := startTunnel(t, false, idle)
+	waitListed(t, sw, 3)
+
+	// The first tunnel in the list to leave (both ends hang up): the others
+	// move in its slot.
+	early.Close()
+	earlyOrigin.Close()
+	select {
+	case <-earlyDone:
+	case <-time.After(idle / 2):
+		t.Fatal("a tunnel whose ends hung up did not end at once")
+	}
+
+	// The busy tunnel moves a byte every idle/6 for two idle periods.
+	stopBeat := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stopBeat:
+				return
+			case <-time.After(idle / 6):
+			}
+			if _, err := busyOrigin.Write([]byte{'.'}); err != nil {
+				return
+			}
+		}
+	}()
+	go io.Copy(io.Discard, busyClient)
+	select {
+	case <-silentDone:
+	case <-time.After(10 * idle):
+		t.Fatalf("silent tunnel still open after %v (idle %v)", 10*idle, idle)
+	}
+	select {
+	case <-busyDone:
+		t.Fatal("the sweeper ended a tunnel that moved a byte every idle/6")
+	case <-time.After(idle + idle/2):
+	}
+	close(stopBeat)
+	select {
+	case <-busyDone:
+	case <-time.After(10 * idle):
+		t.Fatalf("tunnel still open %v after its last byte (idle %v)", 10*idle, idle)
+	}
+	_ = silent
+
+	// Every tunnel has left: the list is empty and the goroutine told to end.
+	sw.mu.Lock()
+	n, running := len(sw.live), sw.stop != nil
+	sw.mu.Unlock()
+	if n != 0 || running {
+		t.Errorf("after the last tunnel: %d tunnels listed, sweeping %v; want none, not sweeping", n, running)
+	}
+}
+
+// waitListed waits until the sweeper lists n tunnels.
+func waitListed(t *testing.T, sw *sweeper, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		sw.mu.Lock()
+		got := len(sw.live)
+		sw.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sweeper lists %d tunnels, want %d", got, n)
+		}
 	}
 }
