@@ -17,7 +17,7 @@ import (
 // which http.Server.Shutdown does not see.
 type conns struct {
 	mu        sync.Mutex
-	set       map[*clientConn]struct{}
+	live      []*clientConn // each at its slot; a leaving one's place taken by the last
 	perClient map[netip.Addr]int
 	done      chan struct{} // closed when set drains to empty after shutdown began
 	down      bool
@@ -26,7 +26,7 @@ type conns struct {
 }
 
 func newConns(max, maxPerClient int) *conns {
-	return &conns{set: make(map[*clientConn]struct{}), perClient: make(map[netip.Addr]int), max: max, maxPerClient: maxPerClient}
+	return &conns{perClient: make(map[netip.Addr]int), max: max, maxPerClient: maxPerClient}
 }
 
 // add tracks c unless a connection limit is reached; it reports whether it
@@ -34,7 +34,7 @@ func newConns(max, maxPerClient int) *conns {
 func (t *conns) add(c *clientConn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.max > 0 && len(t.set) >= t.max {
+	if t.max > 0 && len(t.live) >= t.max {
 		return false
 	}
 	if c.client.IsValid() {
@@ -43,19 +43,26 @@ func (t *conns) add(c *clientConn) bool {
 		}
 		t.perClient[c.client]++
 	}
-	t.set[c] = struct{}{}
+	c.slot = len(t.live)
+	t.live = append(t.live, c)
 	return true
 }
 
 func (t *conns) remove(c *clientConn) {
 	t.mu.Lock()
-	if _, ok := t.set[c]; ok && c.client.IsValid() {
-		if t.perClient[c.client]--; t.perClient[c.client] <= 0 {
-			delete(t.perClient, c.client)
+	if c.slot < len(t.live) && t.live[c.slot] == c { // tracked, and not removed yet
+		if c.client.IsValid() {
+			if t.perClient[c.client]--; t.perClient[c.client] <= 0 {
+				delete(t.perClient, c.client)
+			}
 		}
+		last := len(t.live) - 1
+		moved := t.live[last]
+		t.live[c.slot], moved.slot = moved, c.slot
+		t.live[last] = nil
+		t.live = t.live[:last]
 	}
-	delete(t.set, c)
-	if t.down && len(t.set) == 0 && t.done != nil {
+	if t.down && len(t.live) == 0 && t.done != nil {
 		close(t.done)
 		t.done = nil
 	}
@@ -67,7 +74,7 @@ func (t *conns) remove(c *clientConn) {
 func (t *conns) each(fn func(*clientConn)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for c := range t.set {
+	for _, c := range t.live {
 		fn(c)
 	}
 }
@@ -76,7 +83,7 @@ func (t *conns) each(fn func(*clientConn)) {
 func (t *conns) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.set)
+	return len(t.live)
 }
 
 // drain waits until every tracked connection is closed or ctx ends; then it
@@ -84,7 +91,7 @@ func (t *conns) count() int {
 func (t *conns) drain(ctx context.Context) error {
 	t.mu.Lock()
 	t.down = true
-	if len(t.set) == 0 {
+	if len(t.live) == 0 {
 		t.mu.Unlock()
 		return nil
 	}
@@ -97,10 +104,7 @@ func (t *conns) drain(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	t.mu.Lock()
-	left := make([]*clientConn, 0, len(t.set))
-	for c := range t.set {
-		left = append(left, c)
-	}
+	left := append([]*clientConn(nil), t.live...)
 	t.mu.Unlock()
 	for _, c := range left {
 		c.Close()
@@ -225,6 +229,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 type clientConn struct {
 	idleConn
 	conns     *conns
+	slot      int        // its place in conns.live, while it is there
 	client    netip.Addr // for the per-client limit; invalid behind PROXY protocol
 	closeOnce sync.Once
 

@@ -345,7 +345,7 @@ func (fc *fastConn) active() bool {
 func (t *conns) closeIdleFast() {
 	t.mu.Lock()
 	var idle []*clientConn
-	for c := range t.set {
+	for _, c := range t.live {
 		if c.fast.CompareAndSwap(fastIdle, fastClosed) {
 			idle = append(idle, c)
 		}
