@@ -17,7 +17,7 @@ import (
 // which http.Server.Shutdown does not see.
 type conns struct {
 	mu        sync.Mutex
-	live      []*clientConn // each at its slot; a leaving one's place taken by the last
+	live      slots[clientConn, *clientConn]
 	perClient map[netip.Addr]int
 	done      chan struct{} // closed when set drains to empty after shutdown began
 	down      bool
@@ -43,24 +43,16 @@ func (t *conns) add(c *clientConn) bool {
 		}
 		t.perClient[c.client]++
 	}
-	c.slot = len(t.live)
-	t.live = append(t.live, c)
+	t.live.add(c)
 	return true
 }
 
 func (t *conns) remove(c *clientConn) {
 	t.mu.Lock()
-	if c.slot < len(t.live) && t.live[c.slot] == c { // tracked, and not removed yet
-		if c.client.IsValid() {
-			if t.perClient[c.client]--; t.perClient[c.client] <= 0 {
-				delete(t.perClient, c.client)
-			}
+	if t.live.remove(c) && c.client.IsValid() {
+		if t.perClient[c.client]--; t.perClient[c.client] <= 0 {
+			delete(t.perClient, c.client)
 		}
-		last := len(t.live) - 1
-		moved := t.live[last]
-		t.live[c.slot], moved.slot = moved, c.slot
-		t.live[last] = nil
-		t.live = t.live[:last]
 	}
 	if t.down && len(t.live) == 0 && t.done != nil {
 		close(t.done)
@@ -229,7 +221,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 type clientConn struct {
 	idleConn
 	conns     *conns
-	slot      int        // its place in conns.live, while it is there
+	slot      int        // its place in conns.live, while it is there (slots)
 	client    netip.Addr // for the per-client limit; invalid behind PROXY protocol
 	closeOnce sync.Once
 
@@ -250,6 +242,8 @@ type clientConn struct {
 	fast   atomic.Int32                // fast-path state: fastActive, fastIdle, fastClosed
 	watch  atomic.Pointer[clientWatch] // the fast path's, once it made one
 }
+
+func (c *clientConn) slotAt() *int { return &c.slot }
 
 // Read gives net/http the client's bytes once the framing guard passed
 // them.

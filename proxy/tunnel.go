@@ -82,14 +82,16 @@ type tunnelPumps struct {
 	wg    sync.WaitGroup
 	up    int64 // bytes client→upstream, once copyUp is done
 
-	// The sweeper's, under its lock: the tunnel's index in its live list,
-	// both counts at the last look that saw them change, and when that
-	// was (zero before the first look).
+	// The sweeper's, under its lock: the tunnel's place in its live list
+	// (slots), both counts at the last look that saw them change, and when
+	// that was (zero before the first look).
 	slot  int
 	seen  int64
 	quiet time.Time
 	swept bool // closed as idle
 }
+
+func (t *tunnelPumps) slotAt() *int { return &t.slot }
 
 // copy copies direction i until its source ends, or either connection is
 // closed (by the other direction's error, or by the sweeper). Each step only
@@ -132,7 +134,7 @@ func (t *tunnelPumps) copy(i int) int64 {
 type sweeper struct {
 	idle time.Duration
 	mu   sync.Mutex
-	live []*tunnelPumps
+	live slots[tunnelPumps, *tunnelPumps]
 	stop chan struct{} // closed when the last tunnel leaves; nil while no goroutine runs
 }
 
@@ -166,8 +168,7 @@ func sweeperFor(idle time.Duration) *sweeper {
 // look (so never before now).
 func (sw *sweeper) add(t *tunnelPumps) {
 	sw.mu.Lock()
-	t.slot = len(sw.live)
-	sw.live = append(sw.live, t)
+	sw.live.add(t)
 	if sw.stop == nil {
 		sw.stop = make(chan struct{})
 		go sw.sweep(sw.stop)
@@ -178,12 +179,8 @@ func (sw *sweeper) add(t *tunnelPumps) {
 // remove takes an ended tunnel off the list.
 func (sw *sweeper) remove(t *tunnelPumps) {
 	sw.mu.Lock()
-	last := len(sw.live) - 1
-	moved := sw.live[last]
-	sw.live[t.slot], moved.slot = moved, t.slot
-	sw.live[last] = nil
-	sw.live = sw.live[:last]
-	if last == 0 {
+	sw.live.remove(t)
+	if len(sw.live) == 0 {
 		close(sw.stop)
 		sw.stop = nil
 	}

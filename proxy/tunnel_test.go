@@ -341,7 +341,7 @@ func TestSweeperManyTunnels(t *testing.T) {
 	sw := sweeperFor(idle)
 	early, earlyOrigin, earlyDone := startTunnel(t, true, idle)
 	waitListed(t, sw, 1)
-	silent, _, silentDone := startTunnel(t, false, idle)
+	_, _, silentDone := startTunnel(t, false, idle)
 	busyClient, busyOrigin, busyDone := startTunnel(t, false, idle)
 	waitListed(t, sw, 3)
 
@@ -386,7 +386,6 @@ func TestSweeperManyTunnels(t *testing.T) {
 	case <-time.After(10 * idle):
 		t.Fatalf("tunnel still open %v after its last byte (idle %v)", 10*idle, idle)
 	}
-	_ = silent
 
 	// Every tunnel has left: the list is empty and the goroutine told to end.
 	sw.mu.Lock()
