@@ -128,6 +128,21 @@ func (d *destinations) check(ap netip.AddrPort) error {
 	if self && (ip.IsLoopback() || ip.IsUnspecified() || isLocalIP(ip)) {
 		return &errDenied{ap.String(), "that is this proxy itself"}
 	}
+	if err := d.checkIP(ap, ip); err != nil {
+		return err
+	}
+	// An IPv6 address a translator or relay turns into an IPv4 one
+	// reaches that IPv4 address: it must pass as that address too, or
+	// 64:ff9b::a00:1 would open 10.0.0.1 to a proxy that denies the
+	// intranet, and 2002:7f00:1:: a loopback.
+	if v4, ok := embeddedIPv4(ip); ok {
+		return d.checkIP(ap, v4)
+	}
+	return nil
+}
+
+// checkIP is check's verdict on ip, an address dialling ap reaches.
+func (d *destinations) checkIP(ap netip.AddrPort, ip netip.Addr) error {
 	// Threat feeds' address lists apply whatever the allow list says: it
 	// opens internal ranges, not listed ones.
 	if d.block != nil {
@@ -147,6 +162,29 @@ func (d *destinations) check(ap netip.AddrPort) error {
 	}
 	return nil
 }
+
+// embeddedIPv4 returns the IPv4 address an IPv6 address stands for where
+// the network in between translates or tunnels it without asking: the
+// NAT64 well-known prefix 64:ff9b::/96 (RFC 6052: the last 32 bits) and
+// 6to4's 2002::/16 (RFC 3056: the 32 bits after the prefix). Operators'
+// own NAT64 prefixes (64:ff9b:1::/48 and others) place the address where
+// their configuration says; list them in deny_destinations.
+func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() { // IPv4, or IPv4-mapped IPv6: check has unmapped those
+		return netip.Addr{}, false
+	}
+	b := ip.As16()
+	switch {
+	case nat64WellKnown.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case b[0] == 0x20 && b[1] == 0x02:
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
+}
+
+// nat64WellKnown is NAT64's well-known prefix (RFC 6052).
+var nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
 
 // connectPortAllowed reports whether CONNECT may reach port.
 func (d *destinations) connectPortAllowed(port string) bool {

@@ -84,3 +84,56 @@ func TestDestinationPolicy(t *testing.T) {
 		t.Errorf("CONNECT to the proxy itself: got %q, want 403", status)
 	}
 }
+
+// TestDestinationEmbeddedIPv4: an IPv6 address that a NAT64 translator
+// (64:ff9b::/96) or a 6to4 relay (2002::/16) turns into an IPv4 address
+// is checked as that address too — the deny lists, the allow list and the
+// threat feeds' address lists alike. Checked on the dialer's hook itself:
+// nothing is dialled.
+func TestDestinationEmbeddedIPv4(t *testing.T) {
+	feed := &listedNets{nets: []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")}}
+	feed.set(true)
+	defaults := newDestinations(&Config{BlockAddresses: feed})
+	noIntranet := newDestinations(&Config{DenyPrivateDestinations: true})
+	loopbackAllowed := newDestinations(&Config{AllowDestinations: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	for _, tc := range []struct {
+		name string
+		d    *destinations
+		addr string
+		want string // "" allowed, "denied" or "listed"
+	}{
+		{"NAT64 loopback", defaults, "[64:ff9b::7f00:1]:80", "denied"},
+		{"NAT64 cloud metadata", defaults, "[64:ff9b::a9fe:a9fe]:80", "denied"},
+		{"NAT64 dotted spelling", defaults, "[64:ff9b::127.0.0.1]:443", "denied"},
+		{"6to4 loopback", defaults, "[2002:7f00:1::1]:80", "denied"},
+		{"6to4 cloud metadata", defaults, "[2002:a9fe:a9fe::]:80", "denied"},
+		{"NAT64 listed address", defaults, "[64:ff9b::c633:6407]:443", "listed"},
+		{"6to4 listed address", defaults, "[2002:c633:6407::1]:443", "listed"},
+		{"NAT64 public", defaults, "[64:ff9b::808:808]:443", ""},
+		{"6to4 public", defaults, "[2002:808:808::1]:443", ""},
+		{"plain IPv6", defaults, "[2001:db8::7f00:1]:443", ""},
+		{"NAT64 intranet, intranet denied", noIntranet, "[64:ff9b::a00:1]:80", "denied"},
+		{"6to4 intranet, intranet denied", noIntranet, "[2002:c0a8:101::1]:80", "denied"},
+		{"NAT64 intranet, intranet allowed", defaults, "[64:ff9b::a00:1]:80", ""},
+		{"NAT64 loopback, loopback allowed", loopbackAllowed, "[64:ff9b::7f00:1]:80", ""},
+		{"IPv4-mapped is IPv4", noIntranet, "[::ffff:10.0.0.1]:80", "denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.d.control("tcp", netip.MustParseAddrPort(tc.addr).String(), nil)
+			_, denied := isDenied(err)
+			_, isListed := listed(err)
+			got := ""
+			switch {
+			case denied:
+				got = "denied"
+			case isListed:
+				got = "listed"
+			case err != nil:
+				got = "other: " + err.Error()
+			}
+			if got != tc.want {
+				t.Errorf("%s: got %q (%v), want %q", tc.addr, got, err, tc.want)
+			}
+		})
+	}
+}
