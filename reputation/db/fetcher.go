@@ -346,8 +346,18 @@ func (f *Fetcher) attempt(ctx context.Context, m *Manifest, s *Source, force, sc
 		return f.succeeded(log, s, st, cache, Unchanged, start), true
 	}
 	prev := 0
-	if haveCopy && sameURL {
+	switch {
+	case haveCopy && sameURL:
 		prev = st.Entries
+	case haveCopy && st.URLHash == "":
+		// No state (lost, corrupt, or the copy put there by hand): the
+		// copy on disk is taken as this URL's last good one, so an
+		// emptied or cut feed must not replace it; its entries are
+		// counted from the file and recorded, whatever this attempt
+		// gives. (A state of another URL is a feed the administrator
+		// changed: no comparison.)
+		prev = copyEntries(file, s)
+		st.URLHash, st.Entries = sourceURLHash(s.URL), prev
 	}
 	rep, err := checkCopy(d.tmp, s, prev)
 	if err != nil {
@@ -383,6 +393,21 @@ func checkCopy(path string, s *Source, prev int) (SourceReport, error) {
 		return rep, fmt.Errorf("%w: %d entries, the last good copy has %d (min_ratio %g)", ErrTooFew, rep.Entries, prev, s.MinRatio)
 	}
 	return rep, nil
+}
+
+// copyEntries counts the entries of the copy at file, read as s reads it;
+// 0 when it cannot be read (then there is nothing to keep).
+func copyEntries(file string, s *Source) int {
+	fh, err := os.Open(file)
+	if err != nil {
+		return 0
+	}
+	defer fh.Close()
+	rep, err := ParseSource(fh, s, s.Name, countingSink())
+	if err != nil {
+		return 0
+	}
+	return rep.Entries
 }
 
 // commitFile makes tmp the copy at file, durably. The copy is public data,

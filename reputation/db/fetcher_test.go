@@ -602,6 +602,53 @@ func TestFetchBrokenCopy(t *testing.T) {
 	}
 }
 
+// TestFetchTooFewWithoutState: the copy on disk is the last good one even
+// when its state file is gone (deleted, corrupt, or the copy put there by
+// hand): a download that lost most entries is refused against the copy's
+// own count, and the copy stays. A source whose URL the administrator
+// changed is a new feed: its first download is not compared.
+func TestFetchTooFewWithoutState(t *testing.T) {
+	srv := newFeedServer(t, "one.test\ntwo.test\nthree.test\nfour.test\nfive.test\n")
+	feeds := func(path string) string {
+		return fmt.Sprintf("[[source]]\nname = \"blocklist\"\nurl = %q\nformat = \"urls\"\nrefresh = \"1h\"\n", srv.URL+path)
+	}
+	dir := writeFeeds(t, map[string]string{"feeds.toml": feeds("/list.txt")})
+	clk := newFakeClock()
+	s := openManual(t, dir, clk)
+	if r, err := s.Fetch(context.Background(), "blocklist", true); err != nil || r.Outcome != Updated || r.Entries != 5 {
+		t.Fatalf("first download: %+v %v", r, err)
+	}
+	state := filepath.Join(dir, "cache", "blocklist.state.json")
+	for _, lose := range []struct {
+		name string
+		do   func() error
+	}{
+		{"state deleted", func() error { return os.Remove(state) }},
+		{"state corrupt", func() error { return os.WriteFile(state, []byte("{not json"), 0o644) }},
+	} {
+		if err := lose.do(); err != nil {
+			t.Fatal(err)
+		}
+		srv.set("", "one.test\n")
+		r, _ := s.Fetch(context.Background(), "blocklist", true)
+		if r.Outcome != Failed || !errors.Is(r.Err, ErrTooFew) || !strings.Contains(r.Err.Error(), "the last good copy has 5") || r.Entries != 5 {
+			t.Errorf("%s, emptied feed: %+v, want %v against 5 entries", lose.name, r, ErrTooFew)
+		}
+		if !has(s, t, "five.test") {
+			t.Errorf("%s: the last good copy was replaced", lose.name)
+		}
+	}
+	// Another URL: a new feed, taken whatever its size.
+	if err := os.WriteFile(filepath.Join(dir, "feeds.toml"), []byte(feeds("/other.txt")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openManual(t, dir, clk)
+	if r, err := s.Fetch(context.Background(), "blocklist", true); err != nil || r.Outcome != Updated || r.Entries != 1 {
+		t.Fatalf("first download of the new URL: %+v %v", r, err)
+	}
+}
+
 // TestFetchIfModifiedSince: a server with Last-Modified only (no ETag) is
 // asked with If-Modified-Since, and its 304 costs no reload.
 func TestFetchIfModifiedSince(t *testing.T) {
