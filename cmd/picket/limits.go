@@ -18,7 +18,7 @@ const fdsBesides = 1024
 // checkFileLimit warns when the open-file limit is too low for
 // [proxy] max_conns: past the limit, accept fails (Picket backs off and
 // retries) and dials fail with "too many open files", long before
-// max_conns answers 503 — the limit, not Picket's, then decides who is
+// max_conns answers 503 — the kernel's limit, not max_conns, decides who is
 // served. It names both figures and the two ways out.
 func checkFileLimit(p config.Proxy, limit uint64, log zerolog.Logger) {
 	if p.MaxConns <= 0 {

@@ -15,7 +15,7 @@ import (
 // limit of 4096 (the shell's ulimit, soft and hard): with the default
 // max_conns (20000 connections, two descriptors each) it warns at
 // start-up, naming the limit, max_conns and what they need; with
-// max_conns = 1000 it does not. It starts and serves either way.
+// max_conns = 1000 it does not. It starts either way.
 func TestBinaryWarnsOfLowFileLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
