@@ -4,11 +4,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 // TestBinaryWarnsOfLowFileLimit runs the real binary under an open-file
@@ -34,22 +30,7 @@ func TestBinaryWarnsOfLowFileLimit(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			path := writeConfigWith(t, c.proxyKeys, "[log]\nformat = \"json\"\n")
 			cmd := exec.Command("sh", "-c", `ulimit -n 4096 && exec "$0" serve -config "$1"`, bin, path)
-			var stderr testutil.SyncBuffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				cmd.Process.Signal(syscall.SIGTERM)
-				if err := cmd.Wait(); err != nil {
-					t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
-				}
-			}()
-			for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "picket started"); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("binary did not start: %s", stderr.String())
-				}
-			}
+			stderr := startServing(t, cmd)
 			log := stderr.String()
 			warned := strings.Contains(log, "the open-file limit is below what [proxy] max_conns needs")
 			if warned != c.warn {

@@ -268,6 +268,30 @@ func TestBinarySIGTERM(t *testing.T) {
 	t.Logf("%d requests answered, %d access-log lines", len(answered), len(logged))
 }
 
+// startServing starts cmd (picket serve), its stderr captured, and waits
+// until it logs "picket started"; when the test ends it is stopped with
+// SIGTERM and must exit cleanly.
+func startServing(t *testing.T, cmd *exec.Cmd) *testutil.SyncBuffer {
+	t.Helper()
+	stderr := &testutil.SyncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "picket started"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("binary did not start: %s", stderr.String())
+		}
+	}
+	return stderr
+}
+
 // waitFor waits until log holds msg, failing if the process exits first.
 func waitFor(t *testing.T, exited <-chan struct{}, log *testutil.SyncBuffer, msg string) {
 	t.Helper()

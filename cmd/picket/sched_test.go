@@ -12,12 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/picket-proxy/picket/config"
-	"github.com/picket-proxy/picket/internal/testutil"
 )
 
 func TestWithAwakeScheduler(t *testing.T) {
@@ -89,22 +86,7 @@ func TestBinaryKeepsSchedulerAwake(t *testing.T) {
 			if c.godebug != "" {
 				cmd.Env = append(cmd.Env, "GODEBUG="+c.godebug)
 			}
-			var stderr testutil.SyncBuffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				cmd.Process.Signal(syscall.SIGTERM)
-				if err := cmd.Wait(); err != nil {
-					t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
-				}
-			}()
-			for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "picket started"); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("binary did not start: %s", stderr.String())
-				}
-			}
+			stderr := startServing(t, cmd)
 			environ, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/environ")
 			if err != nil {
 				t.Fatal(err)
