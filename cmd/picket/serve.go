@@ -97,15 +97,15 @@ func serve(ctx context.Context, path string, stdout, stderr io.Writer, ready cha
 	}
 	defer p.lg.Close()
 	tuneCollector(p.f.Proxy)
-	if limit, ok := openFileLimit(); ok {
-		checkFileLimit(p.f.Proxy, limit, p.lg.app)
-	}
 
 	// 2. The listeners first: a taken port fails before any other work.
 	if p.lns, err = listen(p.f, p.lg.app); err != nil {
 		return err
 	}
 	defer p.lns.close()
+	if limit, ok := openFileLimit(); ok {
+		checkFileLimit(p.f.Proxy, limit, p.lg.app)
+	}
 
 	// 3. The interception CA, generated on first start.
 	if p.ca, err = openCA(p.f, p.lg.app); err != nil {
